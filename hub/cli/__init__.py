@@ -1,0 +1,89 @@
+"""The ``hub`` command line. The only code that prints or exits.
+
+Importing this module loads no torch, diffusers or transformers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from hub import __version__
+from hub.errors import HubError
+
+app = typer.Typer(
+    name="hub",
+    help="sd-hub: a package manager for Stable Diffusion weights.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sd-hub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: str = typer.Option(None, "--config", help="hub.toml to read.", envvar=None),
+    home: str = typer.Option(None, "--home", help="Data folder (registry and store)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    from hub.cli.state import State
+
+    ctx.obj = State(config=config, home=home)
+
+
+def _register_commands() -> None:
+    from hub.cli import library, plugins_cmd
+
+    library.register(app)
+    plugins_cmd.register(app)
+    from hub import plugins
+    from hub.config import load_settings
+
+    config = _option_value("--config")
+    plugins.configure(load_settings(config=config, home=_option_value("--home")).plugins_disabled)
+    for impl in reversed(plugins.load_plugins().hook.register_commands.get_hookimpls()):
+        impl.function(app=app)
+
+
+def _option_value(name: str) -> str | None:
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def main() -> None:
+    """Entry point of the ``hub`` script: one ``error:`` line and an exit code on failure."""
+    from hub.cli.output import error_line
+
+    try:
+        _register_commands()
+        app()
+    except HubError as exc:
+        error_line(exc.message, exc.hint)
+        if os.environ.get("HUB_DEBUG"):
+            raise
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # the last guard: no traceback for users unless HUB_DEBUG
+        if os.environ.get("HUB_DEBUG"):
+            raise
+        error_line(f"internal error: {type(exc).__name__}: {exc}",
+                   hint="run again with HUB_DEBUG=1 for the traceback, and report it")
+        sys.exit(70)

@@ -1,0 +1,267 @@
+"""Commands on the local library: import, scan, list, search, show, tag, untag, set, rm,
+verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hub.cli.output import (
+    artifact_table,
+    byte_progress,
+    emit_json,
+    error_line,
+    human_size,
+    out,
+    spinner,
+    status,
+)
+from hub.cli.state import context
+from hub.errors import HubError
+
+JSON = typer.Option(False, "--json", help="Print JSON on stdout.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
+KIND = typer.Option(None, "--kind", help="checkpoint, lora, embedding, hypernetwork, vae.")
+BASE = typer.Option(None, "--base", help="sd1, sd2, sdxl, sdxl-refiner, ...")
+TAGS = typer.Option(None, "--tag", "-t", help="A tag (repeatable).")
+
+
+def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
+    @app.command("import")
+    def import_command(
+        ctx: typer.Context,
+        paths: list[Path] = typer.Argument(..., help="Files or diffusers folders."),
+        kind: str = KIND,
+        base: str = BASE,
+        name: str = typer.Option(None, "--name", help="Name to register (one path only)."),
+        tag: list[str] = TAGS,
+        as_json: bool = JSON,
+        quiet: bool = QUIET,
+    ) -> None:
+        """Copy files into the store and register them (the same bytes twice are one entry)."""
+        from hub.importing import import_path
+        from hub.register import Overrides
+        from hub.taxonomy import parse_base, parse_kind
+
+        if name and len(paths) > 1:
+            raise HubError("--name applies to one path only")
+        overrides = Overrides(kind=parse_kind(kind) if kind else None,
+                              base=parse_base(base) if base else None, name=name,
+                              tags=tuple(tag or ()))
+        hub = context(ctx)
+        results, failures = [], 0
+        for path in paths:
+            size = path.stat().st_size if path.is_file() else 0
+            try:
+                with byte_progress(f"import {path.name}", size, not quiet) as advance:
+                    result = import_path(hub, path, overrides, progress=advance)
+            except HubError as exc:
+                if len(paths) == 1:
+                    raise
+                error_line(exc.message, exc.hint)
+                failures += 1
+                continue
+            results.append({"status": result.status, "source": str(path), **result.artifact})
+            if not as_json:
+                a = result.artifact
+                verb = "added" if result.status == "added" else "already registered"
+                status(f"{verb}: {a['kind']}:{a['name']} ({a['base']}, "
+                       f"{a['algo'] or a['layout'] or a['format']}) {a['hashes']['autov2']}")
+        if as_json:
+            emit_json(results)
+        if failures:
+            raise typer.Exit(1)
+
+    @app.command("scan")
+    def scan_command(
+        ctx: typer.Context,
+        folder: Path = typer.Argument(..., help="A folder (A1111, ComfyUI or any tree)."),
+        as_json: bool = JSON,
+        quiet: bool = QUIET,
+    ) -> None:
+        """Register the models under a folder where they are (no copy); incremental."""
+        from hub.scan import scan
+
+        with spinner("scanning", not quiet) as tick:
+            report = scan(context(ctx), folder, progress=tick)
+        if as_json:
+            emit_json(report.as_dict())
+            return
+        for path, reason in report.skipped:
+            status(f"skipped {path}: {reason}")
+        for path, same in report.duplicates:
+            status(f"duplicate {path}: same bytes as {same}")
+        status(f"{len(report.added)} added, {len(report.updated)} updated, "
+               f"{report.unchanged} unchanged, {len(report.duplicates)} duplicates, "
+               f"{len(report.skipped)} skipped ({human_size(report.hashed_bytes)} hashed)")
+
+    @app.command("list")
+    def list_command(
+        ctx: typer.Context,
+        kind: str = KIND,
+        base: str = BASE,
+        tag: list[str] = TAGS,
+        as_json: bool = JSON,
+    ) -> None:
+        """List registered artifacts."""
+        from hub.registry.queries import list_artifacts
+
+        with context(ctx).db.reader() as reader:
+            rows = list_artifacts(reader, _kind(kind), _base(base), tag)
+        emit_json(rows) if as_json else artifact_table(rows)
+
+    @app.command("search")
+    def search_command(
+        ctx: typer.Context,
+        query: str = typer.Argument("", help="Words to find in names, tags, descriptions, "
+                                    "trained words."),
+        kind: str = KIND,
+        base: str = BASE,
+        tag: list[str] = TAGS,
+        limit: int = typer.Option(50, "--limit", help="At most this many results."),
+        as_json: bool = JSON,
+    ) -> None:
+        """Search the registry (full text, with kind/base/tag filters)."""
+        from hub.registry.queries import search
+
+        with context(ctx).db.reader() as reader:
+            rows = search(reader, query, _kind(kind), _base(base), tag, limit)
+        emit_json(rows) if as_json else artifact_table(rows)
+
+    @app.command("show")
+    def show_command(
+        ctx: typer.Context,
+        ref: str = typer.Argument(..., help="kind:name[@version], a name, or a hash prefix."),
+        why: bool = typer.Option(False, "--why", help="Show every probe's verdict."),
+        as_json: bool = JSON,
+    ) -> None:
+        """Show one artifact."""
+        from hub.registry.queries import lineage_of, probe_record, resolve_json
+
+        with context(ctx).db.reader() as reader:
+            art = resolve_json(reader, ref)
+            art["lineage"] = lineage_of(reader, art["id"])
+            if why:
+                art["why"] = probe_record(reader, art["id"])
+        if as_json:
+            emit_json(art)
+            return
+        console = out()
+        for key in ("name", "kind", "base", "family", "format", "layout", "algo", "variant",
+                    "prediction", "version", "path", "source"):
+            if art.get(key):
+                console.print(f"{key:>14}: {art[key]}", markup=False)
+        console.print(f"{'size':>14}: {human_size(art['size'])} ({art['size']} bytes)")
+        for hname, value in art["hashes"].items():
+            if value:
+                console.print(f"{hname:>14}: {value}")
+        for key in ("tags", "trained_words"):
+            if art[key]:
+                console.print(f"{key:>14}: {', '.join(art[key])}", markup=False)
+        if art["description"]:
+            console.print(f"{'description':>14}: {art['description'][:400]}", markup=False)
+        if art["overrides"]:
+            console.print(f"{'set by user':>14}: {', '.join(art['overrides'])}")
+        for parent in art["lineage"]:
+            console.print(f"{'made from':>14}: {parent['kind']}:{parent['name']} "
+                          f"({parent['relation']})", markup=False)
+        for verdict in art.get("why", []):
+            mark = "matched" if verdict["matched"] else "declined"
+            console.print(f"{verdict['probe']:>14}: {mark}: {verdict['reason']}", markup=False)
+
+    @app.command("tag")
+    def tag_command(ctx: typer.Context, ref: str, tags: list[str], as_json: bool = JSON) -> None:
+        """Add tags to an artifact."""
+        from hub.manage import tag
+
+        art = tag(context(ctx), ref, tags)
+        emit_json(art) if as_json else status(f"{art['name']}: {', '.join(art['tags'])}")
+
+    @app.command("untag")
+    def untag_command(ctx: typer.Context, ref: str, tags: list[str], as_json: bool = JSON) -> None:
+        """Remove tags from an artifact."""
+        from hub.manage import untag
+
+        art = untag(context(ctx), ref, tags)
+        emit_json(art) if as_json else status(f"{art['name']}: {', '.join(art['tags']) or '-'}")
+
+    @app.command("set")
+    def set_command(ctx: typer.Context, ref: str, kind: str = KIND, base: str = BASE,
+                    as_json: bool = JSON) -> None:
+        """Override an artifact's kind or base; later scans keep the override."""
+        from hub.manage import set_identity
+
+        art = set_identity(context(ctx), ref, _kind(kind) and _parse_kind(kind),
+                           _base(base) and _parse_base(base))
+        emit_json(art) if as_json else status(f"{art['kind']}:{art['name']} base {art['base']}")
+
+    @app.command("rm")
+    def rm_command(
+        ctx: typer.Context,
+        ref: str,
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+        keep_file: bool = typer.Option(False, "--keep-file", help="Keep the file in the store."),
+    ) -> None:
+        """Remove an artifact from the registry (and its file, if the store owns it)."""
+        from hub.manage import remove
+        from hub.registry.queries import resolve_json
+
+        hub = context(ctx)
+        with hub.db.reader() as reader:
+            art = resolve_json(reader, ref)
+        if not yes:
+            what = "and delete its file" if art["in_store"] and not keep_file else "(file kept)"
+            if not typer.confirm(f"remove {art['kind']}:{art['name']} {what}?", err=True):
+                raise typer.Exit(1)
+        removal = remove(hub, ref, keep_file=keep_file)
+        status(f"removed {art['kind']}:{art['name']}"
+               + (f", deleted {art['path']}" if removal.deleted_file else ""))
+
+    @app.command("verify")
+    def verify_command(
+        ctx: typer.Context,
+        refs: list[str] = typer.Argument(None, help="Artifacts to check (default: all)."),
+        as_json: bool = JSON,
+        quiet: bool = QUIET,
+    ) -> None:
+        """Re-hash files, report missing or changed ones, register orphaned store files."""
+        from hub.verify import verify
+
+        with spinner("verifying", not quiet) as tick:
+            report = verify(context(ctx), refs or None, progress=tick)
+        if as_json:
+            emit_json(report.as_dict())
+        else:
+            for path in report.missing:
+                status(f"missing: {path}")
+            for path in report.changed:
+                status(f"changed: {path} (bytes differ from the registered hash)")
+            for path in report.adopted:
+                status(f"registered orphan: {path}")
+            for path, reason in report.problems:
+                status(f"problem: {path}: {reason}")
+            status(f"{len(report.ok)} ok, {len(report.missing)} missing, "
+                   f"{len(report.changed)} changed")
+        if not report.clean:
+            raise typer.Exit(1)
+
+
+def _parse_kind(text: str):  # noqa: ANN202
+    from hub.taxonomy import parse_kind
+
+    return parse_kind(text)
+
+
+def _parse_base(text: str):  # noqa: ANN202
+    from hub.taxonomy import parse_base
+
+    return parse_base(text)
+
+
+def _kind(text: str | None) -> str | None:
+    return str(_parse_kind(text)) if text else None
+
+
+def _base(text: str | None) -> str | None:
+    return str(_parse_base(text)) if text else None

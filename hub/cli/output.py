@@ -1,0 +1,100 @@
+"""Terminal output: data on stdout, status and errors on stderr, JSON on request."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+@cache
+def out() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def status(message: str) -> None:
+    err().print(message, markup=False)
+
+
+def error_line(message: str, hint: str | None = None) -> None:
+    """One ``error:`` line (and a ``hint:`` line) on stderr."""
+    text = " ".join(message.split())
+    sys.stderr.write(f"error: {text}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def artifact_table(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("name", "kind", "base", "algo/layout", "size", "autov2", "tags"):
+        table.add_column(col)
+    for a in rows:
+        table.add_row(a["name"], a["kind"], a["base"], a["algo"] or a["layout"] or "",
+                      human_size(a["size"]), a["hashes"]["autov2"], ", ".join(a["tags"]))
+    out().print(table)
+
+
+def show_progress(enabled: bool) -> bool:
+    return enabled and sys.stderr.isatty()
+
+
+@contextmanager
+def byte_progress(label: str, total: int, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar (bytes, rate, ETA) on stderr; a no-op callback when disabled."""
+    if not show_progress(enabled):
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=err(),
+                  transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def spinner(label: str, enabled: bool) -> Iterator[Any]:
+    """A status line on stderr that a callback updates with the current item."""
+    if not show_progress(enabled):
+        yield lambda item: None
+        return
+    with err().status(label) as st:
+        yield lambda item: st.update(f"{label} {item}")

@@ -1,0 +1,35 @@
+"""``hub plugins``: what is loaded, with versions and hooks."""
+
+from __future__ import annotations
+
+import typer
+
+from hub.cli.output import emit_json, out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plugins")
+    def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """List loaded plugins, their versions and the hooks they implement."""
+        from hub.plugins import collect, plugin_info
+
+        rows = plugin_info()
+        provided: dict[str, list[str]] = {}
+        for hook in ("register_probes",):
+            for name, reg in collect(hook).items():
+                provided.setdefault(reg.plugin, []).append(f"{hook.removeprefix('register_')}:"
+                                                           f"{name}")
+        for row in rows:
+            row["provides"] = provided.get(row["name"], [])
+        if as_json:
+            emit_json(rows)
+            return
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold")
+        for col in ("plugin", "package", "version", "hooks", "provides"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["name"] + ("" if not r["builtin"] else " (built-in)"), r["package"],
+                          r["version"], ", ".join(r["hooks"]), ", ".join(r["provides"]))
+        out().print(table)

@@ -1,0 +1,126 @@
+"""Settings: hub.toml discovery and every ``HUB_*`` environment variable, parsed once here.
+
+Order of precedence, highest first: command-line options, environment variables, hub.toml,
+built-in defaults. hub.toml is looked up at ``--config``, ``$HUB_CONFIG``, ``./hub.toml`` and
+its parent folders, then the user config folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.errors import ConfigError
+
+APP_NAME = "sd-hub"
+CONFIG_NAME = "hub.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, resolved. Build it with :func:`load_settings`."""
+
+    home: Path
+    config_path: Path | None = None
+    database_url: str | None = None
+    debug: bool = False
+    civitai_url: str = "https://civitai.com"
+    hf_endpoint: str = "https://huggingface.co"
+    plugins_disabled: frozenset[str] = frozenset()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "registry.db"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.db_path}"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def find_config(explicit: str | os.PathLike[str] | None, env: dict[str, str]) -> Path | None:
+    """The hub.toml to read, or None; an explicitly named file must exist."""
+    named = explicit or env.get("HUB_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    from platformdirs import user_config_dir
+
+    user = Path(user_config_dir(APP_NAME)) / CONFIG_NAME
+    return user if user.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _table(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    for key in keys:
+        data = data.get(key, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"[{'.'.join(keys)}] must be a table")
+    return data
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from options, the environment and hub.toml."""
+    env = dict(os.environ if env is None else env)
+    path = find_config(config, env)
+    data = _read_toml(path) if path else {}
+    main = _table(data, "hub")
+    civitai = _table(data, "sources", "civitai")
+    hf = _table(data, "sources", "huggingface")
+    plugins = _table(data, "plugins")
+
+    home_value = home or env.get("HUB_HOME") or main.get("home")
+    if home_value:
+        home_path = Path(home_value).expanduser()
+        if not home_path.is_absolute() and path and not (home or env.get("HUB_HOME")):
+            home_path = path.parent / home_path
+    else:
+        from platformdirs import user_data_dir
+
+        home_path = Path(user_data_dir(APP_NAME))
+    disabled = env.get("HUB_DISABLE_PLUGINS", "")
+    return Settings(
+        home=home_path.resolve(),
+        config_path=path,
+        database_url=env.get("HUB_DATABASE_URL") or main.get("database_url"),
+        debug=_truthy(env.get("HUB_DEBUG")),
+        civitai_url=(env.get("HUB_CIVITAI_URL") or civitai.get("url") or Settings.civitai_url)
+        .rstrip("/"),
+        hf_endpoint=(env.get("HF_ENDPOINT") or hf.get("endpoint") or Settings.hf_endpoint)
+        .rstrip("/"),
+        plugins_disabled=frozenset(
+            [p.strip() for p in disabled.split(",") if p.strip()] + list(plugins.get("disabled", []))
+        ),
+        raw=data,
+    )

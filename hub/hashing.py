@@ -1,0 +1,189 @@
+"""Content hashes in one read pass: xxh3-128 (local identity), SHA-256, AutoV1 and AutoV3.
+
+AutoV2 is the first 10 hex digits of SHA-256. AutoV3 is the SHA-256 of a safetensors file's
+bytes after its ``8 + header length`` prefix. The two SHA-256 streams run on worker threads
+(hashlib releases the GIL), overlapping the caller's next read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import xxhash
+
+from hub.errors import InvalidFileError
+
+CHUNK_SIZE = 8 << 20
+AUTOV1_OFFSET = 0x100000
+AUTOV1_LENGTH = 0x10000
+AUTOV1_MIN_SIZE = 2 << 20  # Civitai computes AutoV1 only for files of 2 MiB or more
+MAX_HEADER = 100_000_000
+
+
+@dataclass(frozen=True)
+class FileHashes:
+    """The hashes of one file's bytes (lower-case hex)."""
+
+    xxh3_128: str
+    sha256: str
+    autov1: str | None = None
+    autov3: str | None = None
+
+    @property
+    def autov2(self) -> str:
+        return self.sha256[:10]
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"xxh3_128": self.xxh3_128, "sha256": self.sha256, "autov1": self.autov1,
+                "autov2": self.autov2, "autov3": self.autov3}
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What tells an unchanged file: size, modification time (ns) and inode."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class Hasher:
+    """Incremental hasher: feed the bytes of a file in order, then call :meth:`finish`.
+
+    ``update`` returns before the SHA-256 work is done so the caller can read the next
+    chunk meanwhile; the chunk object must not be modified afterwards (pass fresh bytes).
+    """
+
+    def __init__(self) -> None:
+        self._xxh = xxhash.xxh3_128()
+        self._sha = hashlib.sha256()
+        self._v3 = hashlib.sha256()
+        self._v1 = hashlib.sha256()
+        self._head = b""
+        self._v3_start: int | None = None  # absolute offset where AutoV3 bytes begin
+        self._pos = 0
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hub-hash")
+        self._pending: list[Future[None]] = []
+
+    @property
+    def size(self) -> int:
+        """Bytes fed so far."""
+        return self._pos
+
+    def _wait(self) -> None:
+        for fut in self._pending:
+            fut.result()
+        self._pending.clear()
+
+    def _note_head(self, chunk: memoryview) -> None:
+        self._head += bytes(chunk[: 9 - len(self._head)])
+        if len(self._head) >= 9:
+            (length,) = struct.unpack("<Q", self._head[:8])
+            if length <= MAX_HEADER and self._head[8:9] == b"{":
+                self._v3_start = 8 + length
+            else:
+                self._v3 = None  # not a safetensors file: no AutoV3
+
+    def update(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        start, end = self._pos, self._pos + len(view)
+        self._pos = end
+        if len(self._head) < 9:
+            self._note_head(view)
+        self._wait()
+        self._pending.append(self._pool.submit(self._sha.update, view))
+        v3 = self._v3
+        if v3 is not None and self._v3_start is not None and end > self._v3_start:
+            self._pending.append(self._pool.submit(v3.update, view[max(0, self._v3_start - start):]))
+        lo, hi = max(start, AUTOV1_OFFSET), min(end, AUTOV1_OFFSET + AUTOV1_LENGTH)
+        if lo < hi:
+            self._v1.update(view[lo - start : hi - start])
+        self._xxh.update(view)
+
+    def finish(self) -> FileHashes:
+        """Wait for the workers and return the hashes of everything fed so far."""
+        self._wait()
+        self._pool.shutdown()
+        size = self._pos
+        autov3 = None
+        if self._v3 is not None and self._v3_start is not None and self._v3_start <= size:
+            autov3 = self._v3.hexdigest()
+        return FileHashes(
+            xxh3_128=self._xxh.hexdigest(),
+            sha256=self._sha.hexdigest(),
+            autov1=self._v1.hexdigest()[:8] if size >= AUTOV1_MIN_SIZE else None,
+            autov3=autov3,
+        )
+
+    def abort(self) -> None:
+        self._wait()
+        self._pool.shutdown()
+
+
+def read_chunks(fh: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """Yield fresh byte strings from ``fh`` until EOF."""
+    while chunk := fh.read(chunk_size):
+        yield chunk
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ino, a.st_dev) == (b.st_size, b.st_mtime_ns, b.st_ino,
+                                                             b.st_dev)
+
+
+def hash_file(
+    path: str | os.PathLike[str],
+    sink: BinaryIO | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[FileHashes, FileStat]:
+    """Hash a regular file in one pass, optionally copying its bytes to ``sink``.
+
+    The file is opened once and ``fstat``-ed before and after: a file that changes while it
+    is read raises :class:`InvalidFileError` rather than yielding hashes of mixed bytes.
+    """
+    path = Path(path)
+    hasher = Hasher()
+    try:
+        with path.open("rb") as fh:
+            before = os.fstat(fh.fileno())
+            for chunk in read_chunks(fh):
+                hasher.update(chunk)
+                if sink is not None:
+                    sink.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+            after = os.fstat(fh.fileno())
+    except BaseException:
+        hasher.abort()
+        raise
+    hashes = hasher.finish()
+    if not _same_file(before, after) or hasher.size != after.st_size:
+        raise InvalidFileError(path, "the file changed while it was being read")
+    return hashes, FileStat.of(after)
+
+
+def hash_folder(path: str | os.PathLike[str]) -> tuple[FileHashes, FileStat]:
+    """Hashes of a folder (a diffusers model): the hashes of its manifest, one line per file
+    with its relative path and SHA-256, sorted. The size is the total of its files."""
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    lines, total = [], 0
+    for file in files:
+        hashes, st = hash_file(file)
+        total += st.size
+        lines.append(f"{file.relative_to(root).as_posix()}\t{hashes.sha256}\n")
+    manifest = "".join(lines).encode()
+    st = os.stat(root)
+    return (FileHashes(xxhash.xxh3_128_hexdigest(manifest), hashlib.sha256(manifest).hexdigest()),
+            FileStat(total, st.st_mtime_ns, st.st_ino))

@@ -1,0 +1,203 @@
+"""Built-in identification probes: checkpoints, diffusers folders, VAEs, the LoRA family and
+textual-inversion embeddings, all from the safetensors header (or folder configs) alone.
+
+Base rules key on topology and context width, never on absolute channel counts.
+"""
+
+from __future__ import annotations
+
+import re
+
+from adapters import keys as lk
+from hub import hookimpl
+from hub.plugins.probing import Subject, Verdict
+from hub.taxonomy import Base, Format, Kind
+
+UNET = "model.diffusion_model."
+CONTEXT_BASE = {768: Base.SD1, 1024: Base.SD2, 2048: Base.SDXL, 1280: Base.SDXL_REFINER}
+ADM_BASE = {2816: Base.SDXL, 2560: Base.SDXL_REFINER}
+IN_CHANNEL_VARIANT = {9: "inpaint", 8: "instruct", 5: "depth"}
+TEXT_WIDTH_BASE = {768: Base.SD1, 1024: Base.SD2}
+_TO_K = re.compile(r"attn2[._]to_k$")
+_TE_ATTN = re.compile(r"(self_attn[._][qkv]_proj|mlp[._]fc1)$")
+
+
+def _prediction(subject: Subject) -> str | None:
+    meta = subject.metadata.get("modelspec.prediction_type", "").lower()
+    if "v_pred" in subject.keys or meta in ("v", "v_prediction"):
+        return "v"
+    return "epsilon" if meta == "epsilon" else None
+
+
+def checkpoint_probe(subject: Subject) -> Verdict:
+    keys = subject.keys
+    unet = [k for k in keys if k.startswith(UNET)]
+    if not unet:
+        return Verdict("checkpoint", False, f"no {UNET}* keys")
+    if any(k.startswith(UNET + "joint_blocks.") for k in unet):
+        return Verdict("checkpoint", True, "MMDiT joint_blocks: Stable Diffusion 3",
+                       Kind.CHECKPOINT, Base.SD3, "ldm", score=100)
+    if any(k.startswith(UNET + "double_blocks.") for k in unet):
+        return Verdict("checkpoint", True, "double_blocks: Flux", Kind.CHECKPOINT, Base.FLUX,
+                       "ldm", score=100)
+    to_k = sorted(k for k in unet if k.endswith("attn2.to_k.weight"))
+    if not to_k:
+        return Verdict("checkpoint", True, "UNet keys but no cross-attention to_k: base unknown",
+                       Kind.CHECKPOINT, Base.UNKNOWN, "ldm", score=100)
+    width = keys[to_k[0]][1]
+    base = CONTEXT_BASE.get(width, Base.UNKNOWN)
+    reasons = [f"context width {width} from {to_k[0]} -> {base}"]
+    adm = keys.get(UNET + "label_emb.0.0.weight")
+    if adm is not None and adm[1] in ADM_BASE and ADM_BASE[adm[1]] is not base:
+        reasons.append(f"adm_in_channels {adm[1]} disagrees")
+    if base is Base.SDXL and not any(k.startswith("conditioner.embedders.1.") for k in keys):
+        reasons.append("no conditioner.embedders.1 (UNet-only or text encoders stripped)")
+    channels = keys.get(UNET + "input_blocks.0.0.weight", (0, 4))[1]
+    variant = IN_CHANNEL_VARIANT.get(channels)
+    if variant:
+        reasons.append(f"{channels} UNet input channels -> {variant}")
+    prediction = _prediction(subject)
+    if prediction:
+        reasons.append(f"prediction {prediction} from the file")
+    return Verdict("checkpoint", True, "; ".join(reasons), Kind.CHECKPOINT, base, "ldm",
+                   variant=variant, prediction=prediction, score=100)
+
+
+def diffusers_folder_probe(subject: Subject) -> Verdict:
+    folder = subject.folder
+    if subject.format is not Format.DIFFUSERS or not folder:
+        return Verdict("diffusers_folder", False, "not a diffusers folder")
+    index = folder.get("model_index.json", {})
+    pipeline = index.get("_class_name", "?")
+    unet = folder.get("unet/config.json")
+    if not unet:
+        return Verdict("diffusers_folder", True, f"{pipeline} folder without unet/config.json",
+                       Kind.CHECKPOINT, Base.UNKNOWN, "diffusers", score=100)
+    width = unet.get("cross_attention_dim")
+    width = width[0] if isinstance(width, list) else width
+    base = CONTEXT_BASE.get(width, Base.UNKNOWN)
+    channels = unet.get("in_channels", 4)
+    variant = IN_CHANNEL_VARIANT.get(channels)
+    reason = f"{pipeline}: unet cross_attention_dim {width} -> {base}"
+    prediction = None
+    sched = subject.path / "scheduler" / "scheduler_config.json"
+    if sched.is_file() and '"v_prediction"' in sched.read_text(encoding="utf-8", errors="ignore"):
+        prediction = "v"
+    return Verdict("diffusers_folder", True, reason, Kind.CHECKPOINT, base, "diffusers",
+                   variant=variant, prediction=prediction, score=100)
+
+
+_VAE_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
+
+
+def vae_probe(subject: Subject) -> Verdict:
+    keys = subject.keys
+    if not keys:
+        return Verdict("vae", False, "no tensors")
+    strip = next((p for p in ("first_stage_model.", "vae.") if all(k.startswith(p) for k in keys)),
+                 "")
+    names = [k[len(strip):] for k in keys]
+    if not all(n.startswith(_VAE_PREFIXES) for n in names):
+        return Verdict("vae", False, "keys outside encoder./decoder./quant_conv.")
+    if not any(n.startswith("decoder.") for n in names):
+        return Verdict("vae", False, "no decoder.* keys")
+    layout = "diffusers" if any(n.startswith("decoder.up_blocks.") for n in names) else "ldm"
+    latent = keys.get(strip + "post_quant_conv.weight")
+    reason = f"{layout} autoencoder keys" + (f", {latent[0]} latent channels" if latent else "")
+    # SD1, SD2 and SDXL VAEs share one architecture: the weights do not tell the base.
+    return Verdict("vae", True, reason + "; base not told by the architecture", Kind.VAE,
+                   Base.UNKNOWN, layout, score=70)
+
+
+def _lora_layout(names: list[str]) -> str:
+    if any(n.startswith(lk.KOHYA_PREFIXES) for n in names):
+        return "kohya"
+    return "peft" if any(".lora_A" in n or ".lora_B" in n for n in names) else "diffusers"
+
+
+def _lora_base(subject: Subject, modules: dict[str, lk.ModuleKeys], algos: dict[str, str]
+               ) -> tuple[Base, str]:
+    for name in sorted(modules):
+        if _TO_K.search(name) and (width := lk.in_features(modules[name], algos[name])):
+            base = CONTEXT_BASE.get(width, Base.UNKNOWN)
+            if base is Base.SDXL_REFINER:
+                base = Base.UNKNOWN
+            return base, f"UNet cross-attention to_k in-features {width} ({name}) -> {base}"
+    if any(n.startswith(("lora_te2_", "text_encoder_2.")) for n in modules):
+        return Base.SDXL, "second text encoder (lora_te2_/text_encoder_2) -> sdxl"
+    for name in sorted(modules):
+        if _TE_ATTN.search(name) and name.startswith(("lora_te", "text_encoder")):
+            width = lk.in_features(modules[name], algos[name])
+            if width in TEXT_WIDTH_BASE:
+                base = TEXT_WIDTH_BASE[width]
+                return base, f"text encoder width {width} ({name}) -> {base}"
+    hint = subject.metadata.get("ss_base_model_version", "")
+    arch = subject.metadata.get("modelspec.architecture", "")
+    if hint.startswith("sdxl") or arch.startswith("stable-diffusion-xl"):
+        return Base.SDXL, "no width evidence; kohya metadata says sdxl"
+    if hint.startswith("sd_v2") or subject.metadata.get("ss_v2") == "True":
+        return Base.SD2, "no width evidence; kohya metadata says sd2"
+    if hint.startswith("sd_v1") or arch.startswith("stable-diffusion-v1"):
+        return Base.SD1, "no width evidence; kohya metadata says sd1"
+    return Base.UNKNOWN, "no width evidence for the base"
+
+
+def lora_probe(subject: Subject) -> Verdict:
+    keys = subject.keys
+    if not keys:
+        return Verdict("lora", False, "no tensors")
+    modules, stray = lk.group_modules(keys)
+    if not modules:
+        return Verdict("lora", False, "no LoRA-family keys")
+    if len(stray) > len(keys) // 2:
+        return Verdict("lora", False, f"{len(stray)} of {len(keys)} keys are not adapter keys")
+    algos: dict[str, str] = {}
+    for name, mod in modules.items():
+        algo = lk.module_algo(mod)
+        if algo is None:
+            return Verdict("lora", True, f"module {name} has no known algorithm "
+                           f"({', '.join(sorted(mod.params))})", Kind.LORA, broken=True, score=90)
+        problem = lk.missing_parts(mod, algo)
+        if problem:
+            return Verdict("lora", True, f"{algo} module {name} {problem}", Kind.LORA,
+                           broken=True, score=90)
+        algos[name] = algo
+    used = set(algos.values())
+    algo = next(a for a in lk.FILE_ALGO_ORDER if a in used)
+    base, why = _lora_base(subject, modules, algos)
+    layout = _lora_layout(list(modules))
+    reason = f"{len(modules)} {layout} modules, algo {algo}; {why}"
+    return Verdict("lora", True, reason, Kind.LORA, base, layout, algo=algo, score=90)
+
+
+def embedding_probe(subject: Subject) -> Verdict:
+    keys = subject.keys
+    if "clip_l" in keys and "clip_g" in keys:
+        n_l, n_g = keys["clip_l"][0], keys["clip_g"][0]
+        if len(keys) != 2 or keys["clip_l"][-1] != 768 or keys["clip_g"][-1] != 1280:
+            return Verdict("embedding", True, "clip_l/clip_g pair with unexpected widths",
+                           Kind.EMBEDDING, broken=True, score=80)
+        if n_l != n_g:
+            return Verdict("embedding", True, f"clip_l has {n_l} vectors, clip_g {n_g}",
+                           Kind.EMBEDDING, broken=True, score=80)
+        return Verdict("embedding", True, f"SDXL clip_l/clip_g pair, {n_l} vectors",
+                       Kind.EMBEDDING, Base.SDXL, "sdxl-pair", score=80)
+    if len(keys) != 1:
+        return Verdict("embedding", False, f"{len(keys)} tensors (an embedding has one, or a pair)")
+    (name, shape), = keys.items()
+    if len(shape) not in (1, 2) or shape[-1] not in (768, 1024, 1280):
+        return Verdict("embedding", False, f"one tensor {name}{list(shape)}, not an embedding shape")
+    vectors = shape[0] if len(shape) == 2 else 1
+    base = TEXT_WIDTH_BASE.get(shape[-1], Base.UNKNOWN)
+    layout = "a1111" if name == "emb_params" else "diffusers"
+    return Verdict("embedding", True, f"{layout} embedding: {vectors} vectors of width "
+                   f"{shape[-1]} -> {base}", Kind.EMBEDDING, base, layout, score=80)
+
+
+@hookimpl(trylast=True)
+def register_probes(register):
+    register("checkpoint", checkpoint_probe)
+    register("diffusers_folder", diffusers_folder_probe)
+    register("vae", vae_probe)
+    register("lora", lora_probe)
+    register("embedding", embedding_probe)

@@ -1,0 +1,35 @@
+"""The hooks sd-hub calls. Plugins implement them with ``@hub.hookimpl``.
+
+"Collect" hooks receive a ``register`` callback and call it once per thing they provide;
+their return value is ignored. A name registered twice is a start-up error naming both
+plugins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import typer
+
+    from hub.plugins.probing import Probe
+
+hookspec = pluggy.HookspecMarker("hub")
+
+
+@hookspec
+def register_probes(register: Callable[[str, Probe], None]) -> None:
+    """Provide identification probes: ``register(name, probe)``.
+
+    A probe is called with a :class:`hub.plugins.probing.Subject` and returns a
+    :class:`hub.plugins.probing.Verdict` (matched or declined, always with a reason). Every
+    probe runs on every file; the best match wins. Returns nothing.
+    """
+
+
+@hookspec
+def register_commands(app: typer.Typer) -> None:
+    """Add commands to the ``hub`` command line with ``@app.command()``. Returns nothing."""

@@ -1,0 +1,124 @@
+"""The probe protocol: what a probe sees (:class:`Subject`) and answers (:class:`Verdict`).
+
+Every registered probe runs on every file and records why it matched or declined. A probe
+distinguishes "not my kind" (``matched=False``) from "my kind but broken" (``broken=True``,
+which makes the file invalid).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.errors import InvalidFileError, UnsupportedFileError
+from hub.formats import Container, SafetensorsHeader, read_header, sniff
+from hub.taxonomy import Base, Format, Kind
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A file or folder to identify, with everything probes may look at (no tensor data)."""
+
+    path: Path
+    format: Format
+    header: SafetensorsHeader | None = None
+    folder: dict[str, Any] | None = None  # diffusers folder: model_index.json and configs
+
+    @property
+    def keys(self) -> dict[str, tuple[int, ...]]:
+        return {k: v.shape for k, v in self.header.tensors.items()} if self.header else {}
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self.header.metadata if self.header else {}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One probe's answer: a candidate identification, or a decline, with the reason."""
+
+    probe: str
+    matched: bool
+    reason: str
+    kind: Kind = Kind.UNKNOWN
+    base: Base = Base.UNKNOWN
+    layout: str | None = None
+    algo: str | None = None
+    variant: str | None = None
+    prediction: str | None = None
+    score: int = 0
+    broken: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if v is not None else None) if k in {"kind", "base"} else v
+                for k, v in asdict(self).items()}
+
+
+Probe = Callable[[Subject], Verdict]
+
+
+@dataclass(frozen=True)
+class Identification:
+    """The winning verdict and every probe's answer."""
+
+    best: Verdict
+    format: Format
+    verdicts: list[Verdict] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)  # the safetensors __metadata__
+
+    def why(self) -> list[dict[str, Any]]:
+        return [v.as_dict() for v in self.verdicts]
+
+
+def _read_folder(path: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    for name in ("model_index.json", "unet/config.json", "vae/config.json", "config.json"):
+        file = path / name
+        if file.is_file():
+            try:
+                info[name] = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise InvalidFileError(file, f"unreadable JSON ({exc})") from None
+    return info
+
+
+def make_subject(path: Path) -> Subject:
+    """Read what probes need from a path; refuse what is not a readable model file."""
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise InvalidFileError(path, "a folder without model_index.json (not a diffusers model)")
+        return Subject(path, Format.DIFFUSERS, folder=_read_folder(path))
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512)
+            size = path.stat().st_size
+    except FileNotFoundError:
+        raise InvalidFileError(path, "no such file") from None
+    except OSError as exc:
+        raise InvalidFileError(path, f"cannot read: {exc.strerror or exc}") from None
+    container = sniff(head, size)
+    if container in (Container.PICKLE, Container.TORCH_ZIP):
+        raise UnsupportedFileError(
+            path, f"{container} file: sd-hub does not read pickles yet",
+            hint="convert it to safetensors with a trusted tool, or wait for safe loading",
+        )
+    return Subject(path, Format.SAFETENSORS, header=read_header(path))
+
+
+def identify(subject: Subject, probes: dict[str, Probe]) -> Identification:
+    """Run every probe; the highest-scoring match wins; a broken match invalidates the file."""
+    verdicts = []
+    for name, probe in probes.items():
+        verdict = probe(subject)
+        verdicts.append(verdict if verdict.probe == name else Verdict(**{**verdict.__dict__,
+                                                                          "probe": name}))
+    matched = sorted((v for v in verdicts if v.matched), key=lambda v: -v.score)
+    if matched and matched[0].broken:
+        raise InvalidFileError(subject.path, matched[0].reason)
+    best = matched[0] if matched else Verdict(
+        "none", False, "no probe recognised it: " + "; ".join(
+            f"{v.probe}: {v.reason}" for v in verdicts), kind=Kind.UNKNOWN)
+    return Identification(best, subject.format, verdicts, subject.metadata)

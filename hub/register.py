@@ -1,0 +1,92 @@
+"""Turning a local file into registry values: identify it, hash it, read its sidecars.
+
+Shared by ``hub import`` (copies into the store) and ``hub scan`` (registers in place).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hub.context import Context
+from hub.hashing import FileHashes, FileStat
+from hub.plugins.probing import Identification, identify, make_subject
+from hub.sidecars import Sidecars
+from hub.taxonomy import Base, Kind
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the user said about a file, which identification must not undo."""
+
+    kind: Kind | None = None
+    base: Base | None = None
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+def identify_path(ctx: Context, path: Path) -> Identification:
+    """Run every probe on a file or diffusers folder (no tensor data read)."""
+    return identify(make_subject(path), ctx.probes)
+
+
+def default_name(path: Path) -> str:
+    return path.name if path.is_dir() else path.name.split(".", 1)[0] or path.name
+
+
+def artifact_values(
+    path: Path,
+    ident: Identification,
+    hashes: FileHashes,
+    stat: FileStat,
+    overrides: Overrides,
+    sidecars: Sidecars | None = None,
+    in_store: bool = False,
+    source: str = "local",
+) -> dict[str, Any]:
+    """The column values of an artifact row."""
+    best = ident.best
+    side = sidecars or Sidecars()
+    header = ident.metadata
+    return {
+        "kind": str(overrides.kind or best.kind),
+        "name": overrides.name or default_name(path),
+        "version": side.version,
+        "base": str(overrides.base or best.base),
+        "family": side.family or header.get("ss_base_model_version") or None,
+        "format": str(ident.format),
+        "layout": best.layout,
+        "algo": best.algo,
+        "variant": best.variant,
+        "prediction": best.prediction,
+        "path": str(path),
+        "in_store": in_store,
+        "size": stat.size,
+        "mtime_ns": stat.mtime_ns,
+        "inode": stat.inode,
+        "xxh3_128": hashes.xxh3_128,
+        "sha256": hashes.sha256,
+        "autov1": hashes.autov1,
+        "autov3": hashes.autov3,
+        "hash_status": "ok",
+        "source": source if side.source_ref is None else side.source_ref["site"],
+        "source_ref": json.dumps(side.source_ref) if side.source_ref else None,
+        "trained_words": json.dumps(side.trained_words),
+        "preferred_weight": side.preferred_weight,
+        "description": side.description,
+        "preview": str(side.preview) if side.preview else None,
+        "header_metadata": json.dumps(header) if header else None,
+        "site_json": json.dumps(side.site_json) if side.site_json else None,
+        "probe_json": json.dumps(ident.why()),
+        "kind_locked": overrides.kind is not None,
+        "base_locked": overrides.base is not None,
+    }
+
+
+def tag_list(overrides: Overrides, sidecars: Sidecars | None) -> list[tuple[str, str]]:
+    tags = [(t, "user") for t in overrides.tags]
+    if sidecars:
+        tags += [(t, "site") for t in sidecars.tags]
+    return tags

@@ -1,0 +1,182 @@
+"""Engine, schema migrations and connections.
+
+SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
+``BEGIN IMMEDIATE`` so concurrent writers queue on the lock instead of failing with
+"database is locked". Reads use a plain read-only connection: listing and searching never
+load the ORM. Any other database URL (PostgreSQL) goes through SQLAlchemy for both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.errors import RegistryError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+HEAD_REVISION = "0001"  # the newest migration in migrations/versions (a test checks it)
+BUSY_TIMEOUT_S = 60
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Database:
+    """One registry database, given by a SQLAlchemy URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite_path = Path(url.removeprefix("sqlite:///")) if url.startswith(
+            "sqlite:///") else None
+        self._engine: Engine | None = None
+        self._ready = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlite_path is not None
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _current_revision(self) -> str | None:
+        if self.sqlite_path is not None:
+            if not self.sqlite_path.exists():
+                return None
+            with self._sqlite() as con:
+                try:
+                    row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+                except sqlite3.OperationalError:
+                    return None
+                return row[0] if row else None
+        from sqlalchemy import inspect, text
+
+        with self.engine.connect() as con:
+            if not inspect(con).has_table("alembic_version"):
+                return None
+            return con.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    def ensure_schema(self) -> None:
+        """Create or migrate the schema to the newest revision (backing up a database first)."""
+        if self._ready:
+            return
+        current = self._current_revision()
+        if current != HEAD_REVISION:
+            self._migrate(current)
+        self._ready = True
+
+    def _migrate(self, current: str | None) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        backup = None
+        if current is not None and self.sqlite_path is not None:
+            backup = self.sqlite_path.with_name(
+                f"{self.sqlite_path.name}.bak-{current}-{int(time.time())}")
+            with self._sqlite() as src, sqlite3.connect(backup) as dst:
+                src.backup(dst)
+        elif self.sqlite_path is not None:
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as con:
+                cfg.attributes["connection"] = con
+                command.upgrade(cfg, "head")
+        except Exception as exc:
+            where = f"; the database before migrating is at {backup}" if backup else ""
+            raise RegistryError(f"{self.url}: migration from {current} failed: {exc}{where}"
+                                ) from exc
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextmanager
+    def _sqlite(self, readonly: bool = False) -> Iterator[sqlite3.Connection]:
+        assert self.sqlite_path is not None
+        uri = f"file:{self.sqlite_path}" + ("?mode=ro" if readonly else "")
+        con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = _make_engine(self.url, self.is_sqlite)
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+        from sqlmodel import Session
+
+        self.ensure_schema()
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextmanager
+    def reader(self) -> Iterator[Reader]:
+        """A read connection for plain SQL with ``:name`` parameters."""
+        self.ensure_schema()
+        if self.sqlite_path is not None:
+            with self._sqlite(readonly=True) as con:
+                con.row_factory = sqlite3.Row
+                yield Reader(con, native=True)
+        else:
+            with self.engine.connect() as con:
+                yield Reader(con, native=False)
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class Reader:
+    """Runs read-only SQL and returns rows as dicts, on sqlite3 or on SQLAlchemy."""
+
+    def __init__(self, con: Any, native: bool) -> None:
+        self._con = con
+        self._native = native
+
+    @property
+    def has_fts(self) -> bool:
+        return self._native
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self._native:
+            return [dict(r) for r in self._con.execute(sql, params or {})]
+        from sqlalchemy import text
+
+        return [dict(r) for r in self._con.execute(text(sql), params or {}).mappings()]
+
+
+def _make_engine(url: str, is_sqlite: bool) -> Engine:
+    from sqlalchemy import create_engine, event
+
+    if not is_sqlite:
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_con: sqlite3.Connection, _record: Any) -> None:
+        dbapi_con.isolation_level = None  # we issue BEGIN ourselves
+        dbapi_con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+        dbapi_con.execute("PRAGMA journal_mode = WAL")
+        dbapi_con.execute("PRAGMA synchronous = NORMAL")
+        dbapi_con.execute("PRAGMA foreign_keys = ON")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(con: Any) -> None:
+        con.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+

@@ -1,0 +1,84 @@
+"""SQLModel tables of the registry. Schema changes go through a migration (see migrations/)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Artifact(SQLModel, table=True):
+    """One file or folder of weights, identified by its content hash."""
+
+    __tablename__ = "artifact"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True)
+    name: str = Field(index=True)
+    version: str | None = None
+    base: str = Field(default="unknown", index=True)
+    family: str | None = None
+    format: str
+    layout: str | None = None
+    algo: str | None = None
+    variant: str | None = None
+    prediction: str | None = None
+    path: str = Field(unique=True)
+    in_store: bool = False
+    size: int = 0
+    mtime_ns: int = 0
+    inode: int = 0
+    xxh3_128: str = Field(unique=True)
+    sha256: str = Field(index=True)
+    autov1: str | None = None
+    autov3: str | None = Field(default=None, index=True)
+    hash_status: str = "ok"
+    source: str = "local"
+    source_ref: str | None = None  # JSON: share-site ids and URL
+    trained_words: str = "[]"  # JSON list
+    preferred_weight: float | None = None
+    description: str | None = None
+    preview: str | None = None  # path of a preview image beside the file
+    header_metadata: str | None = None  # JSON: the safetensors __metadata__
+    site_json: str | None = None  # JSON: what the share site said
+    probe_json: str | None = None  # JSON: every probe's verdict
+    kind_locked: bool = False  # the user set the kind: identification keeps it
+    base_locked: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Tag(SQLModel, table=True):
+    """A tag on an artifact; origin is user, site or header."""
+
+    __tablename__ = "tag"
+    __table_args__ = (UniqueConstraint("artifact_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("artifact.id", ondelete="CASCADE"), index=True,
+                         nullable=False))
+    name: str = Field(index=True)
+    origin: str = "user"
+
+
+class Lineage(SQLModel, table=True):
+    """An artifact made from another one (merge, conversion), with the parameters used."""
+
+    __tablename__ = "lineage"
+
+    id: int | None = Field(default=None, primary_key=True)
+    child_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("artifact.id", ondelete="CASCADE"), index=True,
+                         nullable=False))
+    parent_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("artifact.id", ondelete="SET NULL"), index=True))
+    parent_sha256: str | None = None
+    relation: str
+    params: str = "{}"  # JSON
