@@ -165,7 +165,7 @@ def lora_probe(subject: Subject) -> Verdict:
     used = set(algos.values())
     algo = next(a for a in lk.FILE_ALGO_ORDER if a in used)
     base, why = _lora_base(subject, modules, algos)
-    layout = _lora_layout(list(modules))
+    layout = _lora_layout(list(keys))
     reason = f"{len(modules)} {layout} modules, algo {algo}; {why}"
     return Verdict("lora", True, reason, Kind.LORA, base, layout, algo=algo, score=90)
 

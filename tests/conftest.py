@@ -1,0 +1,102 @@
+"""Shared fixtures: mini models (built once, cached on disk), a fresh HUB_HOME, and a way to
+run the real ``hub`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import minimodels  # noqa: E402
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+class HubRunner:
+    """Runs ``python -m hub`` in a subprocess against one home folder."""
+
+    def __init__(self, home: Path, cwd: Path) -> None:
+        self.home = home
+        self.cwd = cwd
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        self.env |= {"HUB_HOME": str(home), "PYTHONWARNINGS": "ignore"}
+
+    def __call__(self, *args: str, ok: bool = True, input: str | None = None) -> Result:
+        proc = subprocess.run([sys.executable, "-m", "hub", *map(str, args)], cwd=self.cwd,
+                              env=self.env, capture_output=True, text=True, input=input,
+                              timeout=600)
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if ok and proc.returncode != 0:
+            raise AssertionError(f"hub {' '.join(map(str, args))} failed ({proc.returncode}):\n"
+                                 f"{proc.stderr}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "hub", *map(str, args)], cwd=self.cwd,
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> HubRunner:
+    work = tmp_path / "work"
+    work.mkdir()
+    return HubRunner(tmp_path / "home", work)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An in-process Context on a fresh home."""
+    from hub import plugins
+    from hub.context import Context
+
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("HUB_")]:
+        monkeypatch.delenv(key)
+    plugins.reset_plugins()
+    context = Context.load(home=str(tmp_path / "home"))
+    yield context
+    context.db.dispose()
+    plugins.reset_plugins()
+
+
+@pytest.fixture(scope="session")
+def models() -> dict[str, Path]:
+    """Every identification fixture file, by the name tests refer to."""
+    mm = minimodels
+    return {
+        "mini-sd1": mm.mini_checkpoint("sd1"),
+        "mini-sdxl": mm.mini_checkpoint("sdxl"),
+        "mini-sd2": mm.mini_checkpoint("sd2"),
+        "mini-sd1-inpaint": mm.mini_checkpoint("sd1-inpaint"),
+        "kohya-sd1": mm.kohya_lora("sd1"),
+        "kohya-sdxl": mm.kohya_lora("sdxl"),
+        "peft-sd1": mm.peft_lora("sd1"),
+        "peft-sdxl": mm.peft_lora("sdxl"),
+        "locon-sd1": mm.lycoris_lora("sd1", "locon"),
+        "loha-sd1": mm.lycoris_lora("sd1", "loha"),
+        "lokr-sd1": mm.lycoris_lora("sd1", "lokr"),
+        "full-sd1": mm.lycoris_lora("sd1", "full"),
+        "ia3-sd1": mm.lycoris_lora("sd1", "ia3"),
+        "dora-sd1": mm.lycoris_lora("sd1", "dora"),
+        "emb-sd1": mm.embedding("sd1"),
+        "emb-sd2": mm.embedding("sd2"),
+        "emb-sdxl": mm.embedding("sdxl"),
+        "vae": mm.vae_file(),
+        "random": mm.random_file(),
+    }
