@@ -86,12 +86,12 @@ def group_modules(shapes: Mapping[str, Iterable[int]]) -> tuple[dict[str, Module
 def module_algo(mod: ModuleKeys) -> str | None:
     """The algorithm of one module from its key set (FORMATS.md order), or None."""
     dora = mod.has("dora_scale") or any(p.startswith("lora_magnitude_vector") for p in mod.params)
-    if mod.down is not None and mod.up is not None:
+    if mod.down is not None or mod.up is not None:  # a lone half is reported as broken
         if dora:
             return DORA
         if mod.has("lora_mid.weight"):
             return TUCKER
-        down = mod.down
+        down = mod.down or ()
         return LOCON if len(down) == 4 and (down[2] > 1 or down[3] > 1) else LORA
     if mod.has("hada_w1_a"):
         return DORA if dora else LOHA

@@ -131,6 +131,8 @@ def search(reader: Reader, query: str, kind: str | None = None, base: str | None
     params: dict[str, Any] = {"limit": limit}
     where = _filters(kind, base, tags, params)
     match = fts_query(query)
+    if match is None and query.strip():
+        return []  # punctuation only: nothing can match
     if match is None:
         rows = reader.rows(f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
                            "ORDER BY a.name LIMIT :limit", params)

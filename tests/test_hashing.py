@@ -1,0 +1,93 @@
+"""Hashes against hashlib on the same bytes, computed independently."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+import pytest
+import xxhash
+
+from hub.errors import InvalidFileError
+from hub.hashing import Hasher, hash_file
+
+
+def _reference(data: bytes) -> dict[str, str | None]:
+    sha = hashlib.sha256(data).hexdigest()
+    autov3 = None
+    if len(data) >= 9 and data[8:9] == b"{":
+        (n,) = struct.unpack("<Q", data[:8])
+        autov3 = hashlib.sha256(data[8 + n:]).hexdigest()
+    return {
+        "xxh3_128": xxhash.xxh3_128(data).hexdigest(),
+        "sha256": sha,
+        "autov1": hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+        if len(data) >= 2 << 20 else None,
+        "autov2": sha[:10],
+        "autov3": autov3,
+    }
+
+
+def test_safetensors_file_hashes(models):
+    path = models["kohya-sd1"]
+    data = path.read_bytes()
+    hashes, stat = hash_file(path)
+    assert hashes.as_dict() == _reference(data)
+    assert stat.size == len(data)
+
+
+def test_large_checkpoint_hashes_including_autov1(models):
+    path = models["mini-sd1"]
+    hashes, _ = hash_file(path)
+    assert hashes.as_dict() == _reference(path.read_bytes())
+    assert hashes.autov1 is not None
+
+
+@pytest.mark.parametrize("size", [0, 5, 9, (8 << 20) + 3, (17 << 20) + 1])
+def test_arbitrary_bytes_and_chunk_boundaries(tmp_path, size):
+    data = os.urandom(size)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert hash_file(path)[0].as_dict() == _reference(data)
+
+
+def test_autov3_header_spanning_chunks():
+    """A header that ends in a later chunk than the one it starts in."""
+    header = b'{"a":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}}' + b" " * 100
+    data = struct.pack("<Q", len(header)) + header + b"xyz"
+    hasher = Hasher()
+    for i in range(0, len(data), 7):
+        hasher.update(data[i:i + 7])
+    assert hasher.finish().autov3 == hashlib.sha256(b"xyz").hexdigest()
+
+
+def test_copy_sink_receives_identical_bytes(tmp_path, models):
+    import io
+
+    sink = io.BytesIO()
+    hash_file(models["emb-sdxl"], sink=sink)
+    assert sink.getvalue() == models["emb-sdxl"].read_bytes()
+
+
+def test_missing_file_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        hash_file(tmp_path / "nope")
+
+
+def test_changed_while_reading_is_refused(tmp_path):
+    path = tmp_path / "grow.bin"
+    path.write_bytes(b"a" * (9 << 20))
+
+    grown = []
+
+    def grow(_n: int) -> None:
+        if not grown:
+            grown.append(1)
+            with path.open("r+b") as fh:  # same size, new bytes and mtime
+                fh.seek(0)
+                fh.write(b"b")
+            os.utime(path, ns=(1, 1))
+
+    with pytest.raises(InvalidFileError, match="changed while"):
+        hash_file(path, progress=grow)
