@@ -88,7 +88,7 @@ def scan(ctx: Context, root: Path, progress: Callable[[str], None] | None = None
     report = ScanReport()
     with ctx.db.reader() as reader:
         index = stat_index(reader)
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()  # (device, inode): a second link is the same file
     for found in walk_models(root, report):
         try:
             real = found.resolve(strict=True)
@@ -97,9 +97,9 @@ def scan(ctx: Context, root: Path, progress: Callable[[str], None] | None = None
             report.skipped.append((str(found), "vanished or dangling link"))
             continue
         key = str(real)
-        if key in seen:
+        if (st.st_dev, st.st_ino) in seen:
             continue
-        seen.add(key)
+        seen.add((st.st_dev, st.st_ino))
         if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISDIR(st.st_mode)):
             report.skipped.append((key, "not a regular file"))
             continue

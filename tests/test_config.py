@@ -1,0 +1,56 @@
+"""Configuration discovery and environment variables, parsed in one place."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.config import load_settings
+from hub.errors import ConfigError
+
+
+def test_precedence_of_config_files(tmp_path, monkeypatch):
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    (tmp_path / "hub.toml").write_text('[hub]\nhome = "data"\n[sources.civitai]\nurl = "http://x/"\n')
+    monkeypatch.chdir(nested)
+    s = load_settings(env={})
+    assert s.config_path == tmp_path / "hub.toml"  # found by walking up
+    assert s.home == (tmp_path / "data").resolve()  # relative to the file
+    assert s.civitai_url == "http://x"
+    other = tmp_path / "other.toml"
+    other.write_text('[hub]\nhome = "/elsewhere"\n')
+    assert load_settings(env={"HUB_CONFIG": str(other)}).config_path == other
+    assert load_settings(config=other, env={"HUB_CONFIG": "/nope"}).config_path == other
+    env = {"HUB_HOME": str(tmp_path / "envhome"), "HUB_CIVITAI_URL": "http://127.0.0.1:9/"}
+    s = load_settings(env=env)
+    assert s.home == tmp_path / "envhome" and s.civitai_url == "http://127.0.0.1:9"
+    assert load_settings(home=tmp_path / "opt", env=env).home == tmp_path / "opt"
+
+
+def test_named_config_must_exist(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(env={"HUB_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_bad_toml_is_one_clear_error(hub, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[hub\n")
+    result = hub("--config", bad, "list", ok=False)
+    assert result.code == 2 and "not valid TOML" in result.err and str(bad) in result.err
+    assert "Traceback" not in result.err
+
+
+def test_default_home_is_the_user_data_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdgc"))
+    s = load_settings(env={})
+    assert s.home == tmp_path / "xdg" / "sd-hub"
+    assert s.db_url == f"sqlite:///{tmp_path / 'xdg' / 'sd-hub' / 'registry.db'}"
+
+
+def test_example_hub_toml_parses():
+    from pathlib import Path
+
+    s = load_settings(config=Path(__file__).parent.parent / "hub.toml", env={})
+    assert s.civitai_url == "https://civitai.com"

@@ -1,0 +1,105 @@
+"""`hub scan`: in-place registration of A1111/ComfyUI trees, sidecars, incremental rescans."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+
+
+@pytest.fixture
+def webui(tmp_path, models):
+    """An A1111 tree and a ComfyUI tree with sidecars, links and a loop."""
+    root = tmp_path / "webui"
+    lora = root / "models" / "Lora"
+    lora.mkdir(parents=True)
+    (root / "embeddings").mkdir()
+    (root / "models" / "Stable-diffusion").mkdir()
+    (root / "models" / "VAE").mkdir()
+    shutil.copyfile(models["kohya-sd1"], lora / "pixel.safetensors")
+    shutil.copyfile(models["loha-sd1"], lora / "soft.safetensors")
+    shutil.copyfile(models["emb-sd1"], root / "embeddings" / "badhands.safetensors")
+    shutil.copyfile(models["vae"], root / "models" / "VAE" / "clear.safetensors")
+    os.symlink(models["mini-sd1"], root / "models" / "Stable-diffusion" / "mini.safetensors")
+    (lora / "pixel.civitai.info").write_text(json.dumps({
+        "id": 222, "modelId": 111, "name": "v2.0", "baseModel": "SD 1.5",
+        "trainedWords": ["pixel art", "8bit"],
+        "description": "<p>Pixels <script>alert(1)</script><b>everywhere</b></p>",
+        "model": {"name": "Pixel Art", "type": "LORA", "nsfw": False}}))
+    (lora / "soft.json").write_text(json.dumps({
+        "description": "soft watercolor look", "sd version": "SD1",
+        "activation text": "soft, watercolor", "preferred weight": 0.7, "notes": ""}))
+    (lora / "soft.preview.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (lora / "notes.txt").write_text("not a model")
+    comfy = tmp_path / "zcomfy" / "models" / "loras"  # walked after webui/
+    comfy.mkdir(parents=True)
+    os.link(lora / "soft.safetensors", comfy / "soft-hardlink.safetensors")  # same file
+    os.symlink(lora, comfy / "linked-a1111-loras")  # a folder seen twice
+    os.symlink(tmp_path / "zcomfy", comfy / "loop")  # a loop
+    os.symlink(tmp_path / "gone.safetensors", comfy / "dangling.safetensors")
+    return tmp_path
+
+
+def test_scan_registers_in_place_with_sidecars(hub, webui, models):
+    report = hub("scan", webui, "--json").json()
+    assert len(report["added"]) == 5
+    skipped = {os.path.basename(s["path"]): s["reason"] for s in report["skipped"]}
+    assert "dangling.safetensors" in skipped
+    assert any("loop" in r for r in skipped.values())
+    rows = {a["name"]: a for a in hub("list", "--json").json()}
+    assert set(rows) == {"pixel", "soft", "badhands", "clear", "mini-sd1"}
+    assert rows["mini-sd1"]["path"] == str(models["mini-sd1"])  # real path, no copy
+    assert rows["soft"]["path"] == str(webui / "webui" / "models" / "Lora" / "soft.safetensors")
+    assert not rows["soft"]["in_store"]
+    assert not (hub.home / "models").exists() or not any((hub.home / "models").rglob("*.safetensors"))
+    pixel = rows["pixel"]
+    assert pixel["trained_words"] == ["pixel art", "8bit"]
+    assert pixel["family"] == "SD 1.5" and pixel["version"] == "v2.0"
+    assert pixel["source"] == {"name": "civitai", "site": "civitai", "model_id": 111,
+                               "version_id": 222}
+    assert pixel["description"] == "Pixels everywhere"
+    soft = rows["soft"]
+    assert soft["trained_words"] == ["soft", "watercolor"]
+    assert soft["preferred_weight"] == 0.7
+    assert soft["preview"].endswith("soft.preview.png")
+    assert {a["name"] for a in hub("search", "watercolor", "--json").json()} == {"soft"}
+    assert {a["name"] for a in hub("search", "8bit", "--json").json()} == {"pixel"}
+
+
+def test_rescan_of_unchanged_tree_hashes_nothing(hub, webui):
+    hub("scan", webui)
+    again = hub("scan", webui, "--json").json()
+    assert again["hashed_bytes"] == 0
+    assert again["added"] == again["updated"] == []
+    assert again["unchanged"] == 5
+
+
+def test_changed_file_is_rehashed_and_row_updated(hub, webui, models):
+    hub("scan", webui)
+    target = webui / "webui" / "models" / "Lora" / "pixel.safetensors"
+    shutil.copyfile(models["kohya-sdxl"], target)
+    report = hub("scan", webui, "--json").json()
+    assert report["updated"] == [str(target)]
+    assert report["hashed_bytes"] == target.stat().st_size
+    row = hub("show", "lora:pixel", "--json").json()
+    assert row["hashes"]["sha256"] == hashlib.sha256(target.read_bytes()).hexdigest()
+    assert row["base"] == "sdxl"
+    assert len(hub("list", "--json").json()) == 5
+
+
+def test_scan_reports_pickles_and_keeps_going(hub, tmp_path, models):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "old.ckpt").write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    shutil.copyfile(models["emb-sd2"], folder / "good.safetensors")
+    result = hub("scan", folder)
+    assert "old.ckpt" in result.err and "pickle" in result.err
+    assert [a["name"] for a in hub("list", "--json").json()] == ["good"]
+
+
+def test_scan_of_missing_folder_is_one_line(hub, tmp_path):
+    result = hub("scan", tmp_path / "nowhere", ok=False)
+    assert result.code != 0 and result.err.startswith("error: ") and "Traceback" not in result.err
