@@ -11,21 +11,71 @@ from dataclasses import dataclass, field
 
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lora_te3_", "lycoris_")
 # Parameter names that follow a module name in LoRA-family files, longest first.
-PARAM_SUFFIXES = tuple(sorted((
-    "lora_down.weight", "lora_up.weight", "lora_mid.weight", "lora_A.weight", "lora_B.weight",
-    "lora.down.weight", "lora.up.weight", "lora_linear_layer.down.weight",
-    "lora_linear_layer.up.weight", "lora_magnitude_vector", "lora_magnitude_vector.weight",
-    "alpha", "scale", "dora_scale", "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b",
-    "hada_t1", "hada_t2", "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a",
-    "lokr_w2_b", "lokr_t2", "diff", "diff_b", "on_input", "a1.weight", "a2.weight", "b1.weight",
-    "b2.weight", "bm.weight", "oft_blocks", "oft_diag", "rescale", "w_norm", "b_norm",
-), key=len, reverse=True))
+PARAM_SUFFIXES = tuple(
+    sorted(
+        (
+            "lora_down.weight",
+            "lora_up.weight",
+            "lora_mid.weight",
+            "lora_A.weight",
+            "lora_B.weight",
+            "lora.down.weight",
+            "lora.up.weight",
+            "lora_linear_layer.down.weight",
+            "lora_linear_layer.up.weight",
+            "lora_magnitude_vector",
+            "lora_magnitude_vector.weight",
+            "alpha",
+            "scale",
+            "dora_scale",
+            "hada_w1_a",
+            "hada_w1_b",
+            "hada_w2_a",
+            "hada_w2_b",
+            "hada_t1",
+            "hada_t2",
+            "lokr_w1",
+            "lokr_w1_a",
+            "lokr_w1_b",
+            "lokr_w2",
+            "lokr_w2_a",
+            "lokr_w2_b",
+            "lokr_t2",
+            "diff",
+            "diff_b",
+            "on_input",
+            "a1.weight",
+            "a2.weight",
+            "b1.weight",
+            "b2.weight",
+            "bm.weight",
+            "oft_blocks",
+            "oft_diag",
+            "rescale",
+            "w_norm",
+            "b_norm",
+        ),
+        key=len,
+        reverse=True,
+    )
+)
 _PROCESSOR = re.compile(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 
 # Algorithm names (the values of hub.taxonomy.Algo).
 LORA, LOCON, TUCKER, LOHA, LOKR, FULL, IA3, DORA, GLORA, OFT, BOFT, NORM = (
-    "lora", "locon", "lora-tucker", "loha", "lokr", "full", "ia3", "dora", "glora", "oft",
-    "boft", "norm")
+    "lora",
+    "locon",
+    "lora-tucker",
+    "loha",
+    "lokr",
+    "full",
+    "ia3",
+    "dora",
+    "glora",
+    "oft",
+    "boft",
+    "norm",
+)
 
 
 @dataclass
@@ -40,16 +90,24 @@ class ModuleKeys:
 
     @property
     def down(self) -> tuple[int, ...] | None:
-        for n in ("lora_down.weight", "lora_A.weight", "lora.down.weight",
-                  "lora_linear_layer.down.weight"):
+        for n in (
+            "lora_down.weight",
+            "lora_A.weight",
+            "lora.down.weight",
+            "lora_linear_layer.down.weight",
+        ):
             if n in self.params:
                 return self.params[n]
         return None
 
     @property
     def up(self) -> tuple[int, ...] | None:
-        for n in ("lora_up.weight", "lora_B.weight", "lora.up.weight",
-                  "lora_linear_layer.up.weight"):
+        for n in (
+            "lora_up.weight",
+            "lora_B.weight",
+            "lora.up.weight",
+            "lora_linear_layer.up.weight",
+        ):
             if n in self.params:
                 return self.params[n]
         return None
@@ -117,7 +175,10 @@ FILE_ALGO_ORDER = (DORA, LOKR, LOHA, GLORA, BOFT, OFT, TUCKER, LOCON, IA3, LORA,
 def missing_parts(mod: ModuleKeys, algo: str) -> str | None:
     """Why a module of ``algo`` is incomplete, or None when it has what the math needs."""
     need = {
-        LORA: (), LOCON: (), TUCKER: (), DORA: (),
+        LORA: (),
+        LOCON: (),
+        TUCKER: (),
+        DORA: (),
         LOHA: ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"),
     }.get(algo, ())
     absent = [n for n in need if n not in mod.params]

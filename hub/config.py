@@ -115,12 +115,15 @@ def load_settings(
         config_path=path,
         database_url=env.get("HUB_DATABASE_URL") or main.get("database_url"),
         debug=_truthy(env.get("HUB_DEBUG")),
-        civitai_url=(env.get("HUB_CIVITAI_URL") or civitai.get("url") or Settings.civitai_url)
-        .rstrip("/"),
-        hf_endpoint=(env.get("HF_ENDPOINT") or hf.get("endpoint") or Settings.hf_endpoint)
-        .rstrip("/"),
+        civitai_url=(
+            env.get("HUB_CIVITAI_URL") or civitai.get("url") or Settings.civitai_url
+        ).rstrip("/"),
+        hf_endpoint=(env.get("HF_ENDPOINT") or hf.get("endpoint") or Settings.hf_endpoint).rstrip(
+            "/"
+        ),
         plugins_disabled=frozenset(
-            [p.strip() for p in disabled.split(",") if p.strip()] + list(plugins.get("disabled", []))
+            [p.strip() for p in disabled.split(",") if p.strip()]
+            + list(plugins.get("disabled", []))
         ),
         raw=data,
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from hub import plugins
 from hub.config import Settings, load_settings
-from hub.plugins.probing import Probe
 from hub.registry.db import Database
 from hub.registry.store import Store
+
+if TYPE_CHECKING:
+    from hub.plugins.probing import Probe
 
 
 @dataclass
@@ -20,9 +22,7 @@ class Context:
 
     @classmethod
     def load(cls, config: str | None = None, home: str | None = None) -> Context:
-        settings = load_settings(config=config, home=home)
-        plugins.configure(settings.plugins_disabled)
-        return cls(settings)
+        return cls(load_settings(config=config, home=home))
 
     @property
     def db(self) -> Database:
@@ -36,6 +36,16 @@ class Context:
     def store(self) -> Store:
         return Store(self.settings.models_dir)
 
+    def load_plugins(self) -> None:
+        """Load plugins (once per process), honouring the configured disabled list."""
+        from hub import plugins
+
+        plugins.configure(self.settings.plugins_disabled)
+        plugins.load_plugins()
+
     @cached_property
     def probes(self) -> dict[str, Probe]:
+        from hub import plugins
+
+        self.load_plugins()
         return {name: reg.value for name, reg in plugins.collect("register_probes").items()}

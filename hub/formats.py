@@ -20,9 +20,28 @@ MAX_HEADER = 100_000_000
 MAX_METADATA = 16 << 20
 
 DTYPE_BITS = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8,
-    "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32,
-    "F32": 32, "I64": 64, "U64": 64, "F64": 64, "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E4M3": 8,
+    "F8_E5M2": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "I64": 64,
+    "U64": 64,
+    "F64": 64,
+    "C64": 64,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
 }
 
 
@@ -169,7 +188,7 @@ def describe_non_safetensors(container: Container) -> str:
     return {
         Container.EMPTY: "empty file",
         Container.HTML: "an HTML page, not model weights (a login or error page saved as a file?)",
-        Container.LFS_POINTER: "a Git LFS pointer, not the file itself (fetch it with git lfs pull)",
+        Container.LFS_POINTER: "a Git LFS pointer, not the file (fetch it with git lfs pull)",
         Container.JSON: "a JSON document, not model weights",
         Container.LEGACY_TAR: "a legacy PyTorch tar archive, which sd-hub refuses",
         Container.OTHER_ARCHIVE: "a compressed archive, not model weights",

@@ -41,8 +41,13 @@ class FileHashes:
         return self.sha256[:10]
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"xxh3_128": self.xxh3_128, "sha256": self.sha256, "autov1": self.autov1,
-                "autov2": self.autov2, "autov3": self.autov3}
+        return {
+            "xxh3_128": self.xxh3_128,
+            "sha256": self.sha256,
+            "autov1": self.autov1,
+            "autov2": self.autov2,
+            "autov3": self.autov3,
+        }
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,9 @@ class Hasher:
         self._pending.append(self._pool.submit(self._sha.update, view))
         v3 = self._v3
         if v3 is not None and self._v3_start is not None and end > self._v3_start:
-            self._pending.append(self._pool.submit(v3.update, view[max(0, self._v3_start - start):]))
+            self._pending.append(
+                self._pool.submit(v3.update, view[max(0, self._v3_start - start) :])
+            )
         lo, hi = max(start, AUTOV1_OFFSET), min(end, AUTOV1_OFFSET + AUTOV1_LENGTH)
         if lo < hi:
             self._v1.update(view[lo - start : hi - start])
@@ -138,8 +145,12 @@ def read_chunks(fh: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns, a.st_ino, a.st_dev) == (b.st_size, b.st_mtime_ns, b.st_ino,
-                                                             b.st_dev)
+    return (a.st_size, a.st_mtime_ns, a.st_ino, a.st_dev) == (
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_ino,
+        b.st_dev,
+    )
 
 
 def hash_file(
@@ -185,5 +196,7 @@ def hash_folder(path: str | os.PathLike[str]) -> tuple[FileHashes, FileStat]:
         lines.append(f"{file.relative_to(root).as_posix()}\t{hashes.sha256}\n")
     manifest = "".join(lines).encode()
     st = os.stat(root)
-    return (FileHashes(xxhash.xxh3_128_hexdigest(manifest), hashlib.sha256(manifest).hexdigest()),
-            FileStat(total, st.st_mtime_ns, st.st_ino))
+    return (
+        FileHashes(xxhash.xxh3_128_hexdigest(manifest), hashlib.sha256(manifest).hexdigest()),
+        FileStat(total, st.st_mtime_ns, st.st_ino),
+    )

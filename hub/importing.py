@@ -25,8 +25,9 @@ class ImportResult:
     artifact: dict[str, Any]
 
 
-def _stage(ctx: Context, path: Path, progress: Callable[[int], None] | None
-           ) -> tuple[Path, FileHashes, int]:
+def _stage(
+    ctx: Context, path: Path, progress: Callable[[int], None] | None
+) -> tuple[Path, FileHashes, int]:
     """Copy ``path`` into the staging folder while hashing it: (copy, hashes, size)."""
     if path.is_dir():
         staged = ctx.store.staging_dir() / path.name
@@ -52,8 +53,12 @@ def _discard(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def import_path(ctx: Context, path: Path, overrides: Overrides = Overrides(),
-                progress: Callable[[int], None] | None = None) -> ImportResult:
+def import_path(
+    ctx: Context,
+    path: Path,
+    overrides: Overrides = Overrides(),
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
     """Identify, copy and register one file or diffusers folder; the same bytes twice are one
     artifact. Bad input raises :class:`InvalidFileError` before anything is written."""
     path = Path(path)
@@ -70,7 +75,8 @@ def import_path(ctx: Context, path: Path, overrides: Overrides = Overrides(),
                 return ImportResult(path, "exists", to_json(existing.model_dump(), []))
             kind = overrides.kind or ident.best.kind
             filename = (overrides.name or default_name(path)) + (
-                "" if path.is_dir() else "".join(path.suffixes[-1:]))
+                "" if path.is_dir() else "".join(path.suffixes[-1:])
+            )
             final = ctx.store.place(staged, kind, filename, hashes.xxh3_128[:8])
             try:
                 preview = _copy_preview(sidecars.preview, final)
@@ -78,12 +84,14 @@ def import_path(ctx: Context, path: Path, overrides: Overrides = Overrides(),
                     sidecars.preview = preview
                 st = os.stat(final)
                 stat = FileStat(size, st.st_mtime_ns, st.st_ino)
-                values = artifact_values(final, ident, hashes, stat, overrides, sidecars,
-                                         in_store=True)
+                values = artifact_values(
+                    final, ident, hashes, stat, overrides, sidecars, in_store=True
+                )
                 artifact = writes.insert(session, values, tag_list(overrides, sidecars))
                 tags = [t for t, _ in tag_list(overrides, sidecars)]
-                return ImportResult(path, "added", to_json(artifact.model_dump(),
-                                                           sorted({t.lower() for t in tags})))
+                return ImportResult(
+                    path, "added", to_json(artifact.model_dump(), sorted({t.lower() for t in tags}))
+                )
             except BaseException:
                 _discard(final)
                 raise

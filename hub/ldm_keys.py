@@ -17,11 +17,23 @@ SD2_TEXT_PREFIX = "cond_stage_model.model."
 SDXL_TEXT1_PREFIX = "conditioner.embedders.0.transformer."
 SDXL_TEXT2_PREFIX = "conditioner.embedders.1.model."
 
-_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-           "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
-_TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-        "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
-        "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+_RESNET = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "time_emb_proj": "emb_layers.1",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "conv_shortcut": "skip_connection",
+}
+_TOP = {
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",
+    "add_embedding.linear_2": "label_emb.0.2",
+    "conv_in": "input_blocks.0.0",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
+}
 
 
 def _resnet(rest: str) -> str:
@@ -34,23 +46,32 @@ def unet_name(name: str, layers_per_block: int, up_has_attention: list[bool]) ->
     n = layers_per_block + 1
     for src, dst in _TOP.items():
         if name.startswith(src + "."):
-            return dst + name[len(src):]
+            return dst + name[len(src) :]
     if m := re.match(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", name):
         i, kind, j, rest = int(m[1]), m[2], int(m[3]), m[4]
         block = 1 + i * n + j
-        return (f"input_blocks.{block}.0.{_resnet(rest)}" if kind == "resnets"
-                else f"input_blocks.{block}.1.{rest}")
+        return (
+            f"input_blocks.{block}.0.{_resnet(rest)}"
+            if kind == "resnets"
+            else f"input_blocks.{block}.1.{rest}"
+        )
     if m := re.match(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", name):
         return f"input_blocks.{(int(m[1]) + 1) * n}.0.op.{m[2]}"
     if m := re.match(r"mid_block\.(resnets|attentions)\.(\d+)\.(.*)", name):
         kind, j, rest = m[1], int(m[2]), m[3]
-        return (f"middle_block.{2 * j}.{_resnet(rest)}" if kind == "resnets"
-                else f"middle_block.1.{rest}")
+        return (
+            f"middle_block.{2 * j}.{_resnet(rest)}"
+            if kind == "resnets"
+            else f"middle_block.1.{rest}"
+        )
     if m := re.match(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", name):
         i, kind, j, rest = int(m[1]), m[2], int(m[3]), m[4]
         block = i * n + j
-        return (f"output_blocks.{block}.0.{_resnet(rest)}" if kind == "resnets"
-                else f"output_blocks.{block}.1.{rest}")
+        return (
+            f"output_blocks.{block}.0.{_resnet(rest)}"
+            if kind == "resnets"
+            else f"output_blocks.{block}.1.{rest}"
+        )
     if m := re.match(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)", name):
         i = int(m[1])
         slot = 2 if up_has_attention[i] else 1
@@ -84,8 +105,9 @@ def _vae_name(name: str, levels: int) -> tuple[str, bool]:
     return name, False
 
 
-def vae_to_ldm(state: dict[str, Any], config: dict[str, Any], prefix: str = VAE_PREFIX
-               ) -> dict[str, Any]:
+def vae_to_ldm(
+    state: dict[str, Any], config: dict[str, Any], prefix: str = VAE_PREFIX
+) -> dict[str, Any]:
     """A diffusers AutoencoderKL state dict under LDM names (mid attention as 1x1 convs)."""
     levels = len(config["block_out_channels"])
     out = {}
@@ -121,13 +143,19 @@ def openclip_to_ldm(state: dict[str, Any], prefix: str) -> dict[str, Any]:
     if "text_projection.weight" in sd:
         out[prefix + "text_projection"] = sd["text_projection.weight"].T.contiguous()
     layers = sorted({int(m[1]) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
-    rename = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc",
-              "mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj"}
+    rename = {
+        "layer_norm1": "ln_1",
+        "layer_norm2": "ln_2",
+        "mlp.fc1": "mlp.c_fc",
+        "mlp.fc2": "mlp.c_proj",
+        "self_attn.out_proj": "attn.out_proj",
+    }
     for i in layers:
         src, dst = f"encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
         for part in ("weight", "bias"):
             out[f"{dst}attn.in_proj_{part}"] = torch.cat(
-                [sd[f"{src}self_attn.{p}_proj.{part}"] for p in "qkv"], dim=0)
+                [sd[f"{src}self_attn.{p}_proj.{part}"] for p in "qkv"], dim=0
+            )
             for a, b in rename.items():
                 out[f"{dst}{b}.{part}"] = sd[f"{src}{a}.{part}"]
     return out

@@ -35,10 +35,14 @@ class ScanReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     def as_dict(self) -> dict[str, object]:
-        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
-                "hashed_bytes": self.hashed_bytes,
-                "duplicates": [{"path": p, "same_as": o} for p, o in self.duplicates],
-                "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "hashed_bytes": self.hashed_bytes,
+            "duplicates": [{"path": p, "same_as": o} for p, o in self.duplicates],
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
 
 
 def walk_models(root: Path, report: ScanReport) -> Iterator[Path]:
@@ -104,8 +108,11 @@ def scan(ctx: Context, root: Path, progress: Callable[[str], None] | None = None
             report.skipped.append((key, "not a regular file"))
             continue
         row = index.get(key)
-        if row is not None and not real.is_dir() and row[:3] == (st.st_size, st.st_mtime_ns,
-                                                                st.st_ino):
+        if (
+            row is not None
+            and not real.is_dir()
+            and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino)
+        ):
             report.unchanged += 1
             continue
         if progress:
@@ -133,9 +140,11 @@ def _register_one(ctx: Context, path: Path, report: ScanReport) -> None:
         by_path = writes.find_by_path(session, str(path))
         by_hash = writes.find_by_hash(session, hashes.xxh3_128)
         if by_path is not None:
-            locked = Overrides(kind=by_path.kind if by_path.kind_locked else None,
-                               base=by_path.base if by_path.base_locked else None,
-                               name=by_path.name)
+            locked = Overrides(
+                kind=by_path.kind if by_path.kind_locked else None,
+                base=by_path.base if by_path.base_locked else None,
+                name=by_path.name,
+            )
             if by_hash is not None and by_hash.id != by_path.id:
                 report.duplicates.append((str(path), by_hash.path))
                 return
@@ -147,11 +156,23 @@ def _register_one(ctx: Context, path: Path, report: ScanReport) -> None:
             if Path(by_hash.path).exists():
                 report.duplicates.append((str(path), by_hash.path))
                 return
-            writes.update(session, by_hash, {"path": str(path), "size": fstat.size,
-                                             "mtime_ns": fstat.mtime_ns, "inode": fstat.inode,
-                                             "in_store": False, "hash_status": "ok"})
+            writes.update(
+                session,
+                by_hash,
+                {
+                    "path": str(path),
+                    "size": fstat.size,
+                    "mtime_ns": fstat.mtime_ns,
+                    "inode": fstat.inode,
+                    "in_store": False,
+                    "hash_status": "ok",
+                },
+            )
             report.updated.append(str(path))
         else:
-            writes.insert(session, artifact_values(path, ident, hashes, fstat, Overrides(),
-                                                   sidecars), tag_list(Overrides(), sidecars))
+            writes.insert(
+                session,
+                artifact_values(path, ident, hashes, fstat, Overrides(), sidecars),
+                tag_list(Overrides(), sidecars),
+            )
             report.added.append(str(path))

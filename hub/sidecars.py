@@ -73,8 +73,11 @@ def read_sidecars(model: Path) -> Sidecars:
             out.description = html_to_text(info.get("description") or model_obj.get("description"))
             out.tags = [str(t) for t in (model_obj.get("tags") or []) if isinstance(t, str)]
             if info.get("id"):
-                out.source_ref = {"site": "civitai", "model_id": info.get("modelId"),
-                                  "version_id": info.get("id")}
+                out.source_ref = {
+                    "site": "civitai",
+                    "model_id": info.get("modelId"),
+                    "version_id": info.get("id"),
+                }
     user_path = model.with_name(f"{stem}.json")
     if user_path.is_file():
         user = _read_json(user_path, out.problems)

@@ -18,9 +18,15 @@ class Kind(StrEnum):
     UNKNOWN = "unknown"
 
 
-KIND_ALIASES = {"dreambooth": Kind.CHECKPOINT, "lycoris": Kind.LORA, "lyco": Kind.LORA,
-                "textual_inversion": Kind.EMBEDDING, "ti": Kind.EMBEDDING,
-                "hypernet": Kind.HYPERNETWORK, "model": Kind.CHECKPOINT}
+KIND_ALIASES = {
+    "dreambooth": Kind.CHECKPOINT,
+    "lycoris": Kind.LORA,
+    "lyco": Kind.LORA,
+    "textual_inversion": Kind.EMBEDDING,
+    "ti": Kind.EMBEDDING,
+    "hypernet": Kind.HYPERNETWORK,
+    "model": Kind.CHECKPOINT,
+}
 
 
 class Base(StrEnum):
@@ -84,8 +90,14 @@ def parse_kind(text: str) -> Kind:
 def parse_base(text: str) -> Base:
     """A base name, case-insensitive; ``sd15``/``sd1.5``/``xl`` style spellings accepted."""
     key = text.strip().lower().replace("_", "-").replace(".", "")
-    key = {"sd15": "sd1", "sd14": "sd1", "sd21": "sd2", "sd20": "sd2", "xl": "sdxl",
-           "refiner": "sdxl-refiner"}.get(key, key)
+    key = {
+        "sd15": "sd1",
+        "sd14": "sd1",
+        "sd21": "sd2",
+        "sd20": "sd2",
+        "xl": "sdxl",
+        "refiner": "sdxl-refiner",
+    }.get(key, key)
     try:
         return Base(key)
     except ValueError:

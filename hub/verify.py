@@ -29,13 +29,18 @@ class VerifyReport:
         return not (self.missing or self.changed or self.problems)
 
     def as_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "missing": self.missing, "changed": self.changed,
-                "adopted": self.adopted,
-                "problems": [{"path": p, "reason": r} for p, r in self.problems]}
+        return {
+            "ok": self.ok,
+            "missing": self.missing,
+            "changed": self.changed,
+            "adopted": self.adopted,
+            "problems": [{"path": p, "reason": r} for p, r in self.problems],
+        }
 
 
-def verify(ctx: Context, refs: list[str] | None = None,
-           progress: Callable[[str], None] | None = None) -> VerifyReport:
+def verify(
+    ctx: Context, refs: list[str] | None = None, progress: Callable[[str], None] | None = None
+) -> VerifyReport:
     """Re-hash the named artifacts (all when ``refs`` is empty) and record what changed; with
     no refs, also register store files left without a row by an interrupted import."""
     report = VerifyReport()
@@ -56,7 +61,8 @@ def verify(ctx: Context, refs: list[str] | None = None,
         if status == "ok" and hashes.xxh3_128 != art["hashes"]["xxh3_128"]:
             status = "changed"
         {"ok": report.ok, "missing": report.missing, "changed": report.changed}[status].append(
-            str(path))
+            str(path)
+        )
         with ctx.db.session() as session:
             row = writes.get(session, art["id"])
             values: dict[str, object] = {"hash_status": status}
@@ -79,8 +85,11 @@ def _adopt_orphans(ctx: Context, report: VerifyReport) -> None:
         if folder.name == STAGING or not folder.is_dir():
             continue
         for entry in folder.iterdir():
-            if str(entry) in known or entry.name.startswith(".") or entry.suffix.lower() in (
-                    *PREVIEW_EXTS, ".json", ".info"):
+            if (
+                str(entry) in known
+                or entry.name.startswith(".")
+                or entry.suffix.lower() in (*PREVIEW_EXTS, ".json", ".info")
+            ):
                 continue
             try:
                 ident = identify_path(ctx, entry)
@@ -92,7 +101,9 @@ def _adopt_orphans(ctx: Context, report: VerifyReport) -> None:
                 if writes.find_by_hash(session, hashes.xxh3_128) is not None:
                     report.problems.append((str(entry), "unregistered copy of a registered file"))
                     continue
-                writes.insert(session, artifact_values(entry, ident, hashes, fstat, Overrides(),
-                                                       in_store=True), [])
+                writes.insert(
+                    session,
+                    artifact_values(entry, ident, hashes, fstat, Overrides(), in_store=True),
+                    [],
+                )
             report.adopted.append(str(entry))
-

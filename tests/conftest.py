@@ -37,19 +37,31 @@ class HubRunner:
         self.env |= {"HUB_HOME": str(home), "PYTHONWARNINGS": "ignore"}
 
     def __call__(self, *args: str, ok: bool = True, input: str | None = None) -> Result:
-        proc = subprocess.run([sys.executable, "-m", "hub", *map(str, args)], cwd=self.cwd,
-                              env=self.env, capture_output=True, text=True, input=input,
-                              timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "hub", *map(str, args)],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=600,
+        )
         result = Result(proc.returncode, proc.stdout, proc.stderr)
         if ok and proc.returncode != 0:
-            raise AssertionError(f"hub {' '.join(map(str, args))} failed ({proc.returncode}):\n"
-                                 f"{proc.stderr}")
+            raise AssertionError(
+                f"hub {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}"
+            )
         return result
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "hub", *map(str, args)], cwd=self.cwd,
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "hub", *map(str, args)],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ from hub.errors import ConfigError
 def test_precedence_of_config_files(tmp_path, monkeypatch):
     nested = tmp_path / "a" / "b"
     nested.mkdir(parents=True)
-    (tmp_path / "hub.toml").write_text('[hub]\nhome = "data"\n[sources.civitai]\nurl = "http://x/"\n')
+    (tmp_path / "hub.toml").write_text(
+        '[hub]\nhome = "data"\n[sources.civitai]\nurl = "http://x/"\n'
+    )
     monkeypatch.chdir(nested)
     s = load_settings(env={})
     assert s.config_path == tmp_path / "hub.toml"  # found by walking up

@@ -18,12 +18,13 @@ def _reference(data: bytes) -> dict[str, str | None]:
     autov3 = None
     if len(data) >= 9 and data[8:9] == b"{":
         (n,) = struct.unpack("<Q", data[:8])
-        autov3 = hashlib.sha256(data[8 + n:]).hexdigest()
+        autov3 = hashlib.sha256(data[8 + n :]).hexdigest()
     return {
         "xxh3_128": xxhash.xxh3_128(data).hexdigest(),
         "sha256": sha,
         "autov1": hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
-        if len(data) >= 2 << 20 else None,
+        if len(data) >= 2 << 20
+        else None,
         "autov2": sha[:10],
         "autov3": autov3,
     }
@@ -58,7 +59,7 @@ def test_autov3_header_spanning_chunks():
     data = struct.pack("<Q", len(header)) + header + b"xyz"
     hasher = Hasher()
     for i in range(0, len(data), 7):
-        hasher.update(data[i:i + 7])
+        hasher.update(data[i : i + 7])
     assert hasher.finish().autov3 == hashlib.sha256(b"xyz").hexdigest()
 
 

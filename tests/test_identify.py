@@ -46,8 +46,9 @@ def test_identification(ctx, models, name):
 def test_sd2_shaped_keys_are_real_sd2_keys(models):
     """The 1024-wide mini model carries SD2's OpenCLIP text keys and linear proj_in."""
     keys = load_file(models["mini-sd2"]).keys()
-    assert any(k.startswith("cond_stage_model.model.transformer.resblocks.0.attn.in_proj") for k
-               in keys)
+    assert any(
+        k.startswith("cond_stage_model.model.transformer.resblocks.0.attn.in_proj") for k in keys
+    )
     state = load_file(models["mini-sd2"])
     proj = [k for k in keys if k.endswith("proj_in.weight")]
     assert proj and all(state[k].dim() == 2 for k in proj)
@@ -56,32 +57,40 @@ def test_sd2_shaped_keys_are_real_sd2_keys(models):
 @pytest.mark.parametrize("name", ["sd1", "sdxl"])
 def test_single_file_layout_matches_diffusers(name, models):
     """Our LDM writer is checked by diffusers' own single-file loaders, tensor for tensor."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint,
-                                                     convert_open_clip_checkpoint)
-
     import minimodels as mm
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_open_clip_checkpoint,
+    )
 
     path = models[f"mini-{name}"]
     config = str(path.parent / "config")
     parts = mm.build_components(name)
     for cls, key in ((UNet2DConditionModel, "unet"), (AutoencoderKL, "vae")):
-        loaded = cls.from_single_file(str(path), config=config, subfolder=key,
-                                      torch_dtype=torch.float16).state_dict()
+        loaded = cls.from_single_file(
+            str(path), config=config, subfolder=key, torch_dtype=torch.float16
+        ).state_dict()
         ref = parts[key].state_dict()
         assert loaded.keys() == ref.keys()
         assert all(torch.equal(loaded[k], ref[k].half()) for k in ref), key
     single = load_file(path)
-    prefix = "cond_stage_model.transformer." if name == "sd1" else (
-        "conditioner.embedders.0.transformer.")
+    prefix = (
+        "cond_stage_model.transformer."
+        if name == "sd1"
+        else ("conditioner.embedders.0.transformer.")
+    )
     clip = convert_ldm_clip_checkpoint(single, remove_prefix=prefix)
-    ref = {("text_model." + k if not k.startswith("text_model.") else k): v
-           for k, v in parts["text_encoder"].state_dict().items()}
+    ref = {
+        ("text_model." + k if not k.startswith("text_model.") else k): v
+        for k, v in parts["text_encoder"].state_dict().items()
+    }
     assert clip.keys() == ref.keys()
     assert all(torch.equal(clip[k], ref[k].half()) for k in ref)
     if name == "sdxl":
-        g = convert_open_clip_checkpoint(parts["text_encoder_2"], single,
-                                         prefix="conditioner.embedders.1.model.")
+        g = convert_open_clip_checkpoint(
+            parts["text_encoder_2"], single, prefix="conditioner.embedders.1.model."
+        )
         ref = parts["text_encoder_2"].state_dict()
         assert g.keys() == ref.keys()
         assert all(torch.equal(g[k], ref[k].half()) for k in ref)

@@ -26,9 +26,20 @@ def test_import_records_hashes_and_json_shape(hub, models):
     assert art["status"] == "added"
     assert art["hashes"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert art["hashes"]["autov2"] == hashlib.sha256(data).hexdigest()[:10]
-    assert art["hashes"]["autov3"] == hashlib.sha256(data[8 + n:]).hexdigest()
-    for key in ("name", "kind", "base", "format", "algo", "path", "size", "hashes", "tags",
-                "trained_words", "source"):
+    assert art["hashes"]["autov3"] == hashlib.sha256(data[8 + n :]).hexdigest()
+    for key in (
+        "name",
+        "kind",
+        "base",
+        "format",
+        "algo",
+        "path",
+        "size",
+        "hashes",
+        "tags",
+        "trained_words",
+        "source",
+    ):
         assert key in art
     assert art["tags"] == ["style"]
     stored = hub.home / "models" / "Lora" / path.name
@@ -51,7 +62,7 @@ def test_same_bytes_twice_is_one_artifact(hub, models, tmp_path):
 def test_eight_concurrent_imports_give_one_row(hub, models):
     procs = [hub.popen("import", models["loha-sd1"], "--quiet") for _ in range(8)]
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
-    for out, err, code in results:
+    for _out, err, code in results:
         assert code == 0, err
         assert "locked" not in err
     rows = hub("list", "--json").json()
@@ -69,31 +80,59 @@ def _write_header(path, header: dict | bytes, data: bytes = b"", length: int | N
 BAD = {
     "html.safetensors": lambda p: p.write_text("<!DOCTYPE html><html><body>Login</body></html>"),
     "lfs.safetensors": lambda p: p.write_text(
-        "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"),
+        "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"
+    ),
     "empty.safetensors": lambda p: p.write_bytes(b""),
     "truncated.safetensors": lambda p: _write_header(
-        p, {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 10),
+        p, {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 10
+    ),
     "lying.safetensors": lambda p: _write_header(
-        p, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-            "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12),
+        p,
+        {
+            "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+        },
+        b"\0" * 12,
+    ),
     "gap.safetensors": lambda p: _write_header(
-        p, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-            "b": {"dtype": "F32", "shape": [2], "data_offsets": [12, 20]}}, b"\0" * 20),
+        p,
+        {
+            "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "b": {"dtype": "F32", "shape": [2], "data_offsets": [12, 20]},
+        },
+        b"\0" * 20,
+    ),
     "huge-header.safetensors": lambda p: _write_header(p, b"{}", length=2**63),
     "duplicate.safetensors": lambda p: _write_header(
-        p, b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
-           b'"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', b"\0" * 4),
+        p,
+        b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+        b'"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+        b"\0" * 4,
+    ),
     "pickle.ckpt": lambda p: p.write_bytes(b"\x80\x02}q\x00."),
     "broken-lora.safetensors": lambda p: _write_header(
-        p, {"lora_unet_x.lora_down.weight": {"dtype": "F32", "shape": [4, 8],
-                                             "data_offsets": [0, 128]}}, b"\0" * 128),
+        p,
+        {
+            "lora_unet_x.lora_down.weight": {
+                "dtype": "F32",
+                "shape": [4, 8],
+                "data_offsets": [0, 128],
+            }
+        },
+        b"\0" * 128,
+    ),
 }
 REASONS = {
-    "html.safetensors": "HTML page", "lfs.safetensors": "Git LFS pointer",
-    "empty.safetensors": "empty file", "truncated.safetensors": "truncated",
-    "lying.safetensors": "overlaps", "gap.safetensors": "gap",
-    "huge-header.safetensors": "header length", "duplicate.safetensors": "duplicate key",
-    "pickle.ckpt": "pickle", "broken-lora.safetensors": "only one of the down/up pair",
+    "html.safetensors": "HTML page",
+    "lfs.safetensors": "Git LFS pointer",
+    "empty.safetensors": "empty file",
+    "truncated.safetensors": "truncated",
+    "lying.safetensors": "overlaps",
+    "gap.safetensors": "gap",
+    "huge-header.safetensors": "header length",
+    "duplicate.safetensors": "duplicate key",
+    "pickle.ckpt": "pickle",
+    "broken-lora.safetensors": "only one of the down/up pair",
 }
 
 
@@ -134,8 +173,9 @@ def test_refs_tags_search_and_ambiguity(hub, models, tmp_path):
     names = {a["name"] for a in hub("search", "pixel", "--json").json()}
     assert names == {"pixel-art"}
     assert [a["kind"] for a in hub("search", "pix", "--tag", "style", "--json").json()] == ["lora"]
-    assert [a["name"] for a in hub("search", "", "--kind", "lora", "--base", "sd1",
-                                   "--json").json()] == ["pixel-art", "watercolor"]
+    assert [
+        a["name"] for a in hub("search", "", "--kind", "lora", "--base", "sd1", "--json").json()
+    ] == ["pixel-art", "watercolor"]
     hub("tag", "watercolor", "Soft", "paint")
     assert hub("search", "soft", "--json").json()[0]["name"] == "watercolor"
     hub("untag", "watercolor", "soft")

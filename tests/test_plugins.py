@@ -20,8 +20,7 @@ class MagicProbe:
     def register_probes(self, register):
         def magic(subject):
             if "magic" in subject.keys:
-                return Verdict("magic", True, "has a magic tensor", Kind.VAE, Base.SDXL,
-                               score=200)
+                return Verdict("magic", True, "has a magic tensor", Kind.VAE, Base.SDXL, score=200)
             return Verdict("magic", False, "no magic tensor")
 
         register("magic", magic)
@@ -65,7 +64,8 @@ def third_party(tmp_path, hub):
     """An installed plugin distribution: a module plus dist-info with an entry point."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "hub_hello.py").write_text(textwrap.dedent('''
+    (site / "hub_hello.py").write_text(
+        textwrap.dedent('''
         import hub
         from hub.plugins.probing import Verdict
 
@@ -79,7 +79,8 @@ def third_party(tmp_path, hub):
         @hub.hookimpl
         def register_probes(register):
             register("hello_probe", lambda s: Verdict("hello_probe", False, "never mine"))
-    '''))
+    ''')
+    )
     dist = site / "hub_hello-1.2.3.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hub-hello\nVersion: 1.2.3\n")
@@ -114,6 +115,6 @@ def test_disabled_plugin_is_not_loaded(hub, third_party):
 
 def test_plugin_that_fails_to_import_is_a_clear_error(hub, third_party):
     (third_party / "hub_hello.py").write_text("raise ImportError('boom')\n")
-    result = hub("list", ok=False)
+    result = hub("plugins", ok=False)
     assert result.code != 0 and "plugin 'hello'" in result.err and "boom" in result.err
     assert "Traceback" not in result.err

@@ -24,14 +24,30 @@ def webui(tmp_path, models):
     shutil.copyfile(models["emb-sd1"], root / "embeddings" / "badhands.safetensors")
     shutil.copyfile(models["vae"], root / "models" / "VAE" / "clear.safetensors")
     os.symlink(models["mini-sd1"], root / "models" / "Stable-diffusion" / "mini.safetensors")
-    (lora / "pixel.civitai.info").write_text(json.dumps({
-        "id": 222, "modelId": 111, "name": "v2.0", "baseModel": "SD 1.5",
-        "trainedWords": ["pixel art", "8bit"],
-        "description": "<p>Pixels <script>alert(1)</script><b>everywhere</b></p>",
-        "model": {"name": "Pixel Art", "type": "LORA", "nsfw": False}}))
-    (lora / "soft.json").write_text(json.dumps({
-        "description": "soft watercolor look", "sd version": "SD1",
-        "activation text": "soft, watercolor", "preferred weight": 0.7, "notes": ""}))
+    (lora / "pixel.civitai.info").write_text(
+        json.dumps(
+            {
+                "id": 222,
+                "modelId": 111,
+                "name": "v2.0",
+                "baseModel": "SD 1.5",
+                "trainedWords": ["pixel art", "8bit"],
+                "description": "<p>Pixels <script>alert(1)</script><b>everywhere</b></p>",
+                "model": {"name": "Pixel Art", "type": "LORA", "nsfw": False},
+            }
+        )
+    )
+    (lora / "soft.json").write_text(
+        json.dumps(
+            {
+                "description": "soft watercolor look",
+                "sd version": "SD1",
+                "activation text": "soft, watercolor",
+                "preferred weight": 0.7,
+                "notes": "",
+            }
+        )
+    )
     (lora / "soft.preview.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (lora / "notes.txt").write_text("not a model")
     comfy = tmp_path / "zcomfy" / "models" / "loras"  # walked after webui/
@@ -54,12 +70,18 @@ def test_scan_registers_in_place_with_sidecars(hub, webui, models):
     assert rows["mini-sd1"]["path"] == str(models["mini-sd1"])  # real path, no copy
     assert rows["soft"]["path"] == str(webui / "webui" / "models" / "Lora" / "soft.safetensors")
     assert not rows["soft"]["in_store"]
-    assert not (hub.home / "models").exists() or not any((hub.home / "models").rglob("*.safetensors"))
+    assert not (hub.home / "models").exists() or not any(
+        (hub.home / "models").rglob("*.safetensors")
+    )
     pixel = rows["pixel"]
     assert pixel["trained_words"] == ["pixel art", "8bit"]
     assert pixel["family"] == "SD 1.5" and pixel["version"] == "v2.0"
-    assert pixel["source"] == {"name": "civitai", "site": "civitai", "model_id": 111,
-                               "version_id": 222}
+    assert pixel["source"] == {
+        "name": "civitai",
+        "site": "civitai",
+        "model_id": 111,
+        "version_id": 222,
+    }
     assert pixel["description"] == "Pixels everywhere"
     soft = rows["soft"]
     assert soft["trained_words"] == ["soft", "watercolor"]

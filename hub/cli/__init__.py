@@ -34,8 +34,9 @@ def _root(
     ctx: typer.Context,
     config: str = typer.Option(None, "--config", help="hub.toml to read.", envvar=None),
     home: str = typer.Option(None, "--home", help="Data folder (registry and store)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     from hub.cli.state import State
 
@@ -43,10 +44,14 @@ def _root(
 
 
 def _register_commands() -> None:
-    from hub.cli import library, plugins_cmd
+    from hub.cli import demo_cmd, library, plugins_cmd
 
     library.register(app)
     plugins_cmd.register(app)
+    demo_cmd.register(app)
+    builtin = {c.name or c.callback.__name__ for c in app.registered_commands}
+    if _command_name() in builtin:
+        return  # a built-in command runs without loading third-party commands
     from hub import plugins
     from hub.config import load_settings
 
@@ -54,6 +59,19 @@ def _register_commands() -> None:
     plugins.configure(load_settings(config=config, home=_option_value("--home")).plugins_disabled)
     for impl in reversed(plugins.load_plugins().hook.register_commands.get_hookimpls()):
         impl.function(app=app)
+
+
+def _command_name() -> str | None:
+    """The first argument that is not an option (or an option's value): the command."""
+    argv, skip = sys.argv[1:], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--config", "--home"):
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _option_value(name: str) -> str | None:
@@ -84,6 +102,8 @@ def main() -> None:
     except Exception as exc:  # the last guard: no traceback for users unless HUB_DEBUG
         if os.environ.get("HUB_DEBUG"):
             raise
-        error_line(f"internal error: {type(exc).__name__}: {exc}",
-                   hint="run again with HUB_DEBUG=1 for the traceback, and report it")
+        error_line(
+            f"internal error: {type(exc).__name__}: {exc}",
+            hint="run again with HUB_DEBUG=1 for the traceback, and report it",
+        )
         sys.exit(70)

@@ -46,9 +46,12 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
 
         if name and len(paths) > 1:
             raise HubError("--name applies to one path only")
-        overrides = Overrides(kind=parse_kind(kind) if kind else None,
-                              base=parse_base(base) if base else None, name=name,
-                              tags=tuple(tag or ()))
+        overrides = Overrides(
+            kind=parse_kind(kind) if kind else None,
+            base=parse_base(base) if base else None,
+            name=name,
+            tags=tuple(tag or ()),
+        )
         hub = context(ctx)
         results, failures = [], 0
         for path in paths:
@@ -66,8 +69,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             if not as_json:
                 a = result.artifact
                 verb = "added" if result.status == "added" else "already registered"
-                status(f"{verb}: {a['kind']}:{a['name']} ({a['base']}, "
-                       f"{a['algo'] or a['layout'] or a['format']}) {a['hashes']['autov2']}")
+                status(
+                    f"{verb}: {a['kind']}:{a['name']} ({a['base']}, "
+                    f"{a['algo'] or a['layout'] or a['format']}) {a['hashes']['autov2']}"
+                )
         if as_json:
             emit_json(results)
         if failures:
@@ -92,9 +97,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             status(f"skipped {path}: {reason}")
         for path, same in report.duplicates:
             status(f"duplicate {path}: same bytes as {same}")
-        status(f"{len(report.added)} added, {len(report.updated)} updated, "
-               f"{report.unchanged} unchanged, {len(report.duplicates)} duplicates, "
-               f"{len(report.skipped)} skipped ({human_size(report.hashed_bytes)} hashed)")
+        status(
+            f"{len(report.added)} added, {len(report.updated)} updated, "
+            f"{report.unchanged} unchanged, {len(report.duplicates)} duplicates, "
+            f"{len(report.skipped)} skipped ({human_size(report.hashed_bytes)} hashed)"
+        )
 
     @app.command("list")
     def list_command(
@@ -114,8 +121,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
     @app.command("search")
     def search_command(
         ctx: typer.Context,
-        query: str = typer.Argument("", help="Words to find in names, tags, descriptions, "
-                                    "trained words."),
+        query: str = typer.Argument(
+            "", help="Words to find in names, tags, descriptions, trained words."
+        ),
         kind: str = KIND,
         base: str = BASE,
         tag: list[str] = TAGS,
@@ -148,8 +156,20 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             emit_json(art)
             return
         console = out()
-        for key in ("name", "kind", "base", "family", "format", "layout", "algo", "variant",
-                    "prediction", "version", "path", "source"):
+        for key in (
+            "name",
+            "kind",
+            "base",
+            "family",
+            "format",
+            "layout",
+            "algo",
+            "variant",
+            "prediction",
+            "version",
+            "path",
+            "source",
+        ):
             if art.get(key):
                 console.print(f"{key:>14}: {art[key]}", markup=False)
         console.print(f"{'size':>14}: {human_size(art['size'])} ({art['size']} bytes)")
@@ -164,8 +184,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         if art["overrides"]:
             console.print(f"{'set by user':>14}: {', '.join(art['overrides'])}")
         for parent in art["lineage"]:
-            console.print(f"{'made from':>14}: {parent['kind']}:{parent['name']} "
-                          f"({parent['relation']})", markup=False)
+            console.print(
+                f"{'made from':>14}: {parent['kind']}:{parent['name']} ({parent['relation']})",
+                markup=False,
+            )
         for verdict in art.get("why", []):
             mark = "matched" if verdict["matched"] else "declined"
             console.print(f"{verdict['probe']:>14}: {mark}: {verdict['reason']}", markup=False)
@@ -187,13 +209,15 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         emit_json(art) if as_json else status(f"{art['name']}: {', '.join(art['tags']) or '-'}")
 
     @app.command("set")
-    def set_command(ctx: typer.Context, ref: str, kind: str = KIND, base: str = BASE,
-                    as_json: bool = JSON) -> None:
+    def set_command(
+        ctx: typer.Context, ref: str, kind: str = KIND, base: str = BASE, as_json: bool = JSON
+    ) -> None:
         """Override an artifact's kind or base; later scans keep the override."""
         from hub.manage import set_identity
 
-        art = set_identity(context(ctx), ref, _kind(kind) and _parse_kind(kind),
-                           _base(base) and _parse_base(base))
+        art = set_identity(
+            context(ctx), ref, _kind(kind) and _parse_kind(kind), _base(base) and _parse_base(base)
+        )
         emit_json(art) if as_json else status(f"{art['kind']}:{art['name']} base {art['base']}")
 
     @app.command("rm")
@@ -215,8 +239,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             if not typer.confirm(f"remove {art['kind']}:{art['name']} {what}?", err=True):
                 raise typer.Exit(1)
         removal = remove(hub, ref, keep_file=keep_file)
-        status(f"removed {art['kind']}:{art['name']}"
-               + (f", deleted {art['path']}" if removal.deleted_file else ""))
+        status(
+            f"removed {art['kind']}:{art['name']}"
+            + (f", deleted {art['path']}" if removal.deleted_file else "")
+        )
 
     @app.command("verify")
     def verify_command(
@@ -241,8 +267,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
                 status(f"registered orphan: {path}")
             for path, reason in report.problems:
                 status(f"problem: {path}: {reason}")
-            status(f"{len(report.ok)} ok, {len(report.missing)} missing, "
-                   f"{len(report.changed)} changed")
+            status(
+                f"{len(report.ok)} ok, {len(report.missing)} missing, {len(report.changed)} changed"
+            )
         if not report.clean:
             raise typer.Exit(1)
 

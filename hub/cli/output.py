@@ -24,11 +24,13 @@ def err() -> Console:
 def out() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """JSON on stdout: indented for a terminal, compact (and fast) for pipes."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(data, indent=indent, default=str) + "\n")
 
 
 def status(message: str) -> None:
@@ -59,8 +61,15 @@ def artifact_table(rows: list[dict[str, Any]]) -> None:
     for col in ("name", "kind", "base", "algo/layout", "size", "autov2", "tags"):
         table.add_column(col)
     for a in rows:
-        table.add_row(a["name"], a["kind"], a["base"], a["algo"] or a["layout"] or "",
-                      human_size(a["size"]), a["hashes"]["autov2"], ", ".join(a["tags"]))
+        table.add_row(
+            a["name"],
+            a["kind"],
+            a["base"],
+            a["algo"] or a["layout"] or "",
+            human_size(a["size"]),
+            a["hashes"]["autov2"],
+            ", ".join(a["tags"]),
+        )
     out().print(table)
 
 
@@ -83,9 +92,15 @@ def byte_progress(label: str, total: int, enabled: bool) -> Iterator[Any]:
         TransferSpeedColumn,
     )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=err(),
-                  transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err(),
+        transient=True,
+    ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
 

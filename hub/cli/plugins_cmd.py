@@ -9,16 +9,21 @@ from hub.cli.output import emit_json, out
 
 def register(app: typer.Typer) -> None:
     @app.command("plugins")
-    def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    def plugins_command(
+        ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+    ) -> None:
         """List loaded plugins, their versions and the hooks they implement."""
+        from hub.cli.state import context
         from hub.plugins import collect, plugin_info
 
+        context(ctx).load_plugins()
         rows = plugin_info()
         provided: dict[str, list[str]] = {}
         for hook in ("register_probes",):
             for name, reg in collect(hook).items():
-                provided.setdefault(reg.plugin, []).append(f"{hook.removeprefix('register_')}:"
-                                                           f"{name}")
+                provided.setdefault(reg.plugin, []).append(
+                    f"{hook.removeprefix('register_')}:{name}"
+                )
         for row in rows:
             row["provides"] = provided.get(row["name"], [])
         if as_json:
@@ -30,6 +35,11 @@ def register(app: typer.Typer) -> None:
         for col in ("plugin", "package", "version", "hooks", "provides"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["name"] + ("" if not r["builtin"] else " (built-in)"), r["package"],
-                          r["version"], ", ".join(r["hooks"]), ", ".join(r["provides"]))
+            table.add_row(
+                r["name"] + ("" if not r["builtin"] else " (built-in)"),
+                r["package"],
+                r["version"],
+                ", ".join(r["hooks"]),
+                ", ".join(r["provides"]),
+            )
         out().print(table)

@@ -24,9 +24,10 @@ T = TypeVar("T")
 
 
 def configure(disabled: frozenset[str]) -> None:
-    """Set the plugin names not to load; call before the first :func:`load_plugins`."""
+    """Set the plugin names not to load; takes effect at the first :func:`load_plugins`."""
     global _disabled
-    _disabled = disabled
+    if _pm is None:
+        _disabled = disabled
 
 
 def load_plugins() -> pluggy.PluginManager:
@@ -108,7 +109,13 @@ def plugin_info() -> list[dict[str, Any]]:
     for name, plugin in pm.list_name_plugin():
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         dist, version = dists.get(name, ("sd-hub", __version__))
-        rows.append({"name": name, "package": dist, "version": version, "hooks": hooks,
-                     "builtin": name in {m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS}})
+        rows.append(
+            {
+                "name": name,
+                "package": dist,
+                "version": version,
+                "hooks": hooks,
+                "builtin": name in {m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS},
+            }
+        )
     return rows
-

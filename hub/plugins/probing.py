@@ -53,8 +53,10 @@ class Verdict:
     broken: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if v is not None else None) if k in {"kind", "base"} else v
-                for k, v in asdict(self).items()}
+        return {
+            k: (str(v) if v is not None else None) if k in {"kind", "base"} else v
+            for k, v in asdict(self).items()
+        }
 
 
 Probe = Callable[[Subject], Verdict]
@@ -89,7 +91,9 @@ def make_subject(path: Path) -> Subject:
     """Read what probes need from a path; refuse what is not a readable model file."""
     if path.is_dir():
         if not (path / "model_index.json").is_file():
-            raise InvalidFileError(path, "a folder without model_index.json (not a diffusers model)")
+            raise InvalidFileError(
+                path, "a folder without model_index.json (not a diffusers model)"
+            )
         return Subject(path, Format.DIFFUSERS, folder=_read_folder(path))
     try:
         with path.open("rb") as fh:
@@ -102,7 +106,8 @@ def make_subject(path: Path) -> Subject:
     container = sniff(head, size)
     if container in (Container.PICKLE, Container.TORCH_ZIP):
         raise UnsupportedFileError(
-            path, f"{container} file: sd-hub does not read pickles yet",
+            path,
+            f"{container} file: sd-hub does not read pickles yet",
             hint="convert it to safetensors with a trusted tool, or wait for safe loading",
         )
     return Subject(path, Format.SAFETENSORS, header=read_header(path))
@@ -113,12 +118,20 @@ def identify(subject: Subject, probes: dict[str, Probe]) -> Identification:
     verdicts = []
     for name, probe in probes.items():
         verdict = probe(subject)
-        verdicts.append(verdict if verdict.probe == name else Verdict(**{**verdict.__dict__,
-                                                                          "probe": name}))
+        verdicts.append(
+            verdict if verdict.probe == name else Verdict(**{**verdict.__dict__, "probe": name})
+        )
     matched = sorted((v for v in verdicts if v.matched), key=lambda v: -v.score)
     if matched and matched[0].broken:
         raise InvalidFileError(subject.path, matched[0].reason)
-    best = matched[0] if matched else Verdict(
-        "none", False, "no probe recognised it: " + "; ".join(
-            f"{v.probe}: {v.reason}" for v in verdicts), kind=Kind.UNKNOWN)
+    best = (
+        matched[0]
+        if matched
+        else Verdict(
+            "none",
+            False,
+            "no probe recognised it: " + "; ".join(f"{v.probe}: {v.reason}" for v in verdicts),
+            kind=Kind.UNKNOWN,
+        )
+    )
     return Identification(best, subject.format, verdicts, subject.metadata)

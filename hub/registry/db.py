@@ -31,8 +31,9 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.sqlite_path = Path(url.removeprefix("sqlite:///")) if url.startswith(
-            "sqlite:///") else None
+        self.sqlite_path = (
+            Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+        )
         self._engine: Engine | None = None
         self._ready = False
 
@@ -75,7 +76,8 @@ class Database:
         backup = None
         if current is not None and self.sqlite_path is not None:
             backup = self.sqlite_path.with_name(
-                f"{self.sqlite_path.name}.bak-{current}-{int(time.time())}")
+                f"{self.sqlite_path.name}.bak-{current}-{int(time.time())}"
+            )
             with self._sqlite() as src, sqlite3.connect(backup) as dst:
                 src.backup(dst)
         elif self.sqlite_path is not None:
@@ -88,8 +90,9 @@ class Database:
                 command.upgrade(cfg, "head")
         except Exception as exc:
             where = f"; the database before migrating is at {backup}" if backup else ""
-            raise RegistryError(f"{self.url}: migration from {current} failed: {exc}{where}"
-                                ) from exc
+            raise RegistryError(
+                f"{self.url}: migration from {current} failed: {exc}{where}"
+            ) from exc
 
     # -- connections -------------------------------------------------------------------------
 
@@ -129,7 +132,6 @@ class Database:
         self.ensure_schema()
         if self.sqlite_path is not None:
             with self._sqlite(readonly=True) as con:
-                con.row_factory = sqlite3.Row
                 yield Reader(con, native=True)
         else:
             with self.engine.connect() as con:
@@ -153,7 +155,9 @@ class Reader:
 
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         if self._native:
-            return [dict(r) for r in self._con.execute(sql, params or {})]
+            cursor = self._con.execute(sql, params or {})
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
         from sqlalchemy import text
 
         return [dict(r) for r in self._con.execute(text(sql), params or {}).mappings()]
@@ -179,4 +183,3 @@ def _make_engine(url: str, is_sqlite: bool) -> Engine:
         con.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-

@@ -24,7 +24,7 @@ COLUMNS = (
 
 
 def _loads(text: str | None, default: Any) -> Any:
-    if not text:
+    if not text or text == "[]":
         return default
     try:
         return json.loads(text)
@@ -58,14 +58,22 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
         },
         "hash_status": row["hash_status"],
         "tags": tags,
-        "trained_words": _loads(row["trained_words"], []),
+        "trained_words": _loads(row["trained_words"], []) or [],
         "preferred_weight": row["preferred_weight"],
         "description": row["description"],
         "preview": row["preview"],
-        "source": {"name": row["source"], **_loads(row["source_ref"], {})},
-        "overrides": [f for f in ("kind", "base") if row[f"{f}_locked"]],
-        "created_at": str(row["created_at"]),
-        "updated_at": str(row["updated_at"]),
+        "source": (
+            {"name": row["source"], **_loads(row["source_ref"], {})}
+            if row["source_ref"]
+            else {"name": row["source"]}
+        ),
+        "overrides": (
+            [f for f in ("kind", "base") if row[f"{f}_locked"]]
+            if row["kind_locked"] or row["base_locked"]
+            else []
+        ),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
     }
 
 
@@ -78,15 +86,18 @@ def tags_for(reader: Reader, ids: list[int] | None = None) -> dict[int, list[str
         return out
     else:
         marks = ", ".join(f":i{n}" for n in range(len(ids)))
-        rows = reader.rows(f"SELECT artifact_id, name FROM tag WHERE artifact_id IN ({marks}) "
-                           "ORDER BY name", {f"i{n}": i for n, i in enumerate(ids)})
+        rows = reader.rows(
+            f"SELECT artifact_id, name FROM tag WHERE artifact_id IN ({marks}) ORDER BY name",
+            {f"i{n}": i for n, i in enumerate(ids)},
+        )
     for r in rows:
         out[r["artifact_id"]].append(r["name"])
     return out
 
 
-def _filters(kind: str | None, base: str | None, tags: list[str] | None,
-             params: dict[str, Any]) -> str:
+def _filters(
+    kind: str | None, base: str | None, tags: list[str] | None, params: dict[str, Any]
+) -> str:
     clauses = []
     if kind:
         clauses.append("a.kind = :kind")
@@ -95,24 +106,31 @@ def _filters(kind: str | None, base: str | None, tags: list[str] | None,
         clauses.append("a.base = :base")
         params["base"] = base
     for n, tag in enumerate(tags or []):
-        clauses.append(f"EXISTS (SELECT 1 FROM tag t WHERE t.artifact_id = a.id AND t.name = :t{n})")
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM tag t WHERE t.artifact_id = a.id AND t.name = :t{n})"
+        )
         params[f"t{n}"] = tag.strip().lower()
     return " AND ".join(clauses) or "1=1"
 
 
-def _with_tags(reader: Reader, rows: list[dict[str, Any]], all_rows: bool = False
-               ) -> list[dict[str, Any]]:
+def _with_tags(
+    reader: Reader, rows: list[dict[str, Any]], all_rows: bool = False
+) -> list[dict[str, Any]]:
     tags = tags_for(reader, None if all_rows else [r["id"] for r in rows])
     return [to_json(r, tags.get(r["id"], [])) for r in rows]
 
 
-def list_artifacts(reader: Reader, kind: str | None = None, base: str | None = None,
-                   tags: list[str] | None = None) -> list[dict[str, Any]]:
+def list_artifacts(
+    reader: Reader, kind: str | None = None, base: str | None = None, tags: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Every artifact matching the filters, by kind then name."""
     params: dict[str, Any] = {}
     where = _filters(kind, base, tags, params)
-    rows = reader.rows(f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
-                       "ORDER BY a.kind, a.name COLLATE NOCASE, a.id", params)
+    rows = reader.rows(
+        f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
+        "ORDER BY a.kind, a.name COLLATE NOCASE, a.id",
+        params,
+    )
     return _with_tags(reader, rows, all_rows=not params)
 
 
@@ -125,8 +143,14 @@ def fts_query(text: str) -> str | None:
     return " ".join('"' + t.replace('"', '""') + '"*' for t in terms) or None
 
 
-def search(reader: Reader, query: str, kind: str | None = None, base: str | None = None,
-           tags: list[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def search(
+    reader: Reader,
+    query: str,
+    kind: str | None = None,
+    base: str | None = None,
+    tags: list[str] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
     """Full-text search over name, tags, description and trained words, with filters."""
     params: dict[str, Any] = {"limit": limit}
     where = _filters(kind, base, tags, params)
@@ -134,24 +158,32 @@ def search(reader: Reader, query: str, kind: str | None = None, base: str | None
     if match is None and query.strip():
         return []  # punctuation only: nothing can match
     if match is None:
-        rows = reader.rows(f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
-                           "ORDER BY a.name LIMIT :limit", params)
+        rows = reader.rows(
+            f"SELECT {COLUMNS} FROM artifact a WHERE {where} ORDER BY a.name LIMIT :limit", params
+        )
     elif reader.has_fts:
         params["match"] = match
         rows = reader.rows(
             f"SELECT {', '.join('a.' + c.strip() for c in COLUMNS.split(','))} "
             "FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
             f"WHERE artifact_fts MATCH :match AND {where} ORDER BY bm25(artifact_fts) "
-            "LIMIT :limit", params)
+            "LIMIT :limit",
+            params,
+        )
     else:
         likes = []
         for n, term in enumerate(_TERM.findall(query)):
             params[f"q{n}"] = f"%{term.lower()}%"
-            likes.append(f"(LOWER(a.name) LIKE :q{n} OR LOWER(COALESCE(a.description, '')) "
-                         f"LIKE :q{n} OR LOWER(a.trained_words) LIKE :q{n} OR EXISTS (SELECT 1 "
-                         f"FROM tag t WHERE t.artifact_id = a.id AND t.name LIKE :q{n}))")
-        rows = reader.rows(f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND "
-                           f"{' AND '.join(likes)} ORDER BY a.name LIMIT :limit", params)
+            likes.append(
+                f"(LOWER(a.name) LIKE :q{n} OR LOWER(COALESCE(a.description, '')) "
+                f"LIKE :q{n} OR LOWER(a.trained_words) LIKE :q{n} OR EXISTS (SELECT 1 "
+                f"FROM tag t WHERE t.artifact_id = a.id AND t.name LIKE :q{n}))"
+            )
+        rows = reader.rows(
+            f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND "
+            f"{' AND '.join(likes)} ORDER BY a.name LIMIT :limit",
+            params,
+        )
     return _with_tags(reader, rows)
 
 
@@ -159,7 +191,9 @@ def _by_hash(reader: Reader, prefix: str) -> list[dict[str, Any]]:
     params = {"lo": prefix, "hi": prefix + "g"}
     return reader.rows(
         f"SELECT {COLUMNS} FROM artifact a WHERE (xxh3_128 >= :lo AND xxh3_128 < :hi) "
-        "OR (sha256 >= :lo AND sha256 < :hi) OR (autov3 >= :lo AND autov3 < :hi)", params)
+        "OR (sha256 >= :lo AND sha256 < :hi) OR (autov3 >= :lo AND autov3 < :hi)",
+        params,
+    )
 
 
 def _display(row: dict[str, Any]) -> str:
@@ -189,8 +223,9 @@ def resolve(reader: Reader, text: str) -> dict[str, Any]:
     ref = Ref.parse(text)
     rows = resolve_rows(reader, ref)
     if not rows:
-        raise RefNotFoundError(f"no artifact matches '{text}'",
-                               hint="see `hub list` or `hub search`")
+        raise RefNotFoundError(
+            f"no artifact matches '{text}'", hint="see `hub list` or `hub search`"
+        )
     if len(rows) > 1:
         raise AmbiguousRefError(text, sorted(_display(r) for r in rows))
     return rows[0]
@@ -206,7 +241,8 @@ def lineage_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
     rows = reader.rows(
         "SELECT l.relation, l.params, l.parent_sha256, p.kind AS kind, p.name AS name "
         "FROM lineage l LEFT JOIN artifact p ON p.id = l.parent_id WHERE l.child_id = :id",
-        {"id": artifact_id})
+        {"id": artifact_id},
+    )
     return [{**r, "params": _loads(r["params"], {})} for r in rows]
 
 
@@ -217,11 +253,15 @@ def probe_record(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
 
 def stat_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str]]:
     """path -> (size, mtime_ns, inode, id, xxh3) for every artifact: what a scan compares."""
-    return {r["path"]: (r["size"], r["mtime_ns"], r["inode"], r["id"], r["xxh3_128"])
-            for r in reader.rows("SELECT path, size, mtime_ns, inode, id, xxh3_128 FROM artifact")}
+    return {
+        r["path"]: (r["size"], r["mtime_ns"], r["inode"], r["id"], r["xxh3_128"])
+        for r in reader.rows("SELECT path, size, mtime_ns, inode, id, xxh3_128 FROM artifact")
+    }
 
 
 def ids_by_hash(reader: Reader) -> dict[str, tuple[int, str]]:
     """xxh3 -> (id, path) for every artifact."""
-    return {r["xxh3_128"]: (r["id"], r["path"])
-            for r in reader.rows("SELECT xxh3_128, id, path FROM artifact")}
+    return {
+        r["xxh3_128"]: (r["id"], r["path"])
+        for r in reader.rows("SELECT xxh3_128, id, path FROM artifact")
+    }

@@ -16,8 +16,14 @@ from hub.taxonomy import A1111_FOLDERS, Kind
 
 STAGING = ".incoming"
 MAX_NAME_BYTES = 200  # leaves room for suffixes on 255-byte file systems
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
-             *(f"lpt{i}" for i in range(1, 10))}
+_RESERVED = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(1, 10)),
+    *(f"lpt{i}" for i in range(1, 10)),
+}
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 
 

@@ -61,8 +61,10 @@ class Tag(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     artifact_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("artifact.id", ondelete="CASCADE"), index=True,
-                         nullable=False))
+        sa_column=Column(
+            Integer, ForeignKey("artifact.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
     name: str = Field(index=True)
     origin: str = "user"
 
@@ -74,11 +76,14 @@ class Lineage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     child_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("artifact.id", ondelete="CASCADE"), index=True,
-                         nullable=False))
+        sa_column=Column(
+            Integer, ForeignKey("artifact.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
     parent_id: int | None = Field(
         default=None,
-        sa_column=Column(Integer, ForeignKey("artifact.id", ondelete="SET NULL"), index=True))
+        sa_column=Column(Integer, ForeignKey("artifact.id", ondelete="SET NULL"), index=True),
+    )
     parent_sha256: str | None = None
     relation: str
     params: str = "{}"  # JSON

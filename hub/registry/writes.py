@@ -25,8 +25,9 @@ def get(session: Session, artifact_id: int) -> Artifact:
     return artifact
 
 
-def add_tags(session: Session, artifact: Artifact, names: list[str], origin: str = "user"
-             ) -> list[str]:
+def add_tags(
+    session: Session, artifact: Artifact, names: list[str], origin: str = "user"
+) -> list[str]:
     """Attach tags (lower-cased, stripped); returns the ones that were new."""
     assert artifact.id is not None
     have = set(session.exec(select(Tag.name).where(Tag.artifact_id == artifact.id)).all())
@@ -45,7 +46,8 @@ def add_tags(session: Session, artifact: Artifact, names: list[str], origin: str
 def remove_tags(session: Session, artifact: Artifact, names: list[str]) -> int:
     wanted = [n.strip().lower() for n in names]
     result = session.exec(  # type: ignore[call-overload]
-        delete(Tag).where(Tag.artifact_id == artifact.id, Tag.name.in_(wanted)))
+        delete(Tag).where(Tag.artifact_id == artifact.id, Tag.name.in_(wanted))
+    )
     refresh_search(session, artifact)
     return result.rowcount or 0
 
@@ -75,16 +77,29 @@ def remove(session: Session, artifact: Artifact) -> None:
     _drop_search(session, artifact.id)
     session.exec(delete(Tag).where(Tag.artifact_id == artifact.id))  # type: ignore[call-overload]
     session.exec(  # type: ignore[call-overload]
-        delete(Lineage).where(Lineage.child_id == artifact.id))
+        delete(Lineage).where(Lineage.child_id == artifact.id)
+    )
     session.delete(artifact)
     session.flush()
 
 
-def add_lineage(session: Session, child: Artifact, parent: Artifact | None, relation: str,
-                params: dict[str, Any], parent_sha256: str | None = None) -> None:
-    session.add(Lineage(child_id=child.id, parent_id=parent.id if parent else None,
-                        parent_sha256=parent.sha256 if parent else parent_sha256,
-                        relation=relation, params=json.dumps(params, sort_keys=True)))
+def add_lineage(
+    session: Session,
+    child: Artifact,
+    parent: Artifact | None,
+    relation: str,
+    params: dict[str, Any],
+    parent_sha256: str | None = None,
+) -> None:
+    session.add(
+        Lineage(
+            child_id=child.id,
+            parent_id=parent.id if parent else None,
+            parent_sha256=parent.sha256 if parent else parent_sha256,
+            relation=relation,
+            params=json.dumps(params, sort_keys=True),
+        )
+    )
     session.flush()
 
 
@@ -94,8 +109,10 @@ def _is_sqlite(session: Session) -> bool:
 
 def _drop_search(session: Session, artifact_id: int | None) -> None:
     if _is_sqlite(session):
-        session.exec(text("DELETE FROM artifact_fts WHERE rowid = :id"),  # type: ignore
-                     params={"id": artifact_id})
+        session.exec(
+            text("DELETE FROM artifact_fts WHERE rowid = :id"),  # type: ignore
+            params={"id": artifact_id},
+        )
 
 
 def refresh_search(session: Session, artifact: Artifact) -> None:
@@ -106,8 +123,15 @@ def refresh_search(session: Session, artifact: Artifact) -> None:
     tags = session.exec(select(Tag.name).where(Tag.artifact_id == artifact.id)).all()
     words = json.loads(artifact.trained_words or "[]")
     session.exec(  # type: ignore[call-overload]
-        text("INSERT INTO artifact_fts(rowid, name, tags, description, trained_words) "
-             "VALUES (:id, :name, :tags, :description, :words)"),
-        params={"id": artifact.id, "name": artifact.name.replace("_", " ").replace("-", " ")
-                + " " + artifact.name, "tags": " ".join(tags),
-                "description": artifact.description or "", "words": " ".join(words)})
+        text(
+            "INSERT INTO artifact_fts(rowid, name, tags, description, trained_words) "
+            "VALUES (:id, :name, :tags, :description, :words)"
+        ),
+        params={
+            "id": artifact.id,
+            "name": artifact.name.replace("_", " ").replace("-", " ") + " " + artifact.name,
+            "tags": " ".join(tags),
+            "description": artifact.description or "",
+            "words": " ".join(words),
+        },
+    )

@@ -35,15 +35,30 @@ def checkpoint_probe(subject: Subject) -> Verdict:
     if not unet:
         return Verdict("checkpoint", False, f"no {UNET}* keys")
     if any(k.startswith(UNET + "joint_blocks.") for k in unet):
-        return Verdict("checkpoint", True, "MMDiT joint_blocks: Stable Diffusion 3",
-                       Kind.CHECKPOINT, Base.SD3, "ldm", score=100)
+        return Verdict(
+            "checkpoint",
+            True,
+            "MMDiT joint_blocks: Stable Diffusion 3",
+            Kind.CHECKPOINT,
+            Base.SD3,
+            "ldm",
+            score=100,
+        )
     if any(k.startswith(UNET + "double_blocks.") for k in unet):
-        return Verdict("checkpoint", True, "double_blocks: Flux", Kind.CHECKPOINT, Base.FLUX,
-                       "ldm", score=100)
+        return Verdict(
+            "checkpoint", True, "double_blocks: Flux", Kind.CHECKPOINT, Base.FLUX, "ldm", score=100
+        )
     to_k = sorted(k for k in unet if k.endswith("attn2.to_k.weight"))
     if not to_k:
-        return Verdict("checkpoint", True, "UNet keys but no cross-attention to_k: base unknown",
-                       Kind.CHECKPOINT, Base.UNKNOWN, "ldm", score=100)
+        return Verdict(
+            "checkpoint",
+            True,
+            "UNet keys but no cross-attention to_k: base unknown",
+            Kind.CHECKPOINT,
+            Base.UNKNOWN,
+            "ldm",
+            score=100,
+        )
     width = keys[to_k[0]][1]
     base = CONTEXT_BASE.get(width, Base.UNKNOWN)
     reasons = [f"context width {width} from {to_k[0]} -> {base}"]
@@ -59,8 +74,17 @@ def checkpoint_probe(subject: Subject) -> Verdict:
     prediction = _prediction(subject)
     if prediction:
         reasons.append(f"prediction {prediction} from the file")
-    return Verdict("checkpoint", True, "; ".join(reasons), Kind.CHECKPOINT, base, "ldm",
-                   variant=variant, prediction=prediction, score=100)
+    return Verdict(
+        "checkpoint",
+        True,
+        "; ".join(reasons),
+        Kind.CHECKPOINT,
+        base,
+        "ldm",
+        variant=variant,
+        prediction=prediction,
+        score=100,
+    )
 
 
 def diffusers_folder_probe(subject: Subject) -> Verdict:
@@ -71,8 +95,15 @@ def diffusers_folder_probe(subject: Subject) -> Verdict:
     pipeline = index.get("_class_name", "?")
     unet = folder.get("unet/config.json")
     if not unet:
-        return Verdict("diffusers_folder", True, f"{pipeline} folder without unet/config.json",
-                       Kind.CHECKPOINT, Base.UNKNOWN, "diffusers", score=100)
+        return Verdict(
+            "diffusers_folder",
+            True,
+            f"{pipeline} folder without unet/config.json",
+            Kind.CHECKPOINT,
+            Base.UNKNOWN,
+            "diffusers",
+            score=100,
+        )
     width = unet.get("cross_attention_dim")
     width = width[0] if isinstance(width, list) else width
     base = CONTEXT_BASE.get(width, Base.UNKNOWN)
@@ -83,8 +114,17 @@ def diffusers_folder_probe(subject: Subject) -> Verdict:
     sched = subject.path / "scheduler" / "scheduler_config.json"
     if sched.is_file() and '"v_prediction"' in sched.read_text(encoding="utf-8", errors="ignore"):
         prediction = "v"
-    return Verdict("diffusers_folder", True, reason, Kind.CHECKPOINT, base, "diffusers",
-                   variant=variant, prediction=prediction, score=100)
+    return Verdict(
+        "diffusers_folder",
+        True,
+        reason,
+        Kind.CHECKPOINT,
+        base,
+        "diffusers",
+        variant=variant,
+        prediction=prediction,
+        score=100,
+    )
 
 
 _VAE_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
@@ -94,9 +134,10 @@ def vae_probe(subject: Subject) -> Verdict:
     keys = subject.keys
     if not keys:
         return Verdict("vae", False, "no tensors")
-    strip = next((p for p in ("first_stage_model.", "vae.") if all(k.startswith(p) for k in keys)),
-                 "")
-    names = [k[len(strip):] for k in keys]
+    strip = next(
+        (p for p in ("first_stage_model.", "vae.") if all(k.startswith(p) for k in keys)), ""
+    )
+    names = [k[len(strip) :] for k in keys]
     if not all(n.startswith(_VAE_PREFIXES) for n in names):
         return Verdict("vae", False, "keys outside encoder./decoder./quant_conv.")
     if not any(n.startswith("decoder.") for n in names):
@@ -105,8 +146,15 @@ def vae_probe(subject: Subject) -> Verdict:
     latent = keys.get(strip + "post_quant_conv.weight")
     reason = f"{layout} autoencoder keys" + (f", {latent[0]} latent channels" if latent else "")
     # SD1, SD2 and SDXL VAEs share one architecture: the weights do not tell the base.
-    return Verdict("vae", True, reason + "; base not told by the architecture", Kind.VAE,
-                   Base.UNKNOWN, layout, score=70)
+    return Verdict(
+        "vae",
+        True,
+        reason + "; base not told by the architecture",
+        Kind.VAE,
+        Base.UNKNOWN,
+        layout,
+        score=70,
+    )
 
 
 def _lora_layout(names: list[str]) -> str:
@@ -115,8 +163,9 @@ def _lora_layout(names: list[str]) -> str:
     return "peft" if any(".lora_A" in n or ".lora_B" in n for n in names) else "diffusers"
 
 
-def _lora_base(subject: Subject, modules: dict[str, lk.ModuleKeys], algos: dict[str, str]
-               ) -> tuple[Base, str]:
+def _lora_base(
+    subject: Subject, modules: dict[str, lk.ModuleKeys], algos: dict[str, str]
+) -> tuple[Base, str]:
     for name in sorted(modules):
         if _TO_K.search(name) and (width := lk.in_features(modules[name], algos[name])):
             base = CONTEXT_BASE.get(width, Base.UNKNOWN)
@@ -155,12 +204,19 @@ def lora_probe(subject: Subject) -> Verdict:
     for name, mod in modules.items():
         algo = lk.module_algo(mod)
         if algo is None:
-            return Verdict("lora", True, f"module {name} has no known algorithm "
-                           f"({', '.join(sorted(mod.params))})", Kind.LORA, broken=True, score=90)
+            return Verdict(
+                "lora",
+                True,
+                f"module {name} has no known algorithm ({', '.join(sorted(mod.params))})",
+                Kind.LORA,
+                broken=True,
+                score=90,
+            )
         problem = lk.missing_parts(mod, algo)
         if problem:
-            return Verdict("lora", True, f"{algo} module {name} {problem}", Kind.LORA,
-                           broken=True, score=90)
+            return Verdict(
+                "lora", True, f"{algo} module {name} {problem}", Kind.LORA, broken=True, score=90
+            )
         algos[name] = algo
     used = set(algos.values())
     algo = next(a for a in lk.FILE_ALGO_ORDER if a in used)
@@ -175,23 +231,51 @@ def embedding_probe(subject: Subject) -> Verdict:
     if "clip_l" in keys and "clip_g" in keys:
         n_l, n_g = keys["clip_l"][0], keys["clip_g"][0]
         if len(keys) != 2 or keys["clip_l"][-1] != 768 or keys["clip_g"][-1] != 1280:
-            return Verdict("embedding", True, "clip_l/clip_g pair with unexpected widths",
-                           Kind.EMBEDDING, broken=True, score=80)
+            return Verdict(
+                "embedding",
+                True,
+                "clip_l/clip_g pair with unexpected widths",
+                Kind.EMBEDDING,
+                broken=True,
+                score=80,
+            )
         if n_l != n_g:
-            return Verdict("embedding", True, f"clip_l has {n_l} vectors, clip_g {n_g}",
-                           Kind.EMBEDDING, broken=True, score=80)
-        return Verdict("embedding", True, f"SDXL clip_l/clip_g pair, {n_l} vectors",
-                       Kind.EMBEDDING, Base.SDXL, "sdxl-pair", score=80)
+            return Verdict(
+                "embedding",
+                True,
+                f"clip_l has {n_l} vectors, clip_g {n_g}",
+                Kind.EMBEDDING,
+                broken=True,
+                score=80,
+            )
+        return Verdict(
+            "embedding",
+            True,
+            f"SDXL clip_l/clip_g pair, {n_l} vectors",
+            Kind.EMBEDDING,
+            Base.SDXL,
+            "sdxl-pair",
+            score=80,
+        )
     if len(keys) != 1:
         return Verdict("embedding", False, f"{len(keys)} tensors (an embedding has one, or a pair)")
-    (name, shape), = keys.items()
+    ((name, shape),) = keys.items()
     if len(shape) not in (1, 2) or shape[-1] not in (768, 1024, 1280):
-        return Verdict("embedding", False, f"one tensor {name}{list(shape)}, not an embedding shape")
+        return Verdict(
+            "embedding", False, f"one tensor {name}{list(shape)}, not an embedding shape"
+        )
     vectors = shape[0] if len(shape) == 2 else 1
     base = TEXT_WIDTH_BASE.get(shape[-1], Base.UNKNOWN)
     layout = "a1111" if name == "emb_params" else "diffusers"
-    return Verdict("embedding", True, f"{layout} embedding: {vectors} vectors of width "
-                   f"{shape[-1]} -> {base}", Kind.EMBEDDING, base, layout, score=80)
+    return Verdict(
+        "embedding",
+        True,
+        f"{layout} embedding: {vectors} vectors of width {shape[-1]} -> {base}",
+        Kind.EMBEDDING,
+        base,
+        layout,
+        score=80,
+    )
 
 
 @hookimpl(trylast=True)

@@ -54,8 +54,13 @@ def upgrade() -> None:
     op.create_table(
         "tag",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("artifact_id", sa.Integer,
-                  sa.ForeignKey("artifact.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column(
+            "artifact_id",
+            sa.Integer,
+            sa.ForeignKey("artifact.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
         sa.Column("name", sa.String, nullable=False, index=True),
         sa.Column("origin", sa.String, nullable=False),
         sa.UniqueConstraint("artifact_id", "name"),
@@ -63,10 +68,16 @@ def upgrade() -> None:
     op.create_table(
         "lineage",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("child_id", sa.Integer,
-                  sa.ForeignKey("artifact.id", ondelete="CASCADE"), nullable=False, index=True),
-        sa.Column("parent_id", sa.Integer,
-                  sa.ForeignKey("artifact.id", ondelete="SET NULL"), index=True),
+        sa.Column(
+            "child_id",
+            sa.Integer,
+            sa.ForeignKey("artifact.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column(
+            "parent_id", sa.Integer, sa.ForeignKey("artifact.id", ondelete="SET NULL"), index=True
+        ),
         sa.Column("parent_sha256", sa.String),
         sa.Column("relation", sa.String, nullable=False),
         sa.Column("params", sa.Text, nullable=False),
