@@ -113,6 +113,7 @@ def fake_lightning(monkeypatch):
             self.best_model_score = None
 
     ModelCheckpoint.__module__ = mod.__name__
+    ModelCheckpoint.__qualname__ = "ModelCheckpoint"
     mod.ModelCheckpoint = ModelCheckpoint
     for name in ("pytorch_lightning", "pytorch_lightning.callbacks",
                  "pytorch_lightning.callbacks.model_checkpoint"):
