@@ -32,10 +32,6 @@ class InvalidFileError(HubError):
         self.reason = reason
 
 
-class UnsupportedFileError(InvalidFileError):
-    """A file of a kind sd-hub does not read (yet), such as a pickle before safe loading exists."""
-
-
 class RefNotFoundError(HubError):
     """No artifact matches a ref."""
 

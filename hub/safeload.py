@@ -500,6 +500,26 @@ class SafeLoaded:
     _legacy: dict[str, bytes] = field(default_factory=dict)
     _cache: dict[str, bytes] = field(default_factory=dict)
 
+    @property
+    def root(self) -> Any:
+        """The weights part: a Lightning checkpoint's ``state_dict``, else the object."""
+        obj = self.obj
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            return obj["state_dict"]
+        return obj
+
+    def tensor_refs(self) -> dict[str, TensorRef]:
+        """Every tensor under :attr:`root` by dotted path (no bytes read)."""
+        refs = dict(iter_tensors(self.root))
+        if len(refs) > MAX_TENSORS:
+            raise PickleRefused(self.path, "too many tensors")
+        return refs
+
+    def plain_fields(self) -> dict[str, Any]:
+        """Top-level values that are plain JSON data (names, steps, settings)."""
+        obj = self.obj if isinstance(self.obj, dict) else {}
+        return {str(k): v for k, v in obj.items() if _plain(v)}
+
     def storage_bytes(self, ref: StorageRef) -> bytes:
         if ref.key not in self._cache:
             if self._zip is not None:
@@ -521,6 +541,14 @@ class SafeLoaded:
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, list | tuple) and depth < 3 and len(value) < 1000:
+        return all(_plain(v, depth + 1) for v in value)
+    return False
 
 
 def _check_tensor(ref: TensorRef) -> None:

@@ -151,6 +151,24 @@ def sd1_style_ckpt(path: Path, lightning, protocol: int = 2) -> dict[str, torch.
 def test_sd1_ckpt_with_lightning_and_numpy_globals(tmp_path, fake_lightning, protocol):
     path = tmp_path / "model.ckpt"
     expected = sd1_style_ckpt(path, fake_lightning, protocol)
+    import pickletools
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        pkl = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    globs = set()
+    strings = []
+    for op, arg, _ in pickletools.genops(pkl):
+        if op.name == "GLOBAL":
+            globs.add(arg)
+        elif op.name == "STACK_GLOBAL":
+            globs.add(" ".join(strings[-2:]))
+        elif isinstance(arg, str):
+            strings.append(arg)
+    assert any(g.endswith("multiarray scalar") for g in globs), globs
+    assert "pytorch_lightning.callbacks.model_checkpoint ModelCheckpoint" in globs
+    if protocol == 2:
+        assert "_codecs encode" in globs
     modules_before = set(sys.modules)
     loaded = safeload.load(path)
     got = _tensors(loaded)

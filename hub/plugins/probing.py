@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.errors import InvalidFileError, UnsupportedFileError
-from hub.formats import Container, SafetensorsHeader, read_header, sniff
+from hub.errors import InvalidFileError
+from hub.formats import Container, read_header, sniff
 from hub.taxonomy import Base, Format, Kind
 
 
@@ -24,16 +24,10 @@ class Subject:
 
     path: Path
     format: Format
-    header: SafetensorsHeader | None = None
+    keys: dict[str, tuple[int, ...]] = field(default_factory=dict)  # tensor name -> shape
+    metadata: dict[str, str] = field(default_factory=dict)  # safetensors __metadata__
     folder: dict[str, Any] | None = None  # diffusers folder: model_index.json and configs
-
-    @property
-    def keys(self) -> dict[str, tuple[int, ...]]:
-        return {k: v.shape for k, v in self.header.tensors.items()} if self.header else {}
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return self.header.metadata if self.header else {}
+    fields: dict[str, Any] = field(default_factory=dict)  # a pickle's plain top-level data
 
 
 @dataclass(frozen=True)
@@ -104,13 +98,18 @@ def make_subject(path: Path) -> Subject:
     except OSError as exc:
         raise InvalidFileError(path, f"cannot read: {exc.strerror or exc}") from None
     container = sniff(head, size)
-    if container in (Container.PICKLE, Container.TORCH_ZIP):
-        raise UnsupportedFileError(
-            path,
-            f"{container} file: sd-hub does not read pickles yet",
-            hint="convert it to safetensors with a trusted tool, or wait for safe loading",
-        )
-    return Subject(path, Format.SAFETENSORS, header=read_header(path))
+    if container in (Container.PICKLE, Container.TORCH_ZIP, Container.LEGACY_TAR):
+        from hub import safeload
+
+        loaded = safeload.load(path)
+        try:
+            keys = {k: r.shape for k, r in loaded.tensor_refs().items()}
+            return Subject(path, Format.PICKLE, keys=keys, fields=loaded.plain_fields())
+        finally:
+            loaded.close()
+    header = read_header(path)
+    keys = {k: v.shape for k, v in header.tensors.items()}
+    return Subject(path, Format.SAFETENSORS, keys=keys, metadata=header.metadata)
 
 
 def identify(subject: Subject, probes: dict[str, Probe]) -> Identification:

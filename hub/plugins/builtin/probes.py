@@ -266,7 +266,8 @@ def embedding_probe(subject: Subject) -> Verdict:
         )
     vectors = shape[0] if len(shape) == 2 else 1
     base = TEXT_WIDTH_BASE.get(shape[-1], Base.UNKNOWN)
-    layout = "a1111" if name == "emb_params" else "diffusers"
+    layout = "a1111" if name == "emb_params" or name.startswith("string_to_param.") else (
+        "diffusers")
     return Verdict(
         "embedding",
         True,
@@ -278,6 +279,27 @@ def embedding_probe(subject: Subject) -> Verdict:
     )
 
 
+_HYPERNET_KEY = re.compile(r"^(\d+)\.([01])\.(linear\.\d+|linear[12])\.(weight|bias)$")
+HYPERNET_BASE = {768: Base.SD1, 1024: Base.SD2, 2048: Base.SDXL}
+
+
+def hypernetwork_probe(subject: Subject) -> Verdict:
+    keys = subject.keys
+    if not keys or not all(_HYPERNET_KEY.match(k) for k in keys):
+        return Verdict("hypernetwork", False, "keys are not <width>.<0|1>.linear.* modules")
+    widths = sorted({int(k.split(".", 1)[0]) for k in keys})
+    for key, shape in keys.items():
+        width = int(key.split(".", 1)[0])
+        if key.endswith("weight") and (len(shape) != 2 or width not in (shape[0], shape[1])
+                                       and key.split(".")[3] in ("0", "linear1")):
+            return Verdict("hypernetwork", True, f"{key}{list(shape)} does not fit width "
+                           f"{width}", Kind.HYPERNETWORK, broken=True, score=85)
+    context = [w for w in widths if w in HYPERNET_BASE]
+    base = HYPERNET_BASE[context[-1]] if context else Base.UNKNOWN
+    return Verdict("hypernetwork", True, f"A1111 hypernetwork for widths {widths} -> {base}",
+                   Kind.HYPERNETWORK, base, "a1111", score=85)
+
+
 @hookimpl(trylast=True)
 def register_probes(register):
     register("checkpoint", checkpoint_probe)
@@ -285,3 +307,4 @@ def register_probes(register):
     register("vae", vae_probe)
     register("lora", lora_probe)
     register("embedding", embedding_probe)
+    register("hypernetwork", hypernetwork_probe)
