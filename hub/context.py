@@ -12,6 +12,7 @@ from hub.registry.db import Database
 from hub.registry.store import Store
 
 if TYPE_CHECKING:
+    from hub.plugins.converting import Converter
     from hub.plugins.probing import Probe
 
 
@@ -42,6 +43,13 @@ class Context:
 
         plugins.configure(self.settings.plugins_disabled)
         plugins.load_plugins()
+
+    @cached_property
+    def converters(self) -> dict[str, Converter]:
+        from hub import plugins
+
+        self.load_plugins()
+        return {name: reg.value for name, reg in plugins.collect("register_converters").items()}
 
     @cached_property
     def probes(self) -> dict[str, Probe]:

@@ -11,11 +11,10 @@ from typing import Any
 
 from hub.context import Context
 from hub.errors import InvalidFileError
-from hub.hashing import FileHashes, FileStat, hash_file, hash_folder
-from hub.register import Overrides, artifact_values, default_name, identify_path, tag_list
-from hub.registry import writes
-from hub.registry.queries import to_json
-from hub.sidecars import read_sidecars
+from hub.hashing import FileHashes, hash_file, hash_folder
+from hub.plugins.probing import Identification
+from hub.register import Lineage, Overrides, commit, default_name, identify_path
+from hub.sidecars import Sidecars, read_sidecars
 
 
 @dataclass(frozen=True)
@@ -58,51 +57,83 @@ def import_path(
     path: Path,
     overrides: Overrides = Overrides(),
     progress: Callable[[int], None] | None = None,
+    keep_pickle: bool = False,
+    keep_pickle_only: bool = False,
 ) -> ImportResult:
     """Identify, copy and register one file or diffusers folder; the same bytes twice are one
-    artifact. Bad input raises :class:`InvalidFileError` before anything is written."""
+    artifact. A pickle is converted to safetensors (``keep_pickle`` registers the original
+    too). Bad input raises :class:`InvalidFileError` before anything is written."""
     path = Path(path)
     if not path.exists():
         raise InvalidFileError(path, "no such file or folder")
     ident = identify_path(ctx, path)
     sidecars = read_sidecars(path)
+    if ident.format == "pickle" and not keep_pickle_only:
+        return _import_pickle(ctx, path, ident, overrides, sidecars, keep_pickle, progress)
     staged, hashes, size = _stage(ctx, path, progress)
+    filename = (overrides.name or default_name(path)) + (
+        "" if path.is_dir() else "".join(path.suffixes[-1:])
+    )
     try:
-        with ctx.db.session() as session:
-            existing = writes.find_by_hash(session, hashes.xxh3_128)
-            if existing is not None:
-                writes.add_tags(session, existing, list(overrides.tags))
-                return ImportResult(path, "exists", to_json(existing.model_dump(), []))
-            kind = overrides.kind or ident.best.kind
-            filename = (overrides.name or default_name(path)) + (
-                "" if path.is_dir() else "".join(path.suffixes[-1:])
-            )
-            final = ctx.store.place(staged, kind, filename, hashes.xxh3_128[:8])
-            try:
-                preview = _copy_preview(sidecars.preview, final)
-                if preview:
-                    sidecars.preview = preview
-                st = os.stat(final)
-                stat = FileStat(size, st.st_mtime_ns, st.st_ino)
-                values = artifact_values(
-                    final, ident, hashes, stat, overrides, sidecars, in_store=True
-                )
-                artifact = writes.insert(session, values, tag_list(overrides, sidecars))
-                tags = [t for t, _ in tag_list(overrides, sidecars)]
-                return ImportResult(
-                    path, "added", to_json(artifact.model_dump(), sorted({t.lower() for t in tags}))
-                )
-            except BaseException:
-                _discard(final)
-                raise
+        return ImportResult(
+            path, *commit(ctx, staged, ident, hashes, size, overrides, sidecars, filename)
+        )
     finally:
         _discard(staged.parent if path.is_dir() else staged)
 
 
-def _copy_preview(preview: Path | None, model: Path) -> Path | None:
-    if preview is None:
-        return None
-    stem = model.name if model.is_dir() else model.stem
-    target = model.with_name(f"{stem}.preview{preview.suffix.lower()}")
-    shutil.copyfile(preview, target)
-    return target
+def _import_pickle(
+    ctx: Context,
+    path: Path,
+    ident: Identification,
+    overrides: Overrides,
+    sidecars: Sidecars,
+    keep_pickle: bool,
+    progress: Callable[[int], None] | None,
+) -> ImportResult:
+    """A pickle is registered as the safetensors file converted from it (with the pickle's
+    hash in its lineage); ``keep_pickle`` registers the original too."""
+    from hub.convert import convert_file
+
+    parent = None
+    if keep_pickle:
+        parent = import_path(
+            ctx,
+            path,
+            Overrides(ident.best.kind, overrides.base, overrides.name, overrides.tags),
+            progress,
+            keep_pickle_only=True,
+        )
+        pickle_sha = parent.artifact["hashes"]["sha256"]
+    else:
+        pickle_sha = hash_file(path)[0].sha256
+    art = {
+        "name": overrides.name or default_name(path),
+        "kind": str(overrides.kind or ident.best.kind),
+        "base": str(ident.best.base),
+        "format": "pickle",
+        "layout": ident.best.layout,
+        "prediction": ident.best.prediction,
+    }
+    staged, steps = convert_file(ctx, path, art, goal=None)
+    try:
+        out_ident = identify_path(ctx, staged)
+        hashes, fstat = hash_file(staged)
+        lineage = Lineage(
+            parent.artifact["id"] if parent else None, pickle_sha, "convert", {"steps": steps}
+        )
+        status, artifact = commit(
+            ctx,
+            staged,
+            out_ident,
+            hashes,
+            fstat.size,
+            overrides,
+            sidecars,
+            f"{art['name']}.safetensors",
+            lineage=lineage,
+        )
+        artifact["converted_from"] = {"format": "pickle", "sha256": pickle_sha}
+        return ImportResult(path, status, artifact)
+    finally:
+        _discard(staged.parent)

@@ -159,3 +159,116 @@ def openclip_to_ldm(state: dict[str, Any], prefix: str) -> dict[str, Any]:
             for a, b in rename.items():
                 out[f"{dst}{b}.{part}"] = sd[f"{src}{a}.{part}"]
     return out
+
+
+# --- configs derived from LDM shapes (channel counts, depths and widths are all in the weights;
+# attention head counts are not, and follow the base's convention) -----------------------
+
+
+def _indices(shapes: dict[str, tuple[int, ...]], pattern: str) -> set[int]:
+    rx = re.compile(pattern)
+    return {int(m[1]) for k in shapes if (m := rx.match(k))}
+
+
+def unet_config_from_ldm(shapes: dict[str, tuple[int, ...]], base: str) -> dict[str, Any]:
+    """A diffusers UNet2DConditionModel config for an LDM UNet, from its tensor shapes."""
+    p = UNET_PREFIX
+    n_input = max(_indices(shapes, re.escape(p) + r"input_blocks\.(\d+)\.")) + 1
+    levels = len(_indices(shapes, re.escape(p) + r"input_blocks\.(\d+)\.0\.op\.weight")) + 1
+    lpb = n_input // levels - 1
+    channels, down_types, depths = [], [], []
+    for i in range(levels):
+        first = 1 + i * (lpb + 1)
+        channels.append(shapes[f"{p}input_blocks.{first}.0.out_layers.3.weight"][0])
+        has_attn = f"{p}input_blocks.{first}.1.proj_in.weight" in shapes
+        down_types.append("CrossAttnDownBlock2D" if has_attn else "DownBlock2D")
+        depths.append(
+            len(
+                _indices(
+                    shapes,
+                    re.escape(f"{p}input_blocks.{first}.1.") + r"transformer_blocks\.(\d+)\.",
+                )
+            )
+            or 1
+        )
+    up_types = []
+    for i in range(levels):
+        block = i * (lpb + 1)
+        has_attn = f"{p}output_blocks.{block}.1.proj_in.weight" in shapes
+        up_types.append("CrossAttnUpBlock2D" if has_attn else "UpBlock2D")
+    to_k = next(v for k, v in sorted(shapes.items()) if k.endswith("attn2.to_k.weight"))
+    proj_in = next(v for k, v in sorted(shapes.items()) if k.endswith(".proj_in.weight"))
+    heads = [8] * levels if base == "sd1" else [max(1, c // 64) for c in channels]
+    config: dict[str, Any] = {
+        "sample_size": {"sd1": 64, "sd2": 96, "sdxl": 128}.get(base, 64),
+        "in_channels": shapes[f"{p}input_blocks.0.0.weight"][1],
+        "out_channels": shapes[f"{p}out.2.weight"][0],
+        "layers_per_block": lpb,
+        "block_out_channels": channels,
+        "down_block_types": down_types,
+        "up_block_types": up_types,
+        "cross_attention_dim": to_k[1],
+        "attention_head_dim": heads,
+        "use_linear_projection": len(proj_in) == 2,
+        "transformer_layers_per_block": depths,
+        "norm_num_groups": 32,
+    }
+    label = shapes.get(f"{p}label_emb.0.0.weight")
+    if label is not None:
+        config |= {
+            "addition_embed_type": "text_time",
+            "addition_time_embed_dim": 256,
+            "projection_class_embeddings_input_dim": label[1],
+        }
+    return config
+
+
+def vae_config_from_ldm(
+    shapes: dict[str, tuple[int, ...]], prefix: str = VAE_PREFIX, base: str = "sd1"
+) -> dict[str, Any]:
+    """A diffusers AutoencoderKL config for an LDM VAE, from its tensor shapes."""
+    levels = len(_indices(shapes, re.escape(prefix) + r"encoder\.down\.(\d+)\.block\.0\."))
+    lpb = len(_indices(shapes, re.escape(prefix) + r"encoder\.down\.0\.block\.(\d+)\."))
+    channels = [shapes[f"{prefix}encoder.down.{i}.block.0.conv2.weight"][0] for i in range(levels)]
+    return {
+        "in_channels": shapes[f"{prefix}encoder.conv_in.weight"][1],
+        "out_channels": shapes[f"{prefix}decoder.conv_out.weight"][0],
+        "latent_channels": shapes[f"{prefix}post_quant_conv.weight"][0],
+        "layers_per_block": lpb,
+        "block_out_channels": channels,
+        "down_block_types": ["DownEncoderBlock2D"] * levels,
+        "up_block_types": ["UpDecoderBlock2D"] * levels,
+        "norm_num_groups": 32,
+        "scaling_factor": 0.13025 if base == "sdxl" else 0.18215,
+        "sample_size": {"sd1": 512, "sd2": 768, "sdxl": 1024}.get(base, 512),
+    }
+
+
+def clip_config_from_ldm(
+    shapes: dict[str, tuple[int, ...]], prefix: str, openclip: bool
+) -> dict[str, Any]:
+    """A transformers CLIPTextConfig (as a dict) for a single-file text encoder."""
+    if openclip:
+        tok = shapes[prefix + "token_embedding.weight"]
+        pos = shapes[prefix + "positional_embedding"]
+        layers = _indices(shapes, re.escape(prefix) + r"transformer\.resblocks\.(\d+)\.")
+        inter = shapes[prefix + "transformer.resblocks.0.mlp.c_fc.weight"][0]
+        proj = shapes.get(prefix + "text_projection")
+    else:
+        t = prefix + "text_model."
+        tok = shapes[t + "embeddings.token_embedding.weight"]
+        pos = shapes[t + "embeddings.position_embedding.weight"]
+        layers = _indices(shapes, re.escape(t) + r"encoder\.layers\.(\d+)\.")
+        inter = shapes[t + "encoder.layers.0.mlp.fc1.weight"][0]
+        proj = None
+    hidden = tok[1]
+    return {
+        "vocab_size": tok[0],
+        "hidden_size": hidden,
+        "intermediate_size": inter,
+        "num_hidden_layers": len(layers),
+        "num_attention_heads": max(1, hidden // 64),
+        "max_position_embeddings": pos[0],
+        "hidden_act": "gelu" if openclip else "quick_gelu",
+        "projection_dim": proj[1] if proj else hidden,
+    }

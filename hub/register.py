@@ -6,6 +6,8 @@ Shared by ``hub import`` (copies into the store) and ``hub scan`` (registers in 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,3 +92,80 @@ def tag_list(overrides: Overrides, sidecars: Sidecars | None) -> list[tuple[str,
     if sidecars:
         tags += [(t, "site") for t in sidecars.tags]
     return tags
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a new artifact came from: a registered parent, or just the parent's hash."""
+
+    parent_id: int | None
+    parent_sha256: str | None
+    relation: str
+    params: dict[str, Any]
+
+
+def commit(
+    ctx: Context,
+    staged: Path,
+    ident: Identification,
+    hashes: FileHashes,
+    size: int,
+    overrides: Overrides,
+    sidecars: Sidecars,
+    filename: str,
+    source: str = "local",
+    lineage: Lineage | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Move a staged file or folder into the store and register it, in one immediate write
+    transaction: ``("added", json)``, or ``("exists", json)`` when the bytes are known."""
+    from hub.registry import writes
+    from hub.registry.queries import to_json
+
+    with ctx.db.session() as session:
+        existing = writes.find_by_hash(session, hashes.xxh3_128)
+        if existing is not None:
+            writes.add_tags(session, existing, list(overrides.tags))
+            return "exists", to_json(existing.model_dump(), [])
+        kind = overrides.kind or ident.best.kind
+        final = ctx.store.place(staged, kind, filename, hashes.xxh3_128[:8])
+        try:
+            if sidecars.preview is not None:
+                sidecars.preview = copy_preview(sidecars.preview, final)
+            st = os.stat(final)
+            values = artifact_values(
+                final,
+                ident,
+                hashes,
+                FileStat(size, st.st_mtime_ns, st.st_ino),
+                overrides,
+                sidecars,
+                in_store=True,
+                source=source,
+            )
+            tags = tag_list(overrides, sidecars)
+            artifact = writes.insert(session, values, tags)
+            if lineage is not None:
+                parent = writes.get(session, lineage.parent_id) if lineage.parent_id else None
+                writes.add_lineage(
+                    session,
+                    artifact,
+                    parent,
+                    lineage.relation,
+                    lineage.params,
+                    lineage.parent_sha256,
+                )
+            return "added", to_json(artifact.model_dump(), sorted({t.lower() for t, _ in tags}))
+        except BaseException:
+            if final.is_dir():
+                shutil.rmtree(final, ignore_errors=True)
+            else:
+                final.unlink(missing_ok=True)
+            raise
+
+
+def copy_preview(preview: Path, model: Path) -> Path:
+    """Copy a preview image beside a stored model as ``<stem>.preview.<ext>``."""
+    stem = model.name if model.is_dir() else model.stem
+    target = model.with_name(f"{stem}.preview{preview.suffix.lower()}")
+    shutil.copyfile(preview, target)
+    return target

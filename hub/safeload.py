@@ -55,11 +55,16 @@ class DType:
 
 
 STORAGE_TYPES = {
-    "FloatStorage": DType("float32", 4), "HalfStorage": DType("float16", 2),
-    "BFloat16Storage": DType("bfloat16", 2), "DoubleStorage": DType("float64", 8),
-    "LongStorage": DType("int64", 8), "IntStorage": DType("int32", 4),
-    "ShortStorage": DType("int16", 2), "CharStorage": DType("int8", 1),
-    "ByteStorage": DType("uint8", 1), "BoolStorage": DType("bool", 1),
+    "FloatStorage": DType("float32", 4),
+    "HalfStorage": DType("float16", 2),
+    "BFloat16Storage": DType("bfloat16", 2),
+    "DoubleStorage": DType("float64", 8),
+    "LongStorage": DType("int64", 8),
+    "IntStorage": DType("int32", 4),
+    "ShortStorage": DType("int16", 2),
+    "CharStorage": DType("int8", 1),
+    "ByteStorage": DType("uint8", 1),
+    "BoolStorage": DType("bool", 1),
 }
 
 
@@ -98,8 +103,20 @@ class NumpyDType:
     byteorder: str = "<"
 
 
-_NUMPY_CODES = {"b1": "?", "i1": "b", "i2": "h", "i4": "i", "i8": "q", "u1": "B", "u2": "H",
-                "u4": "I", "u8": "Q", "f2": "e", "f4": "f", "f8": "d"}
+_NUMPY_CODES = {
+    "b1": "?",
+    "i1": "b",
+    "i2": "h",
+    "i4": "i",
+    "i8": "q",
+    "u1": "B",
+    "u2": "H",
+    "u4": "I",
+    "u8": "Q",
+    "f2": "e",
+    "f4": "f",
+    "f8": "d",
+}
 
 
 @dataclass
@@ -151,8 +168,10 @@ def _is_int(v: Any) -> bool:
 
 
 def _ordered_dict(*args: Any) -> OrderedDict[Any, Any]:
-    _require(args == () or (len(args) == 1 and isinstance(args[0], list | tuple)),
-             "collections.OrderedDict called with unexpected arguments")
+    _require(
+        args == () or (len(args) == 1 and isinstance(args[0], list | tuple)),
+        "collections.OrderedDict called with unexpected arguments",
+    )
     out: OrderedDict[Any, Any] = OrderedDict()
     for pair in args[0] if args else ():
         _require(isinstance(pair, list | tuple) and len(pair) == 2, "bad OrderedDict item")
@@ -168,18 +187,27 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any) -> Tensor
     _require(isinstance(storage, StorageRef), "tensor rebuilt from something not a storage")
     _require(_is_int(offset) and offset >= 0, "tensor offset is not a non-negative int")
     for seq, what in ((size, "size"), (stride, "stride")):
-        _require(isinstance(seq, tuple) and all(_is_int(v) and v >= 0 for v in seq),
-                 f"tensor {what} is not a tuple of non-negative ints")
+        _require(
+            isinstance(seq, tuple) and all(_is_int(v) and v >= 0 for v in seq),
+            f"tensor {what} is not a tuple of non-negative ints",
+        )
     _require(len(size) == len(stride), "tensor size and stride differ in length")
     return TensorRef(storage, offset, size, stride)
 
 
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any,
-                       requires_grad: Any = False, hooks: Any = None,
-                       metadata: Any = None) -> TensorRef:
+def _rebuild_tensor_v2(
+    storage: Any,
+    offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    hooks: Any = None,
+    metadata: Any = None,
+) -> TensorRef:
     _empty_hooks(OrderedDict() if hooks is None else hooks)
-    _require(metadata is None or metadata == {} or metadata == OrderedDict(),
-             "tensor with metadata")
+    _require(
+        metadata is None or metadata == {} or metadata == OrderedDict(), "tensor with metadata"
+    )
     _require(type(requires_grad) is bool, "requires_grad is not a bool")
     return _rebuild_tensor(storage, offset, size, stride)
 
@@ -204,8 +232,10 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> int | float | bool:
 
 
 def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
-    _require(isinstance(text, str) and encoding in ("latin1", "latin-1"),
-             "_codecs.encode used other than for latin-1 bytes")
+    _require(
+        isinstance(text, str) and encoding in ("latin1", "latin-1"),
+        "_codecs.encode used other than for latin-1 bytes",
+    )
     return text.encode("latin-1")
 
 
@@ -244,8 +274,17 @@ _CLASSES = {ModelCheckpointStandIn, ParameterDictStandIn}
 # ---------------------------------------------------------------------------------------------
 # The pickle machine
 
-_REFUSED_OPS = {"INST", "OBJ", "PERSID", "EXT1", "EXT2", "EXT4", "NEWOBJ_EX", "NEXT_BUFFER",
-                "READONLY_BUFFER"}
+_REFUSED_OPS = {
+    "INST",
+    "OBJ",
+    "PERSID",
+    "EXT1",
+    "EXT2",
+    "EXT4",
+    "NEWOBJ_EX",
+    "NEXT_BUFFER",
+    "READONLY_BUFFER",
+}
 
 
 class _Mark:
@@ -257,35 +296,46 @@ _MARK = _Mark()
 
 def _build(obj: Any, state: Any) -> None:
     if isinstance(obj, OrderedDict) and not isinstance(obj, Placeholder):
-        _require(isinstance(state, dict) and set(state) <= {"_metadata"},
-                 "BUILD on an OrderedDict with state other than _metadata")
+        _require(
+            isinstance(state, dict) and set(state) <= {"_metadata"},
+            "BUILD on an OrderedDict with state other than _metadata",
+        )
     elif isinstance(obj, Placeholder):
-        _require(isinstance(state, dict) and all(isinstance(k, str) for k in state),
-                 f"BUILD on {obj.kind} with a non-dict state")
+        _require(
+            isinstance(state, dict) and all(isinstance(k, str) for k in state),
+            f"BUILD on {obj.kind} with a non-dict state",
+        )
         obj.state.update(state)
     elif isinstance(obj, NumpyDType):
-        _require(isinstance(state, tuple) and len(state) >= 2 and state[1] in "<>|=",
-                 "BUILD on a numpy dtype with an unexpected state")
+        _require(
+            isinstance(state, tuple) and len(state) >= 2 and state[1] in "<>|=",
+            "BUILD on a numpy dtype with an unexpected state",
+        )
         object.__setattr__(obj, "byteorder", state[1])
     elif isinstance(obj, NdArray):
         _require(isinstance(state, tuple) and len(state) == 5, "BUILD on ndarray: bad state")
         _, shape, dtype, _fortran, raw = state
         _require(isinstance(dtype, NumpyDType), "ndarray of an object or unknown dtype")
-        _require(isinstance(shape, tuple) and all(_is_int(d) and d >= 0 for d in shape),
-                 "ndarray shape is not a tuple of ints")
+        _require(
+            isinstance(shape, tuple) and all(_is_int(d) and d >= 0 for d in shape),
+            "ndarray shape is not a tuple of ints",
+        )
         _require(isinstance(raw, bytes), "ndarray without raw bytes")
         count = 1
         for d in shape:
             count *= d
-        _require(count * struct.calcsize(_NUMPY_CODES[dtype.code]) == len(raw),
-                 "ndarray bytes do not match its shape")
+        _require(
+            count * struct.calcsize(_NUMPY_CODES[dtype.code]) == len(raw),
+            "ndarray bytes do not match its shape",
+        )
         obj.dtype, obj.shape, obj.data = dtype, shape, raw
     else:
         raise _Refuse(f"BUILD on {type(obj).__name__}")
 
 
-def run_pickle(data: bytes, persistent_load: Any = None, start: int = 0,
-               must_end: bool = True) -> tuple[Any, int]:
+def run_pickle(
+    data: bytes, persistent_load: Any = None, start: int = 0, must_end: bool = True
+) -> tuple[Any, int]:
     """Interpret one pickle from ``data[start:]`` and return ``(value, end offset)``.
 
     Raises ``_Refuse`` (internal) with the reason; callers wrap it with the file name.
@@ -327,8 +377,10 @@ def run_pickle(data: bytes, persistent_load: Any = None, start: int = 0,
             elif name == "STOP":
                 _require(len(stack) == 1 and not marks, "pickle ends with a malformed stack")
                 end = stream.tell()
-                _require(frame_end is None or end == frame_end,
-                         "a FRAME length disagrees with its content")
+                _require(
+                    frame_end is None or end == frame_end,
+                    "a FRAME length disagrees with its content",
+                )
                 if must_end:
                     _require(end == len(data), "bytes after the end of the pickle")
                 return stack[0], end
@@ -361,8 +413,10 @@ def run_pickle(data: bytes, persistent_load: Any = None, start: int = 0,
                     _require(len(stack) >= 2, "STACK_GLOBAL on a short stack")
                     qual = stack.pop()
                     module = stack.pop()
-                    _require(isinstance(module, str) and isinstance(qual, str),
-                             "STACK_GLOBAL with names that are not strings")
+                    _require(
+                        isinstance(module, str) and isinstance(qual, str),
+                        "STACK_GLOBAL with names that are not strings",
+                    )
                 if (module, qual) not in GLOBALS:
                     raise _Refuse(f"global {module}.{qual} is not allowed")
                 stack.append(GLOBALS[(module, qual)])
@@ -379,24 +433,36 @@ def run_pickle(data: bytes, persistent_load: Any = None, start: int = 0,
                 _require(len(stack) >= 2, "NEWOBJ on a short stack")
                 args = stack.pop()
                 cls = stack.pop()
-                _require(cls in _CLASSES and isinstance(args, tuple),
-                         "NEWOBJ on something not an allowed class")
+                _require(
+                    cls in _CLASSES and isinstance(args, tuple),
+                    "NEWOBJ on something not an allowed class",
+                )
                 stack.append(cls(*args))
             elif name == "BUILD":
                 _require(len(stack) >= 2, "BUILD on a short stack")
                 state = stack.pop()
                 _build(stack[-1], state)
             elif name == "BINPERSID":
-                _require(bool(stack) and persistent_load is not None,
-                         "persistent id where none is allowed")
+                _require(
+                    bool(stack) and persistent_load is not None,
+                    "persistent id where none is allowed",
+                )
                 stack.append(persistent_load(stack.pop()))
             else:
                 _data_op(name, arg, stack, marks)
             _require(len(stack) <= MAX_STACK, "pickle stack too large")
     except _Refuse:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, struct.error, OverflowError,
-            RecursionError, MemoryError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        struct.error,
+        OverflowError,
+        RecursionError,
+        MemoryError,
+    ) as exc:
         raise _Refuse(f"malformed pickle ({type(exc).__name__}: {exc})"[:300]) from None
     raise _Refuse("pickle has no STOP")
 
@@ -409,9 +475,27 @@ def _pop_mark(stack: list[Any], marks: list[list[Any]]) -> tuple[list[Any], list
 
 def _data_op(name: str, arg: Any, stack: list[Any], marks: list[list[Any]]) -> list[Any]:
     """The data-building opcodes. Mutates ``stack`` in place (or replaces it via marks)."""
-    if name in ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT",
-                "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE",
-                "SHORT_BINUNICODE", "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"):
+    if name in (
+        "INT",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "FLOAT",
+        "BINFLOAT",
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "UNICODE",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE8",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+    ):
         stack.append(arg)
     elif name == "BYTEARRAY8":
         stack.append(bytes(arg))
@@ -483,8 +567,15 @@ def _data_op(name: str, arg: Any, stack: list[Any], marks: list[list[Any]]) -> l
 
 
 _TORCHSCRIPT = re.compile(r"(^|/)(constants\.pkl|code/)")
-_KNOWN_MEMBERS = {"version", ".format_version", ".storage_alignment", "byteorder",
-                  ".data/serialization_id", ".data/version", "data.pkl"}
+_KNOWN_MEMBERS = {
+    "version",
+    ".format_version",
+    ".storage_alignment",
+    "byteorder",
+    ".data/serialization_id",
+    ".data/version",
+    "data.pkl",
+}
 
 
 @dataclass
@@ -555,8 +646,10 @@ def _check_tensor(ref: TensorRef) -> None:
     if ref.numel == 0:
         return
     reach = ref.offset + sum((d - 1) * s for d, s in zip(ref.shape, ref.stride, strict=True))
-    _require(reach < ref.storage.numel,
-             f"a tensor reaches element {reach} of a storage of {ref.storage.numel}")
+    _require(
+        reach < ref.storage.numel,
+        f"a tensor reaches element {reach} of a storage of {ref.storage.numel}",
+    )
 
 
 def iter_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, TensorRef]]:
@@ -586,13 +679,17 @@ def iter_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, TensorRef]]:
 
 def _storage_pid(declared: dict[str, StorageRef], legacy: bool) -> Any:
     def persistent_load(pid: Any) -> StorageRef:
-        _require(isinstance(pid, tuple) and len(pid) == (6 if legacy else 5),
-                 "persistent id is not a storage tuple")
+        _require(
+            isinstance(pid, tuple) and len(pid) == (6 if legacy else 5),
+            "persistent id is not a storage tuple",
+        )
         tag, stype, key, location, numel = pid[:5]
         _require(tag == "storage", "persistent id is not a storage")
         _require(isinstance(stype, DType), "storage of an unknown type")
-        _require(isinstance(key, str) and key.isdigit() and key.isascii(),
-                 f"storage key {key!r} is not a decimal string")
+        _require(
+            isinstance(key, str) and key.isdigit() and key.isascii(),
+            f"storage key {key!r} is not a decimal string",
+        )
         _require(isinstance(location, str) and len(location) < 64, "bad storage location")
         _require(_is_int(numel) and numel >= 0, "storage element count is not an int")
         if legacy:
@@ -612,19 +709,28 @@ def _check_local_headers(fh: Any, infos: list[zipfile.ZipInfo]) -> None:
     for info in infos:
         fh.seek(info.header_offset)
         head = fh.read(30)
-        _require(len(head) == 30 and head[:4] == b"PK\x03\x04",
-                 f"zip member {info.filename}: no local header")
+        _require(
+            len(head) == 30 and head[:4] == b"PK\x03\x04",
+            f"zip member {info.filename}: no local header",
+        )
         _, flags, method, _, _, crc, csize, usize, nlen, elen = struct.unpack(
-            "<HHHHHIIIHH", head[4:])
+            "<HHHHHIIIHH", head[4:]
+        )
         name = fh.read(nlen)
-        _require(name == info.filename.encode("utf-8") or name == info.filename.encode("cp437"),
-                 f"zip member {info.filename}: local and central names differ")
-        _require(method == info.compress_type and (flags & 1) == 0,
-                 f"zip member {info.filename}: local header disagrees (method or flags)")
+        _require(
+            name == info.filename.encode("utf-8") or name == info.filename.encode("cp437"),
+            f"zip member {info.filename}: local and central names differ",
+        )
+        _require(
+            method == info.compress_type and (flags & 1) == 0,
+            f"zip member {info.filename}: local header disagrees (method or flags)",
+        )
         if not flags & 0x8:
-            _require((crc, csize, usize) == (info.CRC, info.compress_size, info.file_size)
-                     or (csize, usize) == (0xFFFFFFFF, 0xFFFFFFFF),
-                     f"zip member {info.filename}: local header sizes or CRC disagree")
+            _require(
+                (crc, csize, usize) == (info.CRC, info.compress_size, info.file_size)
+                or (csize, usize) == (0xFFFFFFFF, 0xFFFFFFFF),
+                f"zip member {info.filename}: local header sizes or CRC disagree",
+            )
 
 
 def _load_zip(path: Path, fh: Any) -> SafeLoaded:
@@ -637,17 +743,21 @@ def _load_zip(path: Path, fh: Any) -> SafeLoaded:
     _require(len(names) == len(set(names)), "zip has two members with the same name")
     for info in infos:
         n = info.filename
-        _require(not n.startswith("/") and "\\" not in n and "\0" not in n
-                 and ".." not in n.split("/"), f"zip member name {n!r} refused")
+        _require(
+            not n.startswith("/") and "\\" not in n and "\0" not in n and ".." not in n.split("/"),
+            f"zip member name {n!r} refused",
+        )
         _require(not _TORCHSCRIPT.search(n), "a TorchScript archive, which sd-hub refuses")
         _require(info.compress_type == zipfile.ZIP_STORED, f"zip member {n} is compressed")
         _require(not info.flag_bits & 0x1, f"zip member {n} is encrypted")
     _check_local_headers(fh, infos)
     tops = {n.split("/", 1)[0] for n in names}
-    _require(len(tops) == 1 and all("/" in n for n in names),
-             "zip members are not all under one top-level folder")
+    _require(
+        len(tops) == 1 and all("/" in n for n in names),
+        "zip members are not all under one top-level folder",
+    )
     prefix = tops.pop() + "/"
-    rels = [n[len(prefix):] for n in names]
+    rels = [n[len(prefix) :] for n in names]
     pkls = [r for r in rels if r.endswith(".pkl")]
     _require(pkls == ["data.pkl"], f"expected exactly one data.pkl, found {pkls or 'none'}")
     members: dict[str, int] = {}
@@ -673,12 +783,20 @@ def _load_zip(path: Path, fh: Any) -> SafeLoaded:
     _require(set(members) <= set(declared), "zip has data members the pickle never uses")
     for key, ref in declared.items():
         _require(key in members, f"storage {key} has no data/{key} member")
-        _require(members[key] == ref.numel * ref.dtype.itemsize,
-                 f"storage {key}: member has {members[key]} bytes, "
-                 f"expected {ref.numel * ref.dtype.itemsize}")
-    loaded = SafeLoaded(path, "pytorch zip", obj, {k: (r, None) for k, r in declared.items()},
-                        _zip=archive, _prefix=prefix)
-    for name, ref in iter_tensors(obj):
+        _require(
+            members[key] == ref.numel * ref.dtype.itemsize,
+            f"storage {key}: member has {members[key]} bytes, "
+            f"expected {ref.numel * ref.dtype.itemsize}",
+        )
+    loaded = SafeLoaded(
+        path,
+        "pytorch zip",
+        obj,
+        {k: (r, None) for k, r in declared.items()},
+        _zip=archive,
+        _prefix=prefix,
+    )
+    for _, ref in iter_tensors(obj):
         _check_tensor(ref)
     return loaded
 
@@ -689,28 +807,34 @@ def _load_legacy(path: Path, data: bytes) -> SafeLoaded:
     protocol, pos = run_pickle(data, start=pos, must_end=False)
     _require(protocol == LEGACY_PROTOCOL, f"legacy protocol {protocol!r} refused")
     info, pos = run_pickle(data, start=pos, must_end=False)
-    _require(isinstance(info, dict) and info.get("little_endian") is True,
-             "legacy file is not little-endian")
+    _require(
+        isinstance(info, dict) and info.get("little_endian") is True,
+        "legacy file is not little-endian",
+    )
     declared: dict[str, StorageRef] = {}
     obj, pos = run_pickle(data, _storage_pid(declared, legacy=True), start=pos, must_end=False)
     keys, pos = run_pickle(data, start=pos, must_end=False)
-    _require(isinstance(keys, list) and all(isinstance(k, str) for k in keys),
-             "legacy storage key list is malformed")
+    _require(
+        isinstance(keys, list) and all(isinstance(k, str) for k in keys),
+        "legacy storage key list is malformed",
+    )
     _require(sorted(keys) == sorted(declared), "legacy storage keys do not match the pickle")
     blobs: dict[str, bytes] = {}
     for key in keys:
         _require(pos + 8 <= len(data), "legacy storage data is truncated")
-        (count,) = struct.unpack("<q", data[pos:pos + 8])
+        (count,) = struct.unpack("<q", data[pos : pos + 8])
         ref = declared[key]
-        _require(count == ref.numel, f"legacy storage {key} has {count} elements, "
-                                     f"expected {ref.numel}")
+        _require(
+            count == ref.numel, f"legacy storage {key} has {count} elements, expected {ref.numel}"
+        )
         size = count * ref.dtype.itemsize
         _require(pos + 8 + size <= len(data), "legacy storage data is truncated")
-        blobs[key] = data[pos + 8:pos + 8 + size]
+        blobs[key] = data[pos + 8 : pos + 8 + size]
         pos += 8 + size
     _require(pos == len(data), "bytes after the last legacy storage")
-    loaded = SafeLoaded(path, "legacy pytorch", obj, {k: (r, None) for k, r in declared.items()},
-                        _legacy=blobs)
+    loaded = SafeLoaded(
+        path, "legacy pytorch", obj, {k: (r, None) for k, r in declared.items()}, _legacy=blobs
+    )
     for _, ref in iter_tensors(obj):
         _check_tensor(ref)
     return loaded
@@ -744,4 +868,3 @@ def load(path: str | Path) -> SafeLoaded:
         return _load_legacy(path, data)
     except _Refuse as exc:
         raise PickleRefused(path, str(exc)) from None
-

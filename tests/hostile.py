@@ -45,8 +45,19 @@ def pycode(canary: Path) -> str:
 def _marshal_payload(canary: Path) -> bytes:
     code = compile(pycode(canary), "<x>", "exec")
     blob = marshal.dumps(code)
-    return (glob("types", "FunctionType") + b"(" + glob("marshal", "loads") + b"(" + b"B"
-            + struct.pack("<I", len(blob)) + blob + b"tR" + b"}" + b"tR" + b")R")
+    return (
+        glob("types", "FunctionType")
+        + b"("
+        + glob("marshal", "loads")
+        + b"("
+        + b"B"
+        + struct.pack("<I", len(blob))
+        + blob
+        + b"tR"
+        + b"}"
+        + b"tR"
+        + b")R"
+    )
 
 
 def payloads(canary: Path) -> dict[str, bytes]:
@@ -60,19 +71,36 @@ def payloads(canary: Path) -> dict[str, bytes]:
         "obj_os_system": PROTO2 + b"(" + glob("os", "system") + sh + b"o.",
         "inst_builtins_exec": PROTO2 + b"(" + py + b"ibuiltins\nexec\n.",
         "builtins_exec": PROTO2 + call("builtins", "exec", py) + b".",
-        "builtins_eval": PROTO2 + call("builtins", "eval", s(f"__import__('os').system("
-                                                           f"{shell(canary)!r})")) + b".",
+        "builtins_eval": PROTO2
+        + call("builtins", "eval", s(f"__import__('os').system({shell(canary)!r})"))
+        + b".",
         "builtin_exec_py2": PROTO2 + call("__builtin__", "exec", py) + b".",
-        "builtins_compile_exec": PROTO2 + glob("builtins", "exec") + b"(" + call(
-            "builtins", "compile", py, s("x"), s("exec")) + b"tR.",
-        "import_getattr": PROTO2 + glob("builtins", "getattr") + b"(" + call(
-            "builtins", "__import__", s("os")) + s("system") + b"tR(" + sh + b"tR.",
+        "builtins_compile_exec": PROTO2
+        + glob("builtins", "exec")
+        + b"("
+        + call("builtins", "compile", py, s("x"), s("exec"))
+        + b"tR.",
+        "import_getattr": PROTO2
+        + glob("builtins", "getattr")
+        + b"("
+        + call("builtins", "__import__", s("os"))
+        + s("system")
+        + b"tR("
+        + sh
+        + b"tR.",
         "runpy": PROTO2 + call("runpy", "_run_code", s(pycode(canary)), b"}") + b".",
-        "subprocess": PROTO2 + call("subprocess", "check_call",
-                                    b"(" + s("sh") + s("-c") + sh + b"l") + b".",
+        "subprocess": PROTO2
+        + call("subprocess", "check_call", b"(" + s("sh") + s("-c") + sh + b"l")
+        + b".",
         "pip_main": PROTO2 + call("pip", "main", s("--version")) + b".",
-        "importlib_getattr": PROTO2 + glob("builtins", "getattr") + b"(" + call(
-            "importlib", "import_module", s("os")) + s("system") + b"tR(" + sh + b"tR.",
+        "importlib_getattr": PROTO2
+        + glob("builtins", "getattr")
+        + b"("
+        + call("importlib", "import_module", s("os"))
+        + s("system")
+        + b"tR("
+        + sh
+        + b"tR.",
         "inspect": PROTO2 + call("inspect", "getsource", s("x")) + b".",
         "marshal_function": PROTO2 + _marshal_payload(canary) + b".",
         "torch_hub_load": PROTO2 + call("torch.hub", "_load_local", s("/tmp"), s("x")) + b".",
@@ -85,20 +113,46 @@ def payloads(canary: Path) -> dict[str, bytes]:
         "commands_py2": PROTO2 + call("commands", "getoutput", sh) + b".",
         "dotted_name_p4": PROTO4 + s("subprocess") + s("os.system") + b"\x93(" + sh + b"tR.",
         "dotted_torch_os": PROTO4 + s("torch") + s("os.system") + b"\x93(" + sh + b"tR.",
-        "stack_global_memo": PROTO4 + s("posix") + b"\x94" + s("system") + b"\x94"
-        + b"h\x00h\x01\x93(" + sh + b"tR.",
-        "memo_overwrite": PROTO2 + s("collections") + b"q\x00" + s("os") + b"q\x00"
-        + glob("collections", "OrderedDict") + b")R0" + b"h\x00" + s("system") + b"\x93(" + sh
+        "stack_global_memo": PROTO4
+        + s("posix")
+        + b"\x94"
+        + s("system")
+        + b"\x94"
+        + b"h\x00h\x01\x93("
+        + sh
         + b"tR.",
-        "build_setstate_partial": PROTO2 + glob("collections", "OrderedDict") + b")R"
-        + glob("functools", "partial") + b"(" + glob("os", "system") + sh + b"tR" + b"b.",
-        "persid_payload": PROTO2 + b"(" + s("storage") + call("os", "system", sh)
-        + s("0") + s("cpu") + b"K\x01tQ.",
+        "memo_overwrite": PROTO2
+        + s("collections")
+        + b"q\x00"
+        + s("os")
+        + b"q\x00"
+        + glob("collections", "OrderedDict")
+        + b")R0"
+        + b"h\x00"
+        + s("system")
+        + b"\x93("
+        + sh
+        + b"tR.",
+        "build_setstate_partial": PROTO2
+        + glob("collections", "OrderedDict")
+        + b")R"
+        + glob("functools", "partial")
+        + b"("
+        + glob("os", "system")
+        + sh
+        + b"tR"
+        + b"b.",
+        "persid_payload": PROTO2
+        + b"("
+        + s("storage")
+        + call("os", "system", sh)
+        + s("0")
+        + s("cpu")
+        + b"K\x01tQ.",
         "payload_then_bad_opcode": PROTO2 + call("os", "system", sh) + b"\xff.",
         "bad_opcode_then_payload": PROTO2 + b"N\xff" + call("os", "system", sh) + b".",
         "two_pickles": PROTO2 + b"}." + PROTO2 + call("os", "system", sh) + b".",
-        "frame_lies": PROTO4 + b"\x95" + struct.pack("<Q", 3) + call("os", "system", sh)
-        + b".",
+        "frame_lies": PROTO4 + b"\x95" + struct.pack("<Q", 3) + call("os", "system", sh) + b".",
         "frame_straddled": PROTO4 + b"\x95" + struct.pack("<Q", 3) + s("abc") + b".",
         "proto4_ops_under_proto2": PROTO2 + s("os") + s("system") + b"\x93(" + sh + b"tR.",
         "no_proto": call("os", "system", sh) + b".",
@@ -115,23 +169,46 @@ def payloads(canary: Path) -> dict[str, bytes]:
 
 # Payloads shown to run under plain pickle.loads (the others are structure tricks, refused
 # without a working payload, or would need a real pip/torch.hub call).
-PROVEN = {"os_system", "posix_system", "inst_os_system", "obj_os_system",
-          "inst_builtins_exec", "builtins_exec", "builtins_eval", "builtins_compile_exec",
-          "import_getattr", "subprocess", "importlib_getattr", "marshal_function",
-          "dotted_name_p4", "stack_global_memo", "memo_overwrite", "payload_then_bad_opcode",
-          "frame_lies", "proto4_ops_under_proto2", "no_proto", "runpy", "builtin_exec_py2",
-          "commands_py2", "dotted_torch_os", "persid_payload", "pickle_named_safetensors"}
+PROVEN = {
+    "os_system",
+    "posix_system",
+    "inst_os_system",
+    "obj_os_system",
+    "inst_builtins_exec",
+    "builtins_exec",
+    "builtins_eval",
+    "builtins_compile_exec",
+    "import_getattr",
+    "subprocess",
+    "importlib_getattr",
+    "marshal_function",
+    "dotted_name_p4",
+    "stack_global_memo",
+    "memo_overwrite",
+    "payload_then_bad_opcode",
+    "frame_lies",
+    "proto4_ops_under_proto2",
+    "no_proto",
+    "runpy",
+    "builtin_exec_py2",
+    "commands_py2",
+    "dotted_torch_os",
+    "persid_payload",
+    "pickle_named_safetensors",
+}
 
 
-def torch_zip(members: dict[str, bytes], flags: dict[str, int] | None = None,
-              compress: set[str] | None = None) -> bytes:
+def torch_zip(
+    members: dict[str, bytes], flags: dict[str, int] | None = None, compress: set[str] | None = None
+) -> bytes:
     """A PyTorch-style stored zip with the given members."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         for name, data in members.items():
             info = zipfile.ZipInfo(name)
-            info.compress_type = zipfile.ZIP_DEFLATED if name in (compress or ()) else (
-                zipfile.ZIP_STORED)
+            info.compress_type = (
+                zipfile.ZIP_DEFLATED if name in (compress or ()) else (zipfile.ZIP_STORED)
+            )
             z.writestr(info, data)
     raw = bytearray(buf.getvalue())
     for name, bit in (flags or {}).items():  # zipfile masks flag bits: set them by hand
@@ -141,11 +218,22 @@ def torch_zip(members: dict[str, bytes], flags: dict[str, int] | None = None,
     return bytes(raw)
 
 
-BENIGN_PKL = PROTO2 + b"}" + s("w") + call(
-    "torch._utils", "_rebuild_tensor_v2",
-    b"(" + s("storage") + glob("torch", "FloatStorage") + s("0") + s("cpu") + b"K\x04tQ",
-    b"K\x00", b"K\x04\x85", b"K\x01\x85", b"\x89", glob("collections", "OrderedDict") + b")R",
-) + b"s."
+BENIGN_PKL = (
+    PROTO2
+    + b"}"
+    + s("w")
+    + call(
+        "torch._utils",
+        "_rebuild_tensor_v2",
+        b"(" + s("storage") + glob("torch", "FloatStorage") + s("0") + s("cpu") + b"K\x04tQ",
+        b"K\x00",
+        b"K\x04\x85",
+        b"K\x01\x85",
+        b"\x89",
+        glob("collections", "OrderedDict") + b")R",
+    )
+    + b"s."
+)
 FLOATS = struct.pack("<4f", 1, 2, 3, 4)
 
 
@@ -164,11 +252,17 @@ def zip_variants(canary: Path) -> dict[str, bytes]:
         "zip_payload_pkl": torch_zip({**good, "archive/data.pkl": evil}),
         "zip_compressed": torch_zip(good, compress={"archive/data.pkl"}),
         "zip_encrypted_flag": torch_zip(good, flags={"archive/data.pkl": 0x1}),
-        "zip_storage_key_traversal": torch_zip({
-            **good, "archive/data.pkl": BENIGN_PKL.replace(s("0") + s("cpu"),
-                                                           s("../data.pkl") + s("cpu"))}),
-        "zip_tensor_beyond_storage": torch_zip({
-            **good, "archive/data.pkl": BENIGN_PKL.replace(b"K\x04\x85", b"K\x09\x85")}),
+        "zip_storage_key_traversal": torch_zip(
+            {
+                **good,
+                "archive/data.pkl": BENIGN_PKL.replace(
+                    s("0") + s("cpu"), s("../data.pkl") + s("cpu")
+                ),
+            }
+        ),
+        "zip_tensor_beyond_storage": torch_zip(
+            {**good, "archive/data.pkl": BENIGN_PKL.replace(b"K\x04\x85", b"K\x09\x85")}
+        ),
         "zip_storage_beyond_member": torch_zip({**good, "archive/data/0": FLOATS[:8]}),
         "zip_trailing_pickle": torch_zip({**good, "archive/data.pkl": BENIGN_PKL + evil}),
     }
@@ -178,7 +272,7 @@ def zip_variants(canary: Path) -> dict[str, bytes]:
     out["zip_bad_crc"] = bytes(bad_crc)
     mismatch = bytearray(torch_zip(good))
     first = mismatch.find(b"archive/version")  # local header name (first occurrence)
-    mismatch[first:first + 15] = b"archive/versioX"
+    mismatch[first : first + 15] = b"archive/versioX"
     out["zip_local_central_mismatch"] = bytes(mismatch)
     dup = io.BytesIO()
     with zipfile.ZipFile(dup, "w", zipfile.ZIP_STORED) as z:
@@ -204,8 +298,12 @@ def other_containers(canary: Path) -> dict[str, tuple[str, bytes]]:
             t.addfile(info, io.BytesIO(data))
     npy_header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
     npy_header += b" " * (-(len(npy_header) + 11) % 64) + b"\n"
-    npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(npy_header)) + npy_header + payloads(
-        canary)["os_system"]
+    npy = (
+        b"\x93NUMPY\x01\x00"
+        + struct.pack("<H", len(npy_header))
+        + npy_header
+        + payloads(canary)["os_system"]
+    )
     return {
         "legacy_tar": (".pt", tar.getvalue()),
         "npy_object": (".npy", npy),

@@ -34,9 +34,17 @@ def test_proven_payloads_really_run_under_pickle(corpus):
     files, canaries = corpus
     for name in sorted(hostile.PROVEN):
         try:
-            subprocess.run([sys.executable, "-c", "import pickle,sys; pickle.loads(open("
-                            "sys.argv[1],'rb').read())", str(files[name])], timeout=30,
-                           capture_output=True, preexec_fn=_limit_memory)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import pickle,sys; pickle.loads(open(sys.argv[1],'rb').read())",
+                    str(files[name]),
+                ],
+                timeout=30,
+                capture_output=True,
+                preexec_fn=_limit_memory,
+            )
         except subprocess.TimeoutExpired:
             pass
         canary = canaries / name
@@ -45,25 +53,51 @@ def test_proven_payloads_really_run_under_pickle(corpus):
 
 
 EXPECTED_REASON = {
-    "os_system": "os.system", "posix_system": "posix.system", "nt_system": "nt.system",
-    "inst_os_system": "INST", "obj_os_system": "os.system", "builtins_exec": "builtins.exec",
-    "builtins_eval": "builtins.eval", "builtin_exec_py2": "__builtin__.exec",
-    "import_getattr": "builtins.getattr", "runpy": "runpy._run_code",
-    "subprocess": "subprocess.check_call", "pip_main": "pip.main",
-    "importlib_getattr": "builtins.getattr", "marshal_function": "types.FunctionType",
-    "torch_hub_load": "torch.hub._load_local", "torch_load": "torch.load",
-    "commands_py2": "commands.getoutput", "dotted_name_p4": "subprocess.os.system",
-    "dotted_torch_os": "torch.os.system", "no_proto": "PROTO", "ext_opcode": "EXT1",
-    "huge_length": "malformed", "memo_index_2_32": "memo index", "deep_nesting": "too deep",
-    "zip_dotdot": "..", "zip_torchscript": "TorchScript", "zip_code_dir": "TorchScript",
-    "zip_extra_pkl": "exactly one data.pkl", "zip_nested_pkl": "exactly one data.pkl",
-    "zip_two_top_folders": "one top-level folder", "zip_compressed": "compressed",
-    "zip_encrypted_flag": "encrypted", "zip_bad_crc": "CRC",
-    "zip_local_central_mismatch": "names differ", "zip_two_data_pkl": "same name",
-    "zip_tensor_beyond_storage": "reaches element", "zip_storage_beyond_member": "bytes",
-    "zip_storage_key_traversal": "decimal", "zip_trailing_pickle": "after the end",
-    "frame_lies": "os.system", "frame_straddled": "FRAME", "legacy_tar": "tar", "npy_object": "numpy",
-    "two_pickles": "not a PyTorch file", "setitem_on_list": "SETITEM",
+    "os_system": "os.system",
+    "posix_system": "posix.system",
+    "nt_system": "nt.system",
+    "inst_os_system": "INST",
+    "obj_os_system": "os.system",
+    "builtins_exec": "builtins.exec",
+    "builtins_eval": "builtins.eval",
+    "builtin_exec_py2": "__builtin__.exec",
+    "import_getattr": "builtins.getattr",
+    "runpy": "runpy._run_code",
+    "subprocess": "subprocess.check_call",
+    "pip_main": "pip.main",
+    "importlib_getattr": "builtins.getattr",
+    "marshal_function": "types.FunctionType",
+    "torch_hub_load": "torch.hub._load_local",
+    "torch_load": "torch.load",
+    "commands_py2": "commands.getoutput",
+    "dotted_name_p4": "subprocess.os.system",
+    "dotted_torch_os": "torch.os.system",
+    "no_proto": "PROTO",
+    "ext_opcode": "EXT1",
+    "huge_length": "malformed",
+    "memo_index_2_32": "memo index",
+    "deep_nesting": "too deep",
+    "zip_dotdot": "..",
+    "zip_torchscript": "TorchScript",
+    "zip_code_dir": "TorchScript",
+    "zip_extra_pkl": "exactly one data.pkl",
+    "zip_nested_pkl": "exactly one data.pkl",
+    "zip_two_top_folders": "one top-level folder",
+    "zip_compressed": "compressed",
+    "zip_encrypted_flag": "encrypted",
+    "zip_bad_crc": "CRC",
+    "zip_local_central_mismatch": "names differ",
+    "zip_two_data_pkl": "same name",
+    "zip_tensor_beyond_storage": "reaches element",
+    "zip_storage_beyond_member": "bytes",
+    "zip_storage_key_traversal": "decimal",
+    "zip_trailing_pickle": "after the end",
+    "frame_lies": "os.system",
+    "frame_straddled": "FRAME",
+    "legacy_tar": "tar",
+    "npy_object": "numpy",
+    "two_pickles": "not a PyTorch file",
+    "setitem_on_list": "SETITEM",
 }
 
 
@@ -87,7 +121,9 @@ def test_hostile_corpus_through_import_and_scan(corpus, hub):
         assert result.code != 0, name
         lines = result.err.strip().splitlines()
         assert len(lines) <= 2 and lines[0].startswith("error: ") and str(path) in lines[0], (
-            name, result.err)
+            name,
+            result.err,
+        )
         assert "Traceback" not in result.err
     report = hub("scan", next(iter(files.values())).parent, "--json").json()
     scannable = [p for p in files.values() if p.suffix != ".npy"]
@@ -115,8 +151,11 @@ def fake_lightning(monkeypatch):
     ModelCheckpoint.__module__ = mod.__name__
     ModelCheckpoint.__qualname__ = "ModelCheckpoint"
     mod.ModelCheckpoint = ModelCheckpoint
-    for name in ("pytorch_lightning", "pytorch_lightning.callbacks",
-                 "pytorch_lightning.callbacks.model_checkpoint"):
+    for name in (
+        "pytorch_lightning",
+        "pytorch_lightning.callbacks",
+        "pytorch_lightning.callbacks.model_checkpoint",
+    ):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, mod.__name__, mod)
     return ModelCheckpoint
@@ -130,20 +169,31 @@ def sd1_style_ckpt(path: Path, lightning, protocol: int = 2) -> dict[str, torch.
     import numpy as np
 
     g = torch.Generator().manual_seed(0)
-    state = OrderedDict({
-        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight":
-            torch.randn(40, 768, generator=g),
-        "model.diffusion_model.input_blocks.0.0.weight": torch.randn(32, 4, 3, 3, generator=g),
-        "first_stage_model.decoder.conv_in.bias": torch.randn(8, generator=g).half(),
-        "cond_stage_model.transformer.text_model.embeddings.position_ids":
-            torch.arange(77).unsqueeze(0),
-    })
+    state = OrderedDict(
+        {
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.randn(
+                40, 768, generator=g
+            ),
+            "model.diffusion_model.input_blocks.0.0.weight": torch.randn(32, 4, 3, 3, generator=g),
+            "first_stage_model.decoder.conv_in.bias": torch.randn(8, generator=g).half(),
+            "cond_stage_model.transformer.text_model.embeddings.position_ids": torch.arange(
+                77
+            ).unsqueeze(0),
+        }
+    )
     state["shared_view"] = state["model.diffusion_model.input_blocks.0.0.weight"][1:3]
-    torch.save({"epoch": 6, "global_step": np.int64(470000),
-                "pytorch-lightning_version": "1.4.2",
-                "callbacks": {lightning: {"best_model_score": np.float32(0.25)}},
-                "instance": lightning(), "state_dict": state}, path,
-               pickle_protocol=protocol)
+    torch.save(
+        {
+            "epoch": 6,
+            "global_step": np.int64(470000),
+            "pytorch-lightning_version": "1.4.2",
+            "callbacks": {lightning: {"best_model_score": np.float32(0.25)}},
+            "instance": lightning(),
+            "state_dict": state,
+        },
+        path,
+        pickle_protocol=protocol,
+    )
     return {f"state_dict.{k}": v for k, v in state.items()}
 
 
@@ -183,8 +233,17 @@ def test_a1111_embedding_pt(tmp_path):
     vec = torch.randn(3, 768)
     params = torch.nn.ParameterDict({"*": torch.nn.Parameter(vec.clone())})
     path = tmp_path / "emb.pt"
-    torch.save({"string_to_token": {"*": 265}, "string_to_param": params, "name": "emb",
-                "step": 1500, "sd_checkpoint": "abcdef01", "sd_checkpoint_name": "v1-5"}, path)
+    torch.save(
+        {
+            "string_to_token": {"*": 265},
+            "string_to_param": params,
+            "name": "emb",
+            "step": 1500,
+            "sd_checkpoint": "abcdef01",
+            "sd_checkpoint_name": "v1-5",
+        },
+        path,
+    )
     got = _tensors(safeload.load(path))
     assert list(got) == ["string_to_param.*"] and torch.equal(got["string_to_param.*"], vec)
 
@@ -195,16 +254,29 @@ def hypernetwork_pt(path: Path) -> dict[str, torch.Tensor]:
     for width in (320, 768):
         pair = []
         for side in (0, 1):
-            sd = OrderedDict({"linear.0.weight": torch.randn(width * 2, width, generator=g),
-                              "linear.0.bias": torch.randn(width * 2, generator=g),
-                              "linear.1.weight": torch.randn(width, width * 2, generator=g),
-                              "linear.1.bias": torch.randn(width, generator=g)})
+            sd = OrderedDict(
+                {
+                    "linear.0.weight": torch.randn(width * 2, width, generator=g),
+                    "linear.0.bias": torch.randn(width * 2, generator=g),
+                    "linear.1.weight": torch.randn(width, width * 2, generator=g),
+                    "linear.1.bias": torch.randn(width, generator=g),
+                }
+            )
             pair.append(sd)
             flat |= {f"{width}.{side}.{k}": v for k, v in sd.items()}
         obj[width] = pair
-    obj |= {"layer_structure": [1, 2, 1], "activation_func": "relu", "is_layer_norm": False,
-            "weight_initialization": "Normal", "use_dropout": False, "activate_output": False,
-            "name": "hn", "step": 1000, "sd_checkpoint": "abc", "sd_checkpoint_name": "x"}
+    obj |= {
+        "layer_structure": [1, 2, 1],
+        "activation_func": "relu",
+        "is_layer_norm": False,
+        "weight_initialization": "Normal",
+        "use_dropout": False,
+        "activate_output": False,
+        "name": "hn",
+        "step": 1000,
+        "sd_checkpoint": "abc",
+        "sd_checkpoint_name": "x",
+    }
     torch.save(obj, path)
     return flat
 

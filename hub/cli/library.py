@@ -36,10 +36,17 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         base: str = BASE,
         name: str = typer.Option(None, "--name", help="Name to register (one path only)."),
         tag: list[str] = TAGS,
+        keep_pickle: bool = typer.Option(
+            False,
+            "--keep-pickle",
+            help="Keep a pickled original beside its safetensors conversion.",
+        ),
         as_json: bool = JSON,
         quiet: bool = QUIET,
     ) -> None:
-        """Copy files into the store and register them (the same bytes twice are one entry)."""
+        """Copy files into the store and register them (the same bytes twice are one entry).
+
+        Pickled files (.ckpt, .pt, .bin) are read safely and converted to safetensors."""
         from hub.importing import import_path
         from hub.register import Overrides
         from hub.taxonomy import parse_base, parse_kind
@@ -58,7 +65,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             size = path.stat().st_size if path.is_file() else 0
             try:
                 with byte_progress(f"import {path.name}", size, not quiet) as advance:
-                    result = import_path(hub, path, overrides, progress=advance)
+                    result = import_path(
+                        hub, path, overrides, progress=advance, keep_pickle=keep_pickle
+                    )
             except HubError as exc:
                 if len(paths) == 1:
                     raise
@@ -77,6 +86,36 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             emit_json(results)
         if failures:
             raise typer.Exit(1)
+
+    @app.command("convert")
+    def convert_command(
+        ctx: typer.Context,
+        ref: str = typer.Argument(..., help="The artifact to convert."),
+        to: str = typer.Option(
+            None,
+            "--to",
+            help="safetensors (single-file), diffusers, a1111, diffusers-embedding, kohya, peft.",
+        ),
+        dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16."),
+        prune: bool = typer.Option(False, "--prune", help="Drop EMA and unused keys."),
+        name: str = typer.Option(None, "--name", help="Name of the result."),
+        as_json: bool = JSON,
+        quiet: bool = QUIET,
+    ) -> None:
+        """Convert an artifact's format or dtype; the result is registered with lineage."""
+        from hub.convert import convert
+
+        with spinner("converting", not quiet):
+            result = convert(context(ctx), ref, to, dtype, prune, name)
+        if as_json:
+            emit_json({"status": result.status, "steps": result.steps, **result.artifact})
+            return
+        a = result.artifact
+        verb = "added" if result.status == "added" else "already registered"
+        status(
+            f"{verb}: {a['kind']}:{a['name']} ({a['format']}, {' -> '.join(result.steps)}) "
+            f"{a['hashes']['autov2']}"
+        )
 
     @app.command("scan")
     def scan_command(

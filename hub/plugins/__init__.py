@@ -16,7 +16,7 @@ from hub.errors import PluginError
 from hub.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "hub"
-BUILTIN_PLUGINS = ("hub.plugins.builtin.probes",)
+BUILTIN_PLUGINS = ("hub.plugins.builtin.probes", "hub.plugins.builtin.converters")
 
 _pm: pluggy.PluginManager | None = None
 _disabled: frozenset[str] = frozenset()

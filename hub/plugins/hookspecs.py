@@ -15,6 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
+    from hub.plugins.converting import Converter
     from hub.plugins.probing import Probe
 
 hookspec = pluggy.HookspecMarker("hub")
@@ -27,6 +28,15 @@ def register_probes(register: Callable[[str, Probe], None]) -> None:
     A probe is called with a :class:`hub.plugins.probing.Subject` and returns a
     :class:`hub.plugins.probing.Verdict` (matched or declined, always with a reason). Every
     probe runs on every file; the best match wins. Returns nothing.
+    """
+
+
+@hookspec
+def register_converters(register: Callable[[str, Converter], None]) -> None:
+    """Provide format converters: ``register(name, converter)``.
+
+    A :class:`hub.plugins.converting.Converter` declares an edge (source node, target node,
+    cost) and the kinds it handles; ``hub convert`` plans the cheapest chain. Returns nothing.
     """
 
 

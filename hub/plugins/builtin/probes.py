@@ -266,8 +266,9 @@ def embedding_probe(subject: Subject) -> Verdict:
         )
     vectors = shape[0] if len(shape) == 2 else 1
     base = TEXT_WIDTH_BASE.get(shape[-1], Base.UNKNOWN)
-    layout = "a1111" if name == "emb_params" or name.startswith("string_to_param.") else (
-        "diffusers")
+    layout = (
+        "a1111" if name == "emb_params" or name.startswith("string_to_param.") else ("diffusers")
+    )
     return Verdict(
         "embedding",
         True,
@@ -290,14 +291,30 @@ def hypernetwork_probe(subject: Subject) -> Verdict:
     widths = sorted({int(k.split(".", 1)[0]) for k in keys})
     for key, shape in keys.items():
         width = int(key.split(".", 1)[0])
-        if key.endswith("weight") and (len(shape) != 2 or width not in (shape[0], shape[1])
-                                       and key.split(".")[3] in ("0", "linear1")):
-            return Verdict("hypernetwork", True, f"{key}{list(shape)} does not fit width "
-                           f"{width}", Kind.HYPERNETWORK, broken=True, score=85)
+        if key.endswith("weight") and (
+            len(shape) != 2
+            or width not in (shape[0], shape[1])
+            and key.split(".")[3] in ("0", "linear1")
+        ):
+            return Verdict(
+                "hypernetwork",
+                True,
+                f"{key}{list(shape)} does not fit width {width}",
+                Kind.HYPERNETWORK,
+                broken=True,
+                score=85,
+            )
     context = [w for w in widths if w in HYPERNET_BASE]
     base = HYPERNET_BASE[context[-1]] if context else Base.UNKNOWN
-    return Verdict("hypernetwork", True, f"A1111 hypernetwork for widths {widths} -> {base}",
-                   Kind.HYPERNETWORK, base, "a1111", score=85)
+    return Verdict(
+        "hypernetwork",
+        True,
+        f"A1111 hypernetwork for widths {widths} -> {base}",
+        Kind.HYPERNETWORK,
+        base,
+        "a1111",
+        score=85,
+    )
 
 
 @hookimpl(trylast=True)

@@ -1,0 +1,397 @@
+"""Built-in converters: pickle -> safetensors, dtype and pruning rewrites, single-file (LDM)
+<-> diffusers folders for sd1/sd2/sdxl, and embedding layouts.
+
+Single-file -> diffusers uses diffusers' own conversion functions on configs derived from
+the weights; diffusers -> single-file uses hub.ldm_keys. Writes stream tensor by tensor
+where the output is one safetensors file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hub import hookimpl, ldm_keys, safeload
+from hub.errors import HubError, InvalidFileError
+from hub.plugins.converting import Converter, ConvertJob
+from hub.safetensors_io import (
+    TORCH_TO_ST,
+    SafetensorsReader,
+    TensorSpec,
+    st_dtype,
+    write_safetensors,
+)
+
+FLOAT_ST = {"F32", "F16", "BF16", "F64"}
+DTYPES = {
+    "fp32": "F32",
+    "fp16": "F16",
+    "bf16": "BF16",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+}
+PRUNE_PREFIXES = ("model_ema.", "optimizer", "lr_scheduler")
+PRUNE_SUFFIXES = ("position_ids",)
+
+
+def target_dtype(job: ConvertJob) -> str | None:
+    if job.dtype is None:
+        return None
+    try:
+        return DTYPES[job.dtype.lower()]
+    except KeyError:
+        raise HubError(f"unknown dtype '{job.dtype}'", hint="use fp32, fp16 or bf16") from None
+
+
+def _cast(tensor: Any, st: str | None) -> Any:
+    import torch
+
+    if st is None or st_dtype(tensor) not in FLOAT_ST:
+        return tensor
+    return tensor.to({"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[st])
+
+
+def _keep(name: str, job: ConvertJob) -> bool:
+    if not job.prune or job.artifact["kind"] != "checkpoint":
+        return True
+    return not (name.startswith(PRUNE_PREFIXES) or name.endswith(PRUNE_SUFFIXES))
+
+
+def _out_spec(spec: TensorSpec, st: str | None) -> TensorSpec:
+    return (
+        spec if st is None or spec.dtype not in FLOAT_ST else TensorSpec(spec.name, st, spec.shape)
+    )
+
+
+# --- pickle -> safetensors ------------------------------------------------------------------
+
+
+def _pickle_names(refs: dict[str, safeload.TensorRef], kind: str) -> dict[str, str]:
+    """Output name per pickle path: A1111 embeddings become ``emb_params``."""
+    if kind == "embedding":
+        params = [k for k in refs if k.startswith("string_to_param.")]
+        if len(params) == 1:
+            return {params[0]: "emb_params"}
+    return {k: k for k in refs}
+
+
+def pickle_to_safetensors(job: ConvertJob) -> dict[str, Any]:
+    loaded = safeload.load(job.source)
+    try:
+        refs = loaded.tensor_refs()
+        names = _pickle_names(refs, job.artifact["kind"])
+        st = target_dtype(job)
+        specs: dict[str, TensorSpec] = {}
+        by_out: dict[str, safeload.TensorRef] = {}
+        for path, ref in refs.items():
+            out = names.get(path)
+            if out is None or not _keep(out, job):
+                continue
+            spec = TensorSpec(out, TORCH_TO_ST[ref.dtype.name], ref.shape)
+            specs[out] = _out_spec(spec, st)
+            by_out[out] = ref
+        fields = loaded.plain_fields()
+        metadata = {"sd_hub.converted_from": "pickle"}
+        if fields:
+            metadata["sd_hub.pickle_fields"] = json.dumps(fields, default=str)[: 1 << 20]
+        write_safetensors(
+            job.output, specs.values(), lambda s: _cast(loaded.tensor(by_out[s.name]), st), metadata
+        )
+        with SafetensorsReader(job.output) as reader:  # re-read and compare
+            import torch
+
+            for name, ref in by_out.items():
+                if not torch.equal(reader.tensor(name), _cast(loaded.tensor(ref), st)):
+                    raise InvalidFileError(job.output, f"tensor {name} differs after writing")
+    finally:
+        loaded.close()
+    return {"tensors": len(specs), "dtype": job.dtype, "prune": job.prune}
+
+
+# --- safetensors rewrite (dtype, prune) ------------------------------------------------------
+
+
+def rewrite(job: ConvertJob) -> dict[str, Any]:
+    st = target_dtype(job)
+    with SafetensorsReader(job.source) as reader:
+        specs = [_out_spec(reader.spec(n), st) for n in reader.header.tensors if _keep(n, job)]
+        write_safetensors(
+            job.output, specs, lambda s: _cast(reader.tensor(s.name), st), reader.metadata
+        )
+    return {"dtype": job.dtype, "prune": job.prune, "tensors": len(specs)}
+
+
+# --- single file (LDM) <-> diffusers ------------------------------------------------------------
+
+TEXT_LAYOUT = {  # base -> [(component, LDM prefix, OpenCLIP names?)]
+    "sd1": [("text_encoder", ldm_keys.SD1_TEXT_PREFIX, False)],
+    "sd2": [("text_encoder", ldm_keys.SD2_TEXT_PREFIX, True)],
+    "sdxl": [
+        ("text_encoder", ldm_keys.SDXL_TEXT1_PREFIX, False),
+        ("text_encoder_2", ldm_keys.SDXL_TEXT2_PREFIX, True),
+    ],
+}
+SCHEDULER = {
+    "_class_name": "EulerDiscreteScheduler",
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+}
+
+
+def _base(job: ConvertJob) -> str:
+    base = job.artifact["base"]
+    if base not in TEXT_LAYOUT or job.artifact["kind"] != "checkpoint":
+        raise HubError(
+            f"{job.source}: only sd1, sd2 and sdxl checkpoints convert between "
+            f"single-file and diffusers (this is a {base} {job.artifact['kind']})"
+        )
+    return base
+
+
+def _fit_keys(model: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """transformers 5's CLIPTextModel has no ``text_model.`` prefix; older versions do."""
+    want = set(model.state_dict())
+    if want <= set(state):
+        return {k: state[k] for k in want}
+    stripped = {k.removeprefix("text_model."): v for k, v in state.items()}
+    return {k: stripped[k] for k in want if k in stripped}
+
+
+def _save_model(
+    model_cls: Any, config: dict[str, Any], state: dict[str, Any], folder: Path, dtype: Any
+) -> None:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # library code never prints
+
+    with torch.device("meta"):
+        model = (
+            model_cls(config)
+            if not hasattr(model_cls, "from_config")
+            else (model_cls.from_config(config))
+        )
+    state = _fit_keys(model, state)
+    missing = set(model.state_dict()) - set(state)
+    if missing:
+        raise HubError(f"conversion left {len(missing)} weights unset, e.g. {sorted(missing)[0]}")
+    model.load_state_dict(
+        {k: v.to(dtype) if v.is_floating_point() and dtype else v for k, v in state.items()},
+        assign=True,
+        strict=True,
+    )
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def ldm_to_diffusers(job: ConvertJob) -> dict[str, Any]:
+    import diffusers
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+        convert_open_clip_checkpoint,
+    )
+    from safetensors.torch import load_file
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    base = _base(job)
+    st = target_dtype(job)
+    dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}.get(st or "")
+    checkpoint = load_file(job.source)
+    shapes = {k: tuple(v.shape) for k, v in checkpoint.items()}
+    out = job.output
+    unet_config = ldm_keys.unet_config_from_ldm(shapes, base)
+    _save_model(
+        UNet2DConditionModel,
+        unet_config,
+        convert_ldm_unet_checkpoint(checkpoint, unet_config),
+        out / "unet",
+        dtype,
+    )
+    vae_config = ldm_keys.vae_config_from_ldm(shapes, base=base)
+    _save_model(
+        AutoencoderKL,
+        vae_config,
+        convert_ldm_vae_checkpoint(checkpoint, vae_config),
+        out / "vae",
+        dtype,
+    )
+    index: dict[str, Any] = {
+        "_class_name": "StableDiffusionXLPipeline" if base == "sdxl" else "StableDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "tokenizer": [None, None],
+    }
+    for component, prefix, openclip in TEXT_LAYOUT[base]:
+        config = ldm_keys.clip_config_from_ldm(shapes, prefix, openclip)
+        if base == "sd2" and config["num_hidden_layers"] == 24:
+            config["num_hidden_layers"] = 23  # diffusers drops SD2's last layer
+        cls = CLIPTextModelWithProjection if component == "text_encoder_2" else CLIPTextModel
+        text_config = CLIPTextConfig(**config)
+        if openclip:
+            with torch.device("meta"):
+                template = cls(text_config)
+            state = convert_open_clip_checkpoint(template, checkpoint, prefix=prefix)
+        else:
+            state = convert_ldm_clip_checkpoint(checkpoint, remove_prefix=prefix)
+        _save_model(cls, text_config, state, out / component, dtype)
+        index[component] = ["transformers", cls.__name__]
+        if base == "sdxl":
+            index["tokenizer_2"] = [None, None]
+    scheduler = dict(SCHEDULER)
+    if job.artifact.get("prediction") == "v":
+        scheduler["prediction_type"] = "v_prediction"
+    (out / "scheduler").mkdir(parents=True, exist_ok=True)
+    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2))
+    (out / "model_index.json").write_text(json.dumps(index, indent=2))
+    return {"base": base, "dtype": job.dtype}
+
+
+def _component_weights(folder: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise InvalidFileError(folder, "no safetensors weights (convert .bin folders first)")
+    state: dict[str, Any] = {}
+    for file in files:
+        state |= load_file(file)
+    return state
+
+
+def diffusers_to_ldm(job: ConvertJob) -> dict[str, Any]:
+    base = _base(job)
+    src = job.source
+    unet_config = json.loads((src / "unet" / "config.json").read_text())
+    vae_config = json.loads((src / "vae" / "config.json").read_text())
+    state = ldm_keys.unet_to_ldm(_component_weights(src / "unet"), unet_config)
+    state |= ldm_keys.vae_to_ldm(_component_weights(src / "vae"), vae_config)
+    for component, prefix, openclip in TEXT_LAYOUT[base]:
+        weights = _component_weights(src / component)
+        state |= (
+            ldm_keys.openclip_to_ldm(weights, prefix)
+            if openclip
+            else ldm_keys.clip_to_ldm(weights, prefix)
+        )
+    st = target_dtype(job)
+    specs = [
+        TensorSpec(k, st if st and st_dtype(v) in FLOAT_ST else st_dtype(v), tuple(v.shape))
+        for k, v in state.items()
+        if _keep(k, job)
+    ]
+    write_safetensors(
+        job.output,
+        specs,
+        lambda s: _cast(state[s.name], st),
+        {"sd_hub.converted_from": "diffusers"},
+    )
+    return {"base": base, "dtype": job.dtype}
+
+
+# --- embeddings -----------------------------------------------------------------------------
+
+
+def _embedding_rename(job: ConvertJob, target_name: str) -> dict[str, Any]:
+    st = target_dtype(job)
+    with SafetensorsReader(job.source) as reader:
+        names = list(reader.header.tensors)
+        if len(names) != 1:
+            raise HubError(
+                f"{job.source}: a {len(names)}-tensor embedding has no single-"
+                "vector layout to convert to"
+            )
+        (src_name,) = names
+        spec = _out_spec(reader.spec(src_name), st)
+        out_name = target_name or job.artifact["name"]
+        write_safetensors(
+            job.output,
+            [TensorSpec(out_name, spec.dtype, spec.shape)],
+            lambda s: _cast(reader.tensor(src_name), st),
+            reader.metadata,
+        )
+    return {"token": out_name}
+
+
+def embedding_to_diffusers(job: ConvertJob) -> dict[str, Any]:
+    return _embedding_rename(job, f"<{job.artifact['name']}>")
+
+
+def embedding_to_a1111(job: ConvertJob) -> dict[str, Any]:
+    return _embedding_rename(job, "emb_params")
+
+
+@hookimpl(trylast=True)
+def register_converters(register):
+    every = frozenset({"checkpoint", "lora", "vae", "hypernetwork", "unknown"})
+    register(
+        "pickle-to-safetensors",
+        Converter(
+            "pickle-to-safetensors", "pickle", "safetensors", 2, pickle_to_safetensors, every
+        ),
+    )
+    register(
+        "pickle-embedding-to-safetensors",
+        Converter(
+            "pickle-embedding-to-safetensors",
+            "pickle",
+            "a1111-embedding",
+            2,
+            pickle_to_safetensors,
+            frozenset({"embedding"}),
+        ),
+    )
+    register(
+        "ldm-to-diffusers",
+        Converter(
+            "ldm-to-diffusers",
+            "safetensors",
+            "diffusers",
+            5,
+            ldm_to_diffusers,
+            frozenset({"checkpoint"}),
+        ),
+    )
+    register(
+        "diffusers-to-ldm",
+        Converter(
+            "diffusers-to-ldm",
+            "diffusers",
+            "safetensors",
+            3,
+            diffusers_to_ldm,
+            frozenset({"checkpoint"}),
+        ),
+    )
+    emb = frozenset({"embedding"})
+    register(
+        "embedding-to-diffusers",
+        Converter(
+            "embedding-to-diffusers",
+            "a1111-embedding",
+            "diffusers-embedding",
+            1,
+            embedding_to_diffusers,
+            emb,
+        ),
+    )
+    register(
+        "embedding-to-a1111",
+        Converter(
+            "embedding-to-a1111",
+            "diffusers-embedding",
+            "a1111-embedding",
+            1,
+            embedding_to_a1111,
+            emb,
+        ),
+    )

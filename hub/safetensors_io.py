@@ -1,0 +1,166 @@
+"""Streaming safetensors writer: the header first (from names, dtypes and shapes), then each
+tensor's bytes as it is produced, into a temp file that is fsync-ed and renamed into place.
+Peak memory is one tensor, whatever the file size."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+TORCH_TO_ST = {
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+}
+ITEMSIZE = {
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F64": 8,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor to write: its name, safetensors dtype and shape."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        n = ITEMSIZE[self.dtype]
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def st_dtype(tensor: torch.Tensor) -> str:
+    return TORCH_TO_ST[str(tensor.dtype).removeprefix("torch.")]
+
+
+def write_safetensors(
+    target: Path,
+    specs: Iterable[TensorSpec],
+    produce: Callable[[TensorSpec], torch.Tensor],
+    metadata: dict[str, str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write a safetensors file tensor by tensor; ``produce`` returns each tensor on demand.
+
+    The layout follows the reference writer (larger dtypes first, then by name; the header
+    padded to 8 bytes). The file appears under ``target`` only when complete."""
+    import torch
+
+    ordered = sorted(specs, key=lambda s: (-ITEMSIZE[s.dtype], s.name))
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for spec in ordered:
+        header[spec.name] = {
+            "dtype": spec.dtype,
+            "shape": list(spec.shape),
+            "data_offsets": [offset, offset + spec.nbytes],
+        }
+        offset += spec.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(struct.pack("<Q", len(raw)) + raw)
+            for spec in ordered:
+                tensor = produce(spec)
+                if st_dtype(tensor) != spec.dtype or tuple(tensor.shape) != spec.shape:
+                    raise ValueError(
+                        f"{spec.name}: produced {tensor.dtype}{list(tensor.shape)}"
+                        f", declared {spec.dtype}{list(spec.shape)}"
+                    )
+                flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+                if flat.numel():
+                    out.write(flat.view(torch.uint8).numpy().data)
+                if progress:
+                    progress(spec.nbytes)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+ST_TO_TORCH = {v: k for k, v in TORCH_TO_ST.items()}
+
+
+class SafetensorsReader:
+    """Reads one tensor at a time with plain reads (no memory map), so the pages of tensors
+    already processed do not stay in the process's memory."""
+
+    def __init__(self, path: Path) -> None:
+        from hub.formats import read_header
+
+        self.path = Path(path)
+        self.header = read_header(self.path)
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __enter__(self) -> SafetensorsReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self.header.metadata
+
+    def spec(self, name: str) -> TensorSpec:
+        info = self.header.tensors[name]
+        return TensorSpec(name, info.dtype, info.shape)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        import torch
+
+        info = self.header.tensors[name]
+        size = info.end - info.start
+        buf = bytearray(size)
+        view, done = memoryview(buf), 0
+        while done < size:
+            n = os.preadv(self._fd, [view[done:]], self.header.data_offset + info.start + done)
+            if n <= 0:
+                raise OSError(f"{self.path}: short read")
+            done += n
+        dtype = getattr(torch, ST_TO_TORCH[info.dtype])
+        if not size:
+            return torch.empty(info.shape, dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(info.shape)
