@@ -20,19 +20,33 @@ import tempfile
 from pathlib import Path
 
 SD15_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
     block_out_channels=(320, 640, 1280, 1280),
     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    cross_attention_dim=768, attention_head_dim=8,
+    cross_attention_dim=768,
+    attention_head_dim=8,
 )
 SD15_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
-    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    layers_per_block=2,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
     up_block_types=("UpDecoderBlock2D",) * 4,
 )
-CLIP_L = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-              intermediate_size=3072, vocab_size=49408, max_position_embeddings=77)
+CLIP_L = dict(
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    vocab_size=49408,
+    max_position_embeddings=77,
+)
 
 BASELINE = """
 import sys
@@ -64,8 +78,9 @@ def build_checkpoint(path: Path) -> None:
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        ["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True, check=True
+    )
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
     h, m, s = (float(x) if x else 0.0 for x in wall.groups())
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)[1])
@@ -82,32 +97,61 @@ def main() -> None:
         models.mkdir()
         src = models / "sd15-fp32.safetensors"
         build_checkpoint(src)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
-               "HUB_HOME": str(work / "home")}
-        subprocess.run([sys.executable, "-m", "hub", "scan", str(models), "-q"], env=env,
-                       check=True, stderr=subprocess.DEVNULL)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
+            "HUB_HOME": str(work / "home"),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "hub", "scan", str(models), "-q"],
+            env=env,
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         subprocess.run(["cat", str(src)], stdout=subprocess.DEVNULL, check=True)
         base_runs, hub_runs = [], []
         for i in range(args.rounds):
             out = work / "baseline-fp16.safetensors"
             base_runs.append(measure([sys.executable, "-c", BASELINE, str(src), str(out)], env))
             out.unlink()
-            hub_runs.append(measure([sys.executable, "-m", "hub", "convert", "sd15-fp32",
-                                     "--dtype", "fp16", "--name", f"fp16-{i}", "-q"], env))
+            hub_runs.append(
+                measure(
+                    [
+                        sys.executable,
+                        "-m",
+                        "hub",
+                        "convert",
+                        "sd15-fp32",
+                        "--dtype",
+                        "fp16",
+                        "--name",
+                        f"fp16-{i}",
+                        "-q",
+                    ],
+                    env,
+                )
+            )
             for stored in (work / "home" / "models").rglob("fp16-*.safetensors"):
                 stored.unlink()  # keep the disk use bounded; the rows do not matter here
         size = src.stat().st_size / 2**30
         bw, br = statistics.median(t for t, _ in base_runs), max(r for _, r in base_runs)
         hw, hr = statistics.median(t for t, _ in hub_runs), max(r for _, r in hub_runs)
-        print(f"input: {size:.2f} GiB fp32 SD1.5-shaped single file; {args.rounds} rounds "
-              "alternating; wall = median, RSS = max")
+        print(
+            f"input: {size:.2f} GiB fp32 SD1.5-shaped single file; {args.rounds} rounds "
+            "alternating; wall = median, RSS = max"
+        )
         print(f"{'command':<52}{'wall s':>8}{'peak RSS MiB':>14}{'wall x':>8}{'RSS x':>7}")
-        print(f"{'load_file + .half() + save_file':<52}{bw:>8.1f}{br / 2**20:>14.0f}"
-              f"{1:>8.2f}{1:>7.2f}")
-        print(f"{'hub convert REF --dtype fp16 (hash + register incl.)':<52}{hw:>8.1f}"
-              f"{hr / 2**20:>14.0f}{hw / bw:>8.2f}{hr / br:>7.2f}")
-        print(f"targets: wall <= 1.0x -> {'met' if hw <= bw else 'NOT met'}; "
-              f"RSS <= 0.25x -> {'met' if hr <= 0.25 * br else 'NOT met'}")
+        print(
+            f"{'load_file + .half() + save_file':<52}{bw:>8.1f}{br / 2**20:>14.0f}"
+            f"{1:>8.2f}{1:>7.2f}"
+        )
+        print(
+            f"{'hub convert REF --dtype fp16 (hash + register incl.)':<52}{hw:>8.1f}"
+            f"{hr / 2**20:>14.0f}{hw / bw:>8.2f}{hr / br:>7.2f}"
+        )
+        print(
+            f"targets: wall <= 1.0x -> {'met' if hw <= bw else 'NOT met'}; "
+            f"RSS <= 0.25x -> {'met' if hr <= 0.25 * br else 'NOT met'}"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

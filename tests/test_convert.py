@@ -183,3 +183,30 @@ def test_hub_plugins_lists_converters_without_torch(hub):
     )
     assert proc.stdout.strip().endswith("LIGHT")
     assert "converters:ldm-to-diffusers" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["sd1", "sdxl"])
+def test_kohya_to_peft_to_kohya_is_exact(hub, models, name):
+    src = models[f"kohya-{name}"]
+    hub("import", src, "--name", "k")
+    peft = hub("convert", "k", "--to", "peft", "--json").json()
+    assert (peft["kind"], peft["layout"], peft["base"]) == ("lora", "peft", name)
+    peft_keys = load_file(peft["path"]).keys()
+    assert all(".lora_A.weight" in k or ".lora_B.weight" in k for k in peft_keys)
+    # PEFT names are the diffusers module names that peft itself wrote for this LoRA
+    original = load_file(models[f"peft-{name}"]).keys()
+    assert {k.replace("text_model.", "") for k in peft_keys} == {
+        k.replace("text_model.", "") for k in original
+    }
+    back = hub("convert", peft["name"], "--to", "kohya", "--name", "k2", "--json").json()
+    a, b = load_file(src), load_file(back["path"])
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+
+
+def test_peft_layout_refuses_lycoris(hub, models):
+    hub("import", models["loha-sd1"], "--name", "h")
+    result = hub("convert", "h", "--to", "peft", ok=False)
+    assert result.code != 0 and "not a plain LoRA" in result.err
+    assert len(hub("list", "--json").json()) == 1

@@ -113,3 +113,10 @@ def test_kind_and_base_overrides_stick(hub, tmp_path, models):
     hub("scan", hub.home / "models")  # a later scan of the store keeps the override
     art = hub("show", "odd", "--json").json()
     assert (art["kind"], art["base"]) == ("embedding", "sd2")
+
+
+def test_show_why_on_an_unregistered_file(hub, models):
+    out = hub("show", models["lokr-sd1"], "--why", "--json").json()
+    assert (out["kind"], out["algo"], out["base"]) == ("lora", "lokr", "sd1")
+    assert {v["probe"] for v in out["why"]} >= {"checkpoint", "lora", "embedding"}
+    assert hub("list", "--json").json() == []

@@ -300,3 +300,10 @@ def test_legacy_non_zip_format(tmp_path):
     torch.save(obj, path, _use_new_zipfile_serialization=False)
     got = _tensors(safeload.load(path))
     assert all(torch.equal(got[k], obj[k]) for k in obj)
+
+
+def test_show_why_names_the_offending_global(hub, corpus):
+    files, _ = corpus
+    result = hub("show", files["os_system"], "--why", ok=False)
+    assert result.code != 0 and "global os.system is not allowed" in result.err
+    assert "Traceback" not in result.err

@@ -186,7 +186,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         """Show one artifact."""
         from hub.registry.queries import lineage_of, probe_record, resolve_json
 
-        with context(ctx).db.reader() as reader:
+        hub = context(ctx)
+        if Path(ref).exists():  # a file on disk: identify it without registering anything
+            _show_file(hub, Path(ref), as_json)
+            return
+        with hub.db.reader() as reader:
             art = resolve_json(reader, ref)
             art["lineage"] = lineage_of(reader, art["id"])
             if why:
@@ -311,6 +315,39 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             )
         if not report.clean:
             raise typer.Exit(1)
+
+
+def _show_file(hub, path: Path, as_json: bool) -> None:  # noqa: ANN001
+    """Every probe's verdict on an unregistered file (exit 1 when the file is refused)."""
+    from hub.register import identify_path
+
+    try:
+        ident = identify_path(hub, path)
+    except HubError as exc:
+        if as_json:
+            emit_json({"path": str(path), "refused": getattr(exc, "reason", exc.message)})
+        raise
+    best = ident.best
+    result = {
+        "path": str(path),
+        "format": str(ident.format),
+        "kind": str(best.kind),
+        "base": str(best.base),
+        "layout": best.layout,
+        "algo": best.algo,
+        "variant": best.variant,
+        "why": ident.why(),
+    }
+    if as_json:
+        emit_json(result)
+        return
+    console = out()
+    for key in ("path", "format", "kind", "base", "layout", "algo", "variant"):
+        if result[key]:
+            console.print(f"{key:>14}: {result[key]}", markup=False)
+    for verdict in result["why"]:
+        mark = "matched" if verdict["matched"] else "declined"
+        console.print(f"{verdict['probe']:>14}: {mark}: {verdict['reason']}", markup=False)
 
 
 def _parse_kind(text: str):  # noqa: ANN202

@@ -9,6 +9,7 @@ where the output is one safetensors file.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -330,68 +331,177 @@ def embedding_to_a1111(job: ConvertJob) -> dict[str, Any]:
     return _embedding_rename(job, "emb_params")
 
 
+# --- LoRA layouts ---------------------------------------------------------------------------
+
+KOHYA_META = "sd_hub.kohya"  # how the kohya names were spelled, for exact round trips
+PEFT_META = "lora_adapter_metadata"
+_TE_PREFIXES = {
+    "lora_te_": "text_encoder",
+    "lora_te1_": "text_encoder",
+    "lora_te2_": "text_encoder_2",
+}
+
+
+def _lora_base(job: ConvertJob) -> str:
+    base = job.artifact["base"]
+    if base not in ("sd1", "sd2", "sdxl"):
+        raise HubError(
+            f"{job.source}: LoRA layout conversion needs base sd1, sd2 or sdxl (this one is {base})"
+        )
+    return base
+
+
+def kohya_to_peft(job: ConvertJob) -> dict[str, Any]:
+    from adapters import keys as lk
+    from hub import lora_keys
+
+    base = _lora_base(job)
+    by_diffusers, by_ldm, _ = lora_keys.unet_modules(base)
+    st = target_dtype(job)
+    with SafetensorsReader(job.source) as reader:
+        modules, stray = lk.group_modules({k: v.shape for k, v in reader.header.tensors.items()})
+        if stray:
+            raise HubError(f"{job.source}: keys outside any module, e.g. {stray[0]}")
+        plan_: dict[str, str] = {}
+        meta: dict[str, Any] = {}
+        style = {"unet": None, "te": {}, "alpha_dtype": None}
+        for module, mod in modules.items():
+            if lk.module_algo(mod) not in (lk.LORA, lk.LOCON) or set(mod.params) - {
+                "lora_down.weight",
+                "lora_up.weight",
+                "alpha",
+            }:
+                raise HubError(
+                    f"{job.source}: module {module} is not a plain LoRA; the PEFT "
+                    "layout holds lora_A/lora_B pairs only"
+                )
+            if module.startswith("lora_unet_"):
+                flat = module.removeprefix("lora_unet_")
+                target = by_diffusers.get(flat) or by_ldm.get(flat)
+                style["unet"] = "diffusers" if flat in by_diffusers else "ldm"
+                component = "unet"
+            else:
+                prefix = next(p for p in _TE_PREFIXES if module.startswith(p))
+                component = _TE_PREFIXES[prefix]
+                style["te"][component] = prefix
+                target = lora_keys.text_module(module.removeprefix(prefix))
+            if target is None:
+                raise HubError(f"{job.source}: no {base} module is named {module}")
+            name = f"{component}.{target}"
+            plan_[f"{name}.lora_A.weight"] = f"{module}.lora_down.weight"
+            plan_[f"{name}.lora_B.weight"] = f"{module}.lora_up.weight"
+            rank = mod.params["lora_down.weight"][0]
+            alpha = rank
+            if "alpha" in mod.params:
+                alpha_t = reader.tensor(f"{module}.alpha")
+                style["alpha_dtype"] = reader.spec(f"{module}.alpha").dtype
+                alpha = alpha_t.item()
+            meta.setdefault(f"{component}.alpha_pattern", {})[target] = alpha
+            meta.setdefault(f"{component}.rank_pattern", {})[target] = rank
+        for component in {k.split(".", 1)[0] for k in meta}:
+            ranks = meta[f"{component}.rank_pattern"]
+            meta[f"{component}.r"] = max(ranks.values())
+            meta[f"{component}.lora_alpha"] = max(ranks.values())
+        specs = [replace(_out_spec(reader.spec(old), st), name=new) for new, old in plan_.items()]
+        write_safetensors(
+            job.output,
+            specs,
+            lambda s: _cast(reader.tensor(plan_[s.name]), st),
+            {PEFT_META: json.dumps(meta), KOHYA_META: json.dumps(style)},
+        )
+    return {"modules": len(modules)}
+
+
+def peft_to_kohya(job: ConvertJob) -> dict[str, Any]:
+    import torch
+
+    from adapters import keys as lk
+    from hub import lora_keys
+
+    base = _lora_base(job)
+    by_diffusers, _, to_ldm = lora_keys.unet_modules(base)
+    st = target_dtype(job)
+    with SafetensorsReader(job.source) as reader:
+        meta = json.loads(reader.metadata.get(PEFT_META, "{}"))
+        style = json.loads(reader.metadata.get(KOHYA_META, "{}") or "{}")
+        modules, stray = lk.group_modules({k: v.shape for k, v in reader.header.tensors.items()})
+        if stray:
+            raise HubError(f"{job.source}: keys outside any module, e.g. {stray[0]}")
+        plan_: dict[str, str] = {}
+        alphas: dict[str, float] = {}
+        unet_style = style.get("unet") or ("ldm" if base == "sdxl" else "diffusers")
+        for module, mod in modules.items():
+            component, _, target = module.partition(".")
+            if component == "unet":
+                if target not in to_ldm:
+                    raise HubError(f"{job.source}: no {base} UNet module is named {target}")
+                flat = to_ldm[target] if unet_style == "ldm" else target.replace(".", "_")
+                name = "lora_unet_" + flat
+            elif component in ("text_encoder", "text_encoder_2"):
+                default = {
+                    "text_encoder": "lora_te1_" if base == "sdxl" else "lora_te_",
+                    "text_encoder_2": "lora_te2_",
+                }[component]
+                name = style.get("te", {}).get(component, default) + target.replace(".", "_")
+            else:
+                raise HubError(f"{job.source}: unknown component in {module}")
+            down = mod.down
+            if down is None or mod.up is None:
+                raise HubError(f"{job.source}: module {module} lacks lora_A or lora_B")
+            for suffix, kohya in (
+                ("lora_A.weight", "lora_down.weight"),
+                ("lora_B.weight", "lora_up.weight"),
+            ):
+                plan_[f"{name}.{kohya}"] = f"{module}.{suffix}"
+            pattern = meta.get(f"{component}.alpha_pattern", {})
+            alphas[f"{name}.alpha"] = pattern.get(
+                target, meta.get(f"{component}.lora_alpha", down[0])
+            )
+        alpha_st = style.get("alpha_dtype") or "F32"
+        alpha_dtype = getattr(torch, {v: k for k, v in TORCH_TO_ST.items()}[alpha_st])
+        specs = [replace(_out_spec(reader.spec(old), st), name=new) for new, old in plan_.items()]
+        specs += [TensorSpec(name, alpha_st, ()) for name in alphas]
+
+        def produce(spec: TensorSpec) -> Any:
+            if spec.name in alphas:
+                return torch.tensor(alphas[spec.name], dtype=alpha_dtype)
+            return _cast(reader.tensor(plan_[spec.name]), st)
+
+        metadata = {k: v for k, v in reader.metadata.items() if k not in (PEFT_META, KOHYA_META)}
+        write_safetensors(job.output, specs, produce, metadata or None)
+    return {"modules": len(modules)}
+
+
+_ANY = frozenset({"checkpoint", "lora", "vae", "hypernetwork", "unknown"})
+_CKPT, _EMB, _LORA = frozenset({"checkpoint"}), frozenset({"embedding"}), frozenset({"lora"})
+BUILTIN = [
+    # name, source node, target node, cost, function, kinds
+    ("pickle-to-safetensors", "pickle", "safetensors", 2, pickle_to_safetensors, _ANY),
+    (
+        "pickle-embedding-to-safetensors",
+        "pickle",
+        "a1111-embedding",
+        2,
+        pickle_to_safetensors,
+        _EMB,
+    ),
+    ("ldm-to-diffusers", "safetensors", "diffusers", 5, ldm_to_diffusers, _CKPT),
+    ("diffusers-to-ldm", "diffusers", "safetensors", 3, diffusers_to_ldm, _CKPT),
+    (
+        "embedding-to-diffusers",
+        "a1111-embedding",
+        "diffusers-embedding",
+        1,
+        embedding_to_diffusers,
+        _EMB,
+    ),
+    ("embedding-to-a1111", "diffusers-embedding", "a1111-embedding", 1, embedding_to_a1111, _EMB),
+    ("kohya-to-peft", "kohya", "peft", 1, kohya_to_peft, _LORA),
+    ("peft-to-kohya", "peft", "kohya", 1, peft_to_kohya, _LORA),
+]
+
+
 @hookimpl(trylast=True)
 def register_converters(register):
-    every = frozenset({"checkpoint", "lora", "vae", "hypernetwork", "unknown"})
-    register(
-        "pickle-to-safetensors",
-        Converter(
-            "pickle-to-safetensors", "pickle", "safetensors", 2, pickle_to_safetensors, every
-        ),
-    )
-    register(
-        "pickle-embedding-to-safetensors",
-        Converter(
-            "pickle-embedding-to-safetensors",
-            "pickle",
-            "a1111-embedding",
-            2,
-            pickle_to_safetensors,
-            frozenset({"embedding"}),
-        ),
-    )
-    register(
-        "ldm-to-diffusers",
-        Converter(
-            "ldm-to-diffusers",
-            "safetensors",
-            "diffusers",
-            5,
-            ldm_to_diffusers,
-            frozenset({"checkpoint"}),
-        ),
-    )
-    register(
-        "diffusers-to-ldm",
-        Converter(
-            "diffusers-to-ldm",
-            "diffusers",
-            "safetensors",
-            3,
-            diffusers_to_ldm,
-            frozenset({"checkpoint"}),
-        ),
-    )
-    emb = frozenset({"embedding"})
-    register(
-        "embedding-to-diffusers",
-        Converter(
-            "embedding-to-diffusers",
-            "a1111-embedding",
-            "diffusers-embedding",
-            1,
-            embedding_to_diffusers,
-            emb,
-        ),
-    )
-    register(
-        "embedding-to-a1111",
-        Converter(
-            "embedding-to-a1111",
-            "diffusers-embedding",
-            "a1111-embedding",
-            1,
-            embedding_to_a1111,
-            emb,
-        ),
-    )
+    for name, source, target, cost, run, kinds in BUILTIN:
+        register(name, Converter(name, source, target, cost, run, kinds))
