@@ -19,35 +19,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-SD15_UNET = dict(
-    sample_size=64,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    cross_attention_dim=768,
-    attention_head_dim=8,
-)
-SD15_VAE = dict(
-    in_channels=3,
-    out_channels=3,
-    latent_channels=4,
-    layers_per_block=2,
-    block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-)
-CLIP_L = dict(
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    vocab_size=49408,
-    max_position_embeddings=77,
-)
-
 BASELINE = """
 import sys
 from safetensors.torch import load_file, save_file
@@ -64,10 +35,11 @@ def build_checkpoint(path: Path) -> None:
 
     from hub import ldm_keys
     from hub.safetensors_io import TensorSpec, write_safetensors
+    from hub.topologies import CLIP_L, SD1_UNET, VAE
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**SD15_UNET)
-        vae = AutoencoderKL(**SD15_VAE)
+        unet = UNet2DConditionModel(**SD1_UNET)
+        vae = AutoencoderKL(**VAE)
         clip = CLIPTextModel(CLIPTextConfig(**CLIP_L))
     shapes = ldm_keys.unet_to_ldm(unet.state_dict(), dict(unet.config))
     shapes |= ldm_keys.vae_to_ldm(vae.state_dict(), dict(vae.config))

@@ -6,41 +6,9 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any
 
-from hub import ldm_keys
+from hub import ldm_keys, topologies
 
-REAL_UNETS: dict[str, dict[str, Any]] = {
-    "sd1": dict(
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=768,
-    ),
-    "sd2": dict(
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=1024,
-        use_linear_projection=True,
-        attention_head_dim=(5, 10, 20, 20),
-    ),
-    "sdxl": dict(
-        block_out_channels=(320, 640, 1280),
-        layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10),
-        cross_attention_dim=2048,
-        attention_head_dim=(5, 10, 20),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=256,
-        projection_class_embeddings_input_dim=2816,
-    ),
-}
 _TEXT = re.compile(r"^(text_model_)?encoder_layers_(\d+)_(self_attn_(q|k|v|out)_proj|mlp_fc[12])$")
 
 
@@ -51,7 +19,7 @@ def unet_modules(base: str) -> tuple[dict[str, str], dict[str, str], dict[str, s
     import torch
     from diffusers import UNet2DConditionModel
 
-    config = REAL_UNETS[base]
+    config = topologies.UNETS[base]
     with torch.device("meta"):
         unet = UNet2DConditionModel(**config)
     names = [n for n, m in unet.named_modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)]

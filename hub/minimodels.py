@@ -12,75 +12,20 @@ from pathlib import Path
 
 import torch
 
-from hub import ldm_keys
+from hub import ldm_keys, topologies
 
-VOCAB = 49408
-
-SD1_UNET = dict(
-    sample_size=8,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(32, 64, 64, 64),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    cross_attention_dim=768,
-    attention_head_dim=8,
-    norm_num_groups=32,
-)
+# Mini = the real topology with reduced channels and one text layer (ARCHITECTURE.md).
+_SMALL = {"norm_num_groups": 32, "sample_size": 8}
+SD1_UNET = {**topologies.SD1_UNET, **_SMALL, "block_out_channels": (32, 64, 64, 64)}
 SD2_UNET = {**SD1_UNET, "cross_attention_dim": 1024, "use_linear_projection": True}
-SDXL_UNET = dict(
-    sample_size=8,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(32, 64, 128),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    transformer_layers_per_block=1,
-    cross_attention_dim=2048,
-    attention_head_dim=(2, 4, 8),
-    use_linear_projection=True,
-    addition_embed_type="text_time",
-    addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816,
-    norm_num_groups=32,
-)
-VAE = dict(
-    in_channels=3,
-    out_channels=3,
-    latent_channels=4,
-    layers_per_block=1,
-    block_out_channels=(32, 64, 64, 64),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    norm_num_groups=32,
-    sample_size=64,
-)
-CLIP_L = dict(
-    hidden_size=768,
-    num_hidden_layers=1,
-    num_attention_heads=12,
-    intermediate_size=256,
-    vocab_size=VOCAB,
-    max_position_embeddings=77,
-    hidden_act="quick_gelu",
-    projection_dim=768,
-)
-CLIP_H = {
-    **CLIP_L,
-    "hidden_size": 1024,
-    "num_attention_heads": 16,
-    "hidden_act": "gelu",
-    "projection_dim": 1024,
-}
-CLIP_G = {
-    **CLIP_L,
-    "hidden_size": 1280,
-    "num_attention_heads": 20,
-    "hidden_act": "gelu",
-    "projection_dim": 1280,
-}
+SDXL_UNET = {**topologies.SDXL_UNET, **_SMALL, "block_out_channels": (32, 64, 128),
+             "transformer_layers_per_block": 1, "attention_head_dim": (2, 4, 8)}
+VAE = {**topologies.VAE, "layers_per_block": 1, "block_out_channels": (32, 64, 64, 64),
+       "sample_size": 64}
+_ONE_LAYER = {"num_hidden_layers": 1, "intermediate_size": 256}
+CLIP_L = {**topologies.CLIP_L, **_ONE_LAYER}
+CLIP_H = {**topologies.CLIP_H, **_ONE_LAYER}
+CLIP_G = {**topologies.CLIP_G, **_ONE_LAYER}
 
 SPECS = {
     "sd1": {"unet": SD1_UNET, "text": [("clip", CLIP_L)]},
