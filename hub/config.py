@@ -30,6 +30,8 @@ class Settings:
     civitai_url: str = "https://civitai.com"
     hf_endpoint: str = "https://huggingface.co"
     plugins_disabled: frozenset[str] = frozenset()
+    civitai_token: str | None = field(default=None, repr=False)
+    hf_token: str | None = field(default=None, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -86,6 +88,20 @@ def _table(data: dict[str, Any], *keys: str) -> dict[str, Any]:
     return data
 
 
+def read_token_file(path: Path) -> str:
+    """A token from a file only its owner can read (mode 0600 or stricter)."""
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path}: token file is readable by others (mode {oct(mode & 0o777)})",
+                hint=f"chmod 600 {path}",
+            )
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read token file: {exc.strerror}") from None
+
+
 def load_settings(
     config: str | os.PathLike[str] | None = None,
     home: str | os.PathLike[str] | None = None,
@@ -110,6 +126,10 @@ def load_settings(
 
         home_path = Path(user_data_dir(APP_NAME))
     disabled = env.get("HUB_DISABLE_PLUGINS", "")
+    civitai_token = env.get("CIVITAI_API_TOKEN") or None
+    token_file = env.get("HUB_CIVITAI_TOKEN_FILE") or civitai.get("token_file")
+    if civitai_token is None and token_file:
+        civitai_token = read_token_file(Path(token_file).expanduser())
     return Settings(
         home=home_path.resolve(),
         config_path=path,
@@ -125,5 +145,7 @@ def load_settings(
             [p.strip() for p in disabled.split(",") if p.strip()]
             + list(plugins.get("disabled", []))
         ),
+        civitai_token=civitai_token,
+        hf_token=env.get("HF_TOKEN") or None,
         raw=data,
     )

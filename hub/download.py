@@ -34,6 +34,10 @@ class DownloadError(HubError):
     """A download failed or its bytes were not the published ones."""
 
 
+class DownloadInterrupted(DownloadError):
+    """The connection dropped; the partial file is kept and the next attempt resumes."""
+
+
 class AuthRequiredError(HubError):
     """The site wants a token (401) or refuses this account (403)."""
 
@@ -80,9 +84,14 @@ class Http:
     backoff (honouring Retry-After), redirects followed by hand (https only, http only to
     loopback), and a token sent only to ``auth_host``."""
 
-    def __init__(self, auth_host: str | None = None, token: str | None = None,
-                 retries: int = 5, backoff_cap: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        auth_host: str | None = None,
+        token: str | None = None,
+        retries: int = 5,
+        backoff_cap: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         import requests
 
         self.session = requests.Session()
@@ -100,8 +109,14 @@ class Http:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
-    def request(self, method: str, url: str, headers: dict[str, str] | None = None,
-                stream: bool = False, **kwargs: Any) -> Any:
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         """One request with retries and hand-followed redirects; returns the final response."""
         import requests
 
@@ -111,13 +126,22 @@ class Http:
             try:
                 for _ in range(MAX_REDIRECTS + 1):
                     scheme = urlsplit(current).scheme
-                    if scheme != "https" and not (scheme == "http"
-                                                  and _is_loopback(urlsplit(current).hostname)):
-                        raise DownloadError(f"refusing to fetch {redact(current)}: only https "
-                                            "(or http to this machine) is allowed")
-                    resp = self.session.request(method, current, allow_redirects=False,
-                                                headers=self._headers_for(current, headers),
-                                                stream=stream, timeout=(15, 60), **kwargs)
+                    if scheme != "https" and not (
+                        scheme == "http" and _is_loopback(urlsplit(current).hostname)
+                    ):
+                        raise DownloadError(
+                            f"refusing to fetch {redact(current)}: only https "
+                            "(or http to this machine) is allowed"
+                        )
+                    resp = self.session.request(
+                        method,
+                        current,
+                        allow_redirects=False,
+                        headers=self._headers_for(current, headers),
+                        stream=stream,
+                        timeout=(15, 60),
+                        **kwargs,
+                    )
                     if resp.is_redirect and resp.headers.get("Location"):
                         current = urljoin(current, resp.headers["Location"])
                         resp.close()
@@ -127,15 +151,16 @@ class Http:
                     raise DownloadError(f"too many redirects from {redact(url)}")
             except requests.ConnectionError as exc:
                 if attempt >= self.retries:
-                    raise DownloadError(f"cannot reach {redact(current)}: "
-                                        f"{type(exc).__name__}") from None
+                    raise DownloadError(
+                        f"cannot reach {redact(current)}: {type(exc).__name__}"
+                    ) from None
                 attempt += 1
-                self.sleep(min(self.backoff_cap, 2 ** attempt * 0.5))
+                self.sleep(min(self.backoff_cap, 2**attempt * 0.5))
                 continue
             if resp.status_code in RETRY_STATUSES and attempt < self.retries:
                 wait = _retry_after(resp.headers.get("Retry-After"))
                 if wait is None:
-                    wait = min(self.backoff_cap, 2 ** attempt + random.random())
+                    wait = min(self.backoff_cap, 2**attempt + random.random())
                 resp.close()
                 attempt += 1
                 self.sleep(min(self.backoff_cap, wait))
@@ -155,9 +180,15 @@ class Http:
         _raise_for_status(resp, url)
         return resp.json()
 
-    def download(self, url: str, part: Path, size: int | None, sha256: str | None,
-                 progress: Callable[[int], None] | None = None,
-                 restart: bool = False) -> Downloaded:
+    def download(
+        self,
+        url: str,
+        part: Path,
+        size: int | None,
+        sha256: str | None,
+        progress: Callable[[int], None] | None = None,
+        restart: bool = False,
+    ) -> Downloaded:
         """Fetch ``url`` into ``part`` (resuming what is there), verify, and return it."""
         meta_path = part.with_name(part.name + ".json")
         meta = _read_meta(meta_path) if not restart else {}
@@ -167,8 +198,10 @@ class Http:
         if size is not None:
             free = shutil.disk_usage(part.parent).free
             if free < size - have:
-                raise DownloadError(f"not enough disk space for {part.name}: {size - have} "
-                                    f"bytes needed, {free} free in {part.parent}")
+                raise DownloadError(
+                    f"not enough disk space for {part.name}: {size - have} "
+                    f"bytes needed, {free} free in {part.parent}"
+                )
         headers: dict[str, str] = {}
         if have:
             headers |= {"Range": f"bytes={have}-", "If-Range": meta["etag"]}
@@ -204,8 +237,9 @@ class Http:
                             continue
                         written += len(chunk)
                         if size is not None and written > size:
-                            raise DownloadError(f"{redact(url)} sent more than the published "
-                                                f"{size} bytes")
+                            raise DownloadError(
+                                f"{redact(url)} sent more than the published {size} bytes"
+                            )
                         out.write(chunk)
                         hasher.update(chunk)
                         if progress:
@@ -218,32 +252,50 @@ class Http:
                 raise
             except Exception as exc:  # a dropped connection: keep the part, resume next time
                 hasher.abort()
-                raise DownloadError(f"download of {part.name} interrupted at {written} bytes "
-                                    f"({type(exc).__name__}); run the command again to "
-                                    "resume") from None
+                raise DownloadInterrupted(
+                    f"download of {part.name} interrupted at {written} bytes "
+                    f"({type(exc).__name__}); run the command again to "
+                    "resume"
+                ) from None
             hashes = hasher.finish()
         return self._verify(part, meta_path, size, sha256, hashes, written, filename, start)
 
-    def _finish(self, part: Path, meta_path: Path, size: int | None, sha256: str | None,
-                have: int, filename: str | None) -> Downloaded:
+    def _finish(
+        self,
+        part: Path,
+        meta_path: Path,
+        size: int | None,
+        sha256: str | None,
+        have: int,
+        filename: str | None,
+    ) -> Downloaded:
         hasher = Hasher()
         with part.open("rb") as fh:
             for chunk in read_chunks(fh):
                 hasher.update(chunk)
-        return self._verify(part, meta_path, size, sha256, hasher.finish(), have, filename,
-                            have)
+        return self._verify(part, meta_path, size, sha256, hasher.finish(), have, filename, have)
 
     @staticmethod
-    def _verify(part: Path, meta_path: Path, size: int | None, sha256: str | None,
-                hashes: FileHashes, written: int, filename: str | None,
-                start: int) -> Downloaded:
+    def _verify(
+        part: Path,
+        meta_path: Path,
+        size: int | None,
+        sha256: str | None,
+        hashes: FileHashes,
+        written: int,
+        filename: str | None,
+        start: int,
+    ) -> Downloaded:
         if size is not None and written != size:
-            raise DownloadError(f"{part.name}: got {written} bytes, the site published {size}; "
-                                "run again to resume")
+            raise DownloadError(
+                f"{part.name}: got {written} bytes, the site published {size}; run again to resume"
+            )
         if sha256 and hashes.sha256 != sha256.lower():
             _discard(part, meta_path)
-            raise DownloadError(f"{part.name}: SHA-256 {hashes.sha256[:16]}... does not match "
-                                f"the published {sha256.lower()[:16]}...; the file was deleted")
+            raise DownloadError(
+                f"{part.name}: SHA-256 {hashes.sha256[:16]}... does not match "
+                f"the published {sha256.lower()[:16]}...; the file was deleted"
+            )
         meta_path.unlink(missing_ok=True)
         return Downloaded(part, hashes, written, filename, start)
 
@@ -275,12 +327,13 @@ def _content_range_start(resp: Any) -> int:
 def _check_body_kind(resp: Any, url: str) -> None:
     ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype in ("text/html", "application/json", "application/xhtml+xml"):
-        raise AuthRequiredError(f"{redact(url)} answered an {ctype} page instead of the file "
-                                "(a login page?)", hint="set CIVITAI_API_TOKEN or HF_TOKEN")
+        raise AuthRequiredError(
+            f"{redact(url)} answered an {ctype} page instead of the file (a login page?)",
+            hint="set CIVITAI_API_TOKEN or HF_TOKEN",
+        )
     encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise DownloadError(f"{redact(url)} sent a {encoding}-encoded body that was not "
-                            "asked for")
+        raise DownloadError(f"{redact(url)} sent a {encoding}-encoded body that was not asked for")
 
 
 def _disposition_name(value: str | None) -> str | None:
@@ -304,8 +357,10 @@ def _raise_for_status(resp: Any, url: str) -> None:
         detail = ""
     where = redact(url)
     if status == 401:
-        raise AuthRequiredError(f"{where}: a token is needed ({detail or 'unauthorized'})",
-                                hint="set CIVITAI_API_TOKEN (or HF_TOKEN for Hugging Face)")
+        raise AuthRequiredError(
+            f"{where}: a token is needed ({detail or 'unauthorized'})",
+            hint="set CIVITAI_API_TOKEN (or HF_TOKEN for Hugging Face)",
+        )
     if status == 403:
         raise AuthRequiredError(f"{where}: access refused ({detail or 'forbidden'})")
     if status in (404, 410):

@@ -18,10 +18,19 @@ from hub import ldm_keys, topologies
 _SMALL = {"norm_num_groups": 32, "sample_size": 8}
 SD1_UNET = {**topologies.SD1_UNET, **_SMALL, "block_out_channels": (32, 64, 64, 64)}
 SD2_UNET = {**SD1_UNET, "cross_attention_dim": 1024, "use_linear_projection": True}
-SDXL_UNET = {**topologies.SDXL_UNET, **_SMALL, "block_out_channels": (32, 64, 128),
-             "transformer_layers_per_block": 1, "attention_head_dim": (2, 4, 8)}
-VAE = {**topologies.VAE, "layers_per_block": 1, "block_out_channels": (32, 64, 64, 64),
-       "sample_size": 64}
+SDXL_UNET = {
+    **topologies.SDXL_UNET,
+    **_SMALL,
+    "block_out_channels": (32, 64, 128),
+    "transformer_layers_per_block": 1,
+    "attention_head_dim": (2, 4, 8),
+}
+VAE = {
+    **topologies.VAE,
+    "layers_per_block": 1,
+    "block_out_channels": (32, 64, 64, 64),
+    "sample_size": 64,
+}
 _ONE_LAYER = {"num_hidden_layers": 1, "intermediate_size": 256}
 CLIP_L = {**topologies.CLIP_L, **_ONE_LAYER}
 CLIP_H = {**topologies.CLIP_H, **_ONE_LAYER}

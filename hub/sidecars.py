@@ -90,3 +90,36 @@ def read_sidecars(model: Path) -> Sidecars:
             if isinstance(weight, int | float) and weight:
                 out.preferred_weight = float(weight)
     return out
+
+
+SD_VERSION = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
+
+
+def write_sidecars(
+    model: Path,
+    site_json: dict[str, Any] | None,
+    description: str | None,
+    trained_words: list[str],
+    base: str,
+) -> list[Path]:
+    """Write ``<stem>.civitai.info`` (the site's version object) and A1111's ``<stem>.json``
+    user metadata beside a model; an existing ``.json`` keeps its unknown keys."""
+    stem = model.name if model.is_dir() else model.stem
+    written = []
+    if site_json:
+        info = model.with_name(f"{stem}.civitai.info")
+        info.write_text(json.dumps(site_json, indent=2), encoding="utf-8")
+        written.append(info)
+    user = model.with_name(f"{stem}.json")
+    data: dict[str, Any] = {}
+    if user.is_file():
+        data = _read_json(user, []) or {}
+    data.setdefault("description", description or "")
+    data.setdefault("sd version", SD_VERSION.get(base, "Unknown"))
+    data.setdefault("activation text", ", ".join(trained_words))
+    data.setdefault("preferred weight", 0)
+    data.setdefault("negative text", "")
+    data.setdefault("notes", "")
+    user.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    written.append(user)
+    return written

@@ -15,8 +15,13 @@ SD1_UNET: dict[str, Any] = dict(
     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
     cross_attention_dim=768, attention_head_dim=8,
 )  # fmt: skip
-SD2_UNET: dict[str, Any] = {**SD1_UNET, "sample_size": 96, "cross_attention_dim": 1024,
-                            "use_linear_projection": True, "attention_head_dim": (5, 10, 20, 20)}
+SD2_UNET: dict[str, Any] = {
+    **SD1_UNET,
+    "sample_size": 96,
+    "cross_attention_dim": 1024,
+    "use_linear_projection": True,
+    "attention_head_dim": (5, 10, 20, 20),
+}
 SDXL_UNET: dict[str, Any] = dict(
     sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
     block_out_channels=(320, 640, 1280),
@@ -37,9 +42,21 @@ CLIP_L: dict[str, Any] = dict(
     hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
     vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
 )  # fmt: skip
-CLIP_H: dict[str, Any] = {**CLIP_L, "hidden_size": 1024, "num_hidden_layers": 23,
-                          "num_attention_heads": 16, "intermediate_size": 4096,
-                          "hidden_act": "gelu", "projection_dim": 1024}
-CLIP_G: dict[str, Any] = {**CLIP_L, "hidden_size": 1280, "num_hidden_layers": 32,
-                          "num_attention_heads": 20, "intermediate_size": 5120,
-                          "hidden_act": "gelu", "projection_dim": 1280}
+CLIP_H: dict[str, Any] = {
+    **CLIP_L,
+    "hidden_size": 1024,
+    "num_hidden_layers": 23,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "hidden_act": "gelu",
+    "projection_dim": 1024,
+}
+CLIP_G: dict[str, Any] = {
+    **CLIP_L,
+    "hidden_size": 1280,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "intermediate_size": 5120,
+    "hidden_act": "gelu",
+    "projection_dim": 1280,
+}

@@ -87,6 +87,81 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         if failures:
             raise typer.Exit(1)
 
+    @app.command("install")
+    def install_command(
+        ctx: typer.Context,
+        ref: str = typer.Argument(
+            ...,
+            help="lora:NAME[@VERSION], checkpoint:NAME, "
+            "embedding:NAME, hypernetwork:NAME, vae:NAME, dreambooth:NAME, "
+            "civitai:ID[@VERSION_ID], sha256:HASH, a Civitai URL, "
+            "hf:OWNER/REPO/PATH[@REV], or an https URL.",
+        ),
+        pick: int = typer.Option(None, "--pick", help="Choose the Nth of ambiguous matches."),
+        fp: str = typer.Option(None, "--fp", help="File precision: fp16, fp32, bf16..."),
+        size: str = typer.Option(None, "--size", help="File size variant: pruned or full."),
+        name: str = typer.Option(None, "--name", help="Name to register."),
+        tag: list[str] = TAGS,
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be fetched."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (large or pickled)."),
+        as_json: bool = JSON,
+        quiet: bool = QUIET,
+    ) -> None:
+        """Install from a share site: verified, resumable, with the site's metadata."""
+        import sys
+
+        from hub.cli.output import open_progress
+        from hub.install import install
+        from hub.plugins.sourcing import Choice
+
+        def confirm(reason: str) -> bool:
+            if yes:
+                return True
+            if not sys.stdin.isatty():
+                raise HubError(f"{reason}: confirmation needed", hint="pass -y to install it")
+            return typer.confirm(f"{reason}. Install?", err=True)
+
+        with open_progress(f"install {ref}", not quiet) as (set_total, advance):
+            result = install(
+                context(ctx),
+                ref,
+                Choice(pick, fp, size),
+                name,
+                tuple(tag or ()),
+                dry_run,
+                confirm,
+                advance,
+                lambda r: set_total(r.size),
+            )
+        for note in result.notes:
+            status(f"note: {note}")
+        if as_json:
+            emit_json(
+                {
+                    "status": result.status,
+                    "remote": result.remote,
+                    "artifact": result.artifact,
+                    "notes": result.notes,
+                }
+            )
+            return
+        r = result.remote
+        if result.status == "planned":
+            out().print(
+                f"would fetch {r['file']} ({human_size(r['size'] or 0)}) from "
+                f"{r['source']}: {r['url']}\n  {r['kind']}:{r['name']} version "
+                f"{r['version']} base {r['base']} ({r['family']}) sha256 {r['sha256']}",
+                markup=False,
+            )
+            return
+        a = result.artifact or {}
+        verb = "installed" if result.status == "added" else "already installed"
+        status(
+            f"{verb}: {a.get('kind')}:{a.get('name')} ({a.get('base')}, "
+            f"{a.get('algo') or a.get('layout')}) {a.get('hashes', {}).get('autov2')} -> "
+            f"{a.get('path')}"
+        )
+
     @app.command("convert")
     def convert_command(
         ctx: typer.Context,

@@ -113,3 +113,31 @@ def spinner(label: str, enabled: bool) -> Iterator[Any]:
         return
     with err().status(label) as st:
         yield lambda item: st.update(f"{label} {item}")
+
+
+@contextmanager
+def open_progress(label: str, enabled: bool) -> Iterator[Any]:
+    """A byte progress bar whose total is set later: yields (set_total, advance)."""
+    if not show_progress(enabled):
+        yield (lambda total: None), (lambda n: None)
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+        yield (lambda total: bar.update(task, total=total)), (lambda n: bar.advance(task, n))

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         context(ctx).load_plugins()
         rows = plugin_info()
         provided: dict[str, list[str]] = {}
-        for hook in ("register_probes", "register_converters"):
+        for hook in ("register_probes", "register_converters", "register_sources"):
             for name, reg in collect(hook).items():
                 provided.setdefault(reg.plugin, []).append(
                     f"{hook.removeprefix('register_')}:{name}"

@@ -16,7 +16,13 @@ from hub.errors import PluginError
 from hub.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "hub"
-BUILTIN_PLUGINS = ("hub.plugins.builtin.probes", "hub.plugins.builtin.converters")
+BUILTIN_PLUGINS = (
+    "hub.plugins.builtin.probes",
+    "hub.plugins.builtin.converters",
+    "hub.plugins.builtin.civitai",
+    "hub.plugins.builtin.huggingface",
+    "hub.plugins.builtin.url",
+)
 
 _pm: pluggy.PluginManager | None = None
 _disabled: frozenset[str] = frozenset()

@@ -15,8 +15,10 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
+    from hub.config import Settings
     from hub.plugins.converting import Converter
     from hub.plugins.probing import Probe
+    from hub.plugins.sourcing import Source
 
 hookspec = pluggy.HookspecMarker("hub")
 
@@ -37,6 +39,14 @@ def register_converters(register: Callable[[str, Converter], None]) -> None:
 
     A :class:`hub.plugins.converting.Converter` declares an edge (source node, target node,
     cost) and the kinds it handles; ``hub convert`` plans the cheapest chain. Returns nothing.
+    """
+
+
+@hookspec
+def register_sources(register: Callable[[str, Callable[[Settings], Source]], None]) -> None:
+    """Provide share sites: ``register(name, factory)``; ``factory(settings)`` returns a
+    :class:`hub.plugins.sourcing.Source`. ``hub install`` asks each source whether it claims
+    a ref; ``kind:name`` and hash refs go to the default source. Returns nothing.
     """
 
 

@@ -1,0 +1,267 @@
+"""``hub install``: resolve a ref on a share site, download it verified and resumable, then
+register it with everything the site knows and write the sidecars web UIs read."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.context import Context
+from hub.errors import HubError
+from hub.plugins.sourcing import Choice, RemoteFile, Source
+from hub.register import Lineage, Overrides, commit, identify_path
+from hub.registry.store import safe_component
+from hub.sidecars import Sidecars, write_sidecars
+
+CONFIRM_BYTES = 1 << 30
+MAX_PREVIEW_BYTES = 32 << 20
+
+
+@dataclass
+class InstallResult:
+    status: str  # added, exists, planned
+    remote: dict[str, Any]
+    artifact: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def sources(ctx: Context) -> dict[str, Source]:
+    from hub import plugins
+
+    ctx.load_plugins()
+    return {
+        name: reg.value(ctx.settings) for name, reg in plugins.collect("register_sources").items()
+    }
+
+
+def pick_source(ctx: Context, ref: str) -> Source:
+    """The source that claims a ref; Civitai handles ``kind:name`` and hashes."""
+    available = sources(ctx)
+    for name in ("civitai", *[n for n in available if n not in ("civitai", "url")], "url"):
+        source = available.get(name)
+        if source is not None and source.claims(ref):
+            return source
+    raise HubError(
+        f"no share site handles '{ref}'",
+        hint="use kind:name, civitai:ID, hf:OWNER/REPO/FILE or an https URL",
+    )
+
+
+def needs_confirmation(remote: RemoteFile) -> str | None:
+    """Why an install should ask first (over 1 GB, or a pickle), or None."""
+    if remote.size and remote.size > CONFIRM_BYTES:
+        return f"{remote.filename} is {remote.size / 2**30:.1f} GB"
+    if remote.pickle:
+        return f"{remote.filename} is a pickle (it will be read safely and converted)"
+    return None
+
+
+def install(
+    ctx: Context,
+    ref: str,
+    choice: Choice = Choice(),
+    name: str | None = None,
+    tags: tuple[str, ...] = (),
+    dry_run: bool = False,
+    confirm: Callable[[str], bool] = lambda reason: True,
+    progress: Callable[[int], None] | None = None,
+    on_remote: Callable[[RemoteFile], None] | None = None,
+) -> InstallResult:
+    """Install one ref. Nothing is registered unless the bytes match what the site published."""
+    from filelock import FileLock
+
+    source = pick_source(ctx, ref)
+    remote = source.resolve(ref, choice)
+    if on_remote is not None:
+        on_remote(remote)
+    if dry_run:
+        return InstallResult("planned", remote.plan())
+    known = _registered(ctx, remote.sha256)
+    if known is not None:
+        return InstallResult("exists", remote.plan(), known)
+    reason = needs_confirmation(remote)
+    if reason and not confirm(reason):
+        raise HubError("install cancelled", hint="pass -y to skip the question")
+    key = (
+        remote.sha256.lower()
+        if remote.sha256
+        else hashlib.sha256(remote.url.split("?", 1)[0].encode()).hexdigest()
+    )
+    staging = ctx.store.root / ".incoming"
+    staging.mkdir(parents=True, exist_ok=True)
+    part = staging / f"dl-{key[:40]}.part"
+    with FileLock(str(part) + ".lock"):
+        known = _registered(ctx, remote.sha256)  # another process may have finished it
+        if known is not None:
+            return InstallResult("exists", remote.plan(), known)
+        got = _download(source, remote, part, progress)
+        return _register(ctx, source, remote, got, name, tags)
+
+
+def _download(
+    source: Source,
+    remote: RemoteFile,
+    part: Path,
+    progress: Callable[[int], None] | None,
+    attempts: int = 4,
+) -> Any:
+    """Download, resuming after dropped connections a bounded number of times."""
+    from hub.download import DownloadInterrupted
+
+    for _ in range(attempts - 1):
+        try:
+            return source.http.download(remote.url, part, remote.size, remote.sha256, progress)
+        except DownloadInterrupted:
+            continue  # the part file and its ETag stay: the next request resumes
+    return source.http.download(remote.url, part, remote.size, remote.sha256, progress)
+
+
+def _registered(ctx: Context, sha256: str | None) -> dict[str, Any] | None:
+    if not sha256:
+        return None
+    from hub.registry.queries import resolve_rows, tags_for, to_json
+    from hub.taxonomy import Ref
+
+    with ctx.db.reader() as reader:
+        rows = [
+            r
+            for r in resolve_rows(reader, Ref(sha256, hash_prefix=sha256.lower()))
+            if r["sha256"] == sha256.lower()
+        ]
+        return (
+            to_json(rows[0], tags_for(reader, [rows[0]["id"]]).get(rows[0]["id"], []))
+            if rows
+            else None
+        )
+
+
+def _register(
+    ctx: Context,
+    source: Source,
+    remote: RemoteFile,
+    got: Any,
+    name: str | None,
+    tags: tuple[str, ...],
+) -> InstallResult:
+    from hub.convert import convert_file
+    from hub.hashing import hash_file
+
+    notes: list[str] = []
+    ident = identify_path(ctx, got.path)
+    filename = safe_component(remote.filename, fallback=f"{remote.name}.safetensors")
+    stem = safe_component(name or filename.rsplit(".", 1)[0])
+    kind = ident.best.kind if ident.best.kind != "unknown" else (remote.kind or "unknown")
+    if remote.base and ident.best.base not in ("unknown", remote.base):
+        notes.append(
+            f"{remote.source} says {remote.family} ({remote.base}); the file's tensors "
+            f"say {ident.best.base}: the file wins"
+        )
+    overrides = Overrides(
+        kind=None if ident.best.kind != "unknown" else (kind if kind != "unknown" else None),
+        name=stem,
+        tags=tags,
+    )
+    sidecars = Sidecars(
+        trained_words=remote.trained_words,
+        description=remote.description,
+        family=remote.family,
+        version=remote.version,
+        site_json=remote.site_json,
+        tags=remote.tags,
+        source_ref={"site": remote.source, **{k: v for k, v in remote.ids.items() if v}},
+    )
+    staged, lineage, cleanup = got.path, None, None
+    hashes, size = got.hashes, got.size
+    if ident.format == "pickle":
+        art = {
+            "name": stem,
+            "kind": str(kind),
+            "base": str(ident.best.base),
+            "format": "pickle",
+            "layout": ident.best.layout,
+            "prediction": ident.best.prediction,
+        }
+        staged, steps = convert_file(ctx, got.path, art, goal=None)
+        cleanup = staged.parent
+        ident = identify_path(ctx, staged)
+        hashes, fstat = hash_file(staged)
+        size = fstat.size
+        lineage = Lineage(None, got.hashes.sha256, "convert", {"steps": steps})
+        notes.append(f"converted the pickle {got.hashes.sha256[:10]} to safetensors")
+        filename = f"{stem}.safetensors"
+    elif name:
+        filename = stem + "." + filename.rsplit(".", 1)[-1] if "." in filename else stem
+    try:
+        status, artifact = commit(
+            ctx,
+            staged,
+            ident,
+            hashes,
+            size,
+            overrides,
+            sidecars,
+            filename,
+            source=remote.source,
+            lineage=lineage,
+        )
+    finally:
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+        got.path.unlink(missing_ok=True)
+    if status == "added":
+        model = Path(artifact["path"])
+        write_sidecars(
+            model, remote.site_json, remote.description, remote.trained_words, artifact["base"]
+        )
+        preview = _fetch_preview(source, remote, model)
+        if preview is not None:
+            _set_preview(ctx, artifact["id"], preview)
+            artifact["preview"] = str(preview)
+        elif remote.preview_url:
+            notes.append("the preview image could not be fetched")
+    return InstallResult(status, remote.plan(), artifact, notes)
+
+
+def _fetch_preview(source: Source, remote: RemoteFile, model: Path) -> Path | None:
+    """One preview image beside the model, checked by Pillow (no decompression bombs)."""
+    if not remote.preview_url:
+        return None
+    from PIL import Image
+
+    try:
+        resp = source.http.request("GET", remote.preview_url)
+        if resp.status_code != 200 or len(resp.content) > MAX_PREVIEW_BYTES:
+            return None
+        import io
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(resp.content))
+            image.verify()
+        ext = {"PNG": ".png", "JPEG": ".jpeg", "WEBP": ".webp"}.get(image.format or "")
+        if ext is None:
+            return None
+        stem = model.name if model.is_dir() else model.stem
+        target = model.with_name(f"{stem}.preview{ext}")
+        target.write_bytes(resp.content)
+        return target
+    except (
+        HubError,
+        OSError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ):
+        return None
+
+
+def _set_preview(ctx: Context, artifact_id: int, preview: Path) -> None:
+    from hub.registry import writes
+
+    with ctx.db.session() as session:
+        writes.update(session, writes.get(session, artifact_id), {"preview": str(preview)})

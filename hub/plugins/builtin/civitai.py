@@ -1,0 +1,282 @@
+"""The Civitai source (the default): search by name and kind, model and version ids, model
+page URLs, and lookup by hash. Facts: docs/SHARE_SITES.md.
+
+The three version shapes Civitai returns (inside a model, from /model-versions, from by-hash)
+differ; everything here reads only fields all three share, plus ``modelId``/``model`` where
+present.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from hub import hookimpl
+from hub.config import Settings
+from hub.errors import HubError
+from hub.plugins.sourcing import AmbiguousRemoteError, Choice, RemoteFile
+from hub.text import html_to_text
+
+KIND_TYPES = {
+    "lora": ["LORA", "LoCon", "DoRA"],
+    "embedding": ["TextualInversion"],
+    "hypernetwork": ["Hypernetwork"],
+    "checkpoint": ["Checkpoint"],
+    "dreambooth": ["Checkpoint"],
+    "vae": ["VAE"],
+}
+TYPE_KIND = {
+    "LORA": "lora",
+    "LoCon": "lora",
+    "DoRA": "lora",
+    "TextualInversion": "embedding",
+    "Hypernetwork": "hypernetwork",
+    "Checkpoint": "checkpoint",
+    "VAE": "vae",
+}
+BASES = {
+    "sd1": ("SD 1.4", "SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper"),
+    "sd2": ("SD 2.0", "SD 2.0 768", "SD 2.1", "SD 2.1 768", "SD 2.1 Unclip"),
+    "sdxl": (
+        "SDXL 0.9",
+        "SDXL 1.0",
+        "SDXL 1.0 LCM",
+        "SDXL Lightning",
+        "SDXL Hyper",
+        "SDXL Turbo",
+        "SDXL Distilled",
+        "Pony",
+        "Illustrious",
+        "NoobAI",
+    ),
+    "sd3": ("SD 3", "SD 3.5", "SD 3.5 Large", "SD 3.5 Large Turbo", "SD 3.5 Medium"),
+}
+LABEL_BASE = {label: base for base, labels in BASES.items() for label in labels}
+MAIN_TYPES = ("Model", "Pruned Model")
+
+
+def map_base(label: str | None, base_type: str | None = None) -> str:
+    """A Civitai ``baseModel`` label as an sd-hub base (the file's own tensors decide later)."""
+    if not label:
+        return "unknown"
+    if label.startswith("Flux"):
+        return "flux"
+    base = LABEL_BASE.get(label, "unknown")
+    return "sdxl-refiner" if base == "sdxl" and base_type == "Refiner" else base
+
+
+def _file_score(f: dict[str, Any], choice: Choice) -> tuple[int, ...]:
+    meta = f.get("metadata") or {}
+    return (
+        f.get("type") in MAIN_TYPES,
+        choice.fp is None or meta.get("fp") == choice.fp,
+        choice.size is None or meta.get("size") == choice.size,
+        meta.get("format") == "SafeTensor",
+        meta.get("format") != "PickleTensor",
+        meta.get("size") == "pruned",
+        meta.get("fp") == "fp16",
+        bool(f.get("primary")),
+    )
+
+
+def choose_file(files: list[dict[str, Any]], choice: Choice) -> dict[str, Any]:
+    """The file to fetch: main weights first, SafeTensor over PickleTensor, --fp/--size."""
+    if not files:
+        raise HubError("this version has no files to download (archived?)")
+    best = max(files, key=lambda f: _file_score(f, choice))
+    meta = best.get("metadata") or {}
+    if (choice.fp and meta.get("fp") != choice.fp) or (
+        choice.size and meta.get("size") != choice.size
+    ):
+        have = ", ".join(
+            f"{(f.get('metadata') or {}).get('fp')}/{(f.get('metadata') or {}).get('size')}"
+            for f in files
+        )
+        raise HubError(f"no file with fp={choice.fp} size={choice.size}", hint=f"files: {have}")
+    return best
+
+
+class CivitaiSource:
+    name = "civitai"
+
+    def __init__(self, settings: Settings) -> None:
+        from hub.download import Http
+
+        self.origin = settings.civitai_url
+        self.http = Http(auth_host=urlsplit(self.origin).netloc, token=settings.civitai_token)
+
+    def claims(self, ref: str) -> bool:
+        head = ref.split(":", 1)[0].lower()
+        if head in ("civitai", "sha256", "autov2", "autov3", *KIND_TYPES):
+            return True
+        if ref.startswith(("http://", "https://")):
+            host = urlsplit(ref).netloc.lower().removeprefix("www.")
+            return host == urlsplit(self.origin).netloc.lower().removeprefix("www.")
+        return False
+
+    def api(self, path: str, params: Any = None) -> Any:
+        return self.http.get_json(f"{self.origin}/api/v1/{path}", params=params)
+
+    # -- resolution --------------------------------------------------------------------------
+
+    def resolve(self, ref: str, choice: Choice) -> RemoteFile:
+        head, _, rest = ref.partition(":")
+        head = head.lower()
+        if ref.startswith(("http://", "https://")):
+            model_id, version_id = self._parse_url(ref)
+            return self._from_model(model_id, version_id, None, choice)
+        if head == "civitai":
+            model_part, _, version = rest.partition("@")
+            if not model_part.isdigit() or (version and not version.isdigit()):
+                raise HubError(f"'{ref}' is not civitai:MODEL_ID[@VERSION_ID]")
+            return self._from_model(
+                int(model_part), int(version) if version else None, None, choice
+            )
+        if head in ("sha256", "autov2", "autov3"):
+            if not re.fullmatch(r"[0-9a-fA-F]{8,64}", rest):
+                raise HubError(f"'{rest}' is not a hash")
+            version = self.api(f"model-versions/by-hash/{rest.upper()}")
+            return self._from_version(
+                version, None, choice, want_sha=rest if head == "sha256" else None
+            )
+        name, _, version = rest.partition("@")
+        return self._search(head, name, version or None, choice)
+
+    def _parse_url(self, url: str) -> tuple[int, int | None]:
+        parts = urlsplit(url)
+        path = [p for p in parts.path.split("/") if p]
+        query = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q)
+        if path[:3] == ["api", "download", "models"] and len(path) > 3 and path[3].isdigit():
+            version = self.api(f"model-versions/{path[3]}")
+            return int(version["modelId"]), int(path[3])
+        if "models" in path:
+            after = path[path.index("models") + 1 :]
+            if after and after[0].isdigit():
+                vid = query.get("modelVersionId")
+                return int(after[0]), int(vid) if vid and vid.isdigit() else None
+        raise HubError(f"{url} is not a Civitai model page URL")
+
+    def _search(self, kind: str, name: str, version: str | None, choice: Choice) -> RemoteFile:
+        params = [("query", name), ("limit", 20), ("nsfw", "true")]
+        params += [("types", t) for t in KIND_TYPES[kind]]
+        items = self.api("models", params=params).get("items") or []
+        if kind == "dreambooth":
+            items = [i for i in items if i.get("checkpointType") in (None, "Trained")]
+        exact = [i for i in items if str(i.get("name", "")).lower() == name.lower()]
+        pool = exact or items
+        if not pool:
+            raise HubError(
+                f"nothing on Civitai matches {kind}:{name}",
+                hint="try `hub search --remote` with other words",
+            )
+        if choice.pick is not None:
+            if not 1 <= choice.pick <= len(pool):
+                raise HubError(f"--pick {choice.pick} is not between 1 and {len(pool)}")
+            item = pool[choice.pick - 1]
+        elif len(pool) == 1:
+            item = pool[0]
+        else:
+            raise AmbiguousRemoteError(
+                f"{kind}:{name}",
+                [
+                    f"{i.get('name')} ({i.get('type')}, "
+                    f"{((i.get('modelVersions') or [{}])[0]).get('baseModel')}, civitai:{i['id']})"
+                    for i in pool
+                ],
+            )
+        return self._from_model(int(item["id"]), None, version, choice, model=item)
+
+    def _from_model(
+        self,
+        model_id: int,
+        version_id: int | None,
+        version_name: str | None,
+        choice: Choice,
+        model: dict[str, Any] | None = None,
+    ) -> RemoteFile:
+        model = model if model and model.get("modelVersions") else self.api(f"models/{model_id}")
+        versions = model.get("modelVersions") or []
+        if version_id is not None:
+            picked = [v for v in versions if v.get("id") == version_id]
+        elif version_name is not None:
+            picked = [
+                v
+                for v in versions
+                if str(v.get("name")).lower() == version_name.lower()
+                or str(v.get("id")) == version_name
+            ]
+        else:
+            picked = versions[:1]  # newest first
+        if not picked:
+            raise HubError(
+                f"model {model_id} has no version "
+                f"{version_id or version_name or '(none published)'}"
+            )
+        full = self.api(f"model-versions/{picked[0]['id']}")  # the version shape, with meta
+        return self._from_version(full, model, choice)
+
+    def _from_version(
+        self,
+        version: dict[str, Any],
+        model: dict[str, Any] | None,
+        choice: Choice,
+        want_sha: str | None = None,
+    ) -> RemoteFile:
+        files = version.get("files") or []
+        if want_sha:
+            matches = [
+                f
+                for f in files
+                if str((f.get("hashes") or {}).get("SHA256", "")).lower() == want_sha.lower()
+            ]
+            files = matches or files
+        file = choose_file(files, choice)
+        model_obj = version.get("model") or {}
+        model_name = (model or {}).get("name") or model_obj.get("name") or "model"
+        mtype = (model or {}).get("type") or model_obj.get("type")
+        meta = file.get("metadata") or {}
+        size_kb = file.get("sizeKB")
+        query = urlencode({"fileId": file["id"]}) if file.get("id") else ""
+        images = [i for i in version.get("images") or [] if i.get("type", "image") == "image"]
+        return RemoteFile(
+            source=self.name,
+            url=f"{self.origin}/api/download/models/{version['id']}"
+            + (f"?{query}" if query else ""),
+            filename=str(file.get("name") or f"{model_name}.safetensors"),
+            name=model_name,
+            size=round(size_kb * 1024) if isinstance(size_kb, int | float) else None,
+            sha256=((file.get("hashes") or {}).get("SHA256") or None),
+            kind=TYPE_KIND.get(mtype or ""),
+            version=version.get("name"),
+            family=version.get("baseModel"),
+            base=map_base(version.get("baseModel"), version.get("baseModelType")),
+            variant={"Inpainting": "inpaint", "Refiner": "refiner", "Pix2Pix": "instruct"}.get(
+                version.get("baseModelType") or ""
+            ),
+            trained_words=[
+                str(w).strip() for w in version.get("trainedWords") or [] if str(w).strip()
+            ],
+            tags=[
+                t if isinstance(t, str) else str(t.get("name"))
+                for t in (model or {}).get("tags") or []
+            ],
+            description=html_to_text(
+                (model or {}).get("description") or version.get("description")
+            ),
+            ids={
+                "model_id": version.get("modelId") or (model or {}).get("id"),
+                "version_id": version.get("id"),
+                "file_id": file.get("id"),
+                "creator": ((model or {}).get("creator") or {}).get("username"),
+                "nsfw_level": (model or {}).get("nsfwLevel", version.get("nsfwLevel")),
+            },
+            site_json=version,
+            preview_url=images[0].get("url") if images else None,
+            pickle=meta.get("format") == "PickleTensor",
+        )
+
+
+@hookimpl(trylast=True)
+def register_sources(register):
+    register("civitai", CivitaiSource)

@@ -1,0 +1,39 @@
+"""Plain https URLs: the file is whatever the server sends, hashed as it arrives."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from hub import hookimpl
+from hub.config import Settings
+from hub.plugins.sourcing import Choice, RemoteFile
+
+
+class UrlSource:
+    name = "url"
+
+    def __init__(self, settings: Settings) -> None:
+        from hub.download import Http
+
+        self.http = Http()  # no token goes to an arbitrary host
+
+    def claims(self, ref: str) -> bool:
+        return ref.startswith(("https://", "http://"))
+
+    def resolve(self, ref: str, choice: Choice) -> RemoteFile:
+        path = unquote(urlsplit(ref).path)
+        filename = path.rsplit("/", 1)[-1] or "download.safetensors"
+        stem = filename.rsplit(".", 1)[0]
+        return RemoteFile(
+            source=self.name,
+            url=ref,
+            filename=filename,
+            name=stem,
+            ids={"url": ref.split("?", 1)[0]},
+            pickle=filename.lower().endswith((".ckpt", ".pt", ".pth", ".bin")),
+        )
+
+
+@hookimpl(trylast=True)
+def register_sources(register):
+    register("url", UrlSource)

@@ -1,0 +1,408 @@
+"""Loopback imitations of Civitai (API host + a storage host that the download redirects to)
+and of the Hugging Face Hub, following docs/SHARE_SITES.md: the three version shapes, cursor
+pagination, the 307 to another host with Content-Disposition, Range/If-Range/ETag, 401 for
+login-required files, 429 with Retry-After. Each server records the requests it received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+
+def file_hashes(data: bytes) -> dict[str, str]:
+    sha = hashlib.sha256(data).hexdigest().upper()
+    hashes = {"SHA256": sha, "AutoV2": sha[:10]}
+    if len(data) >= 9 and data[8:9] == b"{":
+        (n,) = struct.unpack("<Q", data[:8])
+        hashes["AutoV3"] = hashlib.sha256(data[8 + n :]).hexdigest().upper()[:12]
+    return hashes
+
+
+@dataclass
+class Hosted:
+    """One downloadable file of the fake site and how the storage host misbehaves."""
+
+    model_id: int
+    version_id: int
+    file_id: int
+    data: bytes
+    name: str
+    model_name: str
+    model_type: str = "LORA"
+    base_model: str = "SD 1.5"
+    trained_words: list[str] = field(default_factory=lambda: ["pixel art"])
+    tags: list[str] = field(default_factory=lambda: ["style", "pixel"])
+    version_name: str = "v1.0"
+    login_required: bool = False
+    fmt: str = "SafeTensor"
+    cut_at_half: int = 0  # how many responses to cut at 50%
+    corrupt: bool = False
+    throttle: float = 0.0  # seconds between 64 KiB chunks
+    html_instead: bool = False
+    etag: str = ""
+
+    def __post_init__(self) -> None:
+        self.etag = '"' + hashlib.md5(self.data).hexdigest() + '"'
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class FakeSite:
+    """Civitai API on 127.0.0.1 and its storage on 127.0.0.2, each on a free port."""
+
+    def __init__(self, token: str = "secret-token-123") -> None:
+        self.token = token
+        self.files: list[Hosted] = []
+        self.api_requests: list[dict[str, Any]] = []
+        self.storage_requests: list[dict[str, Any]] = []
+        self.storage_bytes_sent = 0
+        self.api_429 = 0  # how many API answers are 429 first
+        self.preview_png = _png()
+        self.api = _Server(("127.0.0.1", 0), self._api_handler())
+        self.storage = _Server(("127.0.0.2", 0), self._storage_handler())
+        self.origin = f"http://127.0.0.1:{self.api.server_address[1]}"
+        self.storage_origin = f"http://127.0.0.2:{self.storage.server_address[1]}"
+        for server in (self.api, self.storage):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        for server in (self.api, self.storage):
+            server.shutdown()
+            server.server_close()
+
+    def add(self, hosted: Hosted) -> Hosted:
+        self.files.append(hosted)
+        return hosted
+
+    # -- shapes ------------------------------------------------------------------------------
+
+    def _file_obj(self, h: Hosted) -> dict[str, Any]:
+        obj = {
+            "id": h.file_id,
+            "name": h.name,
+            "sizeKB": len(h.data) / 1024,
+            "type": "Model",
+            "metadata": {"format": h.fmt, "size": "pruned", "fp": "fp16"},
+            "pickleScanResult": "Success",
+            "virusScanResult": "Success",
+            "hashes": file_hashes(h.data),
+            "downloadUrl": f"{self.origin}/api/download/models/{h.version_id}",
+        }
+        obj["primary"] = True  # one file per version here: it is the primary one
+        return obj
+
+    def _images(self, h: Hosted, full: bool) -> list[dict[str, Any]]:
+        img = {
+            "url": f"{self.storage_origin}/preview/{h.version_id}.png",
+            "type": "image",
+            "width": 8,
+            "height": 8,
+            "nsfwLevel": 1,
+        }
+        if full:
+            img["meta"] = {"prompt": "a castle", "seed": 1}
+        else:
+            img["id"] = h.version_id * 10
+        return [img]
+
+    def version_shape(self, h: Hosted) -> dict[str, Any]:
+        """/model-versions/:id and by-hash: modelId and model, no image ids."""
+        return {
+            "id": h.version_id,
+            "modelId": h.model_id,
+            "name": h.version_name,
+            "baseModel": h.base_model,
+            "baseModelType": "Standard",
+            "trainedWords": h.trained_words,
+            "description": "<p>version notes</p>",
+            "model": {"name": h.model_name, "type": h.model_type, "nsfw": False, "poi": False},
+            "files": [self._file_obj(h)],
+            "images": self._images(h, True),
+            "downloadUrl": f"{self.origin}/api/download/models/{h.version_id}",
+            "air": f"urn:air:sd1:lora:civitai:{h.model_id}@{h.version_id}",
+        }
+
+    def model_shape(self, model_id: int) -> dict[str, Any] | None:
+        hs = sorted((h for h in self.files if h.model_id == model_id), key=lambda h: -h.version_id)
+        if not hs:
+            return None
+        first = hs[0]
+        versions = [
+            {
+                "id": h.version_id,
+                "name": h.version_name,
+                "baseModel": h.base_model,
+                "baseModelType": "Standard",
+                "trainedWords": h.trained_words,
+                "files": [self._file_obj(h)],
+                "images": self._images(h, False),
+                "downloadUrl": f"{self.origin}/api/download/models/{h.version_id}",
+            }
+            for h in hs
+        ]
+        return {
+            "id": model_id,
+            "name": first.model_name,
+            "type": first.model_type,
+            "description": "<p>Crisp <b>pixels</b><script>alert(1)</script></p>",
+            "nsfw": False,
+            "nsfwLevel": 1,
+            "creator": {"username": "maker"},
+            "tags": first.tags,
+            "stats": {"downloadCount": 5},
+            "modelVersions": versions,
+        }
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def _api_handler(self) -> type[BaseHTTPRequestHandler]:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self) -> None:  # noqa: N802
+                site.api_requests.append({"path": self.path, "headers": dict(self.headers)})
+                if site.api_429 > 0:
+                    site.api_429 -= 1
+                    return self._json(429, {"error": "slow down"}, {"Retry-After": "1"})
+                url = urlsplit(self.path)
+                q = parse_qs(url.query)
+                parts = [p for p in url.path.split("/") if p]
+                if parts[:3] == ["api", "v1", "models"] and len(parts) == 3:
+                    return self._search(q)
+                if parts[:3] == ["api", "v1", "models"]:
+                    model = site.model_shape(int(parts[3]))
+                    return (
+                        self._json(200, model)
+                        if model
+                        else self._json(404, {"error": "No model with id"})
+                    )
+                if parts[:4] == ["api", "v1", "model-versions", "by-hash"]:
+                    want = parts[4].upper()
+                    for h in site.files:
+                        if want in file_hashes(h.data).values():
+                            return self._json(200, site.version_shape(h))
+                    return self._json(404, {"error": "Model not found"})
+                if parts[:3] == ["api", "v1", "model-versions"]:
+                    for h in site.files:
+                        if h.version_id == int(parts[3]):
+                            return self._json(200, site.version_shape(h))
+                    return self._json(404, {"error": "Model not found"})
+                if parts[:3] == ["api", "download", "models"]:
+                    return self._download(int(parts[3]))
+                return self._json(404, {"error": "not found"})
+
+            def _search(self, q: dict[str, list[str]]) -> None:
+                if "page" in q and "query" in q:
+                    return self._json(400, {"error": "Cannot use page param with query search."})
+                query = (q.get("query") or [""])[0].lower()
+                types = set(q.get("types") or [])
+                ids = sorted({h.model_id for h in site.files})
+                models = [site.model_shape(i) for i in ids]
+                hits = [
+                    m
+                    for m in models
+                    if query in m["name"].lower() and (not types or m["type"] in types)
+                ]
+                start = int((q.get("cursor") or ["0"])[0])
+                limit = int((q.get("limit") or ["100"])[0])
+                page = hits[start : start + limit]
+                meta = {}
+                if start + limit < len(hits):
+                    meta = {"nextCursor": str(start + limit)}
+                return self._json(200, {"items": page, "metadata": meta})
+
+            def _download(self, version_id: int) -> None:
+                hosted = next((h for h in site.files if h.version_id == version_id), None)
+                if hosted is None:
+                    return self._json(404, {"error": "File not found"})
+                auth = self.headers.get("Authorization", "")
+                if hosted.login_required and auth != f"Bearer {site.token}":
+                    return self._json(
+                        401,
+                        {
+                            "error": "Unauthorized",
+                            "message": "The creator "
+                            "of this asset requires you to be logged in to "
+                            "download it",
+                        },
+                    )
+                name = quote(hosted.name, safe="")
+                target = (
+                    f"{site.storage_origin}/files/{version_id}?X-Amz-Signature=abc"
+                    f"&response-content-disposition=attachment%3B%20filename%3D{name}"
+                )
+                self.send_response(307)
+                self.send_header("Location", target)
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        return Handler
+
+    def _storage_handler(self) -> type[BaseHTTPRequestHandler]:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                site.storage_requests.append({"path": self.path, "headers": dict(self.headers)})
+                parts = [p for p in urlsplit(self.path).path.split("/") if p]
+                if parts[0] == "preview":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/png")
+                    self.send_header("Content-Length", str(len(site.preview_png)))
+                    self.end_headers()
+                    self.wfile.write(site.preview_png)
+                    return
+                hosted = next(h for h in site.files if h.version_id == int(parts[1]))
+                data = bytearray(hosted.data)
+                if hosted.corrupt:
+                    data[len(data) // 2] ^= 0x01
+                if hosted.html_instead:
+                    body = b"<!DOCTYPE html><html>login</html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                start, status = 0, 200
+                rng = self.headers.get("Range")
+                if rng and self.headers.get("If-Range", hosted.etag) == hosted.etag:
+                    start = int(rng.split("=", 1)[1].split("-", 1)[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.end_headers()
+                        return
+                    status = 206
+                body = bytes(data[start:])
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", hosted.etag)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Disposition", f'attachment; filename="{hosted.name}"')
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                limit = len(body)
+                if hosted.cut_at_half > 0 and start == 0:
+                    hosted.cut_at_half -= 1
+                    limit = len(body) // 2
+                sent = 0
+                try:
+                    while sent < limit:
+                        chunk = body[sent : min(limit, sent + 65536)]
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                        site.storage_bytes_sent += len(chunk)
+                        if hosted.throttle:
+                            time.sleep(hosted.throttle)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                if limit < len(body):
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # cut the connection mid-body
+
+        return Handler
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 40, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class FakeHub:
+    """A loopback Hugging Face endpoint serving single files (HEAD and GET on /resolve/)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:  # "owner/repo/path" -> bytes
+        self.files = files
+        self.requests: list[dict[str, Any]] = []
+        self.server = _Server(("127.0.0.1", 0), self._handler())
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _respond(self, head: bool) -> None:
+                hub.requests.append({"path": self.path, "headers": dict(self.headers)})
+                parts = [p for p in urlsplit(self.path).path.split("/") if p]
+                if len(parts) < 5 or parts[2] != "resolve":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                key = "/".join(parts[:2] + parts[4:])
+                data = hub.files.get(key)
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                sha = hashlib.sha256(data).hexdigest()
+                start, status = 0, 200
+                rng = self.headers.get("Range")
+                if rng and not head:
+                    start, status = int(rng.split("=", 1)[1].split("-", 1)[0]), 206
+                body = data[start:]
+                self.send_response(status)
+                self.send_header("X-Repo-Commit", "a" * 40)
+                self.send_header("ETag", f'"{sha}"')
+                self.send_header("X-Linked-Etag", f'"{sha}"')
+                self.send_header("X-Linked-Size", str(len(data)))
+                self.send_header("Content-Length", str(len(body) if not head else len(data)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Type", "application/octet-stream")
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._respond(head=True)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._respond(head=False)
+
+        return Handler

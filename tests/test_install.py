@@ -1,0 +1,324 @@
+"""`hub install` against loopback imitations of Civitai (API + storage hosts) and the Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from fake_sites import FakeHub, FakeSite, Hosted
+
+TOKEN = "secret-token-123"
+
+
+@pytest.fixture
+def site(hub):
+    s = FakeSite(token=TOKEN)
+    hub.env["HUB_CIVITAI_URL"] = s.origin
+    yield s
+    s.close()
+
+
+def _sha(path_or_bytes) -> str:
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def pixel(site, models):
+    return site.add(
+        Hosted(
+            101,
+            1001,
+            5001,
+            models["kohya-sd1"].read_bytes(),
+            "pixel_art_v1.safetensors",
+            "Pixel Art",
+        )
+    )
+
+
+def test_install_by_name_records_metadata_and_sidecars(hub, site, pixel):
+    out = hub("install", "lora:pixel art", "--json").json()
+    art = out["artifact"]
+    assert out["status"] == "added"
+    assert art["hashes"]["sha256"] == _sha(pixel.data)
+    assert (art["kind"], art["base"], art["algo"]) == ("lora", "sd1", "lora")
+    assert art["trained_words"] == ["pixel art"] and art["family"] == "SD 1.5"
+    assert sorted(art["tags"]) == ["pixel", "style"]
+    assert art["source"] == {
+        "name": "civitai",
+        "site": "civitai",
+        "model_id": 101,
+        "version_id": 1001,
+        "file_id": 5001,
+        "creator": "maker",
+        "nsfw_level": 1,
+    }
+    assert art["description"] == "Crisp pixels"  # HTML reduced to text, script dropped
+    path = Path(art["path"])
+    assert path.parent == hub.home / "models" / "Lora"
+    info = json.loads(path.with_name(path.stem + ".civitai.info").read_text())
+    assert info["id"] == 1001 and info["modelId"] == 101
+    user = json.loads(path.with_name(path.stem + ".json").read_text())
+    assert user["activation text"] == "pixel art" and user["sd version"] == "SD1"
+    assert path.with_name(path.stem + ".preview.png").read_bytes() == site.preview_png
+    ua = site.api_requests[0]["headers"]["User-Agent"]
+    assert ua.startswith("sd-hub/") and "Mozilla" not in ua
+    search = [r for r in site.api_requests if r["path"].startswith("/api/v1/models?")][0]
+    assert "types=LORA" in search["path"] and "types=LoCon" in search["path"]
+
+
+@pytest.mark.parametrize("ref", ["civitai:101", "civitai:101@1001", "URL", "URL-version", "sha256"])
+def test_install_by_id_version_url_and_hash(hub, site, pixel, ref):
+    refs = {
+        "URL": f"{site.origin}/models/101/pixel-art",
+        "URL-version": f"{site.origin}/models/101/pixel-art?modelVersionId=1001",
+        "sha256": f"sha256:{_sha(pixel.data)}",
+    }
+    art = hub("install", refs.get(ref, ref), "--json").json()["artifact"]
+    assert art["hashes"]["sha256"] == _sha(pixel.data)
+    assert art["source"]["version_id"] == 1001
+
+
+def test_newest_version_by_default_and_named_version(hub, site, models):
+    site.add(
+        Hosted(
+            7,
+            70,
+            700,
+            models["emb-sd1"].read_bytes(),
+            "old.safetensors",
+            "Hands",
+            "TextualInversion",
+            version_name="v1",
+        )
+    )
+    site.add(
+        Hosted(
+            7,
+            71,
+            710,
+            models["emb-sd2"].read_bytes(),
+            "new.safetensors",
+            "Hands",
+            "TextualInversion",
+            base_model="SD 2.1",
+            version_name="v2",
+        )
+    )
+    art = hub("install", "embedding:hands", "--json").json()["artifact"]
+    assert art["source"]["version_id"] == 71 and art["base"] == "sd2"
+    art = hub("install", "embedding:hands@v1", "--json").json()["artifact"]
+    assert art["source"]["version_id"] == 70
+
+
+def test_ambiguous_name_lists_choices_and_pick(hub, site, models):
+    site.add(Hosted(1, 10, 100, models["kohya-sd1"].read_bytes(), "a.safetensors", "Pixel A"))
+    site.add(Hosted(2, 20, 200, models["loha-sd1"].read_bytes(), "b.safetensors", "Pixel B"))
+    result = hub("install", "lora:pixel", ok=False)
+    assert result.code != 0 and "Pixel A" in result.err and "Pixel B" in result.err
+    assert "--pick" in result.err
+    art = hub("install", "lora:pixel", "--pick", "2", "--json").json()["artifact"]
+    assert art["algo"] == "loha"
+
+
+def test_cut_at_half_resumes_and_verifies(hub, site, models):
+    big = models["mini-sd1"].read_bytes()
+    hosted = site.add(
+        Hosted(3, 30, 300, big, "mini.safetensors", "Mini", "Checkpoint", cut_at_half=1)
+    )
+    art = hub("install", "civitai:3", "-y", "--json").json()["artifact"]
+    assert art["hashes"]["sha256"] == _sha(big)
+    ranged = [r for r in site.storage_requests if "Range" in r["headers"]]
+    assert ranged and ranged[0]["headers"]["If-Range"] == hosted.etag
+    assert site.storage_bytes_sent <= 1.51 * len(big)
+
+
+def test_kill_mid_download_then_resume(hub, site, models):
+    data = models["mini-sdxl"].read_bytes()
+    hosted = site.add(
+        Hosted(
+            4,
+            40,
+            400,
+            data,
+            "xl.safetensors",
+            "XL",
+            "Checkpoint",
+            base_model="SDXL 1.0",
+            throttle=0.002,
+        )
+    )
+    proc = hub.popen("install", "civitai:4", "-y", "--quiet")
+    staging = hub.home / "models" / ".incoming"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        parts = list(staging.glob("*.part")) if staging.exists() else []
+        if parts and parts[0].stat().st_size > len(data) // 10:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((hub.home / "models").glob("Stable-diffusion/*"))
+    assert hub("list", "--json").json() == []
+    hosted.throttle = 0
+    sent_before = site.storage_bytes_sent
+    art = hub("install", "civitai:4", "-y", "--json").json()["artifact"]
+    assert art["hashes"]["sha256"] == _sha(data)
+    assert (
+        "Range"
+        in site.storage_requests[
+            -2 if site.storage_requests[-1]["path"].startswith("/preview") else -1
+        ]["headers"]
+    )
+    assert site.storage_bytes_sent - sent_before < len(data)
+
+
+def test_one_byte_corruption_is_refused(hub, site, models):
+    site.add(
+        Hosted(
+            5,
+            50,
+            500,
+            models["emb-sd1"].read_bytes(),
+            "e.safetensors",
+            "E",
+            "TextualInversion",
+            corrupt=True,
+        )
+    )
+    result = hub("install", "civitai:5", ok=False)
+    assert result.code != 0 and "does not match" in result.err and "Traceback" not in result.err
+    assert hub("list", "--json").json() == []
+    assert not [
+        p for p in (hub.home / "models").rglob("*") if p.is_file() and not p.name.endswith(".lock")
+    ]
+
+
+def test_login_required_says_token_needed(hub, site, models):
+    site.add(
+        Hosted(
+            6,
+            60,
+            600,
+            models["emb-sd1"].read_bytes(),
+            "e.safetensors",
+            "E",
+            "TextualInversion",
+            login_required=True,
+        )
+    )
+    result = hub("install", "civitai:6", ok=False)
+    assert result.code != 0 and "token is needed" in result.err
+    assert "CIVITAI_API_TOKEN" in result.err
+
+
+def test_token_reaches_only_the_api_host_and_is_never_written(hub, site, models):
+    site.add(
+        Hosted(
+            6,
+            60,
+            600,
+            models["emb-sd1"].read_bytes(),
+            "e.safetensors",
+            "E",
+            "TextualInversion",
+            login_required=True,
+        )
+    )
+    hub.env["CIVITAI_API_TOKEN"] = TOKEN
+    result = hub("install", "civitai:6", "--json")
+    assert any(r["headers"].get("Authorization") == f"Bearer {TOKEN}" for r in site.api_requests)
+    for r in site.storage_requests:
+        assert TOKEN not in json.dumps(r)
+    assert TOKEN not in result.out + result.err
+    for p in hub.home.rglob("*"):
+        if p.is_file():
+            assert TOKEN.encode() not in p.read_bytes(), p
+
+
+def test_429_is_retried(hub, site, pixel):
+    site.api_429 = 1
+    art = hub("install", "civitai:101", "--json").json()["artifact"]
+    assert art["hashes"]["sha256"] == _sha(pixel.data)
+
+
+def test_html_login_page_is_refused(hub, site, models):
+    site.add(
+        Hosted(
+            8,
+            80,
+            800,
+            models["emb-sd1"].read_bytes(),
+            "e.safetensors",
+            "E",
+            "TextualInversion",
+            html_instead=True,
+        )
+    )
+    result = hub("install", "civitai:8", ok=False)
+    assert result.code != 0 and "text/html" in result.err
+    assert hub("list", "--json").json() == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../x.safetensors",
+        "/etc/passwd",
+        "con",
+        "a\x00b.safetensors",
+        "x" * 400 + ".safetensors",
+        "..",
+        ".hidden.safetensors",
+    ],
+)
+def test_hostile_file_names_stay_in_the_store(hub, site, models, name):
+    site.add(
+        Hosted(9, 90, 900, models["emb-sd1"].read_bytes(), name, "Hostile", "TextualInversion")
+    )
+    art = hub("install", "civitai:9", "--json").json()["artifact"]
+    path = Path(art["path"])
+    assert path.parent == hub.home / "models" / "embeddings"
+    assert len(path.name.encode()) <= 255 and "\x00" not in path.name
+    assert path.name.split(".")[0].lower() != "con"
+
+
+def test_dry_run_fetches_nothing(hub, site, pixel):
+    out = hub("install", "lora:Pixel Art", "--dry-run", "--json").json()
+    assert out["status"] == "planned" and out["remote"]["sha256"] == _sha(pixel.data).upper()
+    assert site.storage_requests == [] and hub("list", "--json").json() == []
+
+
+def test_two_processes_installing_the_same_file(hub, site, models):
+    data = models["mini-sd1"].read_bytes()
+    site.add(Hosted(11, 110, 1100, data, "same.safetensors", "Same", "Checkpoint"))
+    procs = [hub.popen("install", "civitai:11", "-y", "--quiet") for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert len(hub("list", "--json").json()) == 1
+    assert len(list((hub.home / "models" / "Stable-diffusion").glob("*.safetensors"))) == 1
+
+
+def test_hugging_face_file_is_verified(hub, models):
+    data = models["kohya-sdxl"].read_bytes()
+    fake = FakeHub({"owner/repo/loras/xl.safetensors": data})
+    hub.env["HF_ENDPOINT"] = fake.endpoint
+    try:
+        art = hub("install", "hf:owner/repo/loras/xl.safetensors", "--json").json()["artifact"]
+    finally:
+        fake.close()
+    assert art["hashes"]["sha256"] == _sha(data) and art["base"] == "sdxl"
+    assert art["source"]["repo"] == "owner/repo"
+
+
+def test_plain_url(hub, site, pixel):
+    url = f"{site.storage_origin}/files/1001"
+    art = hub("install", url, "--json").json()["artifact"]
+    assert art["hashes"]["sha256"] == _sha(pixel.data) and art["source"]["name"] == "url"
