@@ -25,7 +25,7 @@ from hub.errors import HubError
 from hub.hashing import FileHashes, Hasher, read_chunks
 
 USER_AGENT = f"sd-hub/{__version__} (+https://github.com/sd-hub)"
-CHUNK = 1 << 20
+CHUNK = 4 << 20
 MAX_REDIRECTS = 5
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
@@ -224,14 +224,14 @@ class Http:
             etag = resp.headers.get("ETag")
             _write_meta(meta_path, {"etag": etag, "filename": filename, "size": size})
             hasher = Hasher()
-            mode = "ab" if status == 206 else "wb"
-            if status == 206:
+            if status == 206:  # rebuild the hash state from the bytes already on disk
                 with part.open("rb") as existing:
                     for chunk in read_chunks(existing):
                         hasher.update(chunk)
             written = start
             try:
-                with part.open(mode) as out:
+                with part.open("ab" if status == 206 else "wb") as out:
+                    hasher.with_sink(out)
                     for chunk in resp.iter_content(CHUNK):
                         if not chunk:
                             continue
@@ -240,10 +240,10 @@ class Http:
                             raise DownloadError(
                                 f"{redact(url)} sent more than the published {size} bytes"
                             )
-                        out.write(chunk)
-                        hasher.update(chunk)
+                        hasher.update(chunk)  # also writes it to ``out`` on a worker
                         if progress:
                             progress(len(chunk))
+                    hasher.finish_pending()
                     out.flush()
                     os.fsync(out.fileno())
             except DownloadError:

@@ -66,11 +66,12 @@ class FileStat:
 class Hasher:
     """Incremental hasher: feed the bytes of a file in order, then call :meth:`finish`.
 
-    ``update`` returns before the SHA-256 work is done so the caller can read the next
-    chunk meanwhile; the chunk object must not be modified afterwards (pass fresh bytes).
+    ``update`` returns before the SHA-256 work (and the write to ``sink``, if given) is done
+    so the caller can read the next chunk meanwhile; the chunk object must not be modified
+    afterwards (pass fresh bytes).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sink: BinaryIO | None = None) -> None:
         self._xxh = xxhash.xxh3_128()
         self._sha = hashlib.sha256()
         self._v3 = hashlib.sha256()
@@ -78,13 +79,24 @@ class Hasher:
         self._head = b""
         self._v3_start: int | None = None  # absolute offset where AutoV3 bytes begin
         self._pos = 0
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hub-hash")
+        self._sink = sink  # written on a worker too, so I/O overlaps the hashing
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="hub-hash")
         self._pending: list[Future[None]] = []
 
     @property
     def size(self) -> int:
         """Bytes fed so far."""
         return self._pos
+
+    def with_sink(self, sink: BinaryIO) -> Hasher:
+        """Write every later chunk to ``sink`` as well (after a resume re-read the start)."""
+        self._wait()
+        self._sink = sink
+        return self
+
+    def finish_pending(self) -> None:
+        """Wait until every chunk fed so far is hashed (and written)."""
+        self._wait()
 
     def _wait(self) -> None:
         for fut in self._pending:
@@ -107,6 +119,8 @@ class Hasher:
         if len(self._head) < 9:
             self._note_head(view)
         self._wait()
+        if self._sink is not None:
+            self._pending.append(self._pool.submit(self._sink.write, view))
         self._pending.append(self._pool.submit(self._sha.update, view))
         v3 = self._v3
         if v3 is not None and self._v3_start is not None and end > self._v3_start:
@@ -164,14 +178,12 @@ def hash_file(
     is read raises :class:`InvalidFileError` rather than yielding hashes of mixed bytes.
     """
     path = Path(path)
-    hasher = Hasher()
+    hasher = Hasher(sink)
     try:
         with path.open("rb") as fh:
             before = os.fstat(fh.fileno())
             for chunk in read_chunks(fh):
                 hasher.update(chunk)
-                if sink is not None:
-                    sink.write(chunk)
                 if progress is not None:
                     progress(len(chunk))
             after = os.fstat(fh.fileno())

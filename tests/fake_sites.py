@@ -184,6 +184,24 @@ class FakeSite:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"null")
+                site.api_requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": body}
+                )
+                if urlsplit(self.path).path != "/api/v1/model-versions/by-hash":
+                    return self._json(404, {"error": "not found"})
+                if not isinstance(body, list) or len(body) > 100 or any(len(h) != 64 for h in body):
+                    return self._json(400, {"error": "bad body"})
+                want = {h.upper() for h in body}
+                hits = [
+                    site.version_shape(h)
+                    for h in reversed(site.files)
+                    if file_hashes(h.data)["SHA256"] in want
+                ]
+                return self._json(200, hits)
+
             def do_GET(self) -> None:  # noqa: N802
                 site.api_requests.append({"path": self.path, "headers": dict(self.headers)})
                 if site.api_429 > 0:
@@ -221,13 +239,24 @@ class FakeSite:
                     return self._json(400, {"error": "Cannot use page param with query search."})
                 query = (q.get("query") or [""])[0].lower()
                 types = set(q.get("types") or [])
+                bases = set(q.get("baseModels") or [])
+                tag = (q.get("tag") or [""])[0]
+                only = {int(i) for i in (q.get("ids") or [""])[0].split(",") if i}
                 ids = sorted({h.model_id for h in site.files})
-                models = [site.model_shape(i) for i in ids]
+                models = [site.model_shape(i) for i in ids if not only or i in only]
                 hits = [
                     m
                     for m in models
-                    if query in m["name"].lower() and (not types or m["type"] in types)
+                    if query in m["name"].lower()
+                    and (not types or m["type"] in types)
+                    and (not tag or tag in m["tags"])
                 ]
+                if bases:  # other-base versions are removed from each item
+                    for m in hits:
+                        m["modelVersions"] = [
+                            v for v in m["modelVersions"] if v["baseModel"] in bases
+                        ]
+                    hits = [m for m in hits if m["modelVersions"]]
                 start = int((q.get("cursor") or ["0"])[0])
                 limit = int((q.get("limit") or ["100"])[0])
                 page = hits[start : start + limit]

@@ -322,3 +322,111 @@ def test_plain_url(hub, site, pixel):
     url = f"{site.storage_origin}/files/1001"
     art = hub("install", url, "--json").json()["artifact"]
     assert art["hashes"]["sha256"] == _sha(pixel.data) and art["source"]["name"] == "url"
+
+
+def test_search_remote_with_filters_and_cursor(hub, site, models):
+    for i in range(3):
+        site.add(
+            Hosted(
+                20 + i,
+                200 + i,
+                2000 + i,
+                models["emb-sd1"].read_bytes(),
+                f"p{i}.safetensors",
+                f"Pixel {i}",
+                "LORA",
+                base_model="SDXL 1.0" if i == 2 else "SD 1.5",
+            )
+        )
+    page = hub("search", "pixel", "--remote", "--limit", "2", "--json").json()
+    assert [i["name"] for i in page["items"]] == ["Pixel 0", "Pixel 1"]
+    assert page["next_cursor"]
+    rest = hub(
+        "search", "pixel", "--remote", "--limit", "2", "--cursor", page["next_cursor"], "--json"
+    ).json()
+    assert [i["name"] for i in rest["items"]] == ["Pixel 2"] and rest["next_cursor"] is None
+    xl = hub("search", "pixel", "--remote", "--base", "sdxl", "--kind", "lora", "--json").json()
+    assert [i["name"] for i in xl["items"]] == ["Pixel 2"] and xl["items"][0]["base"] == "sdxl"
+    tagged = hub("search", "", "--remote", "--tag", "style", "--json").json()
+    assert len(tagged["items"]) == 3
+    assert any("baseModels=SDXL+1.0" in r["path"] for r in site.api_requests)
+
+
+def test_identify_local_files_by_hash(hub, site, models, tmp_path):
+    site.add(
+        Hosted(
+            30,
+            300,
+            3000,
+            models["loha-sd1"].read_bytes(),
+            "soft.safetensors",
+            "Soft Watercolor",
+            trained_words=["watercolor"],
+        )
+    )
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    (folder / "mystery.safetensors").write_bytes(models["loha-sd1"].read_bytes())
+    (folder / "other.safetensors").write_bytes(models["emb-sd2"].read_bytes())
+    hub("scan", folder)
+    report = hub("identify", "--json").json()
+    assert [m["name"] for m in report["matched"]] == ["mystery"]
+    assert report["unknown"] == [str(folder / "other.safetensors")]
+    art = hub("show", "mystery", "--json").json()
+    assert art["trained_words"] == ["watercolor"] and art["source"]["model_id"] == 30
+    assert (folder / "mystery.civitai.info").is_file()
+    posts = [r for r in site.api_requests if "body" in r]
+    assert len(posts) == 1 and len(posts[0]["body"]) == 2  # one bulk request for both
+
+
+def test_outdated_lists_newer_versions_of_the_same_family(hub, site, models):
+    site.add(
+        Hosted(
+            40,
+            400,
+            4000,
+            models["emb-sd1"].read_bytes(),
+            "v1.safetensors",
+            "Hands",
+            "TextualInversion",
+            version_name="v1",
+        )
+    )
+    hub("install", "civitai:40@400")
+    site.add(
+        Hosted(
+            40,
+            401,
+            4010,
+            models["emb-sd2"].read_bytes(),
+            "v2.safetensors",
+            "Hands",
+            "TextualInversion",
+            version_name="v2-pony",
+            base_model="Pony",
+        )
+    )
+    assert hub("outdated", "--json").json() == []  # another family is no update
+    site.add(
+        Hosted(
+            40,
+            402,
+            4020,
+            models["kohya-sd1"].read_bytes(),
+            "v3.safetensors",
+            "Hands",
+            "TextualInversion",
+            version_name="v3",
+        )
+    )
+    rows = hub("outdated", "--json").json()
+    assert rows == [
+        {
+            "name": "v1",
+            "kind": "embedding",
+            "installed": "v1",
+            "newest": "v3",
+            "ref": "civitai:40@402",
+            "family": "SD 1.5",
+        }
+    ]

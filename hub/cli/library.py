@@ -162,6 +162,46 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             f"{a.get('path')}"
         )
 
+    @app.command("identify")
+    def identify_command(
+        ctx: typer.Context,
+        refs: list[str] = typer.Argument(None, help="Artifacts to look up (default: all)."),
+        as_json: bool = JSON,
+    ) -> None:
+        """Look local files up on Civitai by SHA-256 and store what it knows about them."""
+        from hub.remote import identify
+
+        report = identify(context(ctx), refs or None)
+        if as_json:
+            emit_json({"matched": report.matched, "unknown": report.unknown, "notes": report.notes})
+            return
+        for note in report.notes:
+            status(f"note: {note}")
+        for m in report.matched:
+            status(
+                f"identified {m['name']}: civitai:{m.get('model_id')}@{m.get('version_id')}"
+                f" ({m.get('version')})"
+            )
+        status(f"{len(report.matched)} identified, {len(report.unknown)} not on Civitai")
+
+    @app.command("outdated")
+    def outdated_command(ctx: typer.Context, as_json: bool = JSON) -> None:
+        """List installed artifacts with a newer version on their share site."""
+        from hub.remote import outdated
+
+        rows = outdated(context(ctx))
+        if as_json:
+            emit_json(rows)
+            return
+        for r in rows:
+            out().print(
+                f"{r['kind']}:{r['name']} {r['installed']} -> {r['newest']} "
+                f"(hub install {r['ref']})",
+                markup=False,
+            )
+        if not rows:
+            status("everything is up to date")
+
     @app.command("convert")
     def convert_command(
         ctx: typer.Context,
@@ -242,11 +282,16 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         base: str = BASE,
         tag: list[str] = TAGS,
         limit: int = typer.Option(50, "--limit", help="At most this many results."),
+        remote: bool = typer.Option(False, "--remote", help="Search Civitai instead."),
+        cursor: str = typer.Option(None, "--cursor", help="Next page of a remote search."),
         as_json: bool = JSON,
     ) -> None:
-        """Search the registry (full text, with kind/base/tag filters)."""
+        """Search the registry (full text, with kind/base/tag filters), or Civitai."""
         from hub.registry.queries import search
 
+        if remote:
+            _search_remote(context(ctx), query, kind, base, tag, limit, cursor, as_json)
+            return
         with context(ctx).db.reader() as reader:
             rows = search(reader, query, _kind(kind), _base(base), tag, limit)
         emit_json(rows) if as_json else artifact_table(rows)
@@ -390,6 +435,37 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             )
         if not report.clean:
             raise typer.Exit(1)
+
+
+def _search_remote(hub, query, kind, base, tag, limit, cursor, as_json) -> None:  # noqa: ANN001
+    from hub.remote import search_remote
+
+    tags = tag or []
+    if len(tags) > 1:
+        raise HubError("Civitai filters on one tag at a time")
+    items, next_cursor = search_remote(
+        hub, query, _kind(kind), _base(base), tags[0] if tags else None, min(limit, 100), cursor
+    )
+    if as_json:
+        emit_json({"items": items, "next_cursor": next_cursor})
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("ref", "name", "type", "base", "version", "tags"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(
+            i["ref"],
+            i["name"] or "",
+            i["type"] or "",
+            i["family"] or "",
+            i["version"] or "",
+            ", ".join((i["tags"] or [])[:4]),
+        )
+    out().print(table)
+    if next_cursor:
+        status(f"more: hub search {query!r} --remote --cursor {next_cursor}")
 
 
 def _show_file(hub, path: Path, as_json: bool) -> None:  # noqa: ANN001

@@ -118,6 +118,82 @@ class CivitaiSource:
     def api(self, path: str, params: Any = None) -> Any:
         return self.http.get_json(f"{self.origin}/api/v1/{path}", params=params)
 
+    # -- search, identification, updates -------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        kind: str | None = None,
+        base: str | None = None,
+        tag: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``/models`` results as summaries, and the cursor of the next page."""
+        params: list[tuple[str, Any]] = [("limit", limit), ("nsfw", "true")]
+        if query:
+            params.append(("query", query))
+        if tag:
+            params.append(("tag", tag))
+        if cursor:
+            params.append(("cursor", cursor))
+        params += [("types", t) for t in KIND_TYPES.get(kind or "", [])]
+        params += [("baseModels", label) for label in BASES.get(base or "", ())]
+        page = self.api("models", params=params)
+        items = []
+        for m in page.get("items") or []:
+            latest = (m.get("modelVersions") or [{}])[0]
+            items.append(
+                {
+                    "ref": f"civitai:{m['id']}",
+                    "name": m.get("name"),
+                    "type": m.get("type"),
+                    "kind": TYPE_KIND.get(m.get("type", "")),
+                    "base": map_base(latest.get("baseModel")),
+                    "family": latest.get("baseModel"),
+                    "version": latest.get("name"),
+                    "tags": [
+                        t if isinstance(t, str) else t.get("name") for t in m.get("tags") or []
+                    ],
+                    "creator": (m.get("creator") or {}).get("username"),
+                    "downloads": (m.get("stats") or {}).get("downloadCount"),
+                }
+            )
+        return items, (page.get("metadata") or {}).get("nextCursor")
+
+    def lookup_sha256(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+        """SHA-256 (lower case) -> version object, through the bulk by-hash endpoint (100 per
+        request; results come back in any order and are matched by the files' hashes)."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = {h.lower() for h in hashes}
+        batch = sorted(wanted)
+        for i in range(0, len(batch), 100):
+            chunk = batch[i : i + 100]
+            versions = self.http.post_json(f"{self.origin}/api/v1/model-versions/by-hash", chunk)
+            for version in versions or []:
+                for f in version.get("files") or []:
+                    sha = str((f.get("hashes") or {}).get("SHA256", "")).lower()
+                    if sha in wanted:
+                        found[sha] = version
+        return found
+
+    def remote_for_version(self, version: dict[str, Any], sha256: str) -> RemoteFile:
+        return self._from_version(version, None, Choice(), want_sha=sha256)
+
+    def models(self, model_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Models by id, many per request."""
+        out: dict[int, dict[str, Any]] = {}
+        ids = sorted(set(model_ids))
+        for i in range(0, len(ids), 50):
+            chunk = ids[i : i + 50]
+            page = self.api(
+                "models",
+                params=[("ids", ",".join(map(str, chunk))), ("limit", 100), ("nsfw", "true")],
+            )
+            for m in page.get("items") or []:
+                out[int(m["id"])] = m
+        return out
+
     # -- resolution --------------------------------------------------------------------------
 
     def resolve(self, ref: str, choice: Choice) -> RemoteFile:

@@ -1,0 +1,154 @@
+"""Download speed: `hub install URL` of a 1 GiB safetensors file from a loopback server
+(hashing xxh3-128, SHA-256, AutoV1 and AutoV3 while it streams, then identifying and
+registering) against `curl -o` of the same URL, and `curl -o` + `sha256sum`, alternating in
+one run. Then a resume: the server cuts the connection at 50% once, and the bytes it sends in
+all are counted. Targets: hub at least 0.9x curl's throughput; the resume re-sends at most
+51% of the file.
+
+    python bench/install.py [--size-mb 1024] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def serve(path: Path) -> tuple[Server, dict[str, int]]:
+    data_size = path.stat().st_size
+    state = {"sent": 0, "cut": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            start = 0
+            if self.headers.get("Range"):
+                start = int(self.headers["Range"].split("=", 1)[1].split("-", 1)[0])
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(data_size - start))
+            self.send_header("ETag", '"bench"')
+            self.send_header("Accept-Ranges", "bytes")
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{data_size - 1}/{data_size}")
+            self.end_headers()
+            limit = data_size - start
+            if state["cut"] and not start:
+                state["cut"] -= 1
+                limit = data_size // 2
+            with path.open("rb") as fh:
+                fh.seek(start)
+                left = limit
+                try:
+                    while left:
+                        n = os.sendfile(self.wfile.fileno(), fh.fileno(), None, min(left, 8 << 20))
+                        if n <= 0:
+                            break
+                        left -= n
+                        state["sent"] += n
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+            if limit < data_size - start:
+                self.connection.shutdown(2)
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, state
+
+
+def make_file(path: Path, size: int) -> None:
+    header = json.dumps({"blob": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}})
+    raw = header.encode() + b" " * (-len(header) % 8)
+    block = os.urandom(64 << 20)
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)) + raw)
+        left = size
+        while left:
+            fh.write(block[: min(left, len(block))])
+            left -= min(left, len(block))
+
+
+def timed(cmd: str, env: dict[str, str]) -> float:
+    """Wall time of a command, started after the previous one's dirty pages are written back
+    (so no command pays for another's writes)."""
+    os.sync()
+    start = time.perf_counter()
+    subprocess.run(
+        cmd, shell=True, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hub-bench-install-"))
+    try:
+        src = work / "big.safetensors"
+        make_file(src, args.size_mb << 20)
+        server, state = serve(src)
+        url = f"http://127.0.0.1:{server.server_address[1]}/big.safetensors"
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        hub = f"{sys.executable} -m hub"
+        rows: dict[str, list[float]] = {"curl": [], "curl+sha256sum": [], "hub": []}
+        for i in range(args.rounds):
+            rows["curl"].append(timed(f"curl -s -o {work}/c.bin {url}", base_env))
+            rows["curl+sha256sum"].append(
+                timed(f"curl -s -o {work}/c.bin {url} && sha256sum {work}/c.bin", base_env)
+            )
+            env = {**base_env, "HUB_HOME": str(work / f"home{i}")}
+            rows["hub"].append(timed(f"{hub} install {url} -y -q", env))
+            shutil.rmtree(work / f"home{i}")
+        size_mb = src.stat().st_size / 2**20
+        curl = statistics.median(rows["curl"])
+        print(
+            f"file: {size_mb:.0f} MiB from a loopback server; {args.rounds} rounds "
+            "alternating; medians"
+        )
+        print(f"{'command':<46}{'wall s':>8}{'MiB/s':>9}{'vs curl':>9}")
+        for label, key in (
+            ("curl -o", "curl"),
+            ("curl -o && sha256sum", "curl+sha256sum"),
+            ("hub install URL (hashes, identify, register)", "hub"),
+        ):
+            t = statistics.median(rows[key])
+            print(f"{label:<46}{t:>8.2f}{size_mb / t:>9.0f}{curl / t:>9.2f}")
+        t = statistics.median(rows["hub"])
+        print(f"target: hub throughput >= 0.9x curl -> {'met' if curl / t >= 0.9 else 'NOT met'}")
+        state["sent"], state["cut"] = 0, 1
+        env = {**base_env, "HUB_HOME": str(work / "resume")}
+        subprocess.run(
+            f"{hub} install {url} -y -q", shell=True, check=True, env=env, stderr=subprocess.DEVNULL
+        )
+        ratio = state["sent"] / src.stat().st_size
+        print(
+            f"resume after a cut at 50%: {ratio:.3f}x the file sent in all -> re-sent "
+            f"{ratio - 0.5:.3f}x (target <= 0.51x): "
+            f"{'met' if ratio - 0.5 <= 0.51 else 'NOT met'}"
+        )
+        server.shutdown()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
