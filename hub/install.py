@@ -99,8 +99,36 @@ def install(
         known = _registered(ctx, remote.sha256)  # another process may have finished it
         if known is not None:
             return InstallResult("exists", remote.plan(), known)
-        got = _download(source, remote, part, progress)
+        if remote.files:
+            got = _download_folder(source, remote, part.with_suffix(".folder"), progress)
+        else:
+            got = _download(source, remote, part, progress)
         return _register(ctx, source, remote, got, name, tags)
+
+
+def _download_folder(
+    source: Source, remote: RemoteFile, folder: Path, progress: Callable[[int], None] | None
+) -> Any:
+    """Each file of a folder verified on its own (resumable), then the folder hashed."""
+    from hub.download import Downloaded
+    from hub.hashing import hash_folder
+    from hub.registry.store import safe_component
+
+    root = folder / safe_component(remote.name)
+    for relpath, url, size, sha256 in remote.files:
+        parts = [safe_component(p) for p in relpath.split("/")]
+        target = root.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        got = _download(
+            source,
+            RemoteFile(remote.source, url, target.name, remote.name, size, sha256),
+            part,
+            progress,
+        )
+        got.path.replace(target)
+    hashes, stat = hash_folder(root)
+    return Downloaded(root, hashes, stat.size, remote.name, 0)
 
 
 def _download(
@@ -194,6 +222,8 @@ def _register(
         lineage = Lineage(None, got.hashes.sha256, "convert", {"steps": steps})
         notes.append(f"converted the pickle {got.hashes.sha256[:10]} to safetensors")
         filename = f"{stem}.safetensors"
+    elif remote.files:
+        filename = stem
     elif name:
         filename = stem + "." + filename.rsplit(".", 1)[-1] if "." in filename else stem
     try:
@@ -212,7 +242,10 @@ def _register(
     finally:
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
-        got.path.unlink(missing_ok=True)
+        if got.path.is_dir():
+            shutil.rmtree(got.path.parent, ignore_errors=True)
+        else:
+            got.path.unlink(missing_ok=True)
     if status == "added":
         model = Path(artifact["path"])
         write_sidecars(

@@ -393,9 +393,52 @@ class FakeHub:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def _api(self, parts: list[str]) -> None:
+                repo = "/".join(parts[2:4])
+                files = {
+                    k[len(repo) + 1 :]: v for k, v in hub.files.items() if k.startswith(repo + "/")
+                }
+                if not files:
+                    body, status = {"error": "Repository not found"}, 404
+                elif len(parts) > 4 and parts[4] == "tree":
+                    body, status = [], 200
+                    for path, data in sorted(files.items()):
+                        entry = {
+                            "type": "file",
+                            "path": path,
+                            "size": len(data),
+                            "oid": hashlib.sha1(data).hexdigest(),
+                        }
+                        if path.endswith((".safetensors", ".bin")):
+                            entry["lfs"] = {
+                                "oid": hashlib.sha256(data).hexdigest(),
+                                "size": len(data),
+                                "pointerSize": 130,
+                            }
+                        body.append(entry)
+                else:
+                    body = {
+                        "id": repo,
+                        "modelId": repo,
+                        "sha": "a" * 40,
+                        "private": False,
+                        "siblings": [{"rfilename": p} for p in sorted(files)],
+                    }
+                    status = 200
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                if status == 404:
+                    self.send_header("X-Error-Code", "RepoNotFound")
+                self.end_headers()
+                self.wfile.write(raw)
+
             def _respond(self, head: bool) -> None:
                 hub.requests.append({"path": self.path, "headers": dict(self.headers)})
                 parts = [p for p in urlsplit(self.path).path.split("/") if p]
+                if parts[:2] == ["api", "models"]:
+                    return self._api(parts)
                 if len(parts) < 5 or parts[2] != "resolve":
                     self.send_response(404)
                     self.end_headers()

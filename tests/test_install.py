@@ -430,3 +430,44 @@ def test_outdated_lists_newer_versions_of_the_same_family(hub, site, models):
             "family": "SD 1.5",
         }
     ]
+
+
+def test_hugging_face_diffusers_folder(hub, tmp_path):
+    from hub import minimodels as mm
+
+    parts = mm.build_components("sd1")
+    folder = tmp_path / "repo"
+    for key, module in parts.items():
+        module.save_pretrained(folder / key, safe_serialization=True)
+    (folder / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "StableDiffusionPipeline",
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+                "text_encoder": ["transformers", "CLIPTextModel"],
+            }
+        )
+    )
+    (folder / "README.md").write_text("not fetched")
+    files = {
+        f"owner/mini-sd1/{p.relative_to(folder).as_posix()}": p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+    fake = FakeHub(files)
+    hub.env["HF_ENDPOINT"] = fake.endpoint
+    try:
+        art = hub("install", "hf:owner/mini-sd1", "--json").json()["artifact"]
+    finally:
+        fake.close()
+    assert (art["kind"], art["format"], art["base"]) == ("checkpoint", "diffusers", "sd1")
+    stored = Path(art["path"])
+    for rel in (
+        "unet/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "vae/config.json",
+        "model_index.json",
+    ):
+        assert (stored / rel).read_bytes() == (folder / rel).read_bytes(), rel
+    assert not (stored / "README.md").exists()

@@ -42,6 +42,8 @@ class RemoteFile:
     site_json: dict[str, Any] | None = None
     preview_url: str | None = None
     pickle: bool = False
+    # a folder (a diffusers repo): (relative path, url, size, sha256) per file
+    files: list[tuple[str, str, int | None, str | None]] = field(default_factory=list)
 
     def plan(self) -> dict[str, Any]:
         """What would be fetched and from where (``--dry-run``)."""

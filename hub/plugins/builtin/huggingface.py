@@ -36,13 +36,12 @@ class HuggingFaceSource:
     def resolve(self, ref: str, choice: Choice) -> RemoteFile:
         body, _, revision = ref[3:].partition("@")
         parts = body.strip("/").split("/")
-        if len(parts) < 3:
-            raise HubError(
-                f"'{ref}' is not hf:OWNER/REPO/PATH[@REVISION]",
-                hint="whole diffusers repos (hf:OWNER/REPO) are not supported yet",
-            )
-        repo, path = "/".join(parts[:2]), "/".join(parts[2:])
+        if len(parts) < 2:
+            raise HubError(f"'{ref}' is not hf:OWNER/REPO[/PATH][@REVISION]")
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        repo, path = "/".join(parts[:2]), "/".join(parts[2:])
+        if not path:
+            return self._folder(repo, revision or None, choice)
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
@@ -68,6 +67,75 @@ class HuggingFaceSource:
             ids={"repo": repo, "path": path, "revision": meta.commit_hash},
             pickle=filename.lower().endswith((".ckpt", ".pt", ".pth", ".bin")),
         )
+
+    def _folder(self, repo: str, revision: str | None, choice: Choice) -> RemoteFile:
+        from huggingface_hub import HfApi, hf_hub_url
+        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+        from huggingface_hub.hf_api import RepoFile
+
+        api = HfApi(endpoint=self.endpoint, token=self.token or False)
+        try:
+            commit = api.model_info(repo, revision=revision).sha
+            entries = [
+                e
+                for e in api.list_repo_tree(repo, recursive=True, revision=commit)
+                if isinstance(e, RepoFile)
+            ]
+        except RepositoryNotFoundError:
+            raise HubError(f"no Hugging Face repo {repo} (or it needs HF_TOKEN)") from None
+        except HfHubHTTPError as exc:
+            raise HubError(f"{repo}: {type(exc).__name__}") from None
+        paths = {e.path for e in entries}
+        if "model_index.json" not in paths:
+            raise HubError(
+                f"{repo} is not a diffusers folder (no model_index.json)",
+                hint="name one file: hf:OWNER/REPO/PATH",
+            )
+        files = [
+            (
+                e.path,
+                hf_hub_url(repo, e.path, revision=commit, endpoint=self.endpoint),
+                e.size,
+                e.lfs.sha256 if e.lfs else None,
+            )
+            for e in sorted(entries, key=lambda e: e.path)
+            if _wanted(paths, e.path, choice.fp)
+        ]
+        name = repo.split("/", 1)[1]
+        return RemoteFile(
+            source=self.name,
+            url=f"{self.endpoint}/{repo}",
+            filename=name,
+            name=name,
+            size=sum(f[2] or 0 for f in files),
+            kind="checkpoint",
+            ids={"repo": repo, "revision": commit},
+            files=files,
+            pickle=any(f[0].endswith(".bin") for f in files),
+        )
+
+
+def _wanted(paths: set[str], path: str, fp: str | None) -> bool:
+    """The files of a diffusers folder worth fetching: configs, tokenizer files, and one
+    weights file per component (safetensors over .bin, the plain variant unless --fp)."""
+    name = path.rsplit("/", 1)[-1]
+    if (
+        name.startswith(".")
+        or name.endswith((".md", ".png", ".jpg", ".onnx", ".msgpack", ".h5", ".ckpt"))
+        or "/" not in path
+        and name not in ("model_index.json",)
+    ):
+        return False
+    if name.endswith((".json", ".txt", ".model")):
+        return True
+    stem, _, ext = name.rpartition(".")
+    variant = stem.split(".", 1)[1] if "." in stem else None
+    if ext not in ("safetensors", "bin") or variant != fp:
+        return False
+    folder = path.rsplit("/", 1)[0]
+    return ext == "safetensors" or not any(
+        p.startswith(folder + "/") and p.endswith(".safetensors") for p in paths
+    )
 
 
 @hookimpl(trylast=True)
