@@ -471,3 +471,67 @@ def test_hugging_face_diffusers_folder(hub, tmp_path):
     ):
         assert (stored / rel).read_bytes() == (folder / rel).read_bytes(), rel
     assert not (stored / "README.md").exists()
+
+
+def test_changed_etag_restarts_the_download(hub, site, models):
+    data = models["mini-sd1"].read_bytes()
+    hosted = site.add(
+        Hosted(12, 120, 1200, data, "m.safetensors", "M", "Checkpoint", throttle=0.002)
+    )
+    proc = hub.popen("install", "civitai:12", "-y", "--quiet")
+    staging = hub.home / "models" / ".incoming"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        parts = list(staging.glob("*.part")) if staging.exists() else []
+        if parts and parts[0].stat().st_size > len(data) // 10:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    hosted.throttle = 0
+    hosted.etag = '"changed"'  # same published hash, but the object's ETag changed
+    before = len(site.storage_requests)
+    art = hub("install", "civitai:12", "-y", "--json").json()["artifact"]
+    assert art["hashes"]["sha256"] == _sha(data)
+    resumed = [r for r in site.storage_requests[before:] if r["path"].startswith("/files/")]
+    assert resumed[0]["headers"].get("If-Range") != '"changed"'  # the server answered 200
+
+
+def test_redirect_to_another_scheme_is_refused(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from hub.download import DownloadError, Http
+
+    class Redirect(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header(
+                "Location", "file:///etc/passwd" if "file" in self.path else self.path
+            )  # a loop otherwise
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(DownloadError, match="only https"):
+            Http().download(f"{base}/file", tmp_path / "x.part", None, None)
+        with pytest.raises(DownloadError, match="too many redirects"):
+            Http().download(f"{base}/loop", tmp_path / "y.part", None, None)
+    finally:
+        server.shutdown()
+
+
+def test_world_readable_token_file_is_refused(hub, site, pixel, tmp_path):
+    token = tmp_path / "civitai.token"
+    token.write_text(TOKEN)
+    token.chmod(0o644)
+    hub.env["HUB_CIVITAI_TOKEN_FILE"] = str(token)
+    result = hub("install", "civitai:101", ok=False)
+    assert result.code != 0 and "readable by others" in result.err and TOKEN not in result.err
+    token.chmod(0o600)
+    hub("install", "civitai:101")
