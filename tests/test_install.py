@@ -535,3 +535,40 @@ def test_world_readable_token_file_is_refused(hub, site, pixel, tmp_path):
     assert result.code != 0 and "readable by others" in result.err and TOKEN not in result.err
     token.chmod(0o600)
     hub("install", "civitai:101")
+
+
+def test_pickle_download_is_converted_with_its_hash_in_lineage(hub, site, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    ckpt = tmp_path / "old.pt"
+    vec = torch.randn(2, 768)
+    torch.save(
+        {
+            "string_to_token": {"*": 265},
+            "string_to_param": torch.nn.ParameterDict({"*": torch.nn.Parameter(vec.clone())}),
+            "name": "old",
+            "step": 1,
+        },
+        ckpt,
+    )
+    site.add(
+        Hosted(
+            13,
+            130,
+            1300,
+            ckpt.read_bytes(),
+            "old.pt",
+            "Old",
+            "TextualInversion",
+            fmt="PickleTensor",
+        )
+    )
+    refused = hub("install", "civitai:13", ok=False)  # a pickle asks first; no TTY here
+    assert refused.code != 0 and "pickle" in refused.err and "-y" in refused.err
+    out = hub("install", "civitai:13", "-y", "--json").json()
+    art = out["artifact"]
+    assert (art["format"], art["kind"], art["layout"]) == ("safetensors", "embedding", "a1111")
+    assert torch.equal(load_file(art["path"])["emb_params"], vec)
+    lineage = hub("show", art["hashes"]["xxh3_128"], "--json").json()["lineage"]
+    assert lineage[0]["parent_sha256"] == _sha(ckpt)
