@@ -33,7 +33,7 @@ def build_checkpoint(path: Path) -> None:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from hub import ldm_keys
+    from adapters import ldm_keys
     from hub.safetensors_io import TensorSpec, write_safetensors
     from hub.topologies import CLIP_L, SD1_UNET, VAE
 

@@ -5,9 +5,11 @@ of the base's real UNet topology (diffusers and LDM spellings), never split on `
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cache
 
-from hub import ldm_keys, topologies
+from adapters import ldm_keys
+from hub import topologies
 
 _TEXT = re.compile(r"^(text_model_)?encoder_layers_(\d+)_(self_attn_(q|k|v|out)_proj|mlp_fc[12])$")
 
@@ -41,3 +43,71 @@ def text_module(flat: str) -> str | None:
         return None
     tail = m[3].replace("self_attn_", "self_attn.").replace("mlp_", "mlp.")
     return f"{'text_model.' if m[1] else ''}encoder.layers.{m[2]}.{tail}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an adapter module lands in a single-file checkpoint: a weight key, and for
+    OpenCLIP's fused ``in_proj`` the rows of q, k or v."""
+
+    key: str
+    rows: tuple[int, int] | None = None
+
+
+_OPENCLIP = {"self_attn.out_proj": "attn.out_proj", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+
+
+def _text_target(
+    component: str, inner: str, base: str, shapes: dict[str, tuple[int, ...]]
+) -> Target | None:
+    inner = inner.removeprefix("text_model.")
+    if base == "sd1" or (base == "sdxl" and component == "text_encoder"):
+        prefix = ldm_keys.SD1_TEXT_PREFIX if base == "sd1" else ldm_keys.SDXL_TEXT1_PREFIX
+        return Target(f"{prefix}text_model.{inner}.weight")
+    prefix = ldm_keys.SD2_TEXT_PREFIX if base == "sd2" else ldm_keys.SDXL_TEXT2_PREFIX
+    m = re.match(r"encoder\.layers\.(\d+)\.(.+)$", inner)
+    if not m:
+        return None
+    block = f"{prefix}transformer.resblocks.{m[1]}."
+    qkv = re.match(r"self_attn\.([qkv])_proj$", m[2])
+    if qkv:
+        key = block + "attn.in_proj_weight"
+        width = shapes.get(key, (0,))[0] // 3
+        i = "qkv".index(qkv[1])
+        return Target(key, (i * width, (i + 1) * width))
+    return Target(block + _OPENCLIP[m[2]] + ".weight") if m[2] in _OPENCLIP else None
+
+
+def target_of(module: str, base: str, shapes: dict[str, tuple[int, ...]]) -> Target | None:
+    """The checkpoint weight an adapter module changes (kohya or PEFT naming), or None."""
+    if base not in topologies.UNETS:
+        return None
+    by_diffusers, by_ldm, _ = unet_modules(base)
+    config = topologies.UNETS[base]
+    up_attn = ["CrossAttn" in t for t in config["up_block_types"]]
+    if module.startswith(("lora_unet_", "unet.")):
+        flat = module.removeprefix("lora_unet_")
+        name = (
+            module.removeprefix("unet.")
+            if module.startswith("unet.")
+            else (by_diffusers.get(flat) or by_ldm.get(flat))
+        )
+        if name is None:
+            return None
+        try:
+            ldm = ldm_keys.unet_name(name + ".weight", config["layers_per_block"], up_attn)
+        except KeyError:
+            return None
+        return Target(ldm_keys.UNET_PREFIX + ldm)
+    for prefix, component in (
+        ("lora_te2_", "text_encoder_2"),
+        ("lora_te1_", "text_encoder"),
+        ("lora_te_", "text_encoder"),
+        ("text_encoder_2.", "text_encoder_2"),
+        ("text_encoder.", "text_encoder"),
+    ):
+        if module.startswith(prefix):
+            rest = module[len(prefix) :]
+            inner = rest if prefix.endswith(".") else text_module(rest)
+            return _text_target(component, inner, base, shapes) if inner else None
+    return None

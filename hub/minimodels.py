@@ -2,7 +2,7 @@
 widths with reduced channel counts and random weights (ARCHITECTURE.md "Test models").
 
 Used by ``hub demo`` and by the tests. Built by diffusers and transformers; single-file
-checkpoints are written in the LDM layout with :mod:`hub.ldm_keys`.
+checkpoints are written in the LDM layout with :mod:`adapters.ldm_keys`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from hub import ldm_keys, topologies
+from adapters import ldm_keys
+from hub import topologies
 
 # Mini = the real topology with reduced channels and one text layer (ARCHITECTURE.md).
 _SMALL = {"norm_num_groups": 32, "sample_size": 8}

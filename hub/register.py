@@ -114,7 +114,7 @@ def commit(
     sidecars: Sidecars,
     filename: str,
     source: str = "local",
-    lineage: Lineage | None = None,
+    lineage: Lineage | list[Lineage] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Move a staged file or folder into the store and register it, in one immediate write
     transaction: ``("added", json)``, or ``("exists", json)`` when the bytes are known."""
@@ -144,15 +144,11 @@ def commit(
             )
             tags = tag_list(overrides, sidecars)
             artifact = writes.insert(session, values, tags)
-            if lineage is not None:
-                parent = writes.get(session, lineage.parent_id) if lineage.parent_id else None
+            parents = lineage if isinstance(lineage, list) else [lineage] if lineage else []
+            for link in parents:
+                parent = writes.get(session, link.parent_id) if link.parent_id else None
                 writes.add_lineage(
-                    session,
-                    artifact,
-                    parent,
-                    lineage.relation,
-                    lineage.params,
-                    lineage.parent_sha256,
+                    session, artifact, parent, link.relation, link.params, link.parent_sha256
                 )
             return "added", to_json(artifact.model_dump(), sorted({t.lower() for t, _ in tags}))
         except BaseException:

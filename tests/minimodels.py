@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hub import ldm_keys, minimodels
+from adapters import ldm_keys
+from hub import minimodels
 from hub.minimodels import build_components, save_diffusers_configs, to_single_file
 
 CACHE_ROOT = Path(os.environ.get("HUB_TEST_CACHE", Path(__file__).parent.parent / ".cache"))

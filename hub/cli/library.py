@@ -202,6 +202,40 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         if not rows:
             status("everything is up to date")
 
+    @app.command("merge")
+    def merge_command(
+        ctx: typer.Context,
+        base: str = typer.Argument(..., help="The checkpoint to bake into."),
+        lora: list[str] = typer.Option(
+            None, "--lora", help="REF[:W] or REF:TE_W:UNET_W (repeatable)."
+        ),
+        name: str = typer.Option(..., "--name", help="Name of the result."),
+        unet_only: bool = typer.Option(
+            False, "--unet-only", help="Leave text encoders as they are."
+        ),
+        output: Path = typer.Option(None, "--output", help="Also write the result here."),
+        as_json: bool = JSON,
+        quiet: bool = QUIET,
+    ) -> None:
+        """Bake LoRA-family add-ons into a checkpoint (streaming); the recipe is recorded."""
+        from hub.merge import WeightedRef, bake
+
+        if not lora:
+            raise HubError("nothing to merge", hint="add --lora REF[:W]")
+        with spinner("merging", not quiet):
+            result = bake(
+                context(ctx), base, [WeightedRef.parse(x) for x in lora], name, unet_only, output
+            )
+        for line in result.reports:
+            status(line)
+        if as_json:
+            emit_json({"status": result.status, **result.artifact})
+            return
+        a = result.artifact
+        status(
+            f"added: {a['kind']}:{a['name']} ({a['base']}) {a['hashes']['autov2']} -> {a['path']}"
+        )
+
     @app.command("convert")
     def convert_command(
         ctx: typer.Context,

@@ -2,7 +2,7 @@
 <-> diffusers folders for sd1/sd2/sdxl, and embedding layouts.
 
 Single-file -> diffusers uses diffusers' own conversion functions on configs derived from
-the weights; diffusers -> single-file uses hub.ldm_keys. Writes stream tensor by tensor
+the weights; diffusers -> single-file uses adapters.ldm_keys. Writes stream tensor by tensor
 where the output is one safetensors file.
 """
 
@@ -13,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hub import hookimpl, ldm_keys, safeload
+from adapters import ldm_keys
+from hub import hookimpl, safeload
 from hub.errors import HubError, InvalidFileError
 from hub.plugins.converting import Converter, ConvertJob
 from hub.safetensors_io import (

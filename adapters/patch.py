@@ -1,0 +1,115 @@
+"""Applying adapters to weights: a compatibility report first, then patches that can be
+undone exactly (the originals are kept, not recomputed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from adapters.lora import Adapter, AdapterError, Module, apply, delta
+
+Resolver = Callable[[str], tuple[str, tuple[int, int] | None] | None]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One module's change to (part of) one weight, at a strength."""
+
+    module: Module
+    strength: float
+    rows: tuple[int, int] | None = None
+
+
+@dataclass
+class Report:
+    """How an adapter fits a model: matched modules, unmatched ones, shape mismatches."""
+
+    name: str
+    matched: dict[str, tuple[str, tuple[int, int] | None]] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.matched) and not self.mismatched
+
+    def summary(self) -> str:
+        text = (
+            f"{self.name}: {len(self.matched)} modules match, {len(self.unmatched)} have no "
+            f"target, {len(self.mismatched)} do not fit"
+        )
+        if self.mismatched:
+            text += f" (e.g. {self.mismatched[0][0]}: {self.mismatched[0][1]})"
+        elif self.unmatched and not self.matched:
+            text += f" (e.g. {self.unmatched[0]})"
+        return text
+
+
+def report(
+    name: str, adapter: Adapter, shapes: Mapping[str, tuple[int, ...]], resolve: Resolver
+) -> Report:
+    """Check every module against the model's weight shapes, computing each delta once on a
+    zero weight of the target's shape (adapters are small; this is the exact test)."""
+    out = Report(name)
+    for module_name, mod in adapter.modules.items():
+        target = resolve(module_name)
+        if target is None or target[0] not in shapes:
+            out.unmatched.append(module_name)
+            continue
+        key, rows = target
+        shape = list(shapes[key])
+        if rows is not None:
+            shape[0] = rows[1] - rows[0]
+        try:
+            delta(mod, torch.zeros(shape))
+        except (AdapterError, RuntimeError) as exc:
+            out.mismatched.append((module_name, str(exc).split(": ", 1)[-1][:200]))
+            continue
+        out.matched[module_name] = target
+    return out
+
+
+def plan(reports: list[tuple[Report, Adapter, float, float]]) -> dict[str, list[Change]]:
+    """weight key -> the changes to make, from each adapter's report and its text-encoder
+    and UNet strengths."""
+    changes: dict[str, list[Change]] = {}
+    for rep, adapter, te, unet in reports:
+        for module_name, (key, rows) in rep.matched.items():
+            mod = adapter.modules[module_name]
+            strength = te if mod.is_text else unet
+            changes.setdefault(key, []).append(Change(mod, strength, rows))
+    return changes
+
+
+def patched(weight: torch.Tensor, changes: list[Change]) -> torch.Tensor:
+    """A new tensor: ``weight`` with the changes applied (slices for fused projections)."""
+    whole = [(c.module, c.strength) for c in changes if c.rows is None]
+    out = apply(weight, whole) if whole else weight.clone()
+    for c in changes:
+        if c.rows is not None:
+            lo, hi = c.rows
+            out[lo:hi] = apply(out[lo:hi], [(c.module, c.strength)])
+    return out
+
+
+@contextmanager
+def patch_tensors(
+    tensors: Mapping[str, torch.Tensor], changes: Mapping[str, list[Change]]
+) -> Iterator[None]:
+    """Apply changes to tensors in place (model parameters, say) and restore the originals
+    bit for bit on exit."""
+    saved: dict[str, torch.Tensor] = {}
+    try:
+        with torch.no_grad():
+            for key, todo in changes.items():
+                target = tensors[key]
+                saved[key] = target.detach().clone()
+                target.copy_(patched(target.detach(), todo))
+        yield
+    finally:
+        with torch.no_grad():
+            for key, original in saved.items():
+                tensors[key].copy_(original)

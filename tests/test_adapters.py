@@ -1,0 +1,127 @@
+"""The add-on math against independent float64 implementations of FORMATS.md §4, written
+here from the formulas, on random tensors of real shapes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from adapters import lora, patch
+
+g = torch.Generator().manual_seed(0)
+
+
+def rnd(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=g)
+
+
+def _mod(algo: str, **tensors: torch.Tensor) -> lora.Module:
+    return lora.Module("lora_unet_x", algo, tensors)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> bool:
+    return (a.double() - b).abs().max() <= tol * max(1e-12, b.abs().max())
+
+
+def test_lora_linear_with_alpha():
+    up, down = rnd(40, 4), rnd(4, 30)
+    mod = _mod(
+        "lora", **{"lora_up.weight": up, "lora_down.weight": down, "alpha": torch.tensor(2.0)}
+    )
+    want = (up.double() @ down.double()) * (2.0 / 4)
+    assert _close(lora.delta(mod, torch.zeros(40, 30)), want)
+
+
+def test_locon_3x3_equals_conv_composition():
+    down, up = rnd(4, 6, 3, 3), rnd(8, 4, 1, 1)
+    mod = _mod("locon", **{"lora_up.weight": up, "lora_down.weight": down})
+    dw = lora.delta(mod, torch.zeros(8, 6, 3, 3))
+    x = rnd(1, 6, 9, 9)
+    composed = F.conv2d(F.conv2d(x.double(), down.double(), padding=1), up.double())
+    assert _close(F.conv2d(x.double(), dw.double(), padding=1), composed)
+
+
+def test_loha():
+    w1a, w1b, w2a, w2b = rnd(20, 4), rnd(4, 12), rnd(20, 4), rnd(4, 12)
+    mod = _mod(
+        "loha", hada_w1_a=w1a, hada_w1_b=w1b, hada_w2_a=w2a, hada_w2_b=w2b, alpha=torch.tensor(1.0)
+    )
+    want = (w1a.double() @ w1b.double()) * (w2a.double() @ w2b.double()) * (1.0 / 4)
+    assert _close(lora.delta(mod, torch.zeros(20, 12)), want)
+
+
+def test_lokr_decomposed_w2():
+    w1, w2a, w2b = rnd(4, 3), rnd(5, 2), rnd(2, 6)
+    mod = _mod("lokr", lokr_w1=w1, lokr_w2_a=w2a, lokr_w2_b=w2b, alpha=torch.tensor(1.0))
+    w2 = w2a.double() @ w2b.double()
+    want = torch.zeros(20, 18, dtype=torch.float64)
+    for i in range(4):
+        for j in range(3):
+            want[i * 5 : (i + 1) * 5, j * 6 : (j + 1) * 6] = w1[i, j].double() * w2
+    assert _close(lora.delta(mod, torch.zeros(20, 18)), want * 0.5)
+
+
+def test_full_diff_and_ia3():
+    diff = rnd(7, 5)
+    assert _close(lora.delta(_mod("full", diff=diff), torch.zeros(7, 5)), diff.double())
+    w, vec = rnd(7, 5), rnd(7)
+    ia3 = _mod("ia3", weight=vec, on_input=torch.tensor(0))
+    assert _close(lora.delta(ia3, w), w.double() * vec.double()[:, None])
+    ia3_in = _mod("ia3", weight=rnd(5), on_input=torch.tensor(1))
+    assert _close(lora.delta(ia3_in, w), w.double() * ia3_in.tensors["weight"].double()[None])
+
+
+def test_dora_per_output_row():
+    w, up, down, scale = rnd(12, 10), rnd(12, 3), rnd(3, 10), rnd(12, 1).abs() + 1
+    mod = _mod(
+        "dora",
+        **{
+            "lora_up.weight": up,
+            "lora_down.weight": down,
+            "alpha": torch.tensor(3.0),
+            "dora_scale": scale,
+        },
+    )
+    v = w.double() + up.double() @ down.double()
+    want = v * (scale.double() / v.norm(dim=1, keepdim=True)) - w.double()
+    assert _close(lora.delta(mod, w), want)
+
+
+def test_apply_then_restore_is_bit_identical():
+    weights = {"a": rnd(16, 8).half(), "b": rnd(8, 4, 3, 3)}
+    before = {k: v.clone() for k, v in weights.items()}
+    changes = {
+        "a": [
+            patch.Change(
+                _mod("lora", **{"lora_up.weight": rnd(16, 2), "lora_down.weight": rnd(2, 8)}), 0.7
+            )
+        ],
+        "b": [
+            patch.Change(
+                _mod(
+                    "loha",
+                    hada_w1_a=rnd(8, 2),
+                    hada_w1_b=rnd(2, 36),
+                    hada_w2_a=rnd(8, 2),
+                    hada_w2_b=rnd(2, 36),
+                ),
+                1.0,
+            )
+        ],
+    }
+    with patch.patch_tensors(weights, changes):
+        assert not torch.equal(weights["a"], before["a"])
+        assert not torch.equal(weights["b"], before["b"])
+    assert all(torch.equal(weights[k], before[k]) for k in weights)
+
+
+def test_fused_qkv_rows_change_only_their_slice():
+    w = rnd(30, 10)
+    mod = _mod("lora", **{"lora_up.weight": rnd(10, 2), "lora_down.weight": rnd(2, 10)})
+    out = patch.patched(w, [patch.Change(mod, 1.0, (10, 20))])
+    assert torch.equal(out[:10], w[:10]) and torch.equal(out[20:], w[20:])
+    assert _close(
+        out[10:20],
+        w[10:20].double()
+        + (mod.tensors["lora_up.weight"].double() @ mod.tensors["lora_down.weight"].double()),
+    )
