@@ -84,17 +84,9 @@ def bake(
     from adapters import lora as lora_math
     from adapters import patch
     from hub import lora_keys
-    from hub.hashing import hash_file
     from hub.safetensors_io import SafetensorsReader, write_safetensors
 
-    with ctx.db.reader() as reader:
-        base = resolve_json(reader, base_ref)
-        inputs = [resolve_json(reader, w.ref) for w in loras]
-        for art in [base, *inputs]:
-            row = reader.rows(
-                "SELECT header_metadata FROM artifact WHERE id = :id", {"id": art["id"]}
-            )
-            art["_metadata"] = row[0]["header_metadata"]
+    base, *inputs = _load_meta(ctx, [base_ref, *[w.ref for w in loras]])
     if base["kind"] != "checkpoint" or base["format"] != "safetensors":
         raise HubError(
             f"{base['name']} is a {base['format']} {base['kind']}; baking needs a "
@@ -156,17 +148,27 @@ def bake(
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
+    lineage = [Lineage(base["id"], base["hashes"]["sha256"], "merge-base", {"recipe": recipe})]
+    lineage += [
+        Lineage(a["id"], a["hashes"]["sha256"], "merge-lora", {"te": w.te, "unet": w.unet})
+        for a, w in zip(inputs, loras, strict=True)
+    ]
+    status, artifact = _register(ctx, work, staged, name, lineage, output)
+    return MergeResult(status, artifact, texts)
+
+
+def _register(
+    ctx: Context, work: Path, staged: Path, name: str, lineage: list[Lineage], output: Path | None
+) -> tuple[str, dict[str, Any]]:
+    """Identify, hash and register a merge result (and copy it to ``output``)."""
+    from hub.hashing import hash_file
+
     try:
         if output is not None:
             shutil.copyfile(staged, output)
         ident = identify_path(ctx, staged)
         hashes, fstat = hash_file(staged)
-        lineage = [Lineage(base["id"], base["hashes"]["sha256"], "merge-base", {"recipe": recipe})]
-        lineage += [
-            Lineage(a["id"], a["hashes"]["sha256"], "merge-lora", {"te": w.te, "unet": w.unet})
-            for a, w in zip(inputs, loras, strict=True)
-        ]
-        status, artifact = commit(
+        return commit(
             ctx,
             staged,
             ident,
@@ -180,7 +182,122 @@ def bake(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return MergeResult(status, artifact, texts)
+
+
+def _load_meta(ctx: Context, refs: list[str]) -> list[dict[str, Any]]:
+    with ctx.db.reader() as reader:
+        arts = [resolve_json(reader, r) for r in refs]
+        for art in arts:
+            row = reader.rows(
+                "SELECT header_metadata FROM artifact WHERE id = :id", {"id": art["id"]}
+            )
+            art["_metadata"] = row[0]["header_metadata"]
+    return arts
+
+
+def merge_checkpoints(
+    ctx: Context,
+    refs: list[str],
+    method_name: str,
+    alpha: float,
+    name: str,
+    density: float = 0.2,
+    seed: int = 0,
+    output: Path | None = None,
+) -> MergeResult:
+    """Merge checkpoints tensor by tensor (primary first); keys only in the primary are
+    copied; a key whose shape differs between inputs is refused."""
+    import torch
+
+    from hub import plugins
+    from hub.safetensors_io import SafetensorsReader, write_safetensors
+
+    ctx.load_plugins()
+    methods = {n: r.value for n, r in plugins.collect("register_merge_methods").items()}
+    if method_name not in methods:
+        raise HubError(
+            f"unknown merge method '{method_name}'", hint="methods: " + ", ".join(sorted(methods))
+        )
+    method = methods[method_name]
+    lo, hi = method.inputs
+    if not lo <= len(refs) <= hi:
+        raise HubError(
+            f"{method_name} merges {lo}"
+            + (f" to {hi}" if hi != lo else "")
+            + f" checkpoints; {len(refs)} given"
+        )
+    arts = _load_meta(ctx, refs)
+    for art in arts:
+        if art["kind"] != "checkpoint" or art["format"] != "safetensors":
+            raise HubError(
+                f"{art['name']} is a {art['format']} {art['kind']}, not a single-file checkpoint"
+            )
+        if art["base"] != arts[0]["base"]:
+            raise HubError(
+                f"cannot merge {arts[0]['name']} ({arts[0]['base']}) with "
+                f"{art['name']} ({art['base']}): different architectures"
+            )
+    readers = [SafetensorsReader(Path(a["path"])) for a in arts]
+    try:
+        primary = readers[0]
+        for r, art in zip(readers[1:], arts[1:], strict=True):
+            for key, info in primary.header.tensors.items():
+                other = r.header.tensors.get(key)
+                if other is not None and other.shape != info.shape:
+                    raise HubError(
+                        f"{art['name']}: {key} has shape {list(other.shape)}, "
+                        f"{arts[0]['name']} has {list(info.shape)}: the "
+                        "architectures differ (an inpaint model?)"
+                    )
+        options = {"density": density, "seed": seed}
+
+        def produce(spec: Any) -> Any:
+            first = primary.tensor(spec.name)
+            if not first.is_floating_point() or any(
+                spec.name not in r.header.tensors for r in readers[1:]
+            ):
+                return first
+            tensors = [first.float()] + [r.tensor(spec.name).float() for r in readers[1:]]
+            with torch.no_grad():
+                return method.run(tensors, alpha, options, spec.name).to(first.dtype)
+
+        recipe = {
+            "type": "sd-hub",
+            "primary_model_hash": arts[0]["hashes"]["sha256"],
+            "secondary_model_hash": arts[1]["hashes"]["sha256"] if len(arts) > 1 else None,
+            "tertiary_model_hash": arts[2]["hashes"]["sha256"] if len(arts) > 2 else None,
+            "interp_method": method.label,
+            "multiplier": alpha,
+            "method": method_name,
+            "density": density if method_name in ("ties", "dare") else None,
+            "seed": seed if method_name == "dare" else None,
+            "save_as_half": False,
+            "custom_name": name,
+        }
+        metadata = _recipe_metadata(arts[0], arts[1:], primary.metadata, recipe)
+        work = ctx.store.staging_dir()
+        staged = work / f"{name}.safetensors"
+        try:
+            write_safetensors(
+                staged, [primary.spec(k) for k in primary.header.tensors], produce, metadata
+            )
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    finally:
+        for r in readers:
+            r.__exit__()
+    lineage = [
+        Lineage(
+            a["id"],
+            a["hashes"]["sha256"],
+            "merge",
+            {"role": i, "method": method_name, "alpha": alpha},
+        )
+        for i, a in enumerate(arts)
+    ]
+    status, artifact = _register(ctx, work, staged, name, lineage, output)
+    return MergeResult(status, artifact, [])
 
 
 def _resolve(
@@ -188,3 +305,60 @@ def _resolve(
 ) -> tuple[str, tuple[int, int] | None] | None:
     target = lora_keys.target_of(module, base, shapes)
     return None if target is None else (target.key, target.rows)
+
+
+def merge_loras(
+    ctx: Context,
+    loras: list[WeightedRef],
+    name: str,
+    rank: int | None = None,
+    output: Path | None = None,
+) -> MergeResult:
+    """LoRAs into one: exact concatenation, or an SVD to ``rank``."""
+    from safetensors.torch import load_file
+
+    from adapters import combine
+    from adapters import lora as lora_math
+    from hub.safetensors_io import TensorSpec, st_dtype, write_safetensors
+
+    arts = _load_meta(ctx, [w.ref for w in loras])
+    bases = {a["base"] for a in arts}
+    if any(a["kind"] != "lora" for a in arts) or len(bases) > 1:
+        raise HubError(
+            "merging LoRAs takes LoRA-family add-ons of one base; got "
+            + ", ".join(f"{a['name']} ({a['kind']}, {a['base']})" for a in arts)
+        )
+    try:
+        inputs = [
+            (lora_math.parse(load_file(a["path"])), w.unet)
+            for a, w in zip(arts, loras, strict=True)
+        ]
+        tensors = combine.svd(inputs, rank) if rank else combine.concat(inputs)
+    except lora_math.AdapterError as exc:
+        raise HubError(
+            str(exc),
+            hint="convert PEFT files with `hub convert REF --to kohya`; "
+            "LyCORIS algorithms merge with --rank R",
+        ) from None
+    recipe = {
+        "type": "sd-hub",
+        "method": f"svd-{rank}" if rank else "concat",
+        "custom_name": name,
+        "loras": [
+            {"name": a["name"], "sha256": a["hashes"]["sha256"], "weight": w.unet}
+            for a, w in zip(arts, loras, strict=True)
+        ],
+    }
+    metadata = _recipe_metadata(arts[0], arts[1:], {}, recipe) | {
+        "ss_network_module": "networks.lora"
+    }
+    work = ctx.store.staging_dir()
+    staged = work / f"{name}.safetensors"
+    specs = [TensorSpec(k, st_dtype(v), tuple(v.shape)) for k, v in tensors.items()]
+    write_safetensors(staged, specs, lambda s: tensors[s.name], metadata)
+    lineage = [
+        Lineage(a["id"], a["hashes"]["sha256"], "merge-lora", {"weight": w.unet})
+        for a, w in zip(arts, loras, strict=True)
+    ]
+    status, artifact = _register(ctx, work, staged, name, lineage, output)
+    return MergeResult(status, artifact, [])

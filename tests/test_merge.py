@@ -116,3 +116,135 @@ def test_sdxl_lora_on_sd1_is_refused(hub):
     assert result.code != 0 and "sdxl LoRA" in result.err and "do not fit" in result.err
     assert "Traceback" not in result.err
     assert len(hub("list", "--json").json()) == 2
+
+
+def _ckpts(hub, n: int):
+    paths = [tm.mini_checkpoint("sd1", dtype=torch.float32, seed=s) for s in range(n)]
+    for i, p in enumerate(paths):
+        hub("import", p, "--name", f"m{i}")
+    return [load_file(p) for p in paths]
+
+
+def test_weighted_sum_and_add_difference_equal_the_formulas(hub):
+    a, b, c = _ckpts(hub, 3)
+    ws = load_file(
+        hub("merge", "m0", "--with", "m1", "--alpha", "0.3", "--name", "ws", "--json").json()[
+            "path"
+        ]
+    )
+    ad = load_file(
+        hub(
+            "merge",
+            "m0",
+            "--with",
+            "m1",
+            "--with",
+            "m2",
+            "--method",
+            "add-difference",
+            "--alpha",
+            "0.7",
+            "--name",
+            "ad",
+            "--json",
+        ).json()["path"]
+    )
+    for k in a:
+        assert torch.equal(ws[k], (1 - 0.3) * a[k] + 0.3 * b[k]), k
+        assert torch.equal(ad[k], a[k] + 0.7 * (b[k] - c[k])), k
+
+
+def test_dare_is_seeded_and_ties_keeps_signs(hub):
+    a, b = _ckpts(hub, 2)
+    d1 = load_file(
+        hub(
+            "merge",
+            "m0",
+            "--with",
+            "m1",
+            "--method",
+            "dare",
+            "--seed",
+            "5",
+            "--name",
+            "d1",
+            "--json",
+        ).json()["path"]
+    )
+    d2 = load_file(
+        hub(
+            "merge",
+            "m0",
+            "--with",
+            "m1",
+            "--method",
+            "dare",
+            "--seed",
+            "5",
+            "--name",
+            "d2",
+            "--json",
+        ).json()["path"]
+    )
+    assert all(torch.equal(d1[k], d2[k]) for k in d1)
+    t = load_file(
+        hub(
+            "merge",
+            "m0",
+            "--with",
+            "m1",
+            "--method",
+            "ties",
+            "--alpha",
+            "1",
+            "--density",
+            "0.5",
+            "--name",
+            "t",
+            "--json",
+        ).json()["path"]
+    )
+    key = next(k for k in a if a[k].numel() > 100)
+    tau = b[key] - a[key]
+    kept = t[key] - a[key]
+    assert ((kept == 0) | (torch.sign(kept) == torch.sign(tau))).all()
+    assert 0.4 < (kept != 0).float().mean() < 0.6
+
+
+def test_mismatched_architectures_are_refused(hub):
+    hub("import", tm.mini_checkpoint("sd1"), "--name", "a")
+    hub("import", tm.mini_checkpoint("sd1-inpaint"), "--name", "b")
+    result = hub("merge", "a", "--with", "b", "--name", "x", ok=False)
+    assert result.code != 0 and "input_blocks.0.0.weight" in result.err
+    hub("import", tm.mini_checkpoint("sdxl"), "--name", "c")
+    result = hub("merge", "a", "--with", "c", "--name", "y", ok=False)
+    assert result.code != 0 and "different architectures" in result.err
+
+
+def test_concat_of_two_loras_equals_applying_both_and_svd_full_rank(hub):
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    hub("import", ckpt, "--name", "base")
+    hub("import", tm.kohya_lora("sd1"), "--name", "a")
+    hub("import", tm.kohya_lora("sd1", rank=2, alpha=1, seed=7), "--name", "b")
+    both = load_file(
+        hub(
+            "merge", "base", "--lora", "a:0.6", "--lora", "b:0.9", "--name", "both", "--json"
+        ).json()["path"]
+    )
+    cat = hub("merge", "--loras", "a:0.6", "--loras", "b:0.9", "--name", "ab", "--json").json()
+    assert (cat["kind"], cat["algo"], cat["base"]) == ("lora", "lora", "sd1")
+    once = load_file(
+        hub("merge", "base", "--lora", "ab", "--name", "once", "--json").json()["path"]
+    )
+    svd = hub(
+        "merge", "--loras", "a:0.6", "--loras", "b:0.9", "--rank", "64", "--name", "abs", "--json"
+    ).json()
+    full = load_file(
+        hub("merge", "base", "--lora", "abs", "--name", "full", "--json").json()["path"]
+    )
+    base = load_file(ckpt)
+    moved = [k for k in both if not torch.equal(both[k], base[k])]
+    assert moved
+    for k in moved:
+        assert _close(once[k], both[k]), k
+        assert (full[k] - both[k]).abs().max() <= 1e-4 * both[k].abs().max(), k

@@ -19,7 +19,12 @@ def register(app: typer.Typer) -> None:
         context(ctx).load_plugins()
         rows = plugin_info()
         provided: dict[str, list[str]] = {}
-        for hook in ("register_probes", "register_converters", "register_sources"):
+        for hook in (
+            "register_probes",
+            "register_converters",
+            "register_sources",
+            "register_merge_methods",
+        ):
             for name, reg in collect(hook).items():
                 provided.setdefault(reg.plugin, []).append(
                     f"{hook.removeprefix('register_')}:{name}"

@@ -22,6 +22,7 @@ BUILTIN_PLUGINS = (
     "hub.plugins.builtin.civitai",
     "hub.plugins.builtin.huggingface",
     "hub.plugins.builtin.url",
+    "hub.plugins.builtin.merge_methods",
 )
 
 _pm: pluggy.PluginManager | None = None

@@ -8,7 +8,7 @@ plugins.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -47,6 +47,14 @@ def register_sources(register: Callable[[str, Callable[[Settings], Source]], Non
     """Provide share sites: ``register(name, factory)``; ``factory(settings)`` returns a
     :class:`hub.plugins.sourcing.Source`. ``hub install`` asks each source whether it claims
     a ref; ``kind:name`` and hash refs go to the default source. Returns nothing.
+    """
+
+
+@hookspec
+def register_merge_methods(register: Callable[[str, Any], None]) -> None:
+    """Provide checkpoint merge methods: ``register(name, method)`` with a
+    :class:`hub.plugins.builtin.merge_methods.MergeMethod` (inputs, A1111 label, and a
+    per-tensor function). Returns nothing.
     """
 
 
