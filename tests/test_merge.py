@@ -239,6 +239,7 @@ def test_concat_of_two_loras_equals_applying_both_and_svd_full_rank(hub):
     svd = hub(
         "merge", "--loras", "a:0.6", "--loras", "b:0.9", "--rank", "64", "--name", "abs", "--json"
     ).json()
+    assert svd["kind"] == "lora" and svd["algo"] == "lora"
     full = load_file(
         hub("merge", "base", "--lora", "abs", "--name", "full", "--json").json()["path"]
     )
