@@ -125,3 +125,61 @@ def test_fused_qkv_rows_change_only_their_slice():
         w[10:20].double()
         + (mod.tensors["lora_up.weight"].double() @ mod.tensors["lora_down.weight"].double()),
     )
+
+
+def test_glora_current_layout():
+    w = rnd(6, 5)
+    a1, a2, b1, b2 = rnd(5, 2), rnd(2, 5), rnd(6, 2), rnd(2, 5)
+    mod = _mod(
+        "glora",
+        **{
+            "a1.weight": a1,
+            "a2.weight": a2,
+            "b1.weight": b1,
+            "b2.weight": b2,
+            "alpha": torch.tensor(1.0),
+        },
+    )
+    want = (w.double() @ a1.double() @ a2.double() + b1.double() @ b2.double()) * 0.5
+    assert _close(lora.delta(mod, w), want)
+
+
+def test_embedding_layouts():
+    from adapters import embedding
+
+    sd1 = embedding.parse({"emb_params": rnd(3, 768)})
+    assert (sd1.count, sd1.base) == (3, "sd1")
+    xl = embedding.parse({"clip_l": rnd(2, 768), "clip_g": rnd(2, 1280)})
+    assert (xl.count, xl.base) == (2, "sdxl")
+    one = embedding.parse({"<tok>": rnd(1024)})
+    assert (one.count, one.base) == (1, "sd2")
+
+
+def test_hypernetwork_module_equals_the_a1111_formula():
+    from adapters import hypernetwork
+
+    width = 8
+    tensors, fields = (
+        {},
+        {
+            "layer_structure": [1, 2, 1],
+            "activation_func": "relu",
+            "activate_output": False,
+            "is_layer_norm": False,
+        },
+    )
+    for side in (0, 1):
+        tensors[f"{width}.{side}.linear.0.weight"] = rnd(16, 8)
+        tensors[f"{width}.{side}.linear.0.bias"] = rnd(16)
+        tensors[f"{width}.{side}.linear.2.weight"] = rnd(8, 16)  # index 1 is the ReLU
+        tensors[f"{width}.{side}.linear.2.bias"] = rnd(8)
+    net = hypernetwork.parse(tensors, fields)
+    x = rnd(2, 5, 8)
+    k, v = net.apply(x, 0.5)
+    for side, got in ((0, k), (1, v)):
+        w1, b1 = (tensors[f"8.{side}.linear.0.{p}"].double() for p in ("weight", "bias"))
+        w2, b2 = (tensors[f"8.{side}.linear.2.{p}"].double() for p in ("weight", "bias"))
+        mlp = torch.relu(x.double() @ w1.T + b1) @ w2.T + b2
+        assert _close(got.detach(), x.double() + mlp * 0.5)
+    other = rnd(2, 3, 4)
+    assert net.apply(other, 1.0) == (other, other)

@@ -269,7 +269,7 @@ def hypernetwork_pt(path: Path) -> dict[str, torch.Tensor]:
         obj[width] = pair
     obj |= {
         "layer_structure": [1, 2, 1],
-        "activation_func": "relu",
+        "activation_func": "linear",
         "is_layer_norm": False,
         "weight_initialization": "Normal",
         "use_dropout": False,
