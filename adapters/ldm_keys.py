@@ -272,3 +272,54 @@ def clip_config_from_ldm(
         "hidden_act": "gelu" if openclip else "quick_gelu",
         "projection_dim": proj[1] if proj else hidden,
     }
+
+
+_RESNET_BACK = {v: k for k, v in _RESNET.items()}
+_TOP_BACK = {v: k for k, v in _TOP.items()}
+
+
+def _resnet_back(rest: str) -> str:
+    for ldm, diffusers in _RESNET_BACK.items():
+        if rest.startswith(ldm + "."):
+            return diffusers + rest[len(ldm) :]
+    return rest
+
+
+def unet_diffusers_name(
+    name: str, layers_per_block: int, up_has_attention: list[bool]
+) -> str | None:
+    """The diffusers name of an LDM UNet parameter (without prefix): the inverse of
+    :func:`unet_name`; None for names outside the table."""
+    n = layers_per_block + 1
+    for ldm, diffusers in _TOP_BACK.items():
+        if name.startswith(ldm + "."):
+            return diffusers + name[len(ldm) :]
+    if m := re.match(r"input_blocks\.(\d+)\.0\.op\.(.*)", name):
+        return f"down_blocks.{int(m[1]) // n - 1}.downsamplers.0.conv.{m[2]}"
+    if m := re.match(r"input_blocks\.(\d+)\.([01])\.(.*)", name):
+        b = int(m[1]) - 1
+        i, j = b // n, b % n
+        return (
+            f"down_blocks.{i}.resnets.{j}.{_resnet_back(m[3])}"
+            if m[2] == "0"
+            else f"down_blocks.{i}.attentions.{j}.{m[3]}"
+        )
+    if m := re.match(r"middle_block\.([012])\.(.*)", name):
+        return (
+            f"mid_block.attentions.0.{m[2]}"
+            if m[1] == "1"
+            else f"mid_block.resnets.{int(m[1]) // 2}.{_resnet_back(m[2])}"
+        )
+    if m := re.match(r"output_blocks\.(\d+)\.([012])\.(.*)", name):
+        b, slot, rest = int(m[1]), int(m[2]), m[3]
+        i, j = b // n, b % n
+        if slot == 0:
+            return f"up_blocks.{i}.resnets.{j}.{_resnet_back(rest)}"
+        if (
+            rest.startswith("conv.")
+            and j == layers_per_block
+            and slot == (2 if up_has_attention[i] else 1)
+        ):
+            return f"up_blocks.{i}.upsamplers.0.{rest}"
+        return f"up_blocks.{i}.attentions.{j}.{rest}" if slot == 1 else None
+    return None

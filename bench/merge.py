@@ -64,8 +64,7 @@ def build(work: Path) -> tuple[Path, Path, list[Path], Path]:
     config = work / "config"
     unet.save_config(config / "unet")
     clip.config.save_pretrained(config / "text_encoder")
-    (config / "model_index.json").write_text(json.dumps({"_class_name":
-                                                         "StableDiffusionPipeline"}))
+    (config / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     shapes = ldm_keys.unet_to_ldm(unet.state_dict(), dict(unet.config))
     shapes |= ldm_keys.vae_to_ldm(vae.state_dict(), dict(vae.config))
     shapes |= ldm_keys.clip_to_ldm(clip.state_dict(), ldm_keys.SD1_TEXT_PREFIX)
@@ -74,12 +73,18 @@ def build(work: Path) -> tuple[Path, Path, list[Path], Path]:
     ckpts = []
     for i in range(2):
         path = models / f"sd15-{i}.safetensors"
-        write_safetensors(path, [TensorSpec(k, "F16", tuple(v.shape)) for k, v in
-                                 shapes.items()],
-                          lambda s: (torch.randn(s.shape, generator=gen) * 0.02).half())
+        write_safetensors(
+            path,
+            [TensorSpec(k, "F16", tuple(v.shape)) for k, v in shapes.items()],
+            lambda s: (torch.randn(s.shape, generator=gen) * 0.02).half(),
+        )
         ckpts.append(path)
-    targets = [(n, m) for n, m in unet.named_modules() if isinstance(m, torch.nn.Linear)
-               and n.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v", "0", "proj_in", "proj_out")]
+    targets = [
+        (n, m)
+        for n, m in unet.named_modules()
+        if isinstance(m, torch.nn.Linear)
+        and n.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v", "0", "proj_in", "proj_out")
+    ]
     texts = [(n, m) for n, m in clip.named_modules() if isinstance(m, torch.nn.Linear)]
     loras = []
     for j in range(3):
@@ -87,23 +92,29 @@ def build(work: Path) -> tuple[Path, Path, list[Path], Path]:
         for prefix, mods in (("lora_unet_", targets), ("lora_te_text_model_", texts)):
             for n, m in mods:
                 key = prefix + n.replace(".", "_")
-                state[f"{key}.lora_down.weight"] = (torch.randn(64, m.in_features,
-                                                                generator=gen) * 0.01).half()
-                state[f"{key}.lora_up.weight"] = (torch.randn(m.out_features, 64,
-                                                              generator=gen) * 0.01).half()
+                state[f"{key}.lora_down.weight"] = (
+                    torch.randn(64, m.in_features, generator=gen) * 0.01
+                ).half()
+                state[f"{key}.lora_up.weight"] = (
+                    torch.randn(m.out_features, 64, generator=gen) * 0.01
+                ).half()
                 state[f"{key}.alpha"] = torch.tensor(32.0).half()
         path = models / f"lora-{j}.safetensors"
-        write_safetensors(path, [TensorSpec(k, "F16" if v.dtype == torch.float16 else "F32",
-                                            tuple(v.shape)) for k, v in state.items()],
-                          lambda s: state[s.name])
+        write_safetensors(
+            path,
+            [
+                TensorSpec(k, "F16" if v.dtype == torch.float16 else "F32", tuple(v.shape))
+                for k, v in state.items()
+            ],
+            lambda s: state[s.name],
+        )
         loras.append(path)
     return ckpts[0], ckpts[1], loras, config
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     os.sync()
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
@@ -116,31 +127,65 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hub-bench-merge-"))
     try:
         a, b, loras, config = build(work)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
-               "HUB_HOME": str(work / "home")}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
+            "HUB_HOME": str(work / "home"),
+        }
         hub = [sys.executable, "-m", "hub"]
-        subprocess.run([*hub, "scan", str(work / "models"), "-q"], env=env, check=True,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [*hub, "scan", str(work / "models"), "-q"],
+            env=env,
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         rows = []
         for label, stack in (("1 LoRA", loras[:1]), ("3 LoRAs", loras)):
             names = [p.stem for p in stack]
-            d = measure([sys.executable, "-c", DIFFUSERS, str(a), str(config),
-                         str(work / "d.safetensors"), *map(str, stack)], env)
-            h = measure([*hub, "merge", "sd15-0", *sum((["--lora", n] for n in names), []),
-                         "--name", f"baked-{len(stack)}", "-q"], env)
+            d = measure(
+                [
+                    sys.executable,
+                    "-c",
+                    DIFFUSERS,
+                    str(a),
+                    str(config),
+                    str(work / "d.safetensors"),
+                    *map(str, stack),
+                ],
+                env,
+            )
+            h = measure(
+                [
+                    *hub,
+                    "merge",
+                    "sd15-0",
+                    *sum((["--lora", n] for n in names), []),
+                    "--name",
+                    f"baked-{len(stack)}",
+                    "-q",
+                ],
+                env,
+            )
             rows.append((label, d, h))
         m = measure([*hub, "merge", "sd15-0", "--with", "sd15-1", "--name", "ws", "-q"], env)
         inputs = a.stat().st_size + b.stat().st_size
-        print(f"checkpoint: {a.stat().st_size / 2**30:.2f} GiB fp16 SD1.5-shaped; LoRAs rank 64 "
-              f"({loras[0].stat().st_size / 2**20:.0f} MiB each)")
-        print(f"{'bake':<10}{'diffusers s':>12}{'hub s':>8}{'wall x':>8}"
-              f"{'diffusers MiB':>15}{'hub MiB':>9}{'RSS x':>7}")
+        print(
+            f"checkpoint: {a.stat().st_size / 2**30:.2f} GiB fp16 SD1.5-shaped; LoRAs rank 64 "
+            f"({loras[0].stat().st_size / 2**20:.0f} MiB each)"
+        )
+        print(
+            f"{'bake':<10}{'diffusers s':>12}{'hub s':>8}{'wall x':>8}"
+            f"{'diffusers MiB':>15}{'hub MiB':>9}{'RSS x':>7}"
+        )
         for label, (dw, dr), (hw, hr) in rows:
-            print(f"{label:<10}{dw:>12.1f}{hw:>8.1f}{hw / dw:>8.2f}{dr / 2**20:>15.0f}"
-                  f"{hr / 2**20:>9.0f}{hr / dr:>7.2f}")
-        print(f"weighted-sum merge of two: {m[0]:.1f} s, peak RSS {m[1] / 2**20:.0f} MiB = "
-              f"{m[1] / inputs:.3f}x the inputs ({inputs / 2**30:.2f} GiB); target < 0.2x: "
-              f"{'met' if m[1] < 0.2 * inputs else 'NOT met'}")
+            print(
+                f"{label:<10}{dw:>12.1f}{hw:>8.1f}{hw / dw:>8.2f}{dr / 2**20:>15.0f}"
+                f"{hr / 2**20:>9.0f}{hr / dr:>7.2f}"
+            )
+        print(
+            f"weighted-sum merge of two: {m[0]:.1f} s, peak RSS {m[1] / 2**20:.0f} MiB = "
+            f"{m[1] / inputs:.3f}x the inputs ({inputs / 2**30:.2f} GiB); target < 0.2x: "
+            f"{'met' if m[1] < 0.2 * inputs else 'NOT met'}"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

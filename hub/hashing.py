@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,10 +67,13 @@ class FileStat:
 class Hasher:
     """Incremental hasher: feed the bytes of a file in order, then call :meth:`finish`.
 
-    ``update`` returns before the SHA-256 work (and the write to ``sink``, if given) is done
-    so the caller can read the next chunk meanwhile; the chunk object must not be modified
-    afterwards (pass fresh bytes).
+    Each stream (the write to ``sink``, xxh3, SHA-256, AutoV3) runs on its own worker thread
+    in order (hashlib and xxhash release the GIL), so ``update`` returns at once and the
+    caller produces the next chunk meanwhile; up to ``PIPELINE_BYTES`` may be in flight. The
+    chunk object must not be modified afterwards (pass fresh bytes).
     """
+
+    PIPELINE_BYTES = 32 << 20
 
     def __init__(self, sink: BinaryIO | None = None) -> None:
         self._xxh = xxhash.xxh3_128()
@@ -79,9 +83,14 @@ class Hasher:
         self._head = b""
         self._v3_start: int | None = None  # absolute offset where AutoV3 bytes begin
         self._pos = 0
-        self._sink = sink  # written on a worker too, so I/O overlaps the hashing
-        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="hub-hash")
-        self._pending: list[Future[None]] = []
+        self._sink = sink
+        self._lanes = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-hash") for _ in range(4)
+        ]  # sink, xxh3, sha256, autov3: one ordered lane each
+        # (futures, size, chunk): the chunk is kept here so that its memory is released by
+        # this thread, not by a worker (cross-thread frees fragment the allocator's arenas)
+        self._pending: deque[tuple[list[Future[None]], int, memoryview]] = deque()
+        self._in_flight = 0
 
     @property
     def size(self) -> int:
@@ -98,10 +107,12 @@ class Hasher:
         """Wait until every chunk fed so far is hashed (and written)."""
         self._wait()
 
-    def _wait(self) -> None:
-        for fut in self._pending:
-            fut.result()
-        self._pending.clear()
+    def _wait(self, budget: int = 0) -> None:
+        while self._pending and self._in_flight > budget:
+            futures, size, _chunk = self._pending.popleft()
+            for fut in futures:
+                fut.result()
+            self._in_flight -= size
 
     def _note_head(self, chunk: memoryview) -> None:
         self._head += bytes(chunk[: 9 - len(self._head)])
@@ -118,24 +129,28 @@ class Hasher:
         self._pos = end
         if len(self._head) < 9:
             self._note_head(view)
-        self._wait()
+        sink_lane, xxh_lane, sha_lane, v3_lane = self._lanes
+        futures = [xxh_lane.submit(self._xxh.update, view), sha_lane.submit(self._sha.update, view)]
         if self._sink is not None:
-            self._pending.append(self._pool.submit(self._sink.write, view))
-        self._pending.append(self._pool.submit(self._sha.update, view))
+            futures.append(sink_lane.submit(self._sink.write, view))
         v3 = self._v3
         if v3 is not None and self._v3_start is not None and end > self._v3_start:
-            self._pending.append(
-                self._pool.submit(v3.update, view[max(0, self._v3_start - start) :])
-            )
+            futures.append(v3_lane.submit(v3.update, view[max(0, self._v3_start - start) :]))
         lo, hi = max(start, AUTOV1_OFFSET), min(end, AUTOV1_OFFSET + AUTOV1_LENGTH)
         if lo < hi:
             self._v1.update(view[lo - start : hi - start])
-        self._xxh.update(view)
+        self._pending.append((futures, len(view), view))
+        self._in_flight += len(view)
+        self._wait(self.PIPELINE_BYTES)
+
+    def _shutdown(self) -> None:
+        for lane in self._lanes:
+            lane.shutdown()
 
     def finish(self) -> FileHashes:
         """Wait for the workers and return the hashes of everything fed so far."""
         self._wait()
-        self._pool.shutdown()
+        self._shutdown()
         size = self._pos
         autov3 = None
         if self._v3 is not None and self._v3_start is not None and self._v3_start <= size:
@@ -148,8 +163,10 @@ class Hasher:
         )
 
     def abort(self) -> None:
-        self._wait()
-        self._pool.shutdown()
+        try:
+            self._wait()
+        finally:
+            self._shutdown()
 
 
 def read_chunks(fh: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:

@@ -14,8 +14,35 @@ from hub import topologies
 _TEXT = re.compile(r"^(text_model_)?encoder_layers_(\d+)_(self_attn_(q|k|v|out)_proj|mlp_fc[12])$")
 
 
+def unet_modules(
+    shapes: dict[str, tuple[int, ...]], base: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """For a checkpoint's UNet weights: flattened diffusers module name -> LDM weight key, and
+    flattened LDM module name -> LDM weight key (both spellings kohya files use)."""
+    return _unet_tables(
+        tuple(k for k in shapes if k.startswith(ldm_keys.UNET_PREFIX) and k.endswith(".weight")),
+        base,
+    )
+
+
 @cache
-def unet_modules(base: str) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+def _unet_tables(keys: tuple[str, ...], base: str) -> tuple[dict[str, str], dict[str, str]]:
+    config = topologies.UNETS[base]
+    up_attn = ["CrossAttn" in t for t in config["up_block_types"]]
+    by_diffusers, by_ldm = {}, {}
+    for key in keys:
+        ldm = key[len(ldm_keys.UNET_PREFIX) : -len(".weight")]
+        diffusers = ldm_keys.unet_diffusers_name(
+            ldm + ".weight", config["layers_per_block"], up_attn
+        )
+        by_ldm[ldm.replace(".", "_")] = key
+        if diffusers is not None:
+            by_diffusers[diffusers.removesuffix(".weight").replace(".", "_")] = key
+    return by_diffusers, by_ldm
+
+
+@cache
+def topology_modules(base: str) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """For the base's real UNet: flattened diffusers name -> module, flattened LDM name ->
     module, and module -> flattened LDM name (layers with weights only)."""
     import torch
@@ -82,23 +109,11 @@ def target_of(module: str, base: str, shapes: dict[str, tuple[int, ...]]) -> Tar
     """The checkpoint weight an adapter module changes (kohya or PEFT naming), or None."""
     if base not in topologies.UNETS:
         return None
-    by_diffusers, by_ldm, _ = unet_modules(base)
-    config = topologies.UNETS[base]
-    up_attn = ["CrossAttn" in t for t in config["up_block_types"]]
     if module.startswith(("lora_unet_", "unet.")):
-        flat = module.removeprefix("lora_unet_")
-        name = (
-            module.removeprefix("unet.")
-            if module.startswith("unet.")
-            else (by_diffusers.get(flat) or by_ldm.get(flat))
-        )
-        if name is None:
-            return None
-        try:
-            ldm = ldm_keys.unet_name(name + ".weight", config["layers_per_block"], up_attn)
-        except KeyError:
-            return None
-        return Target(ldm_keys.UNET_PREFIX + ldm)
+        by_diffusers, by_ldm = unet_modules(shapes, base)
+        flat = module.removeprefix("lora_unet_").removeprefix("unet.").replace(".", "_")
+        key = by_diffusers.get(flat) or by_ldm.get(flat)
+        return Target(key) if key else None
     for prefix, component in (
         ("lora_te2_", "text_encoder_2"),
         ("lora_te1_", "text_encoder"),

@@ -13,9 +13,12 @@ from typing import Any
 
 from hub.context import Context
 from hub.errors import HubError
+from hub.hashing import Hasher
 from hub.register import Lineage, Overrides, commit, identify_path
 from hub.registry.queries import resolve_json
 from hub.sidecars import Sidecars
+
+CHUNK_ELEMENTS = 1 << 22  # elementwise merges work on row slices of about this many values
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ def bake(
         metadata = dict(ckpt.metadata) | _recipe_metadata(base, inputs, ckpt.metadata, recipe)
         work = ctx.store.staging_dir()
         staged = work / f"{name}.safetensors"
+        hasher = Hasher()
         try:
             specs = [ckpt.spec(k) for k in ckpt.header.tensors]
             write_safetensors(
@@ -144,6 +148,7 @@ def bake(
                     else ckpt.tensor(s.name)
                 ),
                 metadata,
+                hasher=hasher,
             )
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
@@ -153,27 +158,32 @@ def bake(
         Lineage(a["id"], a["hashes"]["sha256"], "merge-lora", {"te": w.te, "unet": w.unet})
         for a, w in zip(inputs, loras, strict=True)
     ]
-    status, artifact = _register(ctx, work, staged, name, lineage, output)
+    status, artifact = _register(ctx, work, staged, name, lineage, output, hasher)
     return MergeResult(status, artifact, texts)
 
 
 def _register(
-    ctx: Context, work: Path, staged: Path, name: str, lineage: list[Lineage], output: Path | None
+    ctx: Context,
+    work: Path,
+    staged: Path,
+    name: str,
+    lineage: list[Lineage],
+    output: Path | None,
+    hasher: Hasher,
 ) -> tuple[str, dict[str, Any]]:
-    """Identify, hash and register a merge result (and copy it to ``output``)."""
-    from hub.hashing import hash_file
-
+    """Identify and register a merge result hashed while it was written (and copy it to
+    ``output``)."""
     try:
+        hashes = hasher.finish()
         if output is not None:
             shutil.copyfile(staged, output)
         ident = identify_path(ctx, staged)
-        hashes, fstat = hash_file(staged)
         return commit(
             ctx,
             staged,
             ident,
             hashes,
-            fstat.size,
+            staged.stat().st_size,
             Overrides(name=name),
             Sidecars(),
             f"{name}.safetensors",
@@ -252,14 +262,19 @@ def merge_checkpoints(
         options = {"density": density, "seed": seed}
 
         def produce(spec: Any) -> Any:
-            first = primary.tensor(spec.name)
-            if not first.is_floating_point() or any(
-                spec.name not in r.header.tensors for r in readers[1:]
-            ):
-                return first
-            tensors = [first.float()] + [r.tensor(spec.name).float() for r in readers[1:]]
-            with torch.no_grad():
-                return method.run(tensors, alpha, options, spec.name).to(first.dtype)
+            present = all(spec.name in r.header.tensors for r in readers[1:])
+            info = primary.header.tensors[spec.name]
+            floating = info.dtype in ("F32", "F16", "BF16", "F64")
+            if not (present and floating):
+                return primary.tensor(spec.name)
+            if not method.elementwise or not info.shape:
+                first = primary.tensor(spec.name)
+                tensors = [first.float()] + [r.tensor(spec.name).float() for r in readers[1:]]
+                with torch.no_grad():
+                    return method.run(tensors, alpha, options, spec.name).to(first.dtype)
+            row = max(1, info.numel // info.shape[0])
+            step = max(1, CHUNK_ELEMENTS // row)
+            return _row_slices(readers, spec.name, info.shape[0], step, method, alpha, options)
 
         recipe = {
             "type": "sd-hub",
@@ -277,9 +292,14 @@ def merge_checkpoints(
         metadata = _recipe_metadata(arts[0], arts[1:], primary.metadata, recipe)
         work = ctx.store.staging_dir()
         staged = work / f"{name}.safetensors"
+        hasher = Hasher()
         try:
             write_safetensors(
-                staged, [primary.spec(k) for k in primary.header.tensors], produce, metadata
+                staged,
+                [primary.spec(k) for k in primary.header.tensors],
+                produce,
+                metadata,
+                hasher=hasher,
             )
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
@@ -296,8 +316,27 @@ def merge_checkpoints(
         )
         for i, a in enumerate(arts)
     ]
-    status, artifact = _register(ctx, work, staged, name, lineage, output)
+    status, artifact = _register(ctx, work, staged, name, lineage, output, hasher)
     return MergeResult(status, artifact, [])
+
+
+def _row_slices(
+    readers: list[Any],
+    key: str,
+    rows: int,
+    step: int,
+    method: Any,
+    alpha: float,
+    options: dict[str, Any],
+) -> Any:
+    """An elementwise merge of one tensor, a slice of rows at a time (bounded memory)."""
+    import torch
+
+    for lo in range(0, rows, step):
+        hi = min(rows, lo + step)
+        parts = [r.rows(key, lo, hi) for r in readers]
+        with torch.no_grad():
+            yield method.run([p.float() for p in parts], alpha, options, key).to(parts[0].dtype)
 
 
 def _resolve(
@@ -355,10 +394,11 @@ def merge_loras(
     work = ctx.store.staging_dir()
     staged = work / f"{name}.safetensors"
     specs = [TensorSpec(k, st_dtype(v), tuple(v.shape)) for k, v in tensors.items()]
-    write_safetensors(staged, specs, lambda s: tensors[s.name], metadata)
+    hasher = Hasher()
+    write_safetensors(staged, specs, lambda s: tensors[s.name], metadata, hasher=hasher)
     lineage = [
         Lineage(a["id"], a["hashes"]["sha256"], "merge-lora", {"weight": w.unet})
         for a, w in zip(arts, loras, strict=True)
     ]
-    status, artifact = _register(ctx, work, staged, name, lineage, output)
+    status, artifact = _register(ctx, work, staged, name, lineage, output, hasher)
     return MergeResult(status, artifact, [])

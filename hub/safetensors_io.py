@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+    from hub.hashing import Hasher
+
 TORCH_TO_ST = {
     "float32": "F32",
     "float16": "F16",
@@ -69,14 +71,18 @@ def st_dtype(tensor: torch.Tensor) -> str:
 def write_safetensors(
     target: Path,
     specs: Iterable[TensorSpec],
-    produce: Callable[[TensorSpec], torch.Tensor],
+    produce: Callable[[TensorSpec], torch.Tensor | Iterable[torch.Tensor]],
     metadata: dict[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
+    hasher: Hasher | None = None,
 ) -> Path:
-    """Write a safetensors file tensor by tensor; ``produce`` returns each tensor on demand.
+    """Write a safetensors file tensor by tensor; ``produce`` returns each tensor on demand,
+    or an iterable of row slices of it (so a big tensor never needs to be whole in memory).
 
     The layout follows the reference writer (larger dtypes first, then by name; the header
-    padded to 8 bytes). The file appears under ``target`` only when complete."""
+    padded to 8 bytes). The file appears under ``target`` only when complete. With a
+    ``hasher``, every byte is hashed (and written, on its workers) as it goes: the caller
+    gets the file's hashes from ``hasher.finish()`` without reading it again."""
     import torch
 
     ordered = sorted(specs, key=lambda s: (-ITEMSIZE[s.dtype], s.name))
@@ -98,19 +104,32 @@ def write_safetensors(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(struct.pack("<Q", len(raw)) + raw)
+            if hasher is not None:
+                hasher.with_sink(out)
+            emit = hasher.update if hasher is not None else out.write
+            emit(struct.pack("<Q", len(raw)) + raw)
             for spec in ordered:
-                tensor = produce(spec)
-                if st_dtype(tensor) != spec.dtype or tuple(tensor.shape) != spec.shape:
+                produced = produce(spec)
+                pieces = [produced] if isinstance(produced, torch.Tensor) else produced
+                written = 0
+                for piece in pieces:
+                    if st_dtype(piece) != spec.dtype or tuple(piece.shape[1:]) != spec.shape[1:]:
+                        raise ValueError(
+                            f"{spec.name}: produced {piece.dtype}{list(piece.shape)}"
+                            f", declared {spec.dtype}{list(spec.shape)}"
+                        )
+                    flat = piece.detach().to("cpu").contiguous().reshape(-1)
+                    if flat.numel():
+                        emit(flat.view(torch.uint8).numpy().data)
+                    written += flat.numel() * ITEMSIZE[spec.dtype]
+                if written != spec.nbytes:
                     raise ValueError(
-                        f"{spec.name}: produced {tensor.dtype}{list(tensor.shape)}"
-                        f", declared {spec.dtype}{list(spec.shape)}"
+                        f"{spec.name}: produced {written} bytes, declared {spec.nbytes}"
                     )
-                flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-                if flat.numel():
-                    out.write(flat.view(torch.uint8).numpy().data)
                 if progress:
                     progress(spec.nbytes)
+            if hasher is not None:
+                hasher.finish_pending()
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
@@ -149,18 +168,27 @@ class SafetensorsReader:
         return TensorSpec(name, info.dtype, info.shape)
 
     def tensor(self, name: str) -> torch.Tensor:
+        info = self.header.tensors[name]
+        return self.rows(name, 0, info.shape[0] if info.shape else 1)
+
+    def rows(self, name: str, lo: int, hi: int) -> torch.Tensor:
+        """Rows ``lo:hi`` of a tensor (the whole of a 0-d one), reading only their bytes."""
         import torch
 
         info = self.header.tensors[name]
-        size = info.end - info.start
+        shape = info.shape
+        row = (info.end - info.start) // shape[0] if shape and shape[0] else 0
+        start = info.start + lo * row if shape else info.start
+        size = (hi - lo) * row if shape else info.end - info.start
         buf = bytearray(size)
         view, done = memoryview(buf), 0
         while done < size:
-            n = os.preadv(self._fd, [view[done:]], self.header.data_offset + info.start + done)
+            n = os.preadv(self._fd, [view[done:]], self.header.data_offset + start + done)
             if n <= 0:
                 raise OSError(f"{self.path}: short read")
             done += n
         dtype = getattr(torch, ST_TO_TORCH[info.dtype])
+        out_shape = (hi - lo, *shape[1:]) if shape else shape
         if not size:
-            return torch.empty(info.shape, dtype=dtype)
-        return torch.frombuffer(buf, dtype=dtype).reshape(info.shape)
+            return torch.empty(out_shape, dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(out_shape)

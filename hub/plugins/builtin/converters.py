@@ -357,7 +357,7 @@ def kohya_to_peft(job: ConvertJob) -> dict[str, Any]:
     from hub import lora_keys
 
     base = _lora_base(job)
-    by_diffusers, by_ldm, _ = lora_keys.unet_modules(base)
+    by_diffusers, by_ldm, _ = lora_keys.topology_modules(base)
     st = target_dtype(job)
     with SafetensorsReader(job.source) as reader:
         modules, stray = lk.group_modules({k: v.shape for k, v in reader.header.tensors.items()})
@@ -420,7 +420,7 @@ def peft_to_kohya(job: ConvertJob) -> dict[str, Any]:
     from hub import lora_keys
 
     base = _lora_base(job)
-    by_diffusers, _, to_ldm = lora_keys.unet_modules(base)
+    by_diffusers, _, to_ldm = lora_keys.topology_modules(base)
     st = target_dtype(job)
     with SafetensorsReader(job.source) as reader:
         meta = json.loads(reader.metadata.get(PEFT_META, "{}"))

@@ -22,6 +22,7 @@ class MergeMethod:
     inputs: tuple[int, int]
     label: str
     run: Any  # (tensors, alpha, options, key) -> tensor
+    elementwise: bool = False  # may be run on row slices (bounded memory for big tensors)
 
 
 def weighted_sum(t: list[Any], alpha: float, options: dict[str, Any], key: str) -> Any:
@@ -77,8 +78,8 @@ def dare(t: list[Any], alpha: float, options: dict[str, Any], key: str) -> Any:
 
 
 BUILTIN = [
-    MergeMethod("weighted-sum", (2, 2), "Weighted sum", weighted_sum),
-    MergeMethod("add-difference", (3, 3), "Add difference", add_difference),
+    MergeMethod("weighted-sum", (2, 2), "Weighted sum", weighted_sum, elementwise=True),
+    MergeMethod("add-difference", (3, 3), "Add difference", add_difference, elementwise=True),
     MergeMethod("ties", (2, 8), "TIES", ties),
     MergeMethod("dare", (2, 8), "DARE", dare),
 ]
