@@ -106,7 +106,7 @@ def build(work: Path) -> tuple[Path, Path, list[Path], Path]:
                 TensorSpec(k, "F16" if v.dtype == torch.float16 else "F32", tuple(v.shape))
                 for k, v in state.items()
             ],
-            lambda s: state[s.name],
+            lambda s, state=state: state[s.name],
         )
         loras.append(path)
     return ckpts[0], ckpts[1], loras, config

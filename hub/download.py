@@ -232,18 +232,11 @@ class Http:
             try:
                 with part.open("ab" if status == 206 else "wb") as out:
                     hasher.with_sink(out)
-                    for chunk in resp.iter_content(CHUNK):
-                        if not chunk:
-                            continue
-                        written += len(chunk)
-                        if size is not None and written > size:
-                            raise DownloadError(
-                                f"{redact(url)} sent more than the published {size} bytes"
-                            )
-                        hasher.update(chunk)  # also writes it to ``out`` on a worker
-                        if progress:
-                            progress(len(chunk))
-                    hasher.finish_pending()
+                    try:
+                        self._stream(resp, hasher, url, size, written, progress)
+                    finally:
+                        hasher.finish_pending()  # every write lands before the file closes
+                    written = hasher.size
                     out.flush()
                     os.fsync(out.fileno())
             except DownloadError:
@@ -253,12 +246,31 @@ class Http:
             except Exception as exc:  # a dropped connection: keep the part, resume next time
                 hasher.abort()
                 raise DownloadInterrupted(
-                    f"download of {part.name} interrupted at {written} bytes "
+                    f"download of {part.name} interrupted at {hasher.size} bytes "
                     f"({type(exc).__name__}); run the command again to "
                     "resume"
                 ) from None
             hashes = hasher.finish()
         return self._verify(part, meta_path, size, sha256, hashes, written, filename, start)
+
+    @staticmethod
+    def _stream(
+        resp: Any,
+        hasher: Hasher,
+        url: str,
+        size: int | None,
+        written: int,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        for chunk in resp.iter_content(CHUNK):
+            if not chunk:
+                continue
+            written += len(chunk)
+            if size is not None and written > size:
+                raise DownloadError(f"{redact(url)} sent more than the published {size} bytes")
+            hasher.update(chunk)  # also writes it to the part file on a worker
+            if progress:
+                progress(len(chunk))
 
     def _finish(
         self,

@@ -107,29 +107,32 @@ def write_safetensors(
             if hasher is not None:
                 hasher.with_sink(out)
             emit = hasher.update if hasher is not None else out.write
-            emit(struct.pack("<Q", len(raw)) + raw)
-            for spec in ordered:
-                produced = produce(spec)
-                pieces = [produced] if isinstance(produced, torch.Tensor) else produced
-                written = 0
-                for piece in pieces:
-                    if st_dtype(piece) != spec.dtype or tuple(piece.shape[1:]) != spec.shape[1:]:
+            try:
+                emit(struct.pack("<Q", len(raw)) + raw)
+                for spec in ordered:
+                    produced = produce(spec)
+                    pieces = [produced] if isinstance(produced, torch.Tensor) else produced
+                    written = 0
+                    for piece in pieces:
+                        tail = tuple(piece.shape[1:])
+                        if st_dtype(piece) != spec.dtype or tail != spec.shape[1:]:
+                            raise ValueError(
+                                f"{spec.name}: produced {piece.dtype}{list(piece.shape)}"
+                                f", declared {spec.dtype}{list(spec.shape)}"
+                            )
+                        flat = piece.detach().to("cpu").contiguous().reshape(-1)
+                        if flat.numel():
+                            emit(flat.view(torch.uint8).numpy().data)
+                        written += flat.numel() * ITEMSIZE[spec.dtype]
+                    if written != spec.nbytes:
                         raise ValueError(
-                            f"{spec.name}: produced {piece.dtype}{list(piece.shape)}"
-                            f", declared {spec.dtype}{list(spec.shape)}"
+                            f"{spec.name}: produced {written} bytes, declared {spec.nbytes}"
                         )
-                    flat = piece.detach().to("cpu").contiguous().reshape(-1)
-                    if flat.numel():
-                        emit(flat.view(torch.uint8).numpy().data)
-                    written += flat.numel() * ITEMSIZE[spec.dtype]
-                if written != spec.nbytes:
-                    raise ValueError(
-                        f"{spec.name}: produced {written} bytes, declared {spec.nbytes}"
-                    )
-                if progress:
-                    progress(spec.nbytes)
-            if hasher is not None:
-                hasher.finish_pending()
+                    if progress:
+                        progress(spec.nbytes)
+            finally:
+                if hasher is not None:
+                    hasher.finish_pending()  # every write lands before the file closes
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
