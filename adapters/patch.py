@@ -64,12 +64,25 @@ def report(
         if rows is not None:
             shape[0] = rows[1] - rows[0]
         try:
-            delta(mod, torch.zeros(shape))
+            _check_fit(mod, shape)
         except (AdapterError, RuntimeError) as exc:
             out.mismatched.append((module_name, str(exc).split(": ", 1)[-1][:200]))
             continue
         out.matched[module_name] = target
     return out
+
+
+def _check_fit(mod: Module, shape: list[int]) -> None:
+    """Compute the delta on the meta device (shapes only, no arithmetic); fall back to real
+    tensors for an operation the meta device lacks."""
+    meta = Module(mod.name, mod.algo, {k: v.to("meta") for k, v in mod.tensors.items()
+                                       if k not in ("alpha", "scale", "on_input")})
+    meta.tensors |= {k: v for k, v in mod.tensors.items() if k in ("alpha", "scale",
+                                                                   "on_input")}
+    try:
+        delta(meta, torch.zeros(shape, device="meta"))
+    except NotImplementedError:
+        delta(mod, torch.zeros(shape))
 
 
 def plan(reports: list[tuple[Report, Adapter, float, float]]) -> dict[str, list[Change]]:
