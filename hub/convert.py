@@ -11,7 +11,7 @@ from typing import Any
 
 from hub.context import Context
 from hub.errors import HubError
-from hub.hashing import hash_file, hash_folder
+from hub.hashing import FileHashes, Hasher, hash_file, hash_folder
 from hub.plugins.converting import ConvertJob, node_of, plan
 from hub.register import Lineage, Overrides, commit, identify_path
 from hub.sidecars import Sidecars
@@ -49,8 +49,9 @@ def convert_file(
     goal: str | None,
     dtype: str | None = None,
     prune: bool = False,
-) -> tuple[Path, list[str]]:
-    """Run the planned chain on ``source``; returns the staged output and the step names.
+) -> tuple[Path, list[str], FileHashes | None]:
+    """Run the planned chain on ``source``; returns the staged output, the step names, and
+    the output's hashes when the last step wrote a single file (hashed as it was written).
     The caller owns (and removes) the staging folder, ``output.parent``."""
     start = node_of(art)
     goal = goal or _default_goal(art)
@@ -59,12 +60,14 @@ def convert_file(
         raise HubError(f"{art['name']} is already {goal}", hint="ask for --dtype or --prune")
     work = ctx.store.staging_dir()
     current, current_art, steps = source, art, []
+    hasher = None
     try:
-        for i, conv in enumerate(chain or [None]):
-            out = work / (
-                f"step{i}" + ("" if (conv and conv.target == "diffusers") else ".safetensors")
-            )
-            job = ConvertJob(current, out, current_art, dtype, prune)
+        todo = chain or [None]
+        for i, conv in enumerate(todo):
+            folder = conv is not None and conv.target == "diffusers"
+            out = work / (f"step{i}" + ("" if folder else ".safetensors"))
+            hasher = Hasher() if i == len(todo) - 1 and not folder else None
+            job = ConvertJob(current, out, current_art, dtype, prune, hasher)
             if conv is None:
                 from hub.plugins.builtin.converters import rewrite
 
@@ -84,9 +87,11 @@ def convert_file(
                 },
             )
     except BaseException:
+        if hasher is not None:
+            hasher.abort()
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return current, steps
+    return current, steps, hasher.finish() if hasher is not None else None
 
 
 def convert(
@@ -107,10 +112,14 @@ def convert(
         if to.lower() not in TARGETS:
             raise HubError(f"unknown target format '{to}'", hint="one of: " + ", ".join(TARGETS))
         goal = TARGETS[to.lower()]
-    output, steps = convert_file(ctx, Path(art["path"]), art, goal, dtype, prune)
+    output, steps, hashes = convert_file(ctx, Path(art["path"]), art, goal, dtype, prune)
     try:
         ident = identify_path(ctx, output)
-        hashes, fstat = hash_folder(output) if output.is_dir() else hash_file(output)
+        if hashes is None:
+            hashes, fstat = hash_folder(output) if output.is_dir() else hash_file(output)
+            size = fstat.size
+        else:
+            size = output.stat().st_size
         label = "-".join(p for p in (to, dtype, "pruned" if prune else None) if p)
         new_name = name or f"{art['name']}-{label}"
         filename = new_name + ("" if output.is_dir() else ".safetensors")
@@ -126,7 +135,7 @@ def convert(
             output,
             ident,
             hashes,
-            fstat.size,
+            size,
             overrides,
             Sidecars(),
             filename,

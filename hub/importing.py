@@ -115,10 +115,9 @@ def _import_pickle(
         "layout": ident.best.layout,
         "prediction": ident.best.prediction,
     }
-    staged, steps = convert_file(ctx, path, art, goal=None)
+    staged, steps, hashes = convert_file(ctx, path, art, goal=None)
     try:
         out_ident = identify_path(ctx, staged)
-        hashes, fstat = hash_file(staged)
         lineage = Lineage(
             parent.artifact["id"] if parent else None, pickle_sha, "convert", {"steps": steps}
         )
@@ -127,7 +126,7 @@ def _import_pickle(
             staged,
             out_ident,
             hashes,
-            fstat.size,
+            staged.stat().st_size,
             overrides,
             sidecars,
             f"{art['name']}.safetensors",

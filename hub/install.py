@@ -177,7 +177,6 @@ def _register(
     tags: tuple[str, ...],
 ) -> InstallResult:
     from hub.convert import convert_file
-    from hub.hashing import hash_file
 
     notes: list[str] = []
     ident = identify_path(ctx, got.path)
@@ -214,11 +213,10 @@ def _register(
             "layout": ident.best.layout,
             "prediction": ident.best.prediction,
         }
-        staged, steps = convert_file(ctx, got.path, art, goal=None)
+        staged, steps, hashes = convert_file(ctx, got.path, art, goal=None)
         cleanup = staged.parent
         ident = identify_path(ctx, staged)
-        hashes, fstat = hash_file(staged)
-        size = fstat.size
+        size = staged.stat().st_size
         lineage = Lineage(None, got.hashes.sha256, "convert", {"steps": steps})
         notes.append(f"converted the pickle {got.hashes.sha256[:10]} to safetensors")
         filename = f"{stem}.safetensors"

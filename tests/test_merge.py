@@ -69,6 +69,22 @@ def test_bake_equals_diffusers_fuse_lora_sd1(hub, layout):
     )
 
 
+def test_bake_sdxl_kohya_equals_diffusers_including_fused_openclip(hub):
+    """SDXL: lora_te2_ modules land on row slices of OpenCLIP's fused in_proj."""
+    ckpt = tm.mini_checkpoint("sdxl", dtype=torch.float32)
+    lora = tm.kohya_lora("sdxl")
+    hub("import", ckpt, "--name", "xl")
+    hub("import", lora, "--name", "xl-style")
+    out = hub("merge", "xl", "--lora", "xl-style", "--name", "xl-baked", "--json").json()
+    baked = load_file(out["path"])
+    expected = _diffusers_fused("sdxl", lora)
+    for key, ref in expected.items():
+        assert _close(baked[key], ref), key
+    in_proj = [k for k in expected if k.endswith("attn.in_proj_weight")]
+    original = load_file(ckpt)
+    assert in_proj and all(not torch.equal(baked[k], original[k]) for k in in_proj)
+
+
 def test_unet_only_and_recipe_metadata(hub):
     import json
 

@@ -37,6 +37,7 @@ class ConvertJob:
     artifact: dict[str, Any]
     dtype: str | None = None
     prune: bool = False
+    hasher: Any = None  # a hub.hashing.Hasher: the output is hashed while it is written
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,11 @@ def pickle_to_safetensors(job: ConvertJob) -> dict[str, Any]:
         if fields:
             metadata["sd_hub.pickle_fields"] = json.dumps(fields, default=str)[: 1 << 20]
         write_safetensors(
-            job.output, specs.values(), lambda s: _cast(loaded.tensor(by_out[s.name]), st), metadata
+            job.output,
+            specs.values(),
+            lambda s: _cast(loaded.tensor(by_out[s.name]), st),
+            metadata,
+            hasher=job.hasher,
         )
         with SafetensorsReader(job.output) as reader:  # re-read and compare
             import torch
@@ -120,7 +124,11 @@ def rewrite(job: ConvertJob) -> dict[str, Any]:
     with SafetensorsReader(job.source) as reader:
         specs = [_out_spec(reader.spec(n), st) for n in reader.header.tensors if _keep(n, job)]
         write_safetensors(
-            job.output, specs, lambda s: _cast(reader.tensor(s.name), st), reader.metadata
+            job.output,
+            specs,
+            lambda s: _cast(reader.tensor(s.name), st),
+            reader.metadata,
+            hasher=job.hasher,
         )
     return {"dtype": job.dtype, "prune": job.prune, "tensors": len(specs)}
 
@@ -296,6 +304,7 @@ def diffusers_to_ldm(job: ConvertJob) -> dict[str, Any]:
         specs,
         lambda s: _cast(state[s.name], st),
         {"sd_hub.converted_from": "diffusers"},
+        hasher=job.hasher,
     )
     return {"base": base, "dtype": job.dtype}
 
@@ -320,6 +329,7 @@ def _embedding_rename(job: ConvertJob, target_name: str) -> dict[str, Any]:
             [TensorSpec(out_name, spec.dtype, spec.shape)],
             lambda s: _cast(reader.tensor(src_name), st),
             reader.metadata,
+            hasher=job.hasher,
         )
     return {"token": out_name}
 
@@ -409,6 +419,7 @@ def kohya_to_peft(job: ConvertJob) -> dict[str, Any]:
             specs,
             lambda s: _cast(reader.tensor(plan_[s.name]), st),
             {PEFT_META: json.dumps(meta), KOHYA_META: json.dumps(style)},
+            hasher=job.hasher,
         )
     return {"modules": len(modules)}
 
@@ -469,7 +480,7 @@ def peft_to_kohya(job: ConvertJob) -> dict[str, Any]:
             return _cast(reader.tensor(plan_[spec.name]), st)
 
         metadata = {k: v for k, v in reader.metadata.items() if k not in (PEFT_META, KOHYA_META)}
-        write_safetensors(job.output, specs, produce, metadata or None)
+        write_safetensors(job.output, specs, produce, metadata or None, hasher=job.hasher)
     return {"modules": len(modules)}
 
 
