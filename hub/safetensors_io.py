@@ -32,6 +32,7 @@ TORCH_TO_ST = {
     "float8_e4m3fn": "F8_E4M3",
     "float8_e5m2": "F8_E5M2",
 }
+EMIT_BYTES = 8 << 20
 ITEMSIZE = {
     "F32": 4,
     "F16": 2,
@@ -121,8 +122,9 @@ def write_safetensors(
                                 f", declared {spec.dtype}{list(spec.shape)}"
                             )
                         flat = piece.detach().to("cpu").contiguous().reshape(-1)
-                        if flat.numel():
-                            emit(flat.view(torch.uint8).numpy().data)
+                        data = flat.view(torch.uint8).numpy().data if flat.numel() else b""
+                        for offset in range(0, len(data), EMIT_BYTES):  # slices keep the
+                            emit(data[offset : offset + EMIT_BYTES])  # hashing pipelined
                         written += flat.numel() * ITEMSIZE[spec.dtype]
                     if written != spec.nbytes:
                         raise ValueError(
