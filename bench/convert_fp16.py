@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from timing import measure
 
 BASELINE = """
 import sys
@@ -47,16 +48,6 @@ def build_checkpoint(path: Path) -> None:
     specs = [TensorSpec(k, "F32", tuple(v.shape)) for k, v in shapes.items()]
     gen = torch.Generator().manual_seed(0)
     write_safetensors(path, specs, lambda s: torch.randn(s.shape, generator=gen) * 0.02)
-
-
-def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-    proc = subprocess.run(
-        ["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True, check=True
-    )
-    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
-    h, m, s = (float(x) if x else 0.0 for x in wall.groups())
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)[1])
-    return h * 3600 + m * 60 + s, rss * 1024
 
 
 def main() -> None:

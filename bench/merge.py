@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from timing import measure
 
 DIFFUSERS = """
 import sys, json, torch
@@ -110,17 +111,6 @@ def build(work: Path) -> tuple[Path, Path, list[Path], Path]:
         )
         loras.append(path)
     return ckpts[0], ckpts[1], loras, config
-
-
-def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-    os.sync()
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-2000:])
-    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
-    h, m, s = (float(x) if x else 0.0 for x in wall.groups())
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)[1])
-    return h * 3600 + m * 60 + s, rss * 1024
 
 
 def main() -> None:

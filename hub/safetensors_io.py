@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hub.formats import DTYPE_BITS
+
 if TYPE_CHECKING:
     import torch
 
@@ -33,20 +35,7 @@ TORCH_TO_ST = {
     "float8_e5m2": "F8_E5M2",
 }
 EMIT_BYTES = 8 << 20
-ITEMSIZE = {
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "F64": 8,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-}
+ITEMSIZE = {name: bits // 8 for name, bits in DTYPE_BITS.items() if bits % 8 == 0}
 
 
 @dataclass(frozen=True)

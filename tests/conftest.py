@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,18 @@ class HubRunner:
                 f"hub {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}"
             )
         return result
+
+    def kill_when_partial(self, proc: subprocess.Popen, min_bytes: int = 1) -> None:
+        """SIGKILL ``proc`` once a ``.part`` file in the staging folder holds ``min_bytes``."""
+        staging = self.home / "models" / ".incoming"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            parts = list(staging.rglob("*.part")) if staging.exists() else []
+            if parts and parts[0].stat().st_size >= min_bytes:
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
 
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(

@@ -4,11 +4,8 @@ interruption."""
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -153,13 +150,7 @@ def test_killed_conversion_leaves_nothing(hub, tmp_path):
     files_before = sorted(
         p for p in (hub.home / "models").rglob("*") if p.is_file() and ".incoming" not in p.parts
     )
-    proc = hub.popen("convert", "big", "--dtype", "fp16", "--quiet")
-    staging = hub.home / "models" / ".incoming"
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(staging.rglob("*.part")):
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    hub.kill_when_partial(hub.popen("convert", "big", "--dtype", "fp16", "--quiet"))
     files_after = sorted(
         p for p in (hub.home / "models").rglob("*") if p.is_file() and ".incoming" not in p.parts
     )

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -154,16 +151,7 @@ def test_kill_mid_download_then_resume(hub, site, models):
             throttle=0.002,
         )
     )
-    proc = hub.popen("install", "civitai:4", "-y", "--quiet")
-    staging = hub.home / "models" / ".incoming"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        parts = list(staging.glob("*.part")) if staging.exists() else []
-        if parts and parts[0].stat().st_size > len(data) // 10:
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    hub.kill_when_partial(hub.popen("install", "civitai:4", "-y", "--quiet"), len(data) // 10)
     assert not list((hub.home / "models").glob("Stable-diffusion/*"))
     assert hub("list", "--json").json() == []
     hosted.throttle = 0
@@ -478,16 +466,7 @@ def test_changed_etag_restarts_the_download(hub, site, models):
     hosted = site.add(
         Hosted(12, 120, 1200, data, "m.safetensors", "M", "Checkpoint", throttle=0.002)
     )
-    proc = hub.popen("install", "civitai:12", "-y", "--quiet")
-    staging = hub.home / "models" / ".incoming"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        parts = list(staging.glob("*.part")) if staging.exists() else []
-        if parts and parts[0].stat().st_size > len(data) // 10:
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    hub.kill_when_partial(hub.popen("install", "civitai:12", "-y", "--quiet"), len(data) // 10)
     hosted.throttle = 0
     hosted.etag = '"changed"'  # same published hash, but the object's ETag changed
     before = len(site.storage_requests)

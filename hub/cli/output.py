@@ -79,30 +79,10 @@ def show_progress(enabled: bool) -> bool:
 
 @contextmanager
 def byte_progress(label: str, total: int, enabled: bool) -> Iterator[Any]:
-    """A rich progress bar (bytes, rate, ETA) on stderr; a no-op callback when disabled."""
-    if not show_progress(enabled):
-        yield lambda n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+    """A rich progress bar (bytes, rate, ETA) on stderr; yields the advance callback."""
+    with open_progress(label, enabled) as (set_total, advance):
+        set_total(total)
+        yield advance
 
 
 @contextmanager

@@ -1,0 +1,20 @@
+"""Shared by the benchmark scripts: one whole-process run measured by /usr/bin/time -v."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of one run, started after dirty pages are written back
+    so that no command pays for another's writes."""
+    os.sync()
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-2000:])
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
+    h, m, s = (float(x) if x else 0.0 for x in wall.groups())
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)[1])
+    return h * 3600 + m * 60 + s, rss * 1024
