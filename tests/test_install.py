@@ -25,6 +25,20 @@ def _sha(path_or_bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _embedding(models, model_id: int, **kw) -> Hosted:
+    """An sd1 embedding hosted as model ``model_id`` (version x10, file x100)."""
+    return Hosted(
+        model_id,
+        model_id * 10,
+        model_id * 100,
+        models["emb-sd1"].read_bytes(),
+        "e.safetensors",
+        "E",
+        "TextualInversion",
+        **kw,
+    )
+
+
 @pytest.fixture
 def pixel(site, models):
     return site.add(
@@ -168,18 +182,7 @@ def test_kill_mid_download_then_resume(hub, site, models):
 
 
 def test_one_byte_corruption_is_refused(hub, site, models):
-    site.add(
-        Hosted(
-            5,
-            50,
-            500,
-            models["emb-sd1"].read_bytes(),
-            "e.safetensors",
-            "E",
-            "TextualInversion",
-            corrupt=True,
-        )
-    )
+    site.add(_embedding(models, 5, corrupt=True))
     result = hub("install", "civitai:5", ok=False)
     assert result.code != 0 and "does not match" in result.err and "Traceback" not in result.err
     assert hub("list", "--json").json() == []
@@ -189,36 +192,14 @@ def test_one_byte_corruption_is_refused(hub, site, models):
 
 
 def test_login_required_says_token_needed(hub, site, models):
-    site.add(
-        Hosted(
-            6,
-            60,
-            600,
-            models["emb-sd1"].read_bytes(),
-            "e.safetensors",
-            "E",
-            "TextualInversion",
-            login_required=True,
-        )
-    )
+    site.add(_embedding(models, 6, login_required=True))
     result = hub("install", "civitai:6", ok=False)
     assert result.code != 0 and "token is needed" in result.err
     assert "CIVITAI_API_TOKEN" in result.err
 
 
 def test_token_reaches_only_the_api_host_and_is_never_written(hub, site, models):
-    site.add(
-        Hosted(
-            6,
-            60,
-            600,
-            models["emb-sd1"].read_bytes(),
-            "e.safetensors",
-            "E",
-            "TextualInversion",
-            login_required=True,
-        )
-    )
+    site.add(_embedding(models, 6, login_required=True))
     hub.env["CIVITAI_API_TOKEN"] = TOKEN
     result = hub("install", "civitai:6", "--json")
     assert any(r["headers"].get("Authorization") == f"Bearer {TOKEN}" for r in site.api_requests)
@@ -237,18 +218,7 @@ def test_429_is_retried(hub, site, pixel):
 
 
 def test_html_login_page_is_refused(hub, site, models):
-    site.add(
-        Hosted(
-            8,
-            80,
-            800,
-            models["emb-sd1"].read_bytes(),
-            "e.safetensors",
-            "E",
-            "TextualInversion",
-            html_instead=True,
-        )
-    )
+    site.add(_embedding(models, 8, html_instead=True))
     result = hub("install", "civitai:8", ok=False)
     assert result.code != 0 and "text/html" in result.err
     assert hub("list", "--json").json() == []
