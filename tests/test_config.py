@@ -56,3 +56,14 @@ def test_example_hub_toml_parses():
 
     s = load_settings(config=Path(__file__).parent.parent / "hub.toml", env={})
     assert s.civitai_url == "https://civitai.com"
+
+
+def test_hub_config_shows_tokens_only_as_set(hub, tmp_path):
+    secret = "civitai-secret-0123456789"
+    hub.env["CIVITAI_API_TOKEN"] = secret
+    result = hub("config", "--json")
+    data = result.json()
+    assert data["civitai token"] == "set" and data["hf token"] == "unset"
+    assert data["home"] == str(hub.home)
+    plain = hub("config")
+    assert secret not in result.out + result.err + plain.out + plain.err

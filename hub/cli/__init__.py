@@ -44,10 +44,11 @@ def _root(
 
 
 def _register_commands() -> None:
-    from hub.cli import demo_cmd, library, plugins_cmd
+    from hub.cli import config_cmd, demo_cmd, library, plugins_cmd
 
     library.register(app)
     plugins_cmd.register(app)
+    config_cmd.register(app)
     demo_cmd.register(app)
     builtin = {c.name or c.callback.__name__ for c in app.registered_commands}
     if _command_name() in builtin:
