@@ -69,6 +69,7 @@ class FakeSite:
         self.storage_requests: list[dict[str, Any]] = []
         self.storage_bytes_sent = 0
         self.api_429 = 0  # how many API answers are 429 first
+        self.api_503 = False  # every API answer a 503 (a search outage that never ends)
         self.preview_png = _png()
         self.api = _Server(("127.0.0.1", 0), self._api_handler())
         self.storage = _Server(("127.0.0.2", 0), self._storage_handler())
@@ -207,6 +208,8 @@ class FakeSite:
                 if site.api_429 > 0:
                     site.api_429 -= 1
                     return self._json(429, {"error": "slow down"}, {"Retry-After": "1"})
+                if site.api_503:
+                    return self._json(503, {"error": "unavailable"}, {"Retry-After": "0"})
                 url = urlsplit(self.path)
                 q = parse_qs(url.query)
                 parts = [p for p in url.path.split("/") if p]

@@ -521,3 +521,10 @@ def test_pickle_download_is_converted_with_its_hash_in_lineage(hub, site, tmp_pa
     assert torch.equal(load_file(art["path"])["emb_params"], vec)
     lineage = hub("show", art["hashes"]["xxh3_128"], "--json").json()["lineage"]
     assert lineage[0]["parent_sha256"] == _sha(ckpt)
+
+
+def test_endless_503_gives_up_after_a_bounded_number_of_tries(hub, site, pixel):
+    site.api_503 = True
+    result = hub("install", "lora:pixel art", ok=False)
+    assert result.code != 0 and "HTTP 503" in result.err and "Traceback" not in result.err
+    assert len(site.api_requests) == 6  # the first try and five retries
