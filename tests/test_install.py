@@ -528,3 +528,35 @@ def test_endless_503_gives_up_after_a_bounded_number_of_tries(hub, site, pixel):
     result = hub("install", "lora:pixel art", ok=False)
     assert result.code != 0 and "HTTP 503" in result.err and "Traceback" not in result.err
     assert len(site.api_requests) == 6  # the first try and five retries
+
+
+def test_a_full_disk_is_one_clear_error(hub, site, models, tmp_path):
+    import subprocess
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(tiny)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small filesystem here")
+    try:
+        hub.home = tiny / "home"
+        hub.env["HUB_HOME"] = str(hub.home)
+        site.add(
+            Hosted(
+                14,
+                140,
+                1400,
+                models["mini-sd1"].read_bytes(),
+                "big.safetensors",
+                "Big",
+                "Checkpoint",
+            )
+        )
+        result = hub("install", "civitai:14", "-y", ok=False)
+        assert result.code != 0 and "not enough disk space" in result.err
+        assert "Traceback" not in result.err
+        assert hub("list", "--json").json() == []
+    finally:
+        subprocess.run(["umount", str(tiny)], capture_output=True)
