@@ -61,7 +61,7 @@ PARAM_SUFFIXES = tuple(
 )
 _PROCESSOR = re.compile(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 
-# Algorithm names (the values of hub.taxonomy.Algo).
+# Algorithm names, as the registry's ``algo`` column stores them.
 LORA, LOCON, TUCKER, LOHA, LOKR, FULL, IA3, DORA, GLORA, OFT, BOFT, NORM = (
     "lora",
     "locon",

@@ -250,14 +250,6 @@ def delta(mod: Module, weight: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def bias_delta(mod: Module) -> torch.Tensor | None:
-    """The bias change of full-diff (``diff_b``) and norm (``b_norm``) modules."""
-    for key in ("diff_b", "b_norm"):
-        if mod.has(key):
-            return mod.t(key)
-    return None
-
-
 def apply(weight: torch.Tensor, changes: list[tuple[Module, float]]) -> torch.Tensor:
     """``weight`` with each module's delta added at its strength (float32 math, then the
     weight's dtype). DoRA modules apply one at a time, in order, on the running weight."""

@@ -75,10 +75,16 @@ def report(
 def _check_fit(mod: Module, shape: list[int]) -> None:
     """Compute the delta on the meta device (shapes only, no arithmetic); fall back to real
     tensors for an operation the meta device lacks."""
-    meta = Module(mod.name, mod.algo, {k: v.to("meta") for k, v in mod.tensors.items()
-                                       if k not in ("alpha", "scale", "on_input")})
-    meta.tensors |= {k: v for k, v in mod.tensors.items() if k in ("alpha", "scale",
-                                                                   "on_input")}
+    meta = Module(
+        mod.name,
+        mod.algo,
+        {
+            k: v.to("meta")
+            for k, v in mod.tensors.items()
+            if k not in ("alpha", "scale", "on_input")
+        },
+    )
+    meta.tensors |= {k: v for k, v in mod.tensors.items() if k in ("alpha", "scale", "on_input")}
     try:
         delta(meta, torch.zeros(shape, device="meta"))
     except NotImplementedError:

@@ -182,17 +182,14 @@ def _register(
     ident = identify_path(ctx, got.path)
     filename = safe_component(remote.filename, fallback=f"{remote.name}.safetensors")
     stem = safe_component(name or filename.rsplit(".", 1)[0])
-    kind = ident.best.kind if ident.best.kind != "unknown" else (remote.kind or "unknown")
+    site_kind = remote.kind if ident.best.kind == "unknown" else None  # tensors decide first
+    kind = site_kind or ident.best.kind
     if remote.base and ident.best.base not in ("unknown", remote.base):
         notes.append(
             f"{remote.source} says {remote.family} ({remote.base}); the file's tensors "
             f"say {ident.best.base}: the file wins"
         )
-    overrides = Overrides(
-        kind=None if ident.best.kind != "unknown" else (kind if kind != "unknown" else None),
-        name=stem,
-        tags=tags,
-    )
+    overrides = Overrides(kind=site_kind, name=stem, tags=tags)
     sidecars = Sidecars(
         trained_words=remote.trained_words,
         description=remote.description,

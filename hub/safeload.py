@@ -287,13 +287,6 @@ _REFUSED_OPS = {
 }
 
 
-class _Mark:
-    pass
-
-
-_MARK = _Mark()
-
-
 def _build(obj: Any, state: Any) -> None:
     if isinstance(obj, OrderedDict) and not isinstance(obj, Placeholder):
         _require(
@@ -585,7 +578,6 @@ class SafeLoaded:
     path: Path
     container: str
     obj: Any
-    storages: dict[str, tuple[StorageRef, Any]] = field(default_factory=dict)
     _zip: zipfile.ZipFile | None = None
     _prefix: str = ""
     _legacy: dict[str, bytes] = field(default_factory=dict)
@@ -792,7 +784,6 @@ def _load_zip(path: Path, fh: Any) -> SafeLoaded:
         path,
         "pytorch zip",
         obj,
-        {k: (r, None) for k, r in declared.items()},
         _zip=archive,
         _prefix=prefix,
     )
@@ -832,9 +823,7 @@ def _load_legacy(path: Path, data: bytes) -> SafeLoaded:
         blobs[key] = data[pos + 8 : pos + 8 + size]
         pos += 8 + size
     _require(pos == len(data), "bytes after the last legacy storage")
-    loaded = SafeLoaded(
-        path, "legacy pytorch", obj, {k: (r, None) for k, r in declared.items()}, _legacy=blobs
-    )
+    loaded = SafeLoaded(path, "legacy pytorch", obj, _legacy=blobs)
     for _, ref in iter_tensors(obj):
         _check_tensor(ref)
     return loaded

@@ -39,29 +39,11 @@ class Base(StrEnum):
     UNKNOWN = "unknown"
 
 
-GENERATION_BASES = frozenset({Base.SD1, Base.SD2, Base.SDXL})
-
-
 class Format(StrEnum):
     SAFETENSORS = "safetensors"
     PICKLE = "pickle"
     DIFFUSERS = "diffusers"
     UNKNOWN = "unknown"
-
-
-class Algo(StrEnum):
-    LORA = "lora"
-    LOCON = "locon"
-    LORA_TUCKER = "lora-tucker"
-    LOHA = "loha"
-    LOKR = "lokr"
-    FULL = "full"
-    IA3 = "ia3"
-    DORA = "dora"
-    GLORA = "glora"
-    OFT = "oft"
-    BOFT = "boft"
-    NORM = "norm"
 
 
 # Folder names A1111 uses for each kind: the store uses them so a web UI can read it directly.

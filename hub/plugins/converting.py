@@ -16,16 +16,6 @@ from typing import Any
 
 from hub.errors import HubError
 
-NODES = (
-    "pickle",
-    "safetensors",
-    "diffusers",
-    "kohya",
-    "peft",
-    "a1111-embedding",
-    "diffusers-embedding",
-)
-
 
 @dataclass(frozen=True)
 class ConvertJob:

@@ -257,11 +257,3 @@ def stat_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str]]:
         r["path"]: (r["size"], r["mtime_ns"], r["inode"], r["id"], r["xxh3_128"])
         for r in reader.rows("SELECT path, size, mtime_ns, inode, id, xxh3_128 FROM artifact")
     }
-
-
-def ids_by_hash(reader: Reader) -> dict[str, tuple[int, str]]:
-    """xxh3 -> (id, path) for every artifact."""
-    return {
-        r["xxh3_128"]: (r["id"], r["path"])
-        for r in reader.rows("SELECT xxh3_128, id, path FROM artifact")
-    }
