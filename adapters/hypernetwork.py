@@ -4,7 +4,8 @@ the keys' and values' context as ``x + mlp(x) * strength``."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,11 +77,58 @@ class Hypernetwork:
 
     def apply(self, context: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The (key context, value context) for ``context``; widths without an entry pass."""
+        return self.transform(context, 0, strength), self.transform(context, 1, strength)
+
+    def transform(self, context: torch.Tensor, side: int, strength: float) -> torch.Tensor:
+        """``context + mlp(context) * strength`` with the key (0) or value (1) module of the
+        context's width; unchanged when the network has no entry for that width."""
         pair = self.layers.get(context.shape[-1])
         if pair is None:
-            return context, context
-        k, v = pair
-        return context + k(context) * strength, context + v(context) * strength
+            return context
+        mlp = pair[side]
+        return context + mlp(context) * strength
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> Hypernetwork:
+        """This network with its modules moved to ``device`` and ``dtype``."""
+        for k, v in self.layers.values():
+            k.to(device, dtype)
+            v.to(device, dtype)
+        return self
+
+
+class HypernetworkProjection(torch.nn.Module):
+    """An attention layer's key or value projection with hypernetworks applied to its input
+    in sequence (A1111: ``k = to_k(h_k(context))``)."""
+
+    def __init__(
+        self, projection: torch.nn.Module, side: int, networks: list[tuple[Hypernetwork, float]]
+    ) -> None:
+        super().__init__()
+        self.projection = projection
+        self.side = side
+        self.networks = networks
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        for net, strength in self.networks:
+            context = net.transform(context, self.side, strength)
+        return self.projection(context)
+
+
+@contextmanager
+def attached(model: torch.nn.Module, networks: list[tuple[Hypernetwork, float]]) -> Iterator[int]:
+    """Run ``networks`` inside every attention layer of ``model`` (any module with ``to_k``
+    and ``to_v`` projections, self-attention included) until exit; yields the layer count."""
+    layers = [m for m in model.modules() if hasattr(m, "to_k") and hasattr(m, "to_v")]
+    originals = [(m, m.to_k, m.to_v) for m in layers]
+    try:
+        if networks:
+            for m, k, v in originals:
+                m.to_k = HypernetworkProjection(k, 0, networks)
+                m.to_v = HypernetworkProjection(v, 1, networks)
+        yield len(layers) if networks else 0
+    finally:
+        for m, k, v in originals:
+            m.to_k, m.to_v = k, v
 
 
 def parse(tensors: Mapping[str, torch.Tensor], fields: Mapping[str, Any]) -> Hypernetwork:

@@ -114,21 +114,59 @@ def patched(weight: torch.Tensor, changes: list[Change]) -> torch.Tensor:
     return out
 
 
+def _signature(changes: list[Change]) -> tuple[tuple[int, float, tuple[int, int] | None], ...]:
+    return tuple((id(c.module), c.strength, c.rows) for c in changes)
+
+
+class PatchSet:
+    """Changes applied to tensors in place (model parameters, say), kept up to date
+    incrementally: :meth:`update` restores weights no longer changed, patches new or different
+    ones from their originals and leaves the rest alone; :meth:`restore` puts every original
+    back bit for bit."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self.tensors = tensors
+        self._saved: dict[str, torch.Tensor] = {}
+        self._applied: dict[str, tuple] = {}
+
+    @property
+    def keys(self) -> set[str]:
+        """The weight keys currently patched."""
+        return set(self._applied)
+
+    def update(self, changes: Mapping[str, list[Change]]) -> int:
+        """Make the tensors equal their originals with ``changes`` applied; returns how many
+        weights were written."""
+        written = 0
+        with torch.no_grad():
+            for key in list(self._applied):
+                if key not in changes or _signature(changes[key]) != self._applied[key]:
+                    self.tensors[key].copy_(self._saved.pop(key))
+                    del self._applied[key]
+                    written += 1
+            for key, todo in changes.items():
+                if key in self._applied:
+                    continue
+                target = self.tensors[key]
+                self._saved[key] = target.detach().clone()
+                target.copy_(patched(target.detach(), todo))
+                self._applied[key] = _signature(todo)
+                written += 1
+        return written
+
+    def restore(self) -> None:
+        """Every patched tensor back to its original."""
+        self.update({})
+
+
 @contextmanager
 def patch_tensors(
     tensors: Mapping[str, torch.Tensor], changes: Mapping[str, list[Change]]
 ) -> Iterator[None]:
-    """Apply changes to tensors in place (model parameters, say) and restore the originals
-    bit for bit on exit."""
-    saved: dict[str, torch.Tensor] = {}
+    """Apply changes to tensors in place and restore the originals bit for bit on exit."""
+    patches = PatchSet(tensors)
     try:
-        with torch.no_grad():
-            for key, todo in changes.items():
-                target = tensors[key]
-                saved[key] = target.detach().clone()
-                target.copy_(patched(target.detach(), todo))
+        patches.update(changes)
         yield
     finally:
-        with torch.no_grad():
-            for key, original in saved.items():
-                tensors[key].copy_(original)
+        patches.restore()

@@ -82,11 +82,8 @@ def bake(
     output: Path | None = None,
 ) -> MergeResult:
     """Bake LoRA-family add-ons into a single-file checkpoint and register the result."""
-    from safetensors.torch import load_file
-
-    from adapters import lora as lora_math
     from adapters import patch
-    from hub import lora_keys
+    from hub import addons
     from hub.safetensors_io import SafetensorsReader, write_safetensors
 
     base, *inputs = _load_meta(ctx, [base_ref, *[w.ref for w in loras]])
@@ -103,19 +100,9 @@ def bake(
         shapes = {k: v.shape for k, v in ckpt.header.tensors.items()}
         reports, texts = [], []
         for art, weights in zip(inputs, loras, strict=True):
-            try:
-                adapter = lora_math.parse(load_file(art["path"]))
-            except lora_math.AdapterError as exc:
-                raise HubError(f"{art['path']}: {exc}") from None
-            rep = patch.report(
-                art["name"], adapter, shapes, lambda m: _resolve(lora_keys, m, base["base"], shapes)
-            )
+            adapter = addons.lora(art)
+            rep = addons.fit_lora(base, shapes, art, adapter)
             texts.append(rep.summary())
-            if art["base"] not in ("unknown", base["base"]) or not rep.ok:
-                raise HubError(
-                    f"{art['name']} ({art['base']} LoRA) does not fit "
-                    f"{base['name']} ({base['base']} checkpoint): {rep.summary()}"
-                )
             reports.append((rep, adapter, 0.0 if unet_only else weights.te, weights.unet))
         changes = patch.plan(reports)
         recipe = {
@@ -339,13 +326,6 @@ def _row_slices(
             yield method.run([p.float() for p in parts], alpha, options, key).to(parts[0].dtype)
 
 
-def _resolve(
-    lora_keys: Any, module: str, base: str, shapes: dict[str, tuple[int, ...]]
-) -> tuple[str, tuple[int, int] | None] | None:
-    target = lora_keys.target_of(module, base, shapes)
-    return None if target is None else (target.key, target.rows)
-
-
 def merge_loras(
     ctx: Context,
     loras: list[WeightedRef],
@@ -354,10 +334,9 @@ def merge_loras(
     output: Path | None = None,
 ) -> MergeResult:
     """LoRAs into one: exact concatenation, or an SVD to ``rank``."""
-    from safetensors.torch import load_file
-
     from adapters import combine
     from adapters import lora as lora_math
+    from hub import addons
     from hub.safetensors_io import TensorSpec, st_dtype, write_safetensors
 
     arts = _load_meta(ctx, [w.ref for w in loras])
@@ -367,11 +346,8 @@ def merge_loras(
             "merging LoRAs takes LoRA-family add-ons of one base; got "
             + ", ".join(f"{a['name']} ({a['kind']}, {a['base']})" for a in arts)
         )
+    inputs = [(addons.lora(a), w.unet) for a, w in zip(arts, loras, strict=True)]
     try:
-        inputs = [
-            (lora_math.parse(load_file(a["path"])), w.unet)
-            for a, w in zip(arts, loras, strict=True)
-        ]
         tensors = combine.svd(inputs, rank) if rank else combine.concat(inputs)
     except lora_math.AdapterError as exc:
         raise HubError(

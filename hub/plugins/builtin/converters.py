@@ -13,8 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapters import ldm_keys
-from hub import hookimpl, safeload
+from hub import hookimpl, ldm_models, safeload
 from hub.errors import HubError, InvalidFileError
 from hub.plugins.converting import Converter, ConvertJob
 from hub.safetensors_io import (
@@ -135,28 +134,10 @@ def rewrite(job: ConvertJob) -> dict[str, Any]:
 
 # --- single file (LDM) <-> diffusers ------------------------------------------------------------
 
-TEXT_LAYOUT = {  # base -> [(component, LDM prefix, OpenCLIP names?)]
-    "sd1": [("text_encoder", ldm_keys.SD1_TEXT_PREFIX, False)],
-    "sd2": [("text_encoder", ldm_keys.SD2_TEXT_PREFIX, True)],
-    "sdxl": [
-        ("text_encoder", ldm_keys.SDXL_TEXT1_PREFIX, False),
-        ("text_encoder_2", ldm_keys.SDXL_TEXT2_PREFIX, True),
-    ],
-}
-SCHEDULER = {
-    "_class_name": "EulerDiscreteScheduler",
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-}
-
 
 def _base(job: ConvertJob) -> str:
     base = job.artifact["base"]
-    if base not in TEXT_LAYOUT or job.artifact["kind"] != "checkpoint":
+    if base not in ldm_models.TEXT_LAYOUT or job.artifact["kind"] != "checkpoint":
         raise HubError(
             f"{job.source}: only sd1, sd2 and sdxl checkpoints convert between "
             f"single-file and diffusers (this is a {base} {job.artifact['kind']})"
@@ -164,101 +145,38 @@ def _base(job: ConvertJob) -> str:
     return base
 
 
-def _fit_keys(model: Any, state: dict[str, Any]) -> dict[str, Any]:
-    """transformers 5's CLIPTextModel has no ``text_model.`` prefix; older versions do."""
-    want = set(model.state_dict())
-    if want <= set(state):
-        return {k: state[k] for k in want}
-    stripped = {k.removeprefix("text_model."): v for k, v in state.items()}
-    return {k: stripped[k] for k in want if k in stripped}
-
-
-def _save_model(
-    model_cls: Any, config: dict[str, Any], state: dict[str, Any], folder: Path, dtype: Any
-) -> None:
-    import torch
+def _save(model: Any, folder: Path, dtype: Any) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # library code never prints
-
-    with torch.device("meta"):
-        model = (
-            model_cls(config)
-            if not hasattr(model_cls, "from_config")
-            else (model_cls.from_config(config))
-        )
-    state = _fit_keys(model, state)
-    missing = set(model.state_dict()) - set(state)
-    if missing:
-        raise HubError(f"conversion left {len(missing)} weights unset, e.g. {sorted(missing)[0]}")
-    model.load_state_dict(
-        {k: v.to(dtype) if v.is_floating_point() and dtype else v for k, v in state.items()},
-        assign=True,
-        strict=True,
-    )
+    if dtype is not None:
+        model.to(dtype)
     model.save_pretrained(folder, safe_serialization=True)
 
 
 def ldm_to_diffusers(job: ConvertJob) -> dict[str, Any]:
     import diffusers
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import (
-        convert_ldm_clip_checkpoint,
-        convert_ldm_unet_checkpoint,
-        convert_ldm_vae_checkpoint,
-        convert_open_clip_checkpoint,
-    )
     from safetensors.torch import load_file
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     base = _base(job)
     st = target_dtype(job)
     dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}.get(st or "")
-    checkpoint = load_file(job.source)
-    shapes = {k: tuple(v.shape) for k, v in checkpoint.items()}
+    parts = ldm_models.components(load_file(job.source), base)
     out = job.output
-    unet_config = ldm_keys.unet_config_from_ldm(shapes, base)
-    _save_model(
-        UNet2DConditionModel,
-        unet_config,
-        convert_ldm_unet_checkpoint(checkpoint, unet_config),
-        out / "unet",
-        dtype,
-    )
-    vae_config = ldm_keys.vae_config_from_ldm(shapes, base=base)
-    _save_model(
-        AutoencoderKL,
-        vae_config,
-        convert_ldm_vae_checkpoint(checkpoint, vae_config),
-        out / "vae",
-        dtype,
-    )
     index: dict[str, Any] = {
         "_class_name": "StableDiffusionXLPipeline" if base == "sdxl" else "StableDiffusionPipeline",
         "_diffusers_version": diffusers.__version__,
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
         "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-        "tokenizer": [None, None],
     }
-    for component, prefix, openclip in TEXT_LAYOUT[base]:
-        config = ldm_keys.clip_config_from_ldm(shapes, prefix, openclip)
-        if base == "sd2" and config["num_hidden_layers"] == 24:
-            config["num_hidden_layers"] = 23  # diffusers drops SD2's last layer
-        cls = CLIPTextModelWithProjection if component == "text_encoder_2" else CLIPTextModel
-        text_config = CLIPTextConfig(**config)
-        if openclip:
-            with torch.device("meta"):
-                template = cls(text_config)
-            state = convert_open_clip_checkpoint(template, checkpoint, prefix=prefix)
-        else:
-            state = convert_ldm_clip_checkpoint(checkpoint, remove_prefix=prefix)
-        _save_model(cls, text_config, state, out / component, dtype)
-        index[component] = ["transformers", cls.__name__]
-        if base == "sdxl":
-            index["tokenizer_2"] = [None, None]
-    scheduler = dict(SCHEDULER)
+    for name, model in parts.items():
+        _save(model, out / name, dtype)
+        library = "diffusers" if name in ("unet", "vae") else "transformers"
+        index[name] = [library, type(model).__name__]
+    index["tokenizer"] = [None, None]
+    if base == "sdxl":
+        index["tokenizer_2"] = [None, None]
+    scheduler = dict(ldm_models.SCHEDULER)
     if job.artifact.get("prediction") == "v":
         scheduler["prediction_type"] = "v_prediction"
     (out / "scheduler").mkdir(parents=True, exist_ok=True)
@@ -267,32 +185,9 @@ def ldm_to_diffusers(job: ConvertJob) -> dict[str, Any]:
     return {"base": base, "dtype": job.dtype}
 
 
-def _component_weights(folder: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise InvalidFileError(folder, "no safetensors weights (convert .bin folders first)")
-    state: dict[str, Any] = {}
-    for file in files:
-        state |= load_file(file)
-    return state
-
-
 def diffusers_to_ldm(job: ConvertJob) -> dict[str, Any]:
     base = _base(job)
-    src = job.source
-    unet_config = json.loads((src / "unet" / "config.json").read_text())
-    vae_config = json.loads((src / "vae" / "config.json").read_text())
-    state = ldm_keys.unet_to_ldm(_component_weights(src / "unet"), unet_config)
-    state |= ldm_keys.vae_to_ldm(_component_weights(src / "vae"), vae_config)
-    for component, prefix, openclip in TEXT_LAYOUT[base]:
-        weights = _component_weights(src / component)
-        state |= (
-            ldm_keys.openclip_to_ldm(weights, prefix)
-            if openclip
-            else ldm_keys.clip_to_ldm(weights, prefix)
-        )
+    state = ldm_models.folder_to_ldm(job.source, base)
     st = target_dtype(job)
     specs = [
         TensorSpec(k, st if st and st_dtype(v) in FLOAT_ST else st_dtype(v), tuple(v.shape))
