@@ -67,7 +67,25 @@ def _assemble(model_cls: Any, config: Any, state: dict[str, Any]) -> Any:
     if missing:
         raise HubError(f"conversion left {len(missing)} weights unset, e.g. {sorted(missing)[0]}")
     model.load_state_dict(state, assign=True, strict=True)
+    _materialize_buffers(model)
     return model.eval()
+
+
+def _materialize_buffers(model: Any) -> None:
+    """Non-persistent buffers are not in any state dict and stay on the meta device after
+    building there: recreate the one kind these models have (CLIP's ``position_ids``)."""
+    import torch
+
+    device = next(model.parameters()).device
+    for module in model.modules():
+        for name, buffer in list(module.named_buffers(recurse=False)):
+            if not buffer.is_meta:
+                continue
+            if name != "position_ids":
+                raise HubError(f"{type(module).__name__}.{name} has no value after loading")
+            ids = torch.arange(buffer.shape[-1], dtype=buffer.dtype, device=device)
+            ids = ids.expand(buffer.shape)
+            module.register_buffer(name, ids.clone(), persistent=False)
 
 
 def components(checkpoint: dict[str, Any], base: str) -> dict[str, Any]:
@@ -112,30 +130,73 @@ def components(checkpoint: dict[str, Any], base: str) -> dict[str, Any]:
     return parts
 
 
-def component_weights(folder: Path) -> dict[str, Any]:
-    """Every tensor of a diffusers component folder's safetensors files."""
+def vae(state: dict[str, Any], base: str) -> Any:
+    """An AutoencoderKL from a VAE file's LDM tensors (with or without the
+    ``first_stage_model.`` prefix)."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    prefix = ldm_keys.VAE_PREFIX if any(k.startswith(ldm_keys.VAE_PREFIX) for k in state) else ""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    config = ldm_keys.vae_config_from_ldm(shapes, prefix, base)
+    return _assemble(AutoencoderKL, config, convert_ldm_vae_checkpoint(state, config))
+
+
+def component_weights(folder: Path, meta: bool = False) -> dict[str, Any]:
+    """Every tensor of a diffusers component folder's safetensors files (``meta``: shapes
+    only, read from the headers)."""
     from safetensors.torch import load_file
+
+    from hub.formats import read_header
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise InvalidFileError(folder, "no safetensors weights (convert .bin folders first)")
     state: dict[str, Any] = {}
     for file in files:
-        state |= load_file(file)
+        if meta:
+            import torch
+
+            state |= {
+                k: torch.empty(v.shape, device="meta") for k, v in read_header(file).tensors.items()
+            }
+        else:
+            state |= load_file(file)
     return state
 
 
-def folder_to_ldm(folder: Path, base: str) -> dict[str, Any]:
-    """The single-file (LDM) state dict of a diffusers folder."""
+def folder_to_ldm(folder: Path, base: str, meta: bool = False) -> dict[str, Any]:
+    """The single-file (LDM) state dict of a diffusers folder (``meta``: shapes only)."""
     unet_config = json.loads((folder / "unet" / "config.json").read_text())
     vae_config = json.loads((folder / "vae" / "config.json").read_text())
-    state = ldm_keys.unet_to_ldm(component_weights(folder / "unet"), unet_config)
-    state |= ldm_keys.vae_to_ldm(component_weights(folder / "vae"), vae_config)
+    state = ldm_keys.unet_to_ldm(component_weights(folder / "unet", meta), unet_config)
+    state |= ldm_keys.vae_to_ldm(component_weights(folder / "vae", meta), vae_config)
     for component, prefix, openclip in TEXT_LAYOUT[base]:
-        weights = component_weights(folder / component)
+        weights = component_weights(folder / component, meta)
         state |= (
             ldm_keys.openclip_to_ldm(weights, prefix)
             if openclip
             else ldm_keys.clip_to_ldm(weights, prefix)
         )
     return state
+
+
+def shapes(artifact: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """A registered model's single-file tensor shapes, without loading its weights."""
+    path = Path(artifact["path"])
+    if artifact["format"] == "safetensors":
+        from hub.formats import read_header
+
+        return {k: tuple(v.shape) for k, v in read_header(path).tensors.items()}
+    if artifact["format"] == "diffusers":
+        state = folder_to_ldm(path, artifact["base"], meta=True)
+        return {k: tuple(v.shape) for k, v in state.items()}
+    if artifact["format"] == "pickle":
+        from hub import safeload
+
+        loaded = safeload.load(path)
+        try:
+            return {k: tuple(r.shape) for k, r in loaded.tensor_refs().items()}
+        finally:
+            loaded.close()
+    raise InvalidFileError(path, f"a {artifact['format']} model cannot be loaded")

@@ -23,6 +23,7 @@ BUILTIN_PLUGINS = (
     "hub.plugins.builtin.huggingface",
     "hub.plugins.builtin.url",
     "hub.plugins.builtin.merge_methods",
+    "hub.plugins.builtin.diffusers_backend",
 )
 
 _pm: pluggy.PluginManager | None = None

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from hub.config import Settings
     from hub.plugins.converting import Converter
+    from hub.plugins.generating import LoadedModel
     from hub.plugins.probing import Probe
     from hub.plugins.sourcing import Source
 
@@ -55,6 +56,17 @@ def register_merge_methods(register: Callable[[str, Any], None]) -> None:
     """Provide checkpoint merge methods: ``register(name, method)`` with a
     :class:`hub.plugins.builtin.merge_methods.MergeMethod` (inputs, A1111 label, and a
     per-tensor function). Returns nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def load_pipeline(artifact: dict[str, Any], device: str, dtype: str) -> LoadedModel | None:
+    """Load a registered model (``artifact`` is its registry JSON) for generation on
+    ``device`` (``cpu``, ``cuda``, ``mps``) in ``dtype`` (``float32``, ``float16``,
+    ``bfloat16``).
+
+    Return a :class:`hub.plugins.generating.LoadedModel`, or None to let the next backend
+    try; the first non-None result wins. The built-in diffusers backend runs last.
     """
 
 

@@ -1,0 +1,617 @@
+"""``hub generate``: resolve a stack (a model plus add-ons) from the registry, check that every
+add-on fits before anything loads, generate through the ``load_pipeline`` backend, and write
+a PNG whose infotext and sd-hub record say exactly how it was made.
+
+:class:`Hub` keeps the loaded model between generations and re-patches only the weights whose
+add-ons changed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from hub import __version__, addons, infotext
+from hub.context import Context
+from hub.errors import ConfigError, HubError, RefNotFoundError
+from hub.merge import WeightedRef
+from hub.plugins.generating import Extras, LoadedModel, Request
+from hub.registry.queries import list_artifacts, resolve_json
+
+DEFAULT_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+RECORD_KEY = "sd-hub"  # the PNG text chunk holding sd-hub's stack record
+
+
+@dataclass
+class Job:
+    """One generation as a user asks for it. Unset settings come from the stack, then from
+    the defaults. ``pinned`` maps ``kind:name`` of prompt tags to a hash to resolve by."""
+
+    prompt: str = ""
+    negative: str | None = None
+    model: str | None = None
+    loras: list[str] = field(default_factory=list)
+    embeddings: list[str] = field(default_factory=list)
+    hypernetworks: list[str] = field(default_factory=list)
+    vae: str | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    sampler: str | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    clip_skip: int | None = None
+    trigger: bool = False
+    stack: str | None = None
+    pinned: dict[str, str] = field(default_factory=dict)
+    output: Path | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        """A job from a batch file entry or a hub.toml stack (unknown keys are refused)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown job setting '{unknown[0]}'", hint="settings: " + ", ".join(sorted(names))
+            )
+        data = dict(data)
+        for key in ("loras", "embeddings", "hypernetworks"):
+            if isinstance(data.get(key), str):
+                data[key] = [data[key]]
+        if data.get("output"):
+            data["output"] = Path(data["output"])
+        return cls(**data)
+
+
+@dataclass
+class Addon:
+    """A resolved add-on: its registry JSON, strengths and how the user named it."""
+
+    art: dict[str, Any]
+    te: float = 1.0
+    unet: float = 1.0
+    written: str = ""  # the name as written in a prompt tag; "" when given as a flag
+
+
+@dataclass
+class Plan:
+    """A job resolved against the registry and checked, ready to run."""
+
+    model: dict[str, Any]
+    loras: list[Addon]
+    embeddings: list[Addon]
+    hypernetworks: list[Addon]
+    vae: dict[str, Any] | None
+    request: Request
+    prompt_written: str
+    reports: list[str]
+    output: Path | None
+
+
+@dataclass
+class Generated:
+    """What one generation produced."""
+
+    path: Path
+    image: Any
+    infotext: str
+    record: dict[str, Any]
+    reports: list[str]
+    reloaded: bool
+    timings: dict[str, float]
+
+
+def choose_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """``auto``: cuda, then mps, then cpu; float16 on a GPU, float32 on the CPU."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    if dtype == "auto":
+        dtype = "float32" if device == "cpu" else "float16"
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise HubError(f"unknown dtype '{dtype}'", hint="use float32, float16 or bfloat16")
+    return device, dtype
+
+
+def split_sampler(name: str) -> tuple[str, str]:
+    """A1111's legacy combined names (``DPM++ 2M Karras``) as (sampler, schedule type)."""
+    for schedule in ("Karras", "Exponential", "Polyexponential", "SGM Uniform", "Beta"):
+        if name.endswith(" " + schedule):
+            return name[: -len(schedule) - 1], schedule
+    return name, "Automatic"
+
+
+def with_stack(job: Job, settings_raw: dict[str, Any]) -> Job:
+    """The job with a ``[stacks.NAME]`` table of hub.toml filled in under it: the job's own
+    values win, add-on lists and prompt parts are joined."""
+    if not job.stack:
+        return job
+    stacks = settings_raw.get("stacks") or {}
+    if job.stack not in stacks:
+        raise ConfigError(
+            f"no stack '{job.stack}' in hub.toml",
+            hint="stacks: " + (", ".join(sorted(stacks)) or "none defined; add [stacks.NAME]"),
+        )
+    stack = Job.from_dict({k: v for k, v in stacks[job.stack].items()})
+    merged = replace(stack)
+    for f in fields(Job):
+        mine = getattr(job, f.name)
+        if f.name in ("loras", "embeddings", "hypernetworks"):
+            setattr(merged, f.name, [*getattr(stack, f.name), *mine])
+        elif f.name == "prompt":
+            merged.prompt = ", ".join(p for p in (job.prompt, stack.prompt) if p)
+        elif f.name == "negative":
+            merged.negative = ", ".join(p for p in (job.negative, stack.negative) if p) or None
+        elif mine not in (None, False, {}, []):
+            setattr(merged, f.name, mine)
+    merged.stack = job.stack
+    return merged
+
+
+def _resolve(ctx: Context, ref: str, kind: str, origin: str) -> dict[str, Any]:
+    text = ref if ":" in ref.split("@")[0] else f"{kind}:{ref}"
+    with ctx.db.reader() as reader:
+        try:
+            art = resolve_json(reader, text)
+        except RefNotFoundError:
+            raise RefNotFoundError(
+                f"no {kind} '{ref}' in the registry ({origin})",
+                hint=f"see `hub list --kind {kind}`, or install it: hub install {kind}:{ref}",
+            ) from None
+    if art["kind"] != kind:
+        raise HubError(f"{ref} is a {art['kind']}, not a {kind} ({origin})")
+    return art
+
+
+def _pinned_ref(job: Job, kind: str, name: str) -> str:
+    pin = job.pinned.get(f"{kind}:{name}")
+    return f"hash:{pin}" if pin else name
+
+
+def _embeddings_in(ctx: Context, text: str, base: str) -> list[dict[str, Any]]:
+    """Registered embeddings of ``base`` whose name appears as a word in ``text``."""
+    with ctx.db.reader() as reader:
+        candidates = list_artifacts(reader, kind="embedding", base=base)
+    return [
+        a
+        for a in candidates
+        if re.search(rf"(?<![\w-]){re.escape(a['name'])}(?![\w-])", text, re.IGNORECASE)
+    ]
+
+
+def plan(ctx: Context, job: Job, shapes_of: Callable[[dict[str, Any]], Any] | None = None) -> Plan:
+    """Resolve and check a job against the registry; nothing is loaded. A missing add-on or
+    one that does not fit raises with a one-line message naming it."""
+    from hub import ldm_models
+
+    job = with_stack(job, ctx.settings.raw)
+    if not job.model:
+        raise HubError("no model to generate with", hint="pass --model REF (or --stack NAME)")
+    model = _resolve(ctx, job.model, "checkpoint", "--model")
+    ldm_models.check_base(model["base"], model["path"])
+    shapes = (shapes_of or ldm_models.shapes)(model)
+    prompt_text, tags = infotext.split_prompt(job.prompt)
+    negative_text, negative_tags = infotext.split_prompt(job.negative or "")
+    loras: list[Addon] = []
+    hypernetworks: list[Addon] = []
+    for tag in [*tags, *negative_tags]:
+        kind = "lora" if tag.network == "lora" else "hypernetwork"
+        art = _resolve(ctx, _pinned_ref(job, kind, tag.name), kind, f"<{tag.network}:{tag.name}>")
+        (loras if kind == "lora" else hypernetworks).append(Addon(art, tag.te, tag.unet, tag.name))
+    for text in job.loras:
+        w = WeightedRef.parse(text)
+        loras.append(Addon(_resolve(ctx, w.ref, "lora", f"--lora {text}"), w.te, w.unet))
+    for text in job.hypernetworks:
+        w = WeightedRef.parse(text)
+        hypernetworks.append(
+            Addon(_resolve(ctx, w.ref, "hypernetwork", f"--hypernetwork {text}"), w.unet, w.unet)
+        )
+    embeddings = [Addon(_resolve(ctx, r, "embedding", f"--embedding {r}")) for r in job.embeddings]
+    for name, pin in job.pinned.items():
+        if name.startswith("embedding:"):
+            embeddings.append(Addon(_resolve(ctx, f"hash:{pin}", "embedding", "the image")))
+    chosen = {a.art["id"] for a in embeddings}
+    embeddings += [
+        Addon(a)
+        for a in _embeddings_in(ctx, f"{prompt_text}\n{negative_text}", model["base"])
+        if a["id"] not in chosen
+    ]
+    vae = _resolve(ctx, job.vae, "vae", "--vae") if job.vae else None
+    reports = []
+    for addon in loras:
+        rep = addons.fit_lora(model, shapes, addon.art, _cached(ctx, addon.art, addons.lora))
+        reports.append(rep.summary())
+    for addon in [*embeddings, *hypernetworks]:
+        addons.check_base(model, addon.art)
+    for addon in embeddings:
+        addons.fit_embedding(model, addon.art, _cached(ctx, addon.art, addons.embedding))
+    written = job.prompt
+    for addon in loras:
+        if not addon.written:
+            weights = f"{addon.te:g}" if addon.te == addon.unet else f"{addon.te:g}:{addon.unet:g}"
+            written += f" <lora:{addon.art['name']}:{weights}>"
+    for addon in hypernetworks:
+        if not addon.written:
+            written += f" <hypernet:{addon.art['name']}:{addon.unet:g}>"
+    if job.trigger:
+        words = [w for a in [*loras, *hypernetworks] for w in a.art["trained_words"]]
+        if words:
+            prompt_text = ", ".join([prompt_text, *words]) if prompt_text else ", ".join(words)
+            written = ", ".join([job.prompt, *words]) + written[len(job.prompt) :]
+    sampler, schedule = split_sampler(job.sampler or "Euler a")
+    size = DEFAULT_SIZE[model["base"]]
+    request = Request(
+        prompt=prompt_text,
+        negative=negative_text,
+        steps=job.steps or 20,
+        cfg=7.0 if job.cfg is None else job.cfg,
+        sampler=sampler,
+        schedule=schedule,
+        seed=secrets.randbelow(2**32) if job.seed is None or job.seed < 0 else job.seed,
+        width=job.width or size,
+        height=job.height or size,
+        clip_skip=job.clip_skip or 1,
+    )
+    for side in (request.width, request.height):
+        if side % 8:
+            raise HubError(f"image sizes are multiples of 8, not {side}")
+    return Plan(
+        model, loras, embeddings, hypernetworks, vae, request, written.strip(), reports, job.output
+    )
+
+
+_ADDON_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _cached(ctx: Context, art: dict[str, Any], parse: Callable[[dict[str, Any]], Any]) -> Any:
+    """Parsed add-ons by content hash, kept for the process (so patches can be compared by
+    identity between generations)."""
+    key = (parse.__name__, art["hashes"]["xxh3_128"])
+    if key not in _ADDON_CACHE:
+        _ADDON_CACHE[key] = parse(art)
+    return _ADDON_CACHE[key]
+
+
+def lora_hash(art: dict[str, Any]) -> str:
+    """The 12 hex A1111 writes in ``Lora hashes``: AutoV3 for safetensors, else SHA-256."""
+    return (art["hashes"]["autov3"] or art["hashes"]["sha256"])[:12]
+
+
+def _infotext(p: Plan, device: str, dtype: str) -> tuple[str, dict[str, Any]]:
+    r = p.request
+    lora_names = {a.written or a.art["name"]: lora_hash(a.art) for a in p.loras}
+    params = {
+        "Steps": r.steps,
+        "Sampler": r.sampler,
+        "Schedule type": None if r.schedule == "Automatic" else r.schedule,
+        "CFG scale": f"{r.cfg:g}",
+        "Seed": r.seed,
+        "Size": f"{r.width}x{r.height}",
+        "Model hash": p.model["hashes"]["sha256"][:10],
+        "Model": p.model["name"],
+        "VAE hash": p.vae["hashes"]["sha256"][:10] if p.vae else None,
+        "VAE": p.vae["name"] if p.vae else None,
+        "Clip skip": r.clip_skip if r.clip_skip > 1 else None,
+        "Lora hashes": infotext.format_hash_list(lora_names),
+        "TI hashes": infotext.format_hash_list(
+            {a.art["name"]: a.art["hashes"]["sha256"][:12] for a in p.embeddings}
+        ),
+        "Version": f"sd-hub {__version__}",
+    }
+    text = infotext.format_infotext(infotext.Infotext(p.prompt_written, r.negative, params))
+
+    def item(a: Addon) -> dict[str, Any]:
+        return {
+            "name": a.art["name"],
+            "kind": a.art["kind"],
+            "sha256": a.art["hashes"]["sha256"],
+            "xxh3_128": a.art["hashes"]["xxh3_128"],
+            "te": a.te,
+            "unet": a.unet,
+            "tag": a.written or None,
+        }
+
+    record = {
+        "version": 1,
+        "prompt": p.prompt_written,
+        "negative": r.negative,
+        "model": item(Addon(p.model)),
+        "vae": item(Addon(p.vae)) if p.vae else None,
+        "loras": [item(a) for a in p.loras],
+        "embeddings": [item(a) for a in p.embeddings],
+        "hypernetworks": [item(a) for a in p.hypernetworks],
+        "settings": {
+            "steps": r.steps,
+            "cfg": r.cfg,
+            "sampler": r.sampler,
+            "schedule": r.schedule,
+            "seed": r.seed,
+            "width": r.width,
+            "height": r.height,
+            "clip_skip": r.clip_skip,
+        },
+        "device": device,
+        "dtype": dtype,
+        "sd_hub": __version__,
+    }
+    return text, record
+
+
+def _next_output(ctx: Context, seed: int) -> Path:
+    folder = ctx.settings.home / "outputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    taken = [int(m[1]) for f in folder.glob("*.png") if (m := re.match(r"(\d+)-", f.name))]
+    return folder / f"{max(taken, default=0) + 1:05d}-{seed}.png"
+
+
+def write_png(image: Any, path: Path, text: str, record: dict[str, Any]) -> None:
+    """The image with ``parameters`` (A1111 infotext) and sd-hub's record as text chunks,
+    written beside its final name and moved into place."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", text)
+    info.add_text(RECORD_KEY, json.dumps(record, separators=(",", ":")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.part")
+    image.save(part, format="PNG", pnginfo=info)
+    part.replace(path)
+
+
+class Hub:
+    """sd-hub's Python API for generation: ``Hub().generate(Job(...))`` or keyword
+    arguments. The loaded model stays in memory between calls; a new stack re-patches only
+    the weights whose add-ons changed."""
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        config: str | Path | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        ctx: Context | None = None,
+    ) -> None:
+        self.ctx = ctx or Context.load(
+            config=str(config) if config else None, home=str(home) if home else None
+        )
+        self.device, self.dtype = choose_device(device, dtype)
+        self._loaded: tuple[str, LoadedModel] | None = None
+        self._shapes: dict[str, Any] = {}
+
+    def plan(self, job: Job) -> Plan:
+        """The job resolved and checked (see :func:`plan`)."""
+
+        def shapes_of(model: dict[str, Any]) -> Any:
+            from hub import ldm_models
+
+            key = model["hashes"]["xxh3_128"]
+            if key not in self._shapes:
+                self._shapes = {key: ldm_models.shapes(model)}
+            return self._shapes[key]
+
+        return plan(self.ctx, job, shapes_of)
+
+    def _model(self, art: dict[str, Any]) -> tuple[LoadedModel, bool]:
+        key = f"{art['hashes']['xxh3_128']}/{self.device}/{self.dtype}"
+        if self._loaded is not None and self._loaded[0] == key:
+            return self._loaded[1], False
+        self._loaded = None  # free the previous model before loading the next
+        from hub import plugins
+
+        self.ctx.load_plugins()
+        model = plugins.load_plugins().hook.load_pipeline(
+            artifact=art, device=self.device, dtype=self.dtype
+        )
+        if model is None:
+            raise HubError(
+                f"no inference backend loads {art['name']} ({art['format']} {art['kind']})"
+            )
+        self._loaded = (key, model)
+        return model, True
+
+    def generate(
+        self,
+        job: Job | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        on_stage: Callable[[str], None] | None = None,
+        **settings: Any,
+    ) -> Generated:
+        """Make one image and write it (``job.output`` or the next file under
+        ``HUB_HOME/outputs``)."""
+        from adapters import patch
+
+        started = time.perf_counter()
+        job = job if job is not None else Job.from_dict(settings)
+        p = self.plan(job)
+        stage = on_stage or (lambda _text: None)
+        stage(f"loading {p.model['name']}")
+        model, reloaded = self._model(p.model)
+        loaded_at = time.perf_counter()
+        stage("applying add-ons")
+        changes = patch.plan(
+            [
+                (
+                    addons.fit_lora(
+                        p.model, self._shapes[p.model["hashes"]["xxh3_128"]], a.art, adapter
+                    ),
+                    adapter,
+                    a.te,
+                    a.unet,
+                )
+                for a in p.loras
+                for adapter in [_cached(self.ctx, a.art, addons.lora)]
+            ]
+        )
+        model.patches.update(changes)
+        extras = Extras(
+            embeddings=tuple(
+                (a.art["name"], _cached(self.ctx, a.art, addons.embedding)) for a in p.embeddings
+            ),
+            hypernetworks=tuple(
+                (_cached(self.ctx, a.art, addons.hypernetwork), a.unet) for a in p.hypernetworks
+            ),
+            vae=(p.vae["hashes"]["xxh3_128"], _vae_state(p.vae)) if p.vae else None,
+        )
+        patched_at = time.perf_counter()
+        first_step: list[float] = []
+
+        def step(done: int, total: int) -> None:
+            if not first_step:
+                first_step.append(time.perf_counter())
+            if on_step is not None:
+                on_step(done, total)
+
+        stage("denoising")
+        image = model.generate(p.request, extras, step)
+        text, record = _infotext(p, self.device, self.dtype)
+        path = p.output or _next_output(self.ctx, p.request.seed)
+        write_png(image, path, text, record)
+        done = time.perf_counter()
+        timings = {
+            "load": loaded_at - started,
+            "patch": patched_at - loaded_at,
+            "to_first_step": (first_step[0] if first_step else done) - started,
+            "total": done - started,
+        }
+        return Generated(path, image, text, record, p.reports, reloaded, timings)
+
+
+_VAE_CACHE: dict[str, Any] = {}
+
+
+def _vae_state(art: dict[str, Any]) -> dict[str, Any]:
+    key = art["hashes"]["xxh3_128"]
+    if key not in _VAE_CACHE:
+        _VAE_CACHE.clear()
+        _VAE_CACHE[key] = addons.read_state(art)[0]
+    return _VAE_CACHE[key]
+
+
+@dataclass
+class Missing:
+    """A file an image names that the registry does not hold."""
+
+    kind: str
+    name: str
+    hash: str
+
+    @property
+    def install_ref(self) -> str:
+        """The ``hub install`` ref that finds it by hash on the share site."""
+        scheme = {64: "sha256", 10: "autov2"}.get(len(self.hash), "autov3")
+        return f"{scheme}:{self.hash}"
+
+
+def _known(ctx: Context, hash_prefix: str) -> bool:
+    from hub.registry.queries import resolve_rows
+    from hub.taxonomy import Ref
+
+    with ctx.db.reader() as reader:
+        return bool(resolve_rows(reader, Ref(hash_prefix, hash_prefix=hash_prefix.lower())))
+
+
+def job_from_image(ctx: Context, path: Path) -> tuple[Job, list[Missing]]:
+    """The job an image records: sd-hub's own record when present (every file by SHA-256),
+    else A1111 infotext from any tool (model by ``Model hash``, add-ons by ``Lora hashes``
+    and ``TI hashes``, else by name). Also what the registry lacks."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            chunks = dict(getattr(img, "text", {}) or img.info)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise HubError(f"{path}: not a readable image ({exc})") from None
+    if RECORD_KEY in chunks:
+        return _job_from_record(ctx, path, chunks[RECORD_KEY])
+    if "parameters" not in chunks:
+        raise HubError(f"{path}: the image carries no generation parameters")
+    return _job_from_infotext(ctx, chunks["parameters"])
+
+
+def _job_from_record(ctx: Context, path: Path, text: str) -> tuple[Job, list[Missing]]:
+    try:
+        rec = json.loads(text)
+        s = rec["settings"]
+    except (ValueError, KeyError, TypeError):
+        raise HubError(f"{path}: its sd-hub record is damaged") from None
+    missing = [
+        Missing(item["kind"], item["name"], item["sha256"])
+        for group in ("model", "vae", "loras", "embeddings", "hypernetworks")
+        for item in (rec[group] if isinstance(rec.get(group), list) else [rec.get(group)])
+        if item and not _known(ctx, item["sha256"])
+    ]
+    job = Job(
+        prompt=rec["prompt"],
+        negative=rec.get("negative") or None,
+        model=f"sha256:{rec['model']['sha256']}",
+        vae=f"sha256:{rec['vae']['sha256']}" if rec.get("vae") else None,
+        steps=s["steps"],
+        cfg=s["cfg"],
+        sampler=f"{s['sampler']} {s['schedule']}" if s["schedule"] != "Automatic" else s["sampler"],
+        seed=s["seed"],
+        width=s["width"],
+        height=s["height"],
+        clip_skip=s["clip_skip"],
+    )
+    for group, kind in (("loras", "lora"), ("hypernetworks", "hypernetwork")):
+        for item in rec[group]:
+            if item.get("tag"):
+                job.pinned[f"{kind}:{item['tag']}"] = item["sha256"]
+    job.pinned |= {f"embedding:{e['name']}": e["sha256"] for e in rec["embeddings"]}
+    return job, missing
+
+
+def _job_from_infotext(ctx: Context, text: str) -> tuple[Job, list[Missing]]:
+    info = infotext.parse_infotext(text)
+    p = info.params
+    missing: list[Missing] = []
+    job = Job(prompt=info.prompt, negative=info.negative or None)
+    model_hash = str(p.get("Model hash") or "")
+    if model_hash and _known(ctx, model_hash):
+        job.model = f"hash:{model_hash}"
+    elif p.get("Model"):
+        job.model = str(p["Model"])
+        if model_hash:
+            missing.append(Missing("checkpoint", job.model, model_hash))
+    for name, h in infotext.hash_list(p.get("Lora hashes")).items():
+        if _known(ctx, h):
+            job.pinned[f"lora:{name}"] = h
+        else:
+            missing.append(Missing("lora", name, h))
+    for name, h in infotext.hash_list(p.get("TI hashes")).items():
+        if _known(ctx, h):
+            job.pinned[f"embedding:{name}"] = h
+        else:
+            missing.append(Missing("embedding", name, h))
+    if p.get("Hypernet"):
+        job.prompt += f" <hypernet:{p['Hypernet']}:{p.get('Hypernet strength', 1)}>"
+    if p.get("VAE hash") and _known(ctx, str(p["VAE hash"])):
+        job.vae = f"hash:{p['VAE hash']}"
+    if "Size" in p:
+        job.width, job.height = p["Size"]
+    for key, attr, cast in (
+        ("Steps", "steps", int),
+        ("CFG scale", "cfg", float),
+        ("Seed", "seed", int),
+        ("Clip skip", "clip_skip", int),
+    ):
+        if key in p:
+            setattr(job, attr, cast(p[key]))
+    if "Sampler" in p:
+        schedule = p.get("Schedule type")
+        automatic = schedule in (None, "Automatic")
+        job.sampler = p["Sampler"] if automatic else f"{p['Sampler']} {schedule}"
+    return job, missing

@@ -1,0 +1,267 @@
+"""The built-in inference backend: diffusers pipelines assembled offline from a registered
+single-file checkpoint or diffusers folder (configs derived from the weights, the CLIP
+tokenizer from the data shipped with sd-hub)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from adapters import ldm_keys
+from adapters.hypernetwork import attached
+from adapters.patch import PatchSet
+from hub import hookimpl, ldm_models
+from hub.errors import HubError, InvalidFileError
+from hub.plugins.generating import Extras, Request
+from hub.tokenizer import clip_tokenizer
+
+SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "DPM++ SDE": ("DPMSolverSinglestepScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+    "PLMS": ("PNDMScheduler", {}),
+}
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "Automatic": {},
+    "Uniform": {},
+    "Karras": {"use_karras_sigmas": True},
+    "Exponential": {"use_exponential_sigmas": True},
+    "Beta": {"use_beta_sigmas": True},
+    "SGM Uniform": {"timestep_spacing": "trailing"},
+    "Simple": {"timestep_spacing": "trailing"},
+}
+DTYPES = ("float32", "float16", "bfloat16")
+_KEEP = (ldm_keys.UNET_PREFIX, ldm_keys.VAE_PREFIX, "cond_stage_model.", "conditioner.")
+
+
+def _read_weights(artifact: dict[str, Any]) -> dict[str, Any]:
+    path = Path(artifact["path"])
+    if artifact["format"] == "safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    if artifact["format"] == "diffusers":
+        return ldm_models.folder_to_ldm(path, artifact["base"])
+    if artifact["format"] == "pickle":
+        from hub import safeload
+
+        loaded = safeload.load(path)
+        try:
+            return {
+                k: loaded.tensor(r) for k, r in loaded.tensor_refs().items() if k.startswith(_KEEP)
+            }
+        finally:
+            loaded.close()
+    raise InvalidFileError(path, f"a {artifact['format']} model cannot be loaded")
+
+
+class DiffusersModel:
+    """A Stable Diffusion pipeline whose weights are also reachable by single-file key."""
+
+    def __init__(self, artifact: dict[str, Any], device: str, dtype: str) -> None:
+        import torch
+
+        self.base = artifact["base"]
+        self.device, self.dtype = device, dtype
+        self.prediction = artifact.get("prediction")
+        ldm_models.check_base(self.base, artifact["path"])
+        torch_dtype = getattr(torch, dtype)
+        weights = {
+            k: (v.to(device, torch_dtype) if v.is_floating_point() else v.to(device))
+            for k, v in _read_weights(artifact).items()
+            if k.startswith(_KEEP)
+        }
+        self.parts = ldm_models.components(weights, self.base)
+        self._weights = weights
+        self._patches = PatchSet(weights)
+        self._tokenizers = [clip_tokenizer()]
+        if self.base == "sdxl":
+            self._tokenizers.append(clip_tokenizer("!"))
+        elif self.base == "sd2":
+            self._tokenizers = [clip_tokenizer("!")]
+        self._vaes: dict[str, Any] = {}
+        self._schedulers: dict[tuple[str, str], Any] = {}
+        self.pipe = self._pipeline()
+
+    @property
+    def weights(self) -> Mapping[str, Any]:
+        return self._weights
+
+    @property
+    def patches(self) -> PatchSet:
+        return self._patches
+
+    def samplers(self) -> list[str]:
+        return list(SAMPLERS)
+
+    def _pipeline(self) -> Any:
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()  # optional-dependency notices at import
+        diffusers_logging.set_verbosity_error()
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+        p = self.parts
+        if self.base == "sdxl":
+            pipe = StableDiffusionXLPipeline(
+                vae=p["vae"],
+                text_encoder=p["text_encoder"],
+                text_encoder_2=p["text_encoder_2"],
+                tokenizer=self._tokenizers[0],
+                tokenizer_2=self._tokenizers[1],
+                unet=p["unet"],
+                scheduler=self._scheduler("Euler", "Automatic"),
+                add_watermarker=False,
+            )
+        else:
+            pipe = StableDiffusionPipeline(
+                vae=p["vae"],
+                text_encoder=p["text_encoder"],
+                tokenizer=self._tokenizers[0],
+                unet=p["unet"],
+                scheduler=self._scheduler("Euler", "Automatic"),
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _scheduler(self, sampler: str, schedule: str) -> Any:
+        import diffusers
+
+        if sampler not in SAMPLERS:
+            raise HubError(f"unknown sampler '{sampler}'", hint="samplers: " + ", ".join(SAMPLERS))
+        if schedule not in SCHEDULES:
+            raise HubError(
+                f"unknown schedule type '{schedule}'", hint="schedules: " + ", ".join(SCHEDULES)
+            )
+        key = (sampler, schedule)
+        if key not in self._schedulers:
+            cls_name, options = SAMPLERS[sampler]
+            config = {k: v for k, v in ldm_models.SCHEDULER.items() if k != "_class_name"}
+            if self.prediction == "v":
+                config["prediction_type"] = "v_prediction"
+            cls = getattr(diffusers, cls_name)
+            self._schedulers[key] = cls.from_config(config | options | SCHEDULES[schedule])
+        return self._schedulers[key]
+
+    def _vae(self, extras: Extras) -> Any:
+        if extras.vae is None:
+            return self.parts["vae"]
+        name, state = extras.vae
+        if name not in self._vaes:
+            import torch
+
+            dtype = getattr(torch, self.dtype)
+            moved = {k: v.to(self.device, dtype) for k, v in state.items()}
+            self._vaes = {name: ldm_models.vae(moved, self.base)}  # one swapped VAE at a time
+        return self._vaes[name]
+
+    @contextmanager
+    def _embeddings(self, extras: Extras) -> Iterator[Callable[[str], str]]:
+        """Tokens and embedding rows for each embedding on fresh tokenizer copies; the
+        originals come back on exit. Yields the prompt rewrite (name -> its tokens)."""
+        import torch
+
+        encoders = [self.parts["text_encoder"]]
+        if self.base == "sdxl":
+            encoders.append(self.parts["text_encoder_2"])
+        slots = ["clip_l", "clip_g"] if self.base == "sdxl" else ["text"]
+        saved = [(enc, enc.get_input_embeddings()) for enc in encoders]
+        tokens = {
+            name: [f"<{name}>"] + [f"<{name}_{i}>" for i in range(1, emb.count)]
+            for name, emb in extras.embeddings
+        }
+        try:
+            for i, (enc, table) in enumerate(saved):
+                if not extras.embeddings:
+                    break
+                tok = copy.deepcopy(self._tokenizers[i])
+                new = [t for name, _ in extras.embeddings for t in tokens[name]]
+                tok.add_tokens(new)
+                first = table.weight.shape[0]
+                if tok.convert_tokens_to_ids(new) != list(range(first, first + len(new))):
+                    raise HubError("embedding tokens clash with the tokenizer's vocabulary")
+                rows = torch.cat([emb.vectors[slots[i]] for _, emb in extras.embeddings])
+                weight = torch.cat([table.weight.detach(), rows.to(table.weight)])
+                enc.set_input_embeddings(torch.nn.Embedding.from_pretrained(weight, freeze=True))
+                setattr(self.pipe, "tokenizer" if i == 0 else "tokenizer_2", tok)
+            patterns = [
+                (re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])", re.IGNORECASE), " ".join(t))
+                for name, t in tokens.items()
+            ]
+
+            def rewrite(text: str) -> str:
+                for pattern, replacement in patterns:
+                    text = pattern.sub(replacement, text)
+                return text
+
+            yield rewrite
+        finally:
+            for i, (enc, table) in enumerate(saved):
+                enc.set_input_embeddings(table)
+                setattr(self.pipe, "tokenizer" if i == 0 else "tokenizer_2", self._tokenizers[i])
+
+    def generate(
+        self,
+        request: Request,
+        extras: Extras,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        import torch
+
+        self.pipe.scheduler = self._scheduler(request.sampler, request.schedule)
+        self.pipe.vae = self._vae(extras)
+
+        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> Any:
+            if on_step is not None:
+                on_step(step + 1, request.steps)
+            return kwargs
+
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+        try:
+            with (
+                self._embeddings(extras) as rewrite,
+                attached(self.parts["unet"], list(extras.hypernetworks)),
+                torch.inference_mode(),
+            ):
+                result = self.pipe(
+                    prompt=rewrite(request.prompt),
+                    negative_prompt=rewrite(request.negative) or None,
+                    num_inference_steps=request.steps,
+                    guidance_scale=request.cfg,
+                    width=request.width,
+                    height=request.height,
+                    generator=generator,
+                    clip_skip=request.clip_skip - 1 if request.clip_skip > 1 else None,
+                    callback_on_step_end=step_end,
+                    output_type="pil",
+                )
+        finally:
+            self.pipe.vae = self.parts["vae"]
+        return result.images[0]
+
+
+@hookimpl(trylast=True)
+def load_pipeline(artifact: dict[str, Any], device: str, dtype: str) -> DiffusersModel | None:
+    if artifact["kind"] != "checkpoint" or artifact["format"] not in (
+        "safetensors",
+        "diffusers",
+        "pickle",
+    ):
+        return None
+    return DiffusersModel(artifact, device, dtype)
