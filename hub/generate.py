@@ -391,6 +391,11 @@ class Hub:
         self._loaded: tuple[str, LoadedModel] | None = None
         self._shapes: dict[str, Any] = {}
 
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The model held in memory, if any."""
+        return self._loaded[1] if self._loaded else None
+
     def plan(self, job: Job) -> Plan:
         """The job resolved and checked (see :func:`plan`)."""
 
@@ -498,6 +503,32 @@ def _vae_state(art: dict[str, Any]) -> dict[str, Any]:
         _VAE_CACHE.clear()
         _VAE_CACHE[key] = addons.read_state(art)[0]
     return _VAE_CACHE[key]
+
+
+def read_batch(path: Path, defaults: Job) -> list[Job]:
+    """Jobs from a batch file: a JSON list, a TOML file with ``[[jobs]]``, or one prompt per
+    line (``#`` comments). ``defaults`` fills what an entry leaves unset."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HubError(f"{path}: cannot read the batch file ({exc.strerror})") from None
+    base = {f.name: getattr(defaults, f.name) for f in fields(Job)}
+    base = {k: v for k, v in base.items() if v not in (None, [], {}, "")}
+    if path.suffix in (".json", ".toml"):
+        try:
+            if path.suffix == ".json":
+                entries = json.loads(text)
+            else:
+                import tomllib
+
+                entries = tomllib.loads(text).get("jobs")
+        except ValueError as exc:
+            raise HubError(f"{path}: not valid {path.suffix[1:].upper()} ({exc})") from None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise HubError(f"{path}: expected a list of jobs (objects with a prompt)")
+        return [Job.from_dict(base | e) for e in entries]
+    lines = [line.strip() for line in text.splitlines()]
+    return [replace(defaults, prompt=line) for line in lines if line and not line.startswith("#")]
 
 
 @dataclass

@@ -191,6 +191,41 @@ def embedding_state(name: str, vectors: int = 2, seed: int = 3) -> dict[str, tor
     return state
 
 
+def hypernetwork_object(name: str, seed: int = 6) -> dict[object, object]:
+    """An A1111 hypernetwork as ``torch.save`` writes it (FORMATS.md §6): for each
+    self-attention width of the mini UNet and its context width, a key and a value module of
+    layer structure 1-2-1 (linear activation), with small random weights."""
+    g = torch.Generator().manual_seed(seed)
+    unet = SPECS[name]["unet"]
+    levels = zip(unet["block_out_channels"], unet["down_block_types"], strict=True)
+    widths = sorted({c for c, t in levels if "CrossAttn" in t} | {unet["cross_attention_dim"]})
+    obj: dict[object, object] = {}
+    for width in widths:
+        pair = []
+        for _ in (0, 1):
+            pair.append(
+                {
+                    "linear.0.weight": torch.randn(width * 2, width, generator=g) * 0.05,
+                    "linear.0.bias": torch.randn(width * 2, generator=g) * 0.05,
+                    "linear.1.weight": torch.randn(width, width * 2, generator=g) * 0.05,
+                    "linear.1.bias": torch.randn(width, generator=g) * 0.05,
+                }
+            )
+        obj[width] = pair
+    return obj | {
+        "layer_structure": [1, 2, 1],
+        "activation_func": "linear",
+        "is_layer_norm": False,
+        "weight_initialization": "Normal",
+        "use_dropout": False,
+        "activate_output": False,
+        "name": f"mini-{name}-hypernetwork",
+        "step": 1000,
+        "sd_checkpoint": None,
+        "sd_checkpoint_name": None,
+    }
+
+
 def vae_state(seed: int = 4) -> dict[str, torch.Tensor]:
     """A standalone VAE in the LDM layout (keys without prefix)."""
     from diffusers import AutoencoderKL

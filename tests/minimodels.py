@@ -144,3 +144,14 @@ def random_file(seed: int = 5) -> Path:
         },
         target,
     )
+
+
+def hypernetwork(name: str, seed: int = 6) -> Path:
+    """An A1111 hypernetwork ``.pt`` (a real pickle, as A1111 writes it)."""
+    folder = CACHE_ROOT / "mini" / builder_key("hypernetwork", name, seed)
+    target = folder / f"hypernetwork-{name}.pt"
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(minimodels.hypernetwork_object(name, seed), target.with_suffix(".tmp"))
+        target.with_suffix(".tmp").rename(target)
+    return target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import minimodels as tm
 import pytest
+import reference
 import torch
 from safetensors.torch import load_file
 
@@ -13,27 +14,7 @@ from hub import minimodels as mm
 
 def _diffusers_fused(name: str, lora_path, scale: float = 1.0) -> dict[str, torch.Tensor]:
     """diffusers' load_lora_weights + fuse_lora on the same mini model, in LDM names."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    parts = mm.build_components(name)
-    kwargs = dict(
-        vae=parts["vae"],
-        text_encoder=parts["text_encoder"],
-        tokenizer=None,
-        unet=parts["unet"],
-        scheduler=EulerDiscreteScheduler(),
-    )
-    if name == "sdxl":
-        pipe = StableDiffusionXLPipeline(
-            **kwargs, text_encoder_2=parts["text_encoder_2"], tokenizer_2=None
-        )
-    else:
-        pipe = StableDiffusionPipeline(
-            **kwargs, safety_checker=None, feature_extractor=None, requires_safety_checker=False
-        )
-    pipe.load_lora_weights(str(lora_path))
-    pipe.fuse_lora(lora_scale=scale)
-    pipe.unload_lora_weights()
+    pipe = reference.fused_pipeline(name, lora_path, scale)
     state = ldm_keys.unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config))
     state |= ldm_keys.clip_to_ldm(pipe.text_encoder.state_dict(), mm.TEXT_PREFIXES[name][0])
     if name == "sdxl":

@@ -44,9 +44,10 @@ def _root(
 
 
 def _register_commands() -> None:
-    from hub.cli import config_cmd, demo_cmd, library, plugins_cmd
+    from hub.cli import config_cmd, demo_cmd, generate_cmd, library, plugins_cmd
 
     library.register(app)
+    generate_cmd.register(app)
     plugins_cmd.register(app)
     config_cmd.register(app)
     demo_cmd.register(app)

@@ -121,3 +121,30 @@ def open_progress(label: str, enabled: bool) -> Iterator[Any]:
     ) as bar:
         task = bar.add_task(label, total=None)
         yield (lambda total: bar.update(task, total=total)), (lambda n: bar.advance(task, n))
+
+
+@contextmanager
+def step_progress(enabled: bool) -> Iterator[tuple[Any, Any]]:
+    """A stage line and a denoising-step bar on stderr: yields (on_stage, on_step)."""
+    if not show_progress(enabled):
+        yield (lambda text: None), (lambda done, total: None)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def on_stage(text: str) -> None:
+            bar.update(task, description=text, completed=0, total=None)
+
+        def on_step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield on_stage, on_step

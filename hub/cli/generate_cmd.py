@@ -1,0 +1,207 @@
+"""``hub generate``: images from a registry-resolved stack."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from pathlib import Path
+
+import typer
+
+from hub.cli.output import emit_json, out, status, step_progress
+from hub.cli.state import context
+from hub.errors import HubError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("generate")
+    def generate_command(  # noqa: PLR0913 - the options users expect
+        ctx: typer.Context,
+        prompt: str = typer.Argument(
+            None, help="The prompt; <lora:NAME:W>, <hypernet:NAME:W> and embedding names work."
+        ),
+        negative: str = typer.Option(None, "--negative", "-n", help="Negative prompt."),
+        model: str = typer.Option(None, "--model", "-m", help="The checkpoint (a ref)."),
+        lora: list[str] = typer.Option(
+            None, "--lora", help="REF[:W] or REF:TE_W:UNET_W (repeatable; any LoRA-family algo)."
+        ),
+        embedding: list[str] = typer.Option(
+            None,
+            "--embedding",
+            help="An embedding to load (repeatable); use its name in the prompt.",
+        ),
+        hypernetwork: list[str] = typer.Option(
+            None, "--hypernetwork", help="REF[:W] (repeatable)."
+        ),
+        vae: str = typer.Option(None, "--vae", help="Use this VAE instead of the model's."),
+        stack: str = typer.Option(None, "--stack", help="A [stacks.NAME] table of hub.toml."),
+        trigger: bool = typer.Option(
+            False, "--trigger", help="Add each add-on's trained words to the prompt."
+        ),
+        steps: int = typer.Option(None, "--steps", help="Denoising steps (default 20)."),
+        cfg: float = typer.Option(None, "--cfg", help="CFG scale (default 7)."),
+        sampler: str = typer.Option(
+            None, "--sampler", help="A1111 name: 'Euler a', 'DPM++ 2M Karras', DDIM, ..."
+        ),
+        seed: int = typer.Option(None, "--seed", help="Seed (default: random)."),
+        width: int = typer.Option(None, "--width", "-W", help="Width (default: the base's)."),
+        height: int = typer.Option(None, "--height", "-H", help="Height."),
+        clip_skip: int = typer.Option(None, "--clip-skip", help="A1111 Clip skip (1 = none)."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+        dtype: str = typer.Option("auto", "--dtype", help="auto, float32, float16, bfloat16."),
+        output: Path = typer.Option(
+            None, "--output", "-o", help="The PNG to write (with --batch: a folder)."
+        ),
+        batch: Path = typer.Option(
+            None, "--batch", help="Jobs: one prompt per line, a JSON list or TOML [[jobs]]."
+        ),
+        from_image: Path = typer.Option(
+            None, "--from", help="Re-run the stack a PNG records (A1111 infotext too)."
+        ),
+        yes: bool = typer.Option(
+            False, "--yes", "-y", help="Install missing files without asking."
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Resolve and check the stack; load nothing."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    ) -> None:
+        """Generate images with a model and any set of add-ons, reproducibly."""
+        from hub.generate import Hub, Job, read_batch
+
+        hub = Hub(ctx=context(ctx), device=device, dtype=dtype)
+        given = Job(
+            prompt=prompt or "",
+            negative=negative,
+            model=model,
+            loras=list(lora or []),
+            embeddings=list(embedding or []),
+            hypernetworks=list(hypernetwork or []),
+            vae=vae,
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler,
+            seed=seed,
+            width=width,
+            height=height,
+            clip_skip=clip_skip,
+            trigger=trigger,
+            stack=stack,
+        )
+        if from_image is not None:
+            jobs = [_from_image(hub, from_image, given, yes, quiet)]
+        elif batch is not None:
+            jobs = read_batch(batch, given)
+        else:
+            if not prompt and not stack:
+                raise HubError("no prompt", hint='hub generate "a castle" --model NAME')
+            jobs = [given]
+        if output is not None:
+            if batch is not None:
+                output.mkdir(parents=True, exist_ok=True)
+                jobs = [
+                    replace(j, output=j.output or output / f"{i + 1:05d}.png")
+                    for i, j in enumerate(jobs)
+                ]
+            else:
+                jobs = [replace(jobs[0], output=output)]
+        if dry_run:
+            plans = [hub.plan(j) for j in jobs]
+            if as_json:
+                emit_json([_plan_json(p) for p in plans])
+                return
+            for p in plans:
+                _show_plan(p)
+            return
+        results = []
+        for job in jobs:
+            with step_progress(not quiet) as (on_stage, on_step):
+                result = hub.generate(job, on_step=on_step, on_stage=on_stage)
+            for line in result.reports:
+                status(line)
+            results.append(result)
+            if not as_json:
+                out().print(str(result.path), markup=False, highlight=False)
+                status(
+                    f"seed {result.record['settings']['seed']}, "
+                    f"{result.timings['total']:.1f}s"
+                    + ("" if result.reloaded else " (model already loaded)")
+                )
+        if as_json:
+            emit_json(
+                [
+                    {
+                        "path": str(r.path),
+                        "infotext": r.infotext,
+                        "record": r.record,
+                        "timings": r.timings,
+                    }
+                    for r in results
+                ]
+            )
+
+
+def _from_image(hub: object, path: Path, given: object, yes: bool, quiet: bool) -> object:
+    """The job an image records, with missing files installed by hash (asked unless -y) and
+    explicitly given settings on top."""
+    from hub.generate import job_from_image
+    from hub.install import install
+
+    job, missing = job_from_image(hub.ctx, path)
+    if missing:
+        for m in missing:
+            status(f"missing: {m.kind} {m.name} ({m.hash})")
+        if not yes and not typer.confirm(
+            f"install {len(missing)} missing file(s) by hash from the share site?", err=True
+        ):
+            raise HubError("cannot re-run without the missing files", hint="pass -y to install")
+        for m in missing:
+            result = install(hub.ctx, m.install_ref)
+            status(f"installed {result.artifact['kind']}:{result.artifact['name']}")
+        job, missing = job_from_image(hub.ctx, path)
+    overrides = {
+        f.name: getattr(given, f.name)
+        for f in fields(given)
+        if f.name in ("seed", "steps", "cfg", "sampler", "width", "height", "output")
+        and getattr(given, f.name) is not None
+    }
+    return replace(job, **overrides)
+
+
+def _plan_json(p: object) -> dict:
+    def art(a: dict) -> dict:
+        return {"name": a["name"], "kind": a["kind"], "sha256": a["hashes"]["sha256"]}
+
+    return {
+        "model": art(p.model),
+        "vae": art(p.vae) if p.vae else None,
+        "loras": [art(a.art) | {"te": a.te, "unet": a.unet} for a in p.loras],
+        "embeddings": [art(a.art) for a in p.embeddings],
+        "hypernetworks": [art(a.art) | {"strength": a.unet} for a in p.hypernetworks],
+        "prompt": p.request.prompt,
+        "negative": p.request.negative,
+        "settings": {
+            "steps": p.request.steps,
+            "cfg": p.request.cfg,
+            "sampler": p.request.sampler,
+            "schedule": p.request.schedule,
+            "seed": p.request.seed,
+            "size": [p.request.width, p.request.height],
+            "clip_skip": p.request.clip_skip,
+        },
+        "checks": p.reports,
+    }
+
+
+def _show_plan(p: object) -> None:
+    data = _plan_json(p)
+    out().print(f"model: {data['model']['name']} ({data['model']['sha256'][:10]})", markup=False)
+    for a in data["loras"]:
+        out().print(f"lora: {a['name']} te={a['te']:g} unet={a['unet']:g}", markup=False)
+    for a in data["embeddings"]:
+        out().print(f"embedding: {a['name']}", markup=False)
+    for a in data["hypernetworks"]:
+        out().print(f"hypernetwork: {a['name']} {a['strength']:g}", markup=False)
+    out().print(f"prompt: {data['prompt']}", markup=False)
+    for line in data["checks"]:
+        status(line)
