@@ -250,12 +250,26 @@ def delta(mod: Module, weight: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _plain_lora(mod: Module, weight: torch.Tensor) -> bool:
+    """A LoRA whose delta is one matrix product (Linear, or 1x1 conv on either side)."""
+    if mod.algo != lk.LORA or mod.has("lora_mid.weight"):
+        return False
+    down = mod.t("lora_down.weight")
+    return down.dim() == 2 or weight.dim() != 4 or down.shape[2:] == (1, 1)
+
+
 def apply(weight: torch.Tensor, changes: list[tuple[Module, float]]) -> torch.Tensor:
     """``weight`` with each module's delta added at its strength (float32 math, then the
-    weight's dtype). DoRA modules apply one at a time, in order, on the running weight."""
-    w = weight.float()
+    weight's dtype). Plain LoRAs add ``up @ down`` in one fused multiply-add; DoRA modules
+    apply one at a time, in order, on the running weight."""
+    w = weight.to(torch.float32, copy=True, memory_format=torch.contiguous_format)
     for mod, strength in changes:
         if strength == 0:
             continue
-        w = w + strength * delta(mod, w if mod.algo == lk.DORA else weight.float())
+        if _plain_lora(mod, w):
+            up, down = _flat(mod.t("lora_up.weight")), _flat(mod.t("lora_down.weight"))
+            scale = strength * _alpha_scale(mod, down.shape[0])
+            w.view(w.shape[0], -1).addmm_(up.float(), down.float(), alpha=scale)
+        else:
+            w += strength * delta(mod, w if mod.algo == lk.DORA else weight.float())
     return w.to(weight.dtype)

@@ -139,18 +139,19 @@ class PatchSet:
         weights were written."""
         written = 0
         with torch.no_grad():
-            for key in list(self._applied):
-                if key not in changes or _signature(changes[key]) != self._applied[key]:
-                    self.tensors[key].copy_(self._saved.pop(key))
-                    del self._applied[key]
-                    written += 1
+            for key in [k for k in self._applied if k not in changes]:
+                self.tensors[key].copy_(self._saved.pop(key))
+                del self._applied[key]
+                written += 1
             for key, todo in changes.items():
-                if key in self._applied:
+                signature = _signature(todo)
+                if self._applied.get(key) == signature:
                     continue
                 target = self.tensors[key]
-                self._saved[key] = target.detach().clone()
-                target.copy_(patched(target.detach(), todo))
-                self._applied[key] = _signature(todo)
+                if key not in self._saved:
+                    self._saved[key] = target.detach().clone()
+                target.copy_(patched(self._saved[key], todo))
+                self._applied[key] = signature
                 written += 1
         return written
 

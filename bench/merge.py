@@ -10,7 +10,6 @@ RSS; the merge's peak RSS under 0.2x the two inputs' size.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fixtures import build_sd15
 from timing import measure
 
 DIFFUSERS = """
@@ -49,74 +49,10 @@ save_file({**{f"unet.{k}": v.contiguous() for k, v in pipe.unet.state_dict().ite
 """
 
 
-def build(work: Path) -> tuple[Path, Path, list[Path], Path]:
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from adapters import ldm_keys
-    from hub.safetensors_io import TensorSpec, write_safetensors
-    from hub.topologies import CLIP_L, SD1_UNET, VAE
-
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**SD1_UNET)
-        vae = AutoencoderKL(**VAE)
-        clip = CLIPTextModel(CLIPTextConfig(**CLIP_L))
-    config = work / "config"
-    unet.save_config(config / "unet")
-    clip.config.save_pretrained(config / "text_encoder")
-    (config / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    shapes = ldm_keys.unet_to_ldm(unet.state_dict(), dict(unet.config))
-    shapes |= ldm_keys.vae_to_ldm(vae.state_dict(), dict(vae.config))
-    shapes |= ldm_keys.clip_to_ldm(clip.state_dict(), ldm_keys.SD1_TEXT_PREFIX)
-    gen = torch.Generator().manual_seed(0)
-    models = work / "models"
-    ckpts = []
-    for i in range(2):
-        path = models / f"sd15-{i}.safetensors"
-        write_safetensors(
-            path,
-            [TensorSpec(k, "F16", tuple(v.shape)) for k, v in shapes.items()],
-            lambda s: (torch.randn(s.shape, generator=gen) * 0.02).half(),
-        )
-        ckpts.append(path)
-    targets = [
-        (n, m)
-        for n, m in unet.named_modules()
-        if isinstance(m, torch.nn.Linear)
-        and n.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v", "0", "proj_in", "proj_out")
-    ]
-    texts = [(n, m) for n, m in clip.named_modules() if isinstance(m, torch.nn.Linear)]
-    loras = []
-    for j in range(3):
-        state = {}
-        for prefix, mods in (("lora_unet_", targets), ("lora_te_text_model_", texts)):
-            for n, m in mods:
-                key = prefix + n.replace(".", "_")
-                state[f"{key}.lora_down.weight"] = (
-                    torch.randn(64, m.in_features, generator=gen) * 0.01
-                ).half()
-                state[f"{key}.lora_up.weight"] = (
-                    torch.randn(m.out_features, 64, generator=gen) * 0.01
-                ).half()
-                state[f"{key}.alpha"] = torch.tensor(32.0).half()
-        path = models / f"lora-{j}.safetensors"
-        write_safetensors(
-            path,
-            [
-                TensorSpec(k, "F16" if v.dtype == torch.float16 else "F32", tuple(v.shape))
-                for k, v in state.items()
-            ],
-            lambda s, state=state: state[s.name],
-        )
-        loras.append(path)
-    return ckpts[0], ckpts[1], loras, config
-
-
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hub-bench-merge-"))
     try:
-        a, b, loras, config = build(work)
+        (a, b), loras, config = build_sd15(work, checkpoints=2, loras=3)
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
             "HUB_HOME": str(work / "home"),

@@ -87,8 +87,10 @@ def hypernetwork(art: dict[str, Any]) -> hypernetwork_math.Hypernetwork:
 def resolver(base: str, shapes: Shapes) -> patch.Resolver:
     """Adapter module name -> (checkpoint weight key, rows) for a model of ``base``."""
 
+    target_of = lora_keys.targets(base, shapes)
+
     def resolve(module: str) -> tuple[str, tuple[int, int] | None] | None:
-        target = lora_keys.target_of(module, base, shapes)
+        target = target_of(module)
         return None if target is None else (target.key, target.rows)
 
     return resolve

@@ -91,8 +91,12 @@ class Plan:
     vae: dict[str, Any] | None
     request: Request
     prompt_written: str
-    reports: list[str]
+    fits: list[Any]  # adapters.patch.Report per LoRA, in order
     output: Path | None
+
+    @property
+    def reports(self) -> list[str]:
+        return [r.summary() for r in self.fits]
 
 
 @dataclass
@@ -230,10 +234,7 @@ def plan(ctx: Context, job: Job, shapes_of: Callable[[dict[str, Any]], Any] | No
         if a["id"] not in chosen
     ]
     vae = _resolve(ctx, job.vae, "vae", "--vae") if job.vae else None
-    reports = []
-    for addon in loras:
-        rep = addons.fit_lora(model, shapes, addon.art, _cached(ctx, addon.art, addons.lora))
-        reports.append(rep.summary())
+    fits = [addons.fit_lora(model, shapes, a.art, _cached(ctx, a.art, addons.lora)) for a in loras]
     for addon in [*embeddings, *hypernetworks]:
         addons.check_base(model, addon.art)
     for addon in embeddings:
@@ -269,7 +270,7 @@ def plan(ctx: Context, job: Job, shapes_of: Callable[[dict[str, Any]], Any] | No
         if side % 8:
             raise HubError(f"image sizes are multiples of 8, not {side}")
     return Plan(
-        model, loras, embeddings, hypernetworks, vae, request, written.strip(), reports, job.output
+        model, loras, embeddings, hypernetworks, vae, request, written.strip(), fits, job.output
     )
 
 
@@ -448,16 +449,8 @@ class Hub:
         stage("applying add-ons")
         changes = patch.plan(
             [
-                (
-                    addons.fit_lora(
-                        p.model, self._shapes[p.model["hashes"]["xxh3_128"]], a.art, adapter
-                    ),
-                    adapter,
-                    a.te,
-                    a.unet,
-                )
-                for a in p.loras
-                for adapter in [_cached(self.ctx, a.art, addons.lora)]
+                (fit, _cached(self.ctx, a.art, addons.lora), a.te, a.unet)
+                for a, fit in zip(p.loras, p.fits, strict=True)
             ]
         )
         model.patches.update(changes)

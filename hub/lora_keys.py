@@ -5,6 +5,7 @@ of the base's real UNet topology (diffusers and LDM spellings), never split on `
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -105,24 +106,30 @@ def _text_target(
     return Target(block + _OPENCLIP[m[2]] + ".weight") if m[2] in _OPENCLIP else None
 
 
-def target_of(module: str, base: str, shapes: dict[str, tuple[int, ...]]) -> Target | None:
-    """The checkpoint weight an adapter module changes (kohya or PEFT naming), or None."""
+def targets(base: str, shapes: dict[str, tuple[int, ...]]) -> Callable[[str], Target | None]:
+    """Where each adapter module (kohya or PEFT naming) lands in a model of ``base`` with
+    these checkpoint shapes: a function of the module name, None for no target. The name
+    tables are built once per call."""
     if base not in topologies.UNETS:
+        return lambda module: None
+    by_diffusers, by_ldm = unet_modules(shapes, base)
+
+    def target(module: str) -> Target | None:
+        if module.startswith(("lora_unet_", "unet.")):
+            flat = module.removeprefix("lora_unet_").removeprefix("unet.").replace(".", "_")
+            key = by_diffusers.get(flat) or by_ldm.get(flat)
+            return Target(key) if key else None
+        for prefix, component in (
+            ("lora_te2_", "text_encoder_2"),
+            ("lora_te1_", "text_encoder"),
+            ("lora_te_", "text_encoder"),
+            ("text_encoder_2.", "text_encoder_2"),
+            ("text_encoder.", "text_encoder"),
+        ):
+            if module.startswith(prefix):
+                rest = module[len(prefix) :]
+                inner = rest if prefix.endswith(".") else text_module(rest)
+                return _text_target(component, inner, base, shapes) if inner else None
         return None
-    if module.startswith(("lora_unet_", "unet.")):
-        by_diffusers, by_ldm = unet_modules(shapes, base)
-        flat = module.removeprefix("lora_unet_").removeprefix("unet.").replace(".", "_")
-        key = by_diffusers.get(flat) or by_ldm.get(flat)
-        return Target(key) if key else None
-    for prefix, component in (
-        ("lora_te2_", "text_encoder_2"),
-        ("lora_te1_", "text_encoder"),
-        ("lora_te_", "text_encoder"),
-        ("text_encoder_2.", "text_encoder_2"),
-        ("text_encoder.", "text_encoder"),
-    ):
-        if module.startswith(prefix):
-            rest = module[len(prefix) :]
-            inner = rest if prefix.endswith(".") else text_module(rest)
-            return _text_target(component, inner, base, shapes) if inner else None
-    return None
+
+    return target

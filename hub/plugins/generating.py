@@ -63,7 +63,8 @@ class LoadedModel(Protocol):
         extras: Extras,
         on_step: Callable[[int, int], None] | None = None,
     ) -> Image:
-        """One image. ``on_step(done, total)`` is called after each denoising step.
+        """One image. ``on_step(0, total)`` is called when the first denoising step begins,
+        then ``on_step(done, total)`` after each step.
         Embeddings, hypernetworks and the VAE are in force only during the call."""
 
     def samplers(self) -> list[str]:

@@ -232,6 +232,13 @@ class DiffusersModel:
                 on_step(step + 1, request.steps)
             return kwargs
 
+        def step_begin(module: Any, args: Any) -> None:
+            if on_step is not None and not began:
+                began.append(True)
+                on_step(0, request.steps)
+
+        began: list[bool] = []
+        hook = self.parts["unet"].register_forward_pre_hook(step_begin)
         generator = torch.Generator("cpu").manual_seed(request.seed)
         try:
             with (
@@ -252,6 +259,7 @@ class DiffusersModel:
                     output_type="pil",
                 )
         finally:
+            hook.remove()
             self.pipe.vae = self.parts["vae"]
         return result.images[0]
 
