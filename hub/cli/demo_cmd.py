@@ -1,4 +1,4 @@
-"""``hub demo``: build a demo catalog offline and run sd-hub's commands on it."""
+"""``hub demo``: build a demo catalog offline, serve it, and use it as a user would."""
 
 from __future__ import annotations
 
@@ -7,45 +7,78 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import typer
 
 from hub.cli.output import status
+from hub.errors import HubError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_command(
         home: Path = typer.Option(
-            None, "--into", help="Folder for the demo's home (default: a new temporary folder)."
+            None, "--into", help="Folder for the demo (default: a new temporary folder)."
         ),
     ) -> None:
-        """Build a catalog of mini models offline and run sd-hub's commands on it."""
-        from hub.demo import build_catalog, demo_steps
+        """Build mini models offline, serve them with `hub serve`, then install, search,
+        merge and generate from that server, printing each command."""
+        from hub.demo import build_catalog, team_steps, user_steps
 
-        root = home or Path(tempfile.mkdtemp(prefix="hub-demo-"))
+        started = time.perf_counter()
+        root = (home or Path(tempfile.mkdtemp(prefix="hub-demo-"))).resolve()
         root.mkdir(parents=True, exist_ok=True)
-        hub_home, catalog = root / "home", root / "catalog"
+        user_home, team_home = root / "home", root / "team"
+        catalog, outputs = root / "catalog", root / "outputs"
         status(f"building a demo catalog of mini models in {catalog} ...")
         files = build_catalog(catalog)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        env["HUB_HOME"] = str(hub_home)
-        env["PYTHONWARNINGS"] = "ignore"
-        for args in demo_steps(catalog, files):
-            sys.stdout.write(f"\n$ hub {shlex.join(args)}\n")
+        env |= {"PYTHONWARNINGS": "ignore", "HUB_HOME": str(user_home)}
+        team_env = env | {"HUB_HOME": str(team_home)}
+
+        def run(args: list[str], team: bool) -> None:
+            shown = ["--home", str(team_home), *args] if team else args
+            sys.stdout.write(f"\n$ hub {shlex.join(shown)}\n")
             sys.stdout.flush()
             proc = subprocess.run(
                 [sys.executable, "-m", "hub", *args],
-                env=env,
+                env=team_env if team else env,
                 cwd=root,
                 stdout=sys.stdout,
                 stderr=subprocess.STDOUT,
             )
-            if proc.returncode not in (0,):
-                status(f"step failed with exit code {proc.returncode}")
-                raise typer.Exit(proc.returncode)
-        sys.stdout.write(
-            f"\nregistry: {hub_home / 'registry.db'}\nstore: {hub_home / 'models'}"
-            f"\ncatalog: {catalog}\n(run with HUB_HOME={hub_home} to explore)\n"
+            if proc.returncode:
+                raise HubError(f"demo step `hub {shlex.join(args)}` exited {proc.returncode}")
+
+        for step in team_steps(files):
+            run(step.args, step.team)
+        sys.stdout.write(f"\n$ hub --home {team_home} serve --port 0 &\n")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "hub", "serve", "--port", "0"],
+            env=team_env,
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
+        try:
+            url = server.stdout.readline().strip()
+            if not url:
+                raise HubError("the demo's `hub serve` did not start")
+            sys.stdout.write(f"{url}\n\n$ export HUB_CIVITAI_URL={url}\n")
+            env["HUB_CIVITAI_URL"] = url
+            for step in user_steps(outputs):
+                run(step.args, step.team)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+        images = sorted(outputs.glob("*.png"))
+        sys.stdout.write(
+            f"\nimages: {', '.join(str(p) for p in images)}"
+            f"\nregistry: {user_home / 'registry.db'}\nstore: {user_home / 'models'}"
+            f"\nteam collection: {team_home} (served with `hub --home {team_home} serve`)"
+            f"\n(run with HUB_HOME={user_home} to explore)\n"
+        )
+        status(f"demo finished in {time.perf_counter() - started:.0f}s")

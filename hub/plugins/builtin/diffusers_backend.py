@@ -9,15 +9,16 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters import ldm_keys
-from adapters.hypernetwork import attached
-from adapters.patch import PatchSet
 from hub import hookimpl, ldm_models
 from hub.errors import HubError, InvalidFileError
 from hub.plugins.generating import Extras, Request
 from hub.tokenizer import clip_tokenizer
+
+if TYPE_CHECKING:
+    from adapters.patch import PatchSet
 
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Euler a": ("EulerAncestralDiscreteScheduler", {}),
@@ -72,6 +73,8 @@ class DiffusersModel:
 
     def __init__(self, artifact: dict[str, Any], device: str, dtype: str) -> None:
         import torch
+
+        from adapters.patch import PatchSet
 
         self.base = artifact["base"]
         self.device, self.dtype = device, dtype
@@ -223,6 +226,8 @@ class DiffusersModel:
         on_step: Callable[[int, int], None] | None = None,
     ) -> Any:
         import torch
+
+        from adapters.hypernetwork import attached
 
         self.pipe.scheduler = self._scheduler(request.sampler, request.schedule)
         self.pipe.vae = self._vae(extras)

@@ -1,0 +1,428 @@
+"""``hub serve``: a registry as a share site. It speaks the subset of Civitai's API v1 that
+sd-hub's own client uses (docs/SHARE_SITES.md §1-3: search with cursor pagination, model and
+version details in their two shapes, by-hash lookup single and bulk, downloads with Range),
+plus a plain web page that lists and searches the collection.
+
+Read-only. Every registry artifact is one model with one version and one file, all three
+numbered by the artifact's id. Only files inside the store are served (symlinks resolved),
+and only single files (diffusers folders are not offered). With a token, every request needs
+``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from hub import __version__
+from hub.context import Context
+from hub.registry.queries import list_artifacts, search
+
+TYPES = {"checkpoint": "Checkpoint", "embedding": "TextualInversion", "vae": "VAE"}
+TYPES |= {"hypernetwork": "Hypernetwork", "lora": "LORA"}
+LYCORIS_TYPE = "LoCon"  # Civitai labels LyCORIS files LoCon; the header decides the algo
+BASE_LABEL = {"sd1": "SD 1.5", "sd2": "SD 2.1", "sdxl": "SDXL 1.0", "sdxl-refiner": "SDXL 1.0"}
+BASE_LABEL |= {"sd3": "SD 3", "flux": "Flux.1 D"}
+FORMATS = {"safetensors": "SafeTensor", "pickle": "PickleTensor"}
+MAX_LIMIT = 100
+
+
+class Catalog:
+    """The registry as Civitai-shaped JSON, restricted to files the store holds."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.store_root = Path(os.path.realpath(ctx.store.root))
+
+    def servable(self, path: str | None) -> Path | None:
+        """The real path of a file inside the store, or None (outside, missing, a folder)."""
+        if not path:
+            return None
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(self.store_root) or not real.is_file():
+            return None
+        return real
+
+    def artifacts(
+        self,
+        query: str = "",
+        kinds: list[str] | None = None,
+        bases: list[str] | None = None,
+        tag: str | None = None,
+        ids: list[int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Servable artifacts matching a search, best first (name order without a query)."""
+        tags = [tag] if tag else None
+        with self.ctx.db.reader() as reader:
+            if query.strip():
+                rows = search(reader, query, tags=tags, limit=10_000)
+            else:
+                rows = list_artifacts(reader, tags=tags)
+        return [
+            a
+            for a in rows
+            if (not kinds or a["kind"] in kinds)
+            and (not bases or a["base"] in bases)
+            and (ids is None or a["id"] in ids)
+            and self.servable(a["path"])
+        ]
+
+    def one(self, artifact_id: int) -> dict[str, Any] | None:
+        rows = self.artifacts(ids=[artifact_id])
+        return rows[0] if rows else None
+
+    def by_hash(self, value: str) -> dict[str, Any] | None:
+        """The artifact any of whose published hashes equals ``value`` (case-insensitive)."""
+        want = value.upper()
+        with self.ctx.db.reader() as reader:
+            rows = reader.rows(
+                "SELECT id FROM artifact WHERE sha256 = :full OR substr(sha256, 1, 10) = :v2 "
+                "OR substr(autov3, 1, 12) = :v3 OR autov1 = :v1 ORDER BY id",
+                {"full": want.lower(), "v2": want.lower(), "v3": want.lower(), "v1": want.lower()},
+            )
+        for row in rows:
+            art = self.one(row["id"])
+            if art is not None and want in self._hashes(art).values():
+                return art
+        return None
+
+    def by_sha256(self, hashes: list[str]) -> list[dict[str, Any]]:
+        wanted = {h.lower() for h in hashes}
+        return [a for a in self.artifacts() if a["hashes"]["sha256"] in wanted]
+
+    # -- Civitai shapes ----------------------------------------------------------------------
+
+    @staticmethod
+    def _hashes(a: dict[str, Any]) -> dict[str, str]:
+        h = a["hashes"]
+        out = {"SHA256": h["sha256"].upper(), "AutoV2": h["sha256"][:10].upper()}
+        if h["autov3"]:
+            out["AutoV3"] = h["autov3"][:12].upper()
+        if h["autov1"]:
+            out["AutoV1"] = h["autov1"].upper()
+        return out
+
+    @staticmethod
+    def model_type(a: dict[str, Any]) -> str:
+        if a["kind"] == "lora" and a["algo"] not in (None, "lora"):
+            return LYCORIS_TYPE
+        return TYPES.get(a["kind"], "Other")
+
+    def _file(self, a: dict[str, Any], origin: str) -> dict[str, Any]:
+        return {
+            "id": a["id"],
+            "name": Path(a["path"]).name,
+            "sizeKB": a["size"] / 1024,
+            "type": "Model",
+            "metadata": {"format": FORMATS.get(a["format"], "Other")},
+            "hashes": self._hashes(a),
+            "primary": True,
+            "downloadUrl": f"{origin}/api/download/models/{a['id']}",
+            "pickleScanResult": "Success" if a["format"] == "safetensors" else "Pending",
+        }
+
+    def _images(self, a: dict[str, Any], origin: str, with_meta: bool) -> list[dict[str, Any]]:
+        if not self.servable(a["preview"]):
+            return []
+        image = {"url": f"{origin}/preview/{a['id']}", "type": "image", "nsfwLevel": 1}
+        return [image | {"meta": None}] if with_meta else [image | {"id": a["id"]}]
+
+    def _version(self, a: dict[str, Any], origin: str, full: bool) -> dict[str, Any]:
+        description = a["description"]
+        version: dict[str, Any] = {
+            "id": a["id"],
+            "name": a["version"] or "v1",
+            "baseModel": BASE_LABEL.get(a["base"], "Other"),
+            "baseModelType": {"inpaint": "Inpainting", "refiner": "Refiner"}.get(
+                a["variant"] or "", "Standard"
+            ),
+            "trainedWords": a["trained_words"],
+            "description": f"<p>{html.escape(description)}</p>" if description else None,
+            "publishedAt": a["created_at"],
+            "files": [self._file(a, origin)],
+            "images": self._images(a, origin, with_meta=full),
+            "downloadUrl": f"{origin}/api/download/models/{a['id']}",
+            "stats": {"downloadCount": 0, "thumbsUpCount": 0},
+        }
+        if full:  # the /model-versions and by-hash shape
+            version |= {
+                "modelId": a["id"],
+                "model": {
+                    "name": a["name"],
+                    "type": self.model_type(a),
+                    "nsfw": False,
+                    "poi": False,
+                },
+                "air": f"urn:air:{a['base']}:{a['kind']}:sd-hub:{a['id']}@{a['id']}",
+                "status": "Published",
+            }
+        return version
+
+    def model(self, a: dict[str, Any], origin: str) -> dict[str, Any]:
+        """The model shape (list item and /models/:id)."""
+        return {
+            "id": a["id"],
+            "name": a["name"],
+            "type": self.model_type(a),
+            "description": f"<p>{html.escape(a['description'])}</p>" if a["description"] else None,
+            "nsfw": False,
+            "nsfwLevel": 1,
+            "poi": False,
+            "tags": a["tags"],
+            "creator": {"username": "sd-hub", "image": None},
+            "stats": {"downloadCount": 0, "thumbsUpCount": 0},
+            "modelVersions": [self._version(a, origin, full=False)],
+        }
+
+    def version(self, a: dict[str, Any], origin: str) -> dict[str, Any]:
+        """The version shape (/model-versions/:id, by-hash)."""
+        return self._version(a, origin, full=True)
+
+
+def _kinds_of(types: list[str]) -> list[str] | None:
+    if not types:
+        return None
+    back = {v: k for k, v in TYPES.items()} | {LYCORIS_TYPE: "lora", "DoRA": "lora"}
+    return [back[t] for t in types if t in back] or ["-"]
+
+
+def _bases_of(labels: list[str]) -> list[str] | None:
+    if not labels:
+        return None
+    from hub.plugins.builtin.civitai import LABEL_BASE
+
+    return [LABEL_BASE.get(label, label) for label in labels]
+
+
+def create_app(ctx: Context, token: str | None = None) -> Any:
+    """The Starlette application serving ``ctx``'s registry."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    catalog = Catalog(ctx)
+
+    def origin(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    def models(request: Request) -> Response:
+        q = request.query_params
+        try:
+            limit = int(q.get("limit", MAX_LIMIT))
+            offset = int(q.get("cursor") or 0)
+        except ValueError:
+            return error(400, "limit and cursor must be integers")
+        if not 0 <= limit <= MAX_LIMIT:
+            return error(400, f"limit must be between 0 and {MAX_LIMIT}")
+        if q.get("page") and q.get("query"):
+            return error(
+                400, "Cannot use page param with query search. Use cursor-based pagination."
+            )
+        ids = [int(i) for i in q.get("ids", "").split(",") if i.strip().isdigit()] or None
+        rows = catalog.artifacts(
+            q.get("query", ""),
+            _kinds_of(q.getlist("types")),
+            _bases_of(q.getlist("baseModels")),
+            q.get("tag"),
+            ids,
+        )
+        page = rows[offset : offset + limit]
+        metadata: dict[str, Any] = {}
+        if offset + limit < len(rows) and limit:
+            nxt = str(offset + limit)
+            params = [(k, v) for k, v in q.multi_items() if k != "cursor"] + [("cursor", nxt)]
+            metadata = {
+                "nextCursor": nxt,
+                "nextPage": f"{origin(request)}/api/v1/models?{urlencode(params)}",
+            }
+        return JSONResponse(
+            {"items": [catalog.model(a, origin(request)) for a in page], "metadata": metadata}
+        )
+
+    def model_detail(request: Request) -> Response:
+        a = catalog.one(request.path_params["id"])
+        return (
+            JSONResponse(catalog.model(a, origin(request))) if a else error(404, "Model not found")
+        )
+
+    def version_detail(request: Request) -> Response:
+        a = catalog.one(request.path_params["id"])
+        return (
+            JSONResponse(catalog.version(a, origin(request)))
+            if a
+            else error(404, "Model not found")
+        )
+
+    def by_hash(request: Request) -> Response:
+        a = catalog.by_hash(request.path_params["hash"])
+        return (
+            JSONResponse(catalog.version(a, origin(request)))
+            if a
+            else error(404, "Model not found")
+        )
+
+    async def by_hash_bulk(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "the body must be a JSON array of SHA-256 hashes")
+        if (
+            not isinstance(body, list)
+            or len(body) > 100
+            or not all(isinstance(h, str) and len(h) == 64 for h in body)
+        ):
+            return error(400, "the body must be a JSON array of at most 100 SHA-256 hashes")
+        found = catalog.by_sha256(body)
+        return JSONResponse([catalog.version(a, origin(request)) for a in found])
+
+    def download(request: Request) -> Response:
+        a = catalog.one(request.path_params["id"])
+        file_id = request.query_params.get("fileId")
+        if a is None or (file_id is not None and file_id != str(a["id"])):
+            return error(404, "File not found")
+        path = catalog.servable(a["path"])
+        if path is None:
+            return error(404, "File not found")
+        return FileResponse(
+            path,
+            filename=path.name,
+            media_type="application/octet-stream",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def preview(request: Request) -> Response:
+        a = catalog.one(request.path_params["id"])
+        path = catalog.servable(a["preview"]) if a else None
+        return FileResponse(path) if path else error(404, "No preview")
+
+    def page(request: Request) -> Response:
+        q = request.query_params
+        rows = catalog.artifacts(
+            q.get("q", ""),
+            [q["kind"]] if q.get("kind") else None,
+            [q["base"]] if q.get("base") else None,
+            q.get("tag") or None,
+        )
+        return HTMLResponse(render_page(rows, dict(q)))
+
+    routes = [
+        Route("/", page),
+        Route("/api/v1/models", models),
+        Route("/api/v1/models/{id:int}", model_detail),
+        Route("/api/v1/model-versions/by-hash", by_hash_bulk, methods=["POST"]),
+        Route("/api/v1/model-versions/by-hash/{hash:str}", by_hash),
+        Route("/api/v1/model-versions/{id:int}", version_detail),
+        Route("/api/download/models/{id:int}", download, methods=["GET", "HEAD"]),
+        Route("/preview/{id:int}", preview),
+    ]
+    middleware = [Middleware(BearerToken, token=token)] if token else []
+    return Starlette(routes=routes, middleware=middleware)
+
+
+class BearerToken:
+    """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                from starlette.responses import JSONResponse
+
+                response = JSONResponse(
+                    {"error": "Unauthorized", "message": "a valid API token is required"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;background:#fafafa;color:#222}
+form{margin-bottom:1.5rem}input,select{padding:.3rem;margin-right:.3rem}
+ul{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:1rem}
+li{background:#fff;border:1px solid #ddd;border-radius:8px;padding:.8rem}
+li img{width:100%;height:auto;border-radius:4px;image-rendering:pixelated}
+.meta{color:#666;font-size:.85rem}.tag{display:inline-block;background:#eef;border-radius:4px;
+padding:0 .4rem;margin:.1rem;font-size:.8rem;text-decoration:none}.words{font-size:.8rem}
+"""
+
+
+def render_page(rows: list[dict[str, Any]], query: dict[str, str]) -> str:
+    """The collection as a plain HTML page (every value escaped), with a search form; tag
+    links filter by that tag."""
+    e = html.escape
+
+    def option(name: str, values: list[str]) -> str:
+        chosen = query.get(name, "")
+        items = [f'<option value=""{" selected" if not chosen else ""}>any {name}</option>']
+        items += [
+            f'<option value="{e(v)}"{" selected" if v == chosen else ""}>{e(v)}</option>'
+            for v in values
+        ]
+        return f'<select name="{name}">{"".join(items)}</select>'
+
+    cards = []
+    for a in rows:
+        img = f'<img src="/preview/{a["id"]}" alt="">' if a["preview"] else ""
+        tags = "".join(
+            f'<a class="tag" href="/?{urlencode({"tag": t})}">{e(t)}</a>' for t in a["tags"]
+        )
+        words = ", ".join(a["trained_words"])
+        cards.append(
+            f'<li class="artifact" data-kind="{e(a["kind"])}" data-tags="{e(" ".join(a["tags"]))}">'
+            f"{img}<h3>{e(a['name'])}</h3>"
+            f'<div class="meta"><span class="kind">{e(a["kind"])}</span> · '
+            f'<span class="base">{e(a["base"])}</span> · {e(a["hashes"]["sha256"][:10])}</div>'
+            f'<div class="tags">{tags}</div>'
+            + (f'<div class="words">trained words: {e(words)}</div>' if words else "")
+            + (f"<p>{e(a['description'])}</p>" if a["description"] else "")
+            + "</li>"
+        )
+    heading = f"{len(rows)} artifact{'s' if len(rows) != 1 else ''}"
+    if query.get("tag"):
+        heading += f' tagged “{e(query["tag"])}” (<a href="/">all</a>)'
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>sd-hub collection</title><style>{_STYLE}</style></head><body>"
+        f"<h1>sd-hub collection</h1><form method='get' action='/'>"
+        f"<input name='q' placeholder='search' value='{e(query.get('q', ''))}'>"
+        f"{option('kind', sorted(TYPES))}{option('base', ['sd1', 'sd2', 'sdxl'])}"
+        f"<input name='tag' placeholder='tag' value='{e(query.get('tag', ''))}'>"
+        f"<button>search</button></form><p id='count'>{heading}</p>"
+        f"<ul id='artifacts'>{''.join(cards)}</ul>"
+        f"<footer class='meta'>sd-hub {e(__version__)} · API: /api/v1/models</footer>"
+        "</body></html>"
+    )
+
+
+def run(ctx: Context, host: str, port: int, token: str | None, on_ready: Any = None) -> None:
+    """Serve until interrupted; ``on_ready(url)`` is called once the socket listens."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(ctx, token), log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    if on_ready is not None:
+        shown = f"[{host}]" if ":" in host else host
+        on_ready(f"http://{shown}:{bound}")
+    server.run(sockets=[sock])
