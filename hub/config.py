@@ -20,6 +20,17 @@ CONFIG_NAME = "hub.toml"
 
 
 @dataclass(frozen=True)
+class NamedSource:
+    """A ``[sources.NAME]`` table with ``type = "civitai"``: another Civitai-API site (a
+    team's ``hub serve``), used with refs ``NAME:kind:name``. Its token is read from the
+    environment variable ``token_env``."""
+
+    name: str
+    url: str
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, resolved. Build it with :func:`load_settings`."""
 
@@ -32,6 +43,7 @@ class Settings:
     plugins_disabled: frozenset[str] = frozenset()
     civitai_token: str | None = field(default=None, repr=False)
     hf_token: str | None = field(default=None, repr=False)
+    named_sources: tuple[NamedSource, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -102,6 +114,30 @@ def read_token_file(path: Path) -> str:
         raise ConfigError(f"{path}: cannot read token file: {exc.strerror}") from None
 
 
+_BUILTIN_SOURCES = {"civitai", "huggingface", "url"}
+_REF_PREFIXES = {"hf", "http", "https", "sha256", "autov2", "autov3", "lora", "lycoris", "lyco"}
+_REF_PREFIXES |= {"checkpoint", "dreambooth", "embedding", "hypernetwork", "vae", "model"}
+
+
+def _named_sources(data: dict[str, Any], env: dict[str, str]) -> tuple[NamedSource, ...]:
+    found = []
+    for name, table in (data.get("sources") or {}).items():
+        if name in _BUILTIN_SOURCES or not isinstance(table, dict):
+            continue
+        if name.lower() in _REF_PREFIXES:
+            raise ConfigError(f"[sources.{name}]: '{name}' is taken by sd-hub's ref syntax")
+        if table.get("type") != "civitai" or not isinstance(table.get("url"), str):
+            raise ConfigError(
+                f'[sources.{name}] needs type = "civitai" and a url',
+                hint='e.g. [sources.team] type = "civitai", url = "http://10.0.0.5:8470"',
+            )
+        token_env = table.get("token_env")
+        found.append(
+            NamedSource(name, table["url"].rstrip("/"), env.get(token_env) if token_env else None)
+        )
+    return tuple(found)
+
+
 def load_settings(
     config: str | os.PathLike[str] | None = None,
     home: str | os.PathLike[str] | None = None,
@@ -131,6 +167,7 @@ def load_settings(
     if civitai_token is None and token_file:
         civitai_token = read_token_file(Path(token_file).expanduser())
     return Settings(
+        named_sources=_named_sources(data, env),
         home=home_path.resolve(),
         config_path=path,
         database_url=env.get("HUB_DATABASE_URL") or main.get("database_url"),

@@ -31,18 +31,26 @@ class InstallResult:
 
 
 def sources(ctx: Context) -> dict[str, Source]:
+    """Every share site: the plugins' sources, then hub.toml's named Civitai-API sites."""
     from hub import plugins
+    from hub.plugins.builtin.civitai import named_sources
 
     ctx.load_plugins()
-    return {
+    found = {
         name: reg.value(ctx.settings) for name, reg in plugins.collect("register_sources").items()
     }
+    for name, source in named_sources(ctx.settings).items():
+        if name in found:
+            raise HubError(f"[sources.{name}] clashes with the source plugin '{name}'")
+        found[name] = source
+    return found
 
 
 def pick_source(ctx: Context, ref: str) -> Source:
     """The source that claims a ref; Civitai handles ``kind:name`` and hashes."""
     available = sources(ctx)
-    for name in ("civitai", *[n for n in available if n not in ("civitai", "url")], "url"):
+    named = [n for n in available if n not in ("civitai", "url")]
+    for name in (*named, "civitai", "url"):
         source = available.get(name)
         if source is not None and source.claims(ref):
             return source

@@ -54,8 +54,29 @@ def test_default_home_is_the_user_data_folder(tmp_path, monkeypatch):
 def test_example_hub_toml_parses():
     from pathlib import Path
 
+    from hub.generate import Job, with_stack
+
     s = load_settings(config=Path(__file__).parent.parent / "hub.toml", env={})
     assert s.civitai_url == "https://civitai.com"
+    job = with_stack(Job(prompt="a castle", steps=10, loras=["extra"], stack="castle"), s.raw)
+    assert (job.model, job.steps, job.cfg, job.sampler) == ("dreamy", 10, 6.5, "DPM++ 2M Karras")
+    assert job.loras == ["pixel-art:0.8", "soft-watercolor:0.4:1", "extra"]
+    assert job.prompt == "a castle, masterpiece, best quality"
+
+
+def test_named_sources_are_parsed_with_their_token(tmp_path):
+    from hub.errors import ConfigError
+
+    (tmp_path / "hub.toml").write_text(
+        '[sources.team]\ntype = "civitai"\nurl = "http://10.0.0.5:8470/"\ntoken_env = "T"\n'
+    )
+    s = load_settings(config=tmp_path / "hub.toml", env={"T": "tok"})
+    (team,) = s.named_sources
+    assert (team.name, team.url, team.token) == ("team", "http://10.0.0.5:8470", "tok")
+    assert "tok" not in repr(s)
+    (tmp_path / "hub.toml").write_text('[sources.lora]\ntype = "civitai"\nurl = "http://x"\n')
+    with pytest.raises(ConfigError):
+        load_settings(config=tmp_path / "hub.toml", env={})
 
 
 def test_hub_config_shows_tokens_only_as_set(hub, tmp_path):

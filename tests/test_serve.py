@@ -267,3 +267,21 @@ def test_web_page_in_headless_chromium(server_home, tmp_path):
     assert "pixel art, 8bit" in everything and 'src="/preview/' in everything
     assert "<h3>pixel</h3>" in tagged and "<h3>soft</h3>" not in tagged
     assert "<h3>shiny</h3>" not in tagged and "1 artifact tagged" in tagged
+
+
+def test_named_source_in_hub_toml(server_home, tmp_path):
+    server, files = server_home
+    env = {"SERVE_TOKEN": "team-token-123"}
+    with serving(server.home, tmp_path, "--token-env", "SERVE_TOKEN", env=env) as url:
+        work = tmp_path / "client-work"
+        work.mkdir()
+        (work / "hub.toml").write_text(
+            f'[sources.team]\ntype = "civitai"\nurl = "{url}"\ntoken_env = "TEAM_TOKEN"\n'
+        )
+        client = HubRunner(tmp_path / "client-home", work)
+        client.env |= {"TEAM_TOKEN": "team-token-123", "HUB_CIVITAI_URL": "http://127.0.0.9:9"}
+        out = client("install", "team:lora:soft", "-y", "--json").json()
+    assert out["artifact"]["source"]["name"] == "team"
+    assert hashlib.sha256(Path(out["artifact"]["path"]).read_bytes()).hexdigest() == (
+        hashlib.sha256(files["soft"].read_bytes()).hexdigest()
+    )

@@ -98,15 +98,27 @@ def choose_file(files: list[dict[str, Any]], choice: Choice) -> dict[str, Any]:
 
 
 class CivitaiSource:
-    name = "civitai"
+    """Civitai, or any site speaking its API. ``prefix`` names a site configured as
+    ``[sources.NAME]``: it claims only refs ``NAME:...`` and resolves what follows."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        name: str = "civitai",
+        origin: str | None = None,
+        token: str | None = None,
+    ) -> None:
         from hub.download import Http
 
-        self.origin = settings.civitai_url
-        self.http = Http(auth_host=urlsplit(self.origin).netloc, token=settings.civitai_token)
+        self.name = name
+        self.prefix = None if name == "civitai" else f"{name}:"
+        self.origin = origin or settings.civitai_url
+        token = token if name != "civitai" else settings.civitai_token
+        self.http = Http(auth_host=urlsplit(self.origin).netloc, token=token)
 
     def claims(self, ref: str) -> bool:
+        if self.prefix is not None:
+            return ref.startswith(self.prefix)
         head = ref.split(":", 1)[0].lower()
         if head in ("civitai", "sha256", "autov2", "autov3", *KIND_TYPES):
             return True
@@ -197,6 +209,8 @@ class CivitaiSource:
     # -- resolution --------------------------------------------------------------------------
 
     def resolve(self, ref: str, choice: Choice) -> RemoteFile:
+        if self.prefix is not None:
+            ref = ref.removeprefix(self.prefix)
         head, _, rest = ref.partition(":")
         head = head.lower()
         if ref.startswith(("http://", "https://")):
@@ -356,3 +370,8 @@ class CivitaiSource:
 @hookimpl(trylast=True)
 def register_sources(register):
     register("civitai", CivitaiSource)
+
+
+def named_sources(settings: Settings) -> dict[str, CivitaiSource]:
+    """The ``[sources.NAME]`` sites of hub.toml that speak Civitai's API."""
+    return {s.name: CivitaiSource(settings, s.name, s.url, s.token) for s in settings.named_sources}
