@@ -14,6 +14,10 @@ from __future__ import annotations
 import hmac
 import html
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -426,3 +430,29 @@ def run(ctx: Context, host: str, port: int, token: str | None, on_ready: Any = N
         shown = f"[{host}]" if ":" in host else host
         on_ready(f"http://{shown}:{bound}")
     server.run(sockets=[sock])
+
+
+@contextmanager
+def background(env: dict[str, str], cwd: Path, *args: str) -> Iterator[str]:
+    """``hub serve --port 0 ARGS`` in a child process (the home comes from ``env``); yields
+    its URL once it listens, and stops it on exit."""
+    from hub.errors import HubError
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "serve", "--port", "0", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip() if proc.stdout else ""
+        if not url.startswith("http://"):
+            proc.kill()
+            detail = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+            raise HubError(f"`hub serve` did not start: {detail[-1] if detail else 'no output'}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -251,36 +251,18 @@ def test_a1111_embedding_pt(tmp_path):
 
 
 def hypernetwork_pt(path: Path) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    obj, flat = {}, {}
-    for width in (320, 768):
-        pair = []
-        for side in (0, 1):
-            sd = OrderedDict(
-                {
-                    "linear.0.weight": torch.randn(width * 2, width, generator=g),
-                    "linear.0.bias": torch.randn(width * 2, generator=g),
-                    "linear.1.weight": torch.randn(width, width * 2, generator=g),
-                    "linear.1.bias": torch.randn(width, generator=g),
-                }
-            )
-            pair.append(sd)
-            flat |= {f"{width}.{side}.{k}": v for k, v in sd.items()}
-        obj[width] = pair
-    obj |= {
-        "layer_structure": [1, 2, 1],
-        "activation_func": "linear",
-        "is_layer_norm": False,
-        "weight_initialization": "Normal",
-        "use_dropout": False,
-        "activate_output": False,
-        "name": "hn",
-        "step": 1000,
-        "sd_checkpoint": "abc",
-        "sd_checkpoint_name": "x",
-    }
+    """An A1111 hypernetwork saved by torch; returns its tensors by flattened name."""
+    from hub.minimodels import hypernetwork_object
+
+    obj = hypernetwork_object("sd1")
     torch.save(obj, path)
-    return flat
+    return {
+        f"{width}.{side}.{k}": v
+        for width, pair in obj.items()
+        if isinstance(width, int)
+        for side, sd in enumerate(pair)
+        for k, v in sd.items()
+    }
 
 
 def test_a1111_hypernetwork_pt(tmp_path):

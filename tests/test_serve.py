@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,8 @@ import pytest
 import requests
 from conftest import HubRunner
 from PIL import Image
+
+from hub.serve import background
 
 
 def _catalog(root: Path) -> dict[str, Path]:
@@ -52,21 +53,9 @@ def serving(home: Path, cwd: Path, *args: str, env: dict[str, str] | None = None
     """``hub serve --port 0`` in a subprocess; yields its URL."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     environment |= {"HUB_HOME": str(home)} | (env or {})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hub", "serve", "--port", "0", *args],
-        env=environment,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+    with background(environment, cwd, *args) as url:
+        assert url.startswith("http://127.0.0.1:")
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         """Build mini models offline, serve them with `hub serve`, then install, search,
         merge and generate from that server, printing each command."""
         from hub.demo import build_catalog, team_steps, user_steps
+        from hub.serve import background
 
         started = time.perf_counter()
         root = (home or Path(tempfile.mkdtemp(prefix="hub-demo-"))).resolve()
@@ -55,25 +56,11 @@ def register(app: typer.Typer) -> None:
         for step in team_steps(files):
             run(step.args, step.team)
         sys.stdout.write(f"\n$ hub --home {team_home} serve --port 0 &\n")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", "--port", "0"],
-            env=team_env,
-            cwd=root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            url = server.stdout.readline().strip()
-            if not url:
-                raise HubError("the demo's `hub serve` did not start")
+        with background(team_env, root) as url:
             sys.stdout.write(f"{url}\n\n$ export HUB_CIVITAI_URL={url}\n")
             env["HUB_CIVITAI_URL"] = url
             for step in user_steps(outputs):
                 run(step.args, step.team)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
         images = sorted(outputs.glob("*.png"))
         sys.stdout.write(
             f"\nimages: {', '.join(str(p) for p in images)}"
