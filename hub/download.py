@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 from hub import __version__
 from hub.errors import HubError
+from hub.files import preallocate
 from hub.hashing import FileHashes, Hasher, read_chunks
 
 USER_AGENT = f"sd-hub/{__version__} (+https://github.com/sd-hub)"
@@ -231,6 +232,8 @@ class Http:
             written = start
             try:
                 with part.open("ab" if status == 206 else "wb") as out:
+                    if size is not None:
+                        preallocate(out.fileno(), start, size - start)
                     hasher.with_sink(out)
                     try:
                         self._stream(resp, hasher, url, size, written, progress)

@@ -75,6 +75,8 @@ def write_safetensors(
     gets the file's hashes from ``hasher.finish()`` without reading it again."""
     import torch
 
+    from hub.files import preallocate
+
     ordered = sorted(specs, key=lambda s: (-ITEMSIZE[s.dtype], s.name))
     header: dict[str, object] = {}
     if metadata:
@@ -94,6 +96,7 @@ def write_safetensors(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
+            preallocate(out.fileno(), 0, 8 + len(raw) + offset)
             if hasher is not None:
                 hasher.with_sink(out)
             emit = hasher.update if hasher is not None else out.write
