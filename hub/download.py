@@ -9,7 +9,6 @@ Tokens travel only as an ``Authorization`` header and only to the host they belo
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import time
@@ -22,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 from hub import __version__
 from hub.errors import HubError
-from hub.files import preallocate
+from hub.files import DurableWriter
 from hub.hashing import FileHashes, Hasher, read_chunks
 
 USER_AGENT = f"sd-hub/{__version__} (+https://github.com/sd-hub)"
@@ -232,16 +231,14 @@ class Http:
             written = start
             try:
                 with part.open("ab" if status == 206 else "wb") as out:
-                    if size is not None:
-                        preallocate(out.fileno(), start, size - start)
-                    hasher.with_sink(out)
+                    writer = DurableWriter(out, start, None if size is None else size - start)
+                    hasher.with_sink(writer)
                     try:
                         self._stream(resp, hasher, url, size, written, progress)
                     finally:
                         hasher.finish_pending()  # every write lands before the file closes
                     written = hasher.size
-                    out.flush()
-                    os.fsync(out.fileno())
+                    writer.sync()
             except DownloadError:
                 hasher.abort()
                 _discard(part, meta_path)

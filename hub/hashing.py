@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import xxhash
 
@@ -26,6 +26,12 @@ AUTOV1_OFFSET = 0x100000
 AUTOV1_LENGTH = 0x10000
 AUTOV1_MIN_SIZE = 2 << 20  # Civitai computes AutoV1 only for files of 2 MiB or more
 MAX_HEADER = 100_000_000
+
+
+class Sink(Protocol):
+    """Where hashed bytes are copied to: a binary file, or anything with its ``write``."""
+
+    def write(self, data: Any, /) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class Hasher:
 
     PIPELINE_BYTES = 32 << 20
 
-    def __init__(self, sink: BinaryIO | None = None) -> None:
+    def __init__(self, sink: Sink | None = None) -> None:
         self._xxh = xxhash.xxh3_128()
         self._sha = hashlib.sha256()
         self._v3 = hashlib.sha256()
@@ -97,7 +103,7 @@ class Hasher:
         """Bytes fed so far."""
         return self._pos
 
-    def with_sink(self, sink: BinaryIO) -> Hasher:
+    def with_sink(self, sink: Sink) -> Hasher:
         """Write every later chunk to ``sink`` as well (after a resume re-read the start)."""
         self._wait()
         self._sink = sink
@@ -186,7 +192,7 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
 
 def hash_file(
     path: str | os.PathLike[str],
-    sink: BinaryIO | None = None,
+    sink: Sink | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[FileHashes, FileStat]:
     """Hash a regular file in one pass, optionally copying its bytes to ``sink``.

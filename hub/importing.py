@@ -11,7 +11,7 @@ from typing import Any
 
 from hub.context import Context
 from hub.errors import InvalidFileError
-from hub.files import preallocate
+from hub.files import DurableWriter
 from hub.hashing import FileHashes, hash_file, hash_folder
 from hub.plugins.probing import Identification
 from hub.register import Lineage, Overrides, commit, default_name, identify_path
@@ -37,10 +37,9 @@ def _stage(
     fd, staged = ctx.store.staging_file(suffix="".join(path.suffixes[-1:]))
     try:
         with os.fdopen(fd, "wb") as out:
-            preallocate(out.fileno(), 0, path.stat().st_size)
-            hashes, stat = hash_file(path, sink=out, progress=progress)
-            out.flush()
-            os.fsync(out.fileno())
+            writer = DurableWriter(out, length=path.stat().st_size)
+            hashes, stat = hash_file(path, sink=writer, progress=progress)
+            writer.sync()
     except BaseException:
         staged.unlink(missing_ok=True)
         raise

@@ -107,11 +107,28 @@ def install(
         known = _registered(ctx, remote.sha256)  # another process may have finished it
         if known is not None:
             return InstallResult("exists", remote.plan(), known)
+        _import_in_background("hub.registry.writes", "hub.convert")
         if remote.files:
             got = _download_folder(source, remote, part.with_suffix(".folder"), progress)
         else:
             got = _download(source, remote, part, progress)
         return _register(ctx, source, remote, got, name, tags)
+
+
+def _import_in_background(*modules: str) -> None:
+    """Import what registering needs while the download runs: the download's threads wait on
+    the network and release the GIL, and the imports cost a few tenths of a second."""
+    import importlib
+    import threading
+
+    def run() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - the import on first use raises it properly
+                return
+
+    threading.Thread(target=run, name="hub-imports", daemon=True).start()
 
 
 def _download_folder(

@@ -75,7 +75,7 @@ def write_safetensors(
     gets the file's hashes from ``hasher.finish()`` without reading it again."""
     import torch
 
-    from hub.files import preallocate
+    from hub.files import DurableWriter
 
     ordered = sorted(specs, key=lambda s: (-ITEMSIZE[s.dtype], s.name))
     header: dict[str, object] = {}
@@ -96,10 +96,10 @@ def write_safetensors(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            preallocate(out.fileno(), 0, 8 + len(raw) + offset)
+            writer = DurableWriter(out, length=8 + len(raw) + offset)
             if hasher is not None:
-                hasher.with_sink(out)
-            emit = hasher.update if hasher is not None else out.write
+                hasher.with_sink(writer)
+            emit = hasher.update if hasher is not None else writer.write
             try:
                 emit(struct.pack("<Q", len(raw)) + raw)
                 for spec in ordered:
@@ -127,8 +127,7 @@ def write_safetensors(
             finally:
                 if hasher is not None:
                     hasher.finish_pending()  # every write lands before the file closes
-            out.flush()
-            os.fsync(out.fileno())
+            writer.sync()
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import pytest
 import xxhash
 
 from hub.errors import InvalidFileError
+from hub.files import DurableWriter
 from hub.hashing import Hasher, hash_file
 
 
@@ -92,3 +93,19 @@ def test_changed_while_reading_is_refused(tmp_path):
 
     with pytest.raises(InvalidFileError, match="changed while"):
         hash_file(path, progress=grow)
+
+
+@pytest.mark.parametrize("start", [0, 12_345])
+def test_durable_writer_writes_every_byte_across_windows(tmp_path, monkeypatch, start):
+    """Small windows so that block reservation, writeback and the waits all run."""
+    monkeypatch.setattr(DurableWriter, "WINDOW", 4096)
+    head, body = os.urandom(start), os.urandom(300_001)
+    path = tmp_path / "out.bin"
+    path.write_bytes(head)
+    with path.open("ab") as out:
+        writer = DurableWriter(out, start, len(body))
+        for i in range(0, len(body), 7_919):
+            assert writer.write(body[i : i + 7_919]) == len(body[i : i + 7_919])
+        writer.sync()
+    assert path.stat().st_size == start + len(body)  # the reservation keeps the length
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(head + body).hexdigest()
