@@ -230,8 +230,8 @@ class Http:
                         hasher.update(chunk)
             written = start
             try:
-                with part.open("ab" if status == 206 else "wb") as out:
-                    writer = DurableWriter(out, start, None if size is None else size - start)
+                length = None if size is None else size - start
+                with DurableWriter(part, start, length) as writer:
                     hasher.with_sink(writer)
                     try:
                         self._stream(resp, hasher, url, size, written, progress)

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import sys
 from functools import cache
-from typing import Any, BinaryIO
+from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 _FALLOC_KEEP_SIZE = 1  # reserve blocks, leave the file's length alone
 _SYNC_WAIT_BEFORE, _SYNC_WRITE, _SYNC_WAIT_AFTER = 1, 2, 4  # sync_file_range flags
@@ -34,38 +37,125 @@ def _libc() -> Any | None:
 
 
 class DurableWriter:
-    """A binary file being written from ``start`` to (about) ``start + length``, then made
-    durable by :meth:`sync`.
+    """Writes ``path`` from byte ``start`` on (what is before it is kept, what is after it is
+    cut), about ``length`` bytes, and makes them durable with :meth:`sync`.
 
-    It reserves the blocks up front (``fallocate`` with KEEP_SIZE: the writes that follow
-    skip block allocation, never emulated by writing zeros), and as each ``WINDOW`` of bytes
-    completes it has the kernel start writing that window back and waits for the window
-    before it: the disk works while later bytes arrive, dirty memory stays bounded, and the
-    closing fsync has little left to wait for. Elsewhere than Linux it is a plain file.
+    A model file is fsync-ed before it is registered, so the page cache buys nothing for
+    it: where the file system allows, the bytes go straight to disk (``O_DIRECT``) from one
+    reused aligned buffer, with no copy into newly allocated cache pages, no dirty memory and
+    no cache evicted for them. Elsewhere they go through the cache, with the blocks reserved up
+    front and each completed ``WINDOW`` written back while later bytes arrive (waiting for the
+    window before it bounds dirty memory), so the closing fsync has little left to do.
+    Use as a context manager; :meth:`sync` before leaving it keeps the bytes.
     """
 
+    BLOCK = 4096  # alignment of offsets, lengths and memory for O_DIRECT
+    BUFFER = 8 << 20
     WINDOW = 64 << 20
 
-    def __init__(self, out: BinaryIO, start: int = 0, length: int | None = None) -> None:
-        self._out = out
-        self._fd = out.fileno()
-        self._pos = self._waited = self._flushed = start
-        self._libc = _libc()
-        if self._libc is not None and length:
-            self._libc.fallocate(self._fd, _FALLOC_KEEP_SIZE, start, length)  # may refuse
+    def __init__(self, path: Path, start: int = 0, length: int | None = None) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        self._synced = False
+        try:
+            os.ftruncate(self._fd, start)
+            self._libc = _libc()
+            if self._libc is not None and length:
+                self._libc.fallocate(self._fd, _FALLOC_KEEP_SIZE, start, length)  # may refuse
+            self._buffer: mmap.mmap | None = None
+            self._fill = 0
+            self._offset = self._waited = self._flushed = start
+            self._direct = self._try_direct(path, start)
+            if not self._direct:
+                os.lseek(self._fd, start, os.SEEK_SET)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _try_direct(self, path: Path, start: int) -> bool:
+        """Switch the descriptor to O_DIRECT, with the partial block before ``start`` (a
+        resume) loaded into the buffer so that every write lands on a block boundary."""
+        if not hasattr(os, "O_DIRECT"):
+            return False
+        head = start % self.BLOCK
+        prefix = os.pread(self._fd, head, start - head) if head else b""
+        if len(prefix) != head:
+            return False
+        try:
+            import fcntl
+
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) | os.O_DIRECT)
+        except OSError:  # the file system does not do direct I/O (tmpfs, some FUSE)
+            return False
+        self._buffer = mmap.mmap(-1, self.BUFFER)  # page-aligned, reused for every block
+        self._buffer[:head] = prefix
+        self._fill, self._offset = head, start - head
+        return True
+
+    def __enter__(self) -> DurableWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Left without sync (an interrupted download): the whole blocks still buffered are
+        # written, so that a resume starts after them. A disk that fails here has failed
+        # before, and that error is the one to report.
+        try:
+            if not self._synced and self._fill >= self.BLOCK:
+                self._write_buffer(self._fill - self._fill % self.BLOCK)
+        except OSError:
+            pass
+        finally:
+            os.close(self._fd)
+            if self._buffer is not None:
+                self._buffer.close()
 
     def write(self, data: Any) -> int:
-        n = self._out.write(data)
-        self._pos += n
-        if self._libc is not None and self._pos - self._flushed >= self.WINDOW:
-            self._out.flush()
-            if self._flushed > self._waited:  # the window whose writeback started last time
-                flags = _SYNC_WAIT_BEFORE | _SYNC_WRITE | _SYNC_WAIT_AFTER
-                self._sync_range(self._waited, self._flushed, flags)
-                self._waited = self._flushed
-            self._sync_range(self._flushed, self._pos, _SYNC_WRITE)
-            self._flushed = self._pos
-        return n
+        view = memoryview(data).cast("B")
+        if not self._direct:
+            done = 0
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
+            self._offset += done
+            self._write_back()
+            return done
+        assert self._buffer is not None
+        done = 0
+        while done < len(view):
+            n = min(len(view) - done, self.BUFFER - self._fill)
+            self._buffer[self._fill : self._fill + n] = view[done : done + n]
+            self._fill += n
+            done += n
+            if self._fill == self.BUFFER:
+                self._write_buffer(self.BUFFER)
+        return done
+
+    def _write_buffer(self, nbytes: int) -> None:
+        """Write the buffer's first ``nbytes`` (a multiple of BLOCK) at the current offset;
+        the buffer is then empty."""
+        assert self._buffer is not None
+        view = memoryview(self._buffer)[:nbytes]
+        try:
+            done = 0
+            while done < nbytes:
+                done += os.pwrite(self._fd, view[done:], self._offset + done)
+        finally:
+            view.release()
+        self._offset += nbytes
+        self._fill = 0
+
+    def _write_back(self) -> None:
+        if self._libc is None or self._offset - self._flushed < self.WINDOW:
+            return
+        if self._flushed > self._waited:  # the window whose writeback started last time
+            flags = _SYNC_WAIT_BEFORE | _SYNC_WRITE | _SYNC_WAIT_AFTER
+            self._sync_range(self._waited, self._flushed, flags)
+            self._waited = self._flushed
+        self._sync_range(self._flushed, self._offset, _SYNC_WRITE)
+        self._flushed = self._offset
 
     def _sync_range(self, start: int, end: int, flags: int) -> None:
         if self._libc.sync_file_range(self._fd, start, end - start, flags) != 0:
@@ -73,6 +163,14 @@ class DurableWriter:
             raise OSError(err, f"writing back bytes {start}-{end}: {os.strerror(err)}")
 
     def sync(self) -> None:
-        """Flush and fsync: the bytes written are on disk when this returns."""
-        self._out.flush()
+        """Write what is buffered and fsync: the bytes written are on disk when this returns."""
+        if self._direct and self._fill:
+            assert self._buffer is not None
+            end = self._offset + self._fill
+            padded = -(-self._fill // self.BLOCK) * self.BLOCK
+            self._buffer[self._fill : padded] = bytes(padded - self._fill)
+            self._write_buffer(padded)
+            os.ftruncate(self._fd, end)
+            self._offset = end
         os.fsync(self._fd)
+        self._synced = True

@@ -35,9 +35,9 @@ def _stage(
         hashes, stat = hash_folder(staged)
         return staged, hashes, stat.size
     fd, staged = ctx.store.staging_file(suffix="".join(path.suffixes[-1:]))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as out:
-            writer = DurableWriter(out, length=path.stat().st_size)
+        with DurableWriter(staged, length=path.stat().st_size) as writer:
             hashes, stat = hash_file(path, sink=writer, progress=progress)
             writer.sync()
     except BaseException:

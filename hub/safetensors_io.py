@@ -4,11 +4,13 @@ Peak memory is one tensor, whatever the file size."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,6 +60,24 @@ def st_dtype(tensor: torch.Tensor) -> str:
     return TORCH_TO_ST[str(tensor.dtype).removeprefix("torch.")]
 
 
+@contextmanager
+def _streaming_cpu() -> Iterator[None]:
+    """The process set up for a streaming job: torch on one intra-op thread (each tensor's
+    math is small next to its bytes, and idle OpenMP workers spin on the cores the hashing
+    and writing threads need), and every object alive now frozen out of the cyclic garbage
+    collector (the job allocates tensors by the thousand, and each full collection would walk
+    all of torch's objects again)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    gc.freeze()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def write_safetensors(
     target: Path,
     specs: Iterable[TensorSpec],
@@ -94,9 +114,9 @@ def write_safetensors(
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as out:
-            writer = DurableWriter(out, length=8 + len(raw) + offset)
+        with _streaming_cpu(), DurableWriter(tmp, length=8 + len(raw) + offset) as writer:
             if hasher is not None:
                 hasher.with_sink(writer)
             emit = hasher.update if hasher is not None else writer.write

@@ -95,17 +95,34 @@ def test_changed_while_reading_is_refused(tmp_path):
         hash_file(path, progress=grow)
 
 
-@pytest.mark.parametrize("start", [0, 12_345])
-def test_durable_writer_writes_every_byte_across_windows(tmp_path, monkeypatch, start):
-    """Small windows so that block reservation, writeback and the waits all run."""
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("start", [0, 8192, 12_345])
+def test_durable_writer_writes_every_byte(tmp_path, monkeypatch, start, direct):
+    """Small buffer and windows, so that every path runs: a resume from an unaligned
+    offset, blocks written from the aligned buffer, the padded tail cut back, or (through
+    the cache) reservation, writeback and its waits."""
+    monkeypatch.setattr(DurableWriter, "BUFFER", 16384)
     monkeypatch.setattr(DurableWriter, "WINDOW", 4096)
-    head, body = os.urandom(start), os.urandom(300_001)
+    if not direct:
+        monkeypatch.setattr(DurableWriter, "_try_direct", lambda self, path, start: False)
+    head, body = os.urandom(start + 100), os.urandom(300_001)
     path = tmp_path / "out.bin"
-    path.write_bytes(head)
-    with path.open("ab") as out:
-        writer = DurableWriter(out, start, len(body))
+    path.write_bytes(head)  # the 100 bytes after ``start`` are cut
+    with DurableWriter(path, start, len(body)) as writer:
         for i in range(0, len(body), 7_919):
             assert writer.write(body[i : i + 7_919]) == len(body[i : i + 7_919])
         writer.sync()
     assert path.stat().st_size == start + len(body)  # the reservation keeps the length
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(head + body).hexdigest()
+    expected = hashlib.sha256(head[:start] + body).hexdigest()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == expected
+
+
+def test_durable_writer_left_early_keeps_whole_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(DurableWriter, "BUFFER", 16384)
+    body = os.urandom(50_000)
+    path = tmp_path / "out.bin"
+    with DurableWriter(path) as writer:
+        writer.write(body)  # no sync: an interrupted download
+    kept = path.read_bytes()
+    assert body.startswith(kept)
+    assert len(kept) >= len(body) - DurableWriter.BLOCK
