@@ -7,7 +7,8 @@ own scale (``alpha / r`` and the like) but not by the user's strength. Patching 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -250,12 +251,27 @@ def delta(mod: Module, weight: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _plain_lora(mod: Module, weight: torch.Tensor) -> bool:
-    """A LoRA whose delta is one matrix product (Linear, or 1x1 conv on either side)."""
+def _plain_lora(mod: Module, ndim: int) -> bool:
+    """A LoRA whose delta on a weight of ``ndim`` dimensions is one matrix product (Linear,
+    or 1x1 conv on either side)."""
     if mod.algo != lk.LORA or mod.has("lora_mid.weight"):
         return False
-    down = mod.t("lora_down.weight")
-    return down.dim() == 2 or weight.dim() != 4 or down.shape[2:] == (1, 1)
+    down = mod.tensors["lora_down.weight"]
+    return down.dim() == 2 or ndim != 4 or down.shape[2:] == (1, 1)
+
+
+def plain_lora_fits(mod: Module, shape: Sequence[int]) -> bool | None:
+    """Whether a plain LoRA's ``up @ down`` fits a weight of ``shape`` (rows = up's rows,
+    columns = everything after down's rank), from the shapes alone; None for every other
+    module, whose fit takes computing its delta."""
+    if not _plain_lora(mod, len(shape)):
+        return None
+    up, down = mod.tensors["lora_up.weight"], mod.tensors["lora_down.weight"]
+    return (
+        math.prod(up.shape[1:]) == down.shape[0]
+        and up.shape[0] == shape[0]
+        and math.prod(down.shape[1:]) == math.prod(shape[1:])
+    )
 
 
 def apply(weight: torch.Tensor, changes: list[tuple[Module, float]]) -> torch.Tensor:
@@ -266,7 +282,7 @@ def apply(weight: torch.Tensor, changes: list[tuple[Module, float]]) -> torch.Te
     for mod, strength in changes:
         if strength == 0:
             continue
-        if _plain_lora(mod, w):
+        if _plain_lora(mod, w.dim()):
             up, down = _flat(mod.t("lora_up.weight")), _flat(mod.t("lora_down.weight"))
             scale = strength * _alpha_scale(mod, down.shape[0])
             w.view(w.shape[0], -1).addmm_(up.float(), down.float(), alpha=scale)

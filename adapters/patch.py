@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from adapters.lora import Adapter, AdapterError, Module, apply, delta
+from adapters.lora import Adapter, AdapterError, Module, apply, delta, plain_lora_fits
 
 Resolver = Callable[[str], tuple[str, tuple[int, int] | None] | None]
 
@@ -73,8 +73,18 @@ def report(
 
 
 def _check_fit(mod: Module, shape: list[int]) -> None:
-    """Compute the delta on the meta device (shapes only, no arithmetic); fall back to real
-    tensors for an operation the meta device lacks."""
+    """A plain LoRA fits by its shapes; any other module's delta is computed on the meta
+    device (shapes only, no arithmetic), or on real tensors for an operation the meta device
+    lacks."""
+    fits = plain_lora_fits(mod, shape)
+    if fits is not None:
+        if not fits:
+            up, down = mod.tensors["lora_up.weight"], mod.tensors["lora_down.weight"]
+            raise AdapterError(
+                f"{mod.name}: lora up {list(up.shape)} and down {list(down.shape)} do not fit "
+                f"a weight of shape {shape}"
+            )
+        return
     meta = Module(
         mod.name,
         mod.algo,

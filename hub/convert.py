@@ -13,7 +13,7 @@ from hub.context import Context
 from hub.errors import HubError
 from hub.hashing import FileHashes, Hasher, hash_file, hash_folder
 from hub.plugins.converting import ConvertJob, node_of, plan
-from hub.register import Lineage, Overrides, commit, identify_path
+from hub.register import Lineage, Overrides, commit, identify_path, prepare_commit
 from hub.sidecars import Sidecars
 
 TARGETS = {
@@ -59,6 +59,7 @@ def convert_file(
     if not chain and not (dtype or prune):
         raise HubError(f"{art['name']} is already {goal}", hint="ask for --dtype or --prune")
     work = ctx.store.staging_dir()
+    prepare_commit()
     current, current_art, steps = source, art, []
     hasher = None
     try:

@@ -14,7 +14,7 @@ from typing import Any
 from hub.context import Context
 from hub.errors import HubError
 from hub.plugins.sourcing import Choice, RemoteFile, Source
-from hub.register import Lineage, Overrides, commit, identify_path
+from hub.register import Lineage, Overrides, commit, identify_path, prepare_commit
 from hub.registry.store import safe_component
 from hub.sidecars import Sidecars, write_sidecars
 
@@ -107,28 +107,12 @@ def install(
         known = _registered(ctx, remote.sha256)  # another process may have finished it
         if known is not None:
             return InstallResult("exists", remote.plan(), known)
-        _import_in_background("hub.registry.writes", "hub.convert")
+        prepare_commit()
         if remote.files:
             got = _download_folder(source, remote, part.with_suffix(".folder"), progress)
         else:
             got = _download(source, remote, part, progress)
         return _register(ctx, source, remote, got, name, tags)
-
-
-def _import_in_background(*modules: str) -> None:
-    """Import what registering needs while the download runs: the download's threads wait on
-    the network and release the GIL, and the imports cost a few tenths of a second."""
-    import importlib
-    import threading
-
-    def run() -> None:
-        for module in modules:
-            try:
-                importlib.import_module(module)
-            except Exception:  # noqa: BLE001 - the import on first use raises it properly
-                return
-
-    threading.Thread(target=run, name="hub-imports", daemon=True).start()
 
 
 def _download_folder(

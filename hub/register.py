@@ -104,6 +104,21 @@ class Lineage:
     params: dict[str, Any]
 
 
+def prepare_commit() -> None:
+    """Start importing what :func:`commit` needs (the ORM: a few tenths of a second) on a
+    thread, for a caller about to spend a while on I/O and hashing that release the GIL."""
+    import importlib
+    import threading
+
+    def run() -> None:
+        try:
+            importlib.import_module("hub.registry.writes")
+        except Exception:  # noqa: BLE001 - commit's own import raises it properly
+            return
+
+    threading.Thread(target=run, name="hub-prepare-commit", daemon=True).start()
+
+
 def commit(
     ctx: Context,
     staged: Path,

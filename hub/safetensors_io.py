@@ -64,18 +64,20 @@ def st_dtype(tensor: torch.Tensor) -> str:
 def _streaming_cpu() -> Iterator[None]:
     """The process set up for a streaming job: torch on one intra-op thread (each tensor's
     math is small next to its bytes, and idle OpenMP workers spin on the cores the hashing
-    and writing threads need), and every object alive now frozen out of the cyclic garbage
-    collector (the job allocates tensors by the thousand, and each full collection would walk
-    all of torch's objects again)."""
+    and writing threads need), and the cyclic garbage collector paused (the job allocates
+    tensors and futures by the thousand and makes no cycles; each collection holds the GIL
+    that the writer needs)."""
     import torch
 
-    threads = torch.get_num_threads()
+    threads, collecting = torch.get_num_threads(), gc.isenabled()
     torch.set_num_threads(1)
-    gc.freeze()
+    gc.disable()
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+        if collecting:
+            gc.enable()
 
 
 def write_safetensors(

@@ -183,3 +183,36 @@ def test_hypernetwork_module_equals_the_a1111_formula():
         assert _close(got.detach(), x.double() + mlp * 0.5)
     other = rnd(2, 3, 4)
     assert net.apply(other, 1.0) == (other, other)
+
+
+def test_plain_lora_fit_by_shapes():
+    """The shape-only verdict: True exactly where the product is the weight's rows by its
+    flattened columns (the fused apply's own condition), None where a delta must be run."""
+
+    def verdict(up_shape, down_shape, weight_shape):
+        mod = _mod(
+            "lora", **{"lora_up.weight": rnd(*up_shape), "lora_down.weight": rnd(*down_shape)}
+        )
+        return lora.plain_lora_fits(mod, weight_shape)
+
+    assert verdict((40, 4), (4, 30), (40, 30)) is True
+    assert verdict((40, 4, 1, 1), (4, 30, 1, 1), (40, 30, 1, 1)) is True  # 1x1 conv
+    assert verdict((40, 4), (4, 30), (40, 30, 1, 1)) is True  # Linear LoRA on a 1x1 conv
+    assert verdict((40, 4), (4, 30), (30, 40)) is False  # same size, transposed
+    assert verdict((40, 4), (4, 30), (40, 31)) is False
+    assert verdict((40, 4), (8, 30), (40, 30)) is False  # ranks disagree
+    assert verdict((40, 4, 1, 1), (4, 30, 3, 3), (40, 30, 3, 3)) is None  # LoCon 3x3
+    rep = patch.report(
+        "x",
+        lora.Adapter(
+            {
+                "lora_unet_x": _mod(
+                    "lora", **{"lora_up.weight": rnd(40, 4), "lora_down.weight": rnd(4, 30)}
+                )
+            },
+            "lora",
+        ),
+        {"w": (30, 40)},
+        lambda name: ("w", None),
+    )
+    assert not rep.matched and "do not fit a weight of shape [30, 40]" in rep.mismatched[0][1]
