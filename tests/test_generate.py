@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from hub import emphasis
+
 SMALL = dict(steps=3, width=64, height=64)
 
 
@@ -362,3 +364,87 @@ def test_diffusers_folder_and_vae_swap(home, tmp_path):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     with Image.open(tmp_path / "c.png") as img:
         assert "VAE: other-vae" in img.text["parameters"]
+
+
+def _model(hub, tmp_path, model: str):
+    _run(hub, "warmup", tmp_path, model=model)
+    return hub.loaded
+
+
+@pytest.mark.parametrize("model", ["sd1", "xl"])
+def test_one_plain_chunk_equals_diffusers_encode_prompt(hub, tmp_path, model):
+    m = _model(hub, tmp_path, model)
+    prompt, negative = "a photo of a castle, misty", "blurry"
+    with torch.inference_mode():
+        ours = m.encode_chunks([emphasis.parse(prompt), emphasis.parse(negative)], clip_skip=1)
+        if model == "xl":
+            theirs = m.pipe.encode_prompt(prompt, None, "cpu", 1, True, negative)
+            names = ["prompt_embeds", "negative_prompt_embeds"]
+            names += ["pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
+        else:
+            theirs = m.pipe.encode_prompt(prompt, "cpu", 1, True, negative)
+            names = ["prompt_embeds", "negative_prompt_embeds"]
+    for name, tensor in zip(names, theirs, strict=True):
+        assert torch.equal(ours[name], tensor), name
+
+
+def test_weights_long_prompts_and_clip_skip_follow_a1111(hub, tmp_path):
+    m = _model(hub, tmp_path, "sd1")
+    tok, encoder = m.pipe.tokenizer, m.parts["text_encoder"]
+
+    def framed(ids: list[int]) -> torch.Tensor:
+        return torch.tensor([[49406, *ids, 49407] + [49407] * (75 - len(ids))])
+
+    norm = encoder.final_layer_norm
+    saved = norm.bias.detach().clone()
+    with torch.no_grad():  # a mean well away from 0 (a random model's is about 0)
+        norm.bias.copy_(torch.linspace(0.5, 1.5, saved.numel()))
+    try:
+        with torch.inference_mode():
+            # a weight multiplies its tokens' rows, then the chunk keeps its mean
+            got = m.encode_chunks([emphasis.parse("a (castle:1.5) tower"), [("", 1.0)]], 1)
+            ids = tok("a castle tower", add_special_tokens=False).input_ids
+            z = encoder(framed(ids))[0][0].double()
+    finally:
+        with torch.no_grad():
+            norm.bias.copy_(saved)
+    w = torch.ones(77, dtype=torch.float64)
+    w[2] = 1.5  # BOS, a, castle
+    want = z * w[:, None]
+    want = want * (z.mean() / want.mean())
+    assert torch.allclose(got["prompt_embeds"][0].double(), want, rtol=1e-5, atol=1e-6)
+    with torch.inference_mode():
+        # 100 tokens: two chunks of 77, each framed and encoded on its own
+        words = " ".join(["castle"] * 100)
+        got = m.encode_chunks([emphasis.parse(words), emphasis.parse("")], 1)
+        castle = tok("castle", add_special_tokens=False).input_ids[0]
+        assert got["prompt_embeds"].shape == (1, 154, encoder.config.hidden_size)
+        second = encoder(framed([castle] * 25))[0][0]
+        assert torch.allclose(got["prompt_embeds"][0, 77:], second, atol=1e-6)
+        empty = encoder(framed([]))[0][0]  # the shorter negative is padded with empty chunks
+        assert torch.allclose(got["negative_prompt_embeds"][0, 77:], empty, atol=1e-6)
+
+        # clip skip 2: the penultimate layer, through the final layer norm
+        got = m.encode_chunks([emphasis.parse("a castle"), [("", 1.0)]], 2)
+        ids = tok("a castle", add_special_tokens=False).input_ids
+        hidden = encoder(framed(ids), output_hidden_states=True).hidden_states[-2]
+        want = torch.nn.functional.layer_norm(
+            hidden,
+            hidden.shape[-1:],
+            encoder.final_layer_norm.weight,
+            encoder.final_layer_norm.bias,
+            encoder.final_layer_norm.eps,
+        )
+        assert torch.allclose(got["prompt_embeds"], want, atol=1e-6)
+
+
+def test_generate_with_emphasis_long_prompts_and_clip_skip(hub, tmp_path):
+    plain = np.asarray(_run(hub, "a castle", tmp_path).image)
+    same = np.asarray(_run(hub, "a (castle:1.0)", tmp_path).image)
+    assert np.array_equal(plain, same)  # weight 1 is the plain prompt
+    weighted = np.asarray(_run(hub, "a (castle:1.6)", tmp_path).image)
+    assert not np.array_equal(plain, weighted)
+    long = ", ".join(["a (tall:1.2) castle on a hill"] * 12) + " BREAK [fog]"
+    result = _run(hub, long, tmp_path, negative="blurry", clip_skip=2)
+    assert result.image.size == (SMALL["width"], SMALL["height"])
+    assert "Clip skip: 2" in result.infotext and "(tall:1.2)" in result.infotext

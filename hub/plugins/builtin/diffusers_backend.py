@@ -19,6 +19,7 @@ from hub.tokenizer import clip_tokenizer
 
 if TYPE_CHECKING:
     from adapters.patch import PatchSet
+    from hub.emphasis import Pieces
 
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Euler a": ("EulerAncestralDiscreteScheduler", {}),
@@ -219,6 +220,82 @@ class DiffusersModel:
                 enc.set_input_embeddings(table)
                 setattr(self.pipe, "tokenizer" if i == 0 else "tokenizer_2", self._tokenizers[i])
 
+    def prompt_inputs(self, prompt: str, negative: str, clip_skip: int) -> dict[str, Any]:
+        """The pipeline's text inputs for a prompt pair (embedding names already rewritten):
+        the plain texts where diffusers' own 77-token encoding gives the A1111 result, else
+        the encodings themselves, chunked and weighted (:mod:`hub.emphasis`)."""
+        from hub import emphasis
+
+        parsed = [emphasis.parse(prompt), emphasis.parse(negative)]
+        chunked = [emphasis.chunks(p, self._token_ids(0), self._comma) for p in parsed]
+        if clip_skip == 1 and not any(map(emphasis.needs_chunks, parsed, chunked)):
+            return {
+                "prompt": emphasis.plain_text(parsed[0]),
+                "negative_prompt": emphasis.plain_text(parsed[1]) or None,
+            }
+        return self.encode_chunks(parsed, clip_skip)
+
+    @property
+    def _comma(self) -> int:
+        return self.pipe.tokenizer.convert_tokens_to_ids(",</w>")
+
+    def _token_ids(self, i: int) -> Callable[[str], list[int]]:
+        tok = self.pipe.tokenizer if i == 0 else self.pipe.tokenizer_2
+        return lambda text: tok(text, add_special_tokens=False).input_ids
+
+    def encode_chunks(self, parsed: list[Pieces], clip_skip: int) -> dict[str, Any]:
+        """Prompt and negative encodings, chunk by chunk: each chunk as diffusers encodes a
+        prompt (the layer ``clip_skip`` counts back, A1111-style), weighted as A1111 does; the
+        shorter side padded with empty chunks; sdxl's pooled output from the first chunk."""
+        import torch
+
+        from hub import emphasis
+
+        encoders = [(self.parts["text_encoder"], self.pipe.tokenizer)]
+        if self.base == "sdxl":
+            encoders.append((self.parts["text_encoder_2"], self.pipe.tokenizer_2))
+        chunked = {
+            (i, side): emphasis.chunks(parsed[side], self._token_ids(i), self._comma)
+            for i in range(len(encoders))
+            for side in (0, 1)
+        }
+        longest = max(map(len, chunked.values()))
+        sides = []
+        for side in (0, 1):
+            zs, pooled = [], None
+            for i, (encoder, tok) in enumerate(encoders):
+                chunks = chunked[i, side] + [emphasis.Chunk()] * (longest - len(chunked[i, side]))
+                framed = [
+                    emphasis.frame(c, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+                    for c in chunks
+                ]
+                ids = torch.tensor([ids for ids, _ in framed], device=self.device)
+                weights = torch.tensor([w for _, w in framed], device=self.device)
+                out = encoder(ids, output_hidden_states=True)
+                if self.base == "sdxl":
+                    z = out.hidden_states[-(clip_skip + 1)]
+                    if out[0].ndim == 2:  # the projected encoder's pooled output
+                        pooled = out[0][:1]
+                elif clip_skip == 1:
+                    z = out[0]
+                else:
+                    norm = getattr(encoder, "text_model", encoder).final_layer_norm
+                    z = norm(out.hidden_states[-clip_skip])
+                z = torch.stack([emphasis.reweight(z[k], weights[k]) for k in range(len(z))])
+                zs.append(z.reshape(1, -1, z.shape[-1]))
+            sides.append((torch.cat(zs, dim=-1), pooled))
+        (embeds, pooled), (negative, negative_pooled) = sides
+        if self.base != "sdxl":
+            return {"prompt_embeds": embeds, "negative_prompt_embeds": negative}
+        if not emphasis.plain_text(parsed[1]):  # diffusers' sdxl rule for no negative prompt
+            negative, negative_pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
+        return {
+            "prompt_embeds": embeds,
+            "negative_prompt_embeds": negative,
+            "pooled_prompt_embeds": pooled,
+            "negative_pooled_prompt_embeds": negative_pooled,
+        }
+
     def generate(
         self,
         request: Request,
@@ -251,15 +328,16 @@ class DiffusersModel:
                 attached(self.parts["unet"], list(extras.hypernetworks)),
                 torch.inference_mode(),
             ):
+                text = self.prompt_inputs(
+                    rewrite(request.prompt), rewrite(request.negative), request.clip_skip
+                )
                 result = self.pipe(
-                    prompt=rewrite(request.prompt),
-                    negative_prompt=rewrite(request.negative) or None,
+                    **text,
                     num_inference_steps=request.steps,
                     guidance_scale=request.cfg,
                     width=request.width,
                     height=request.height,
                     generator=generator,
-                    clip_skip=request.clip_skip - 1 if request.clip_skip > 1 else None,
                     callback_on_step_end=step_end,
                     output_type="pil",
                 )
