@@ -33,6 +33,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path, name in (
         (tm.mini_checkpoint("sd1", dtype=torch.float32), "sd1"),
         (tm.mini_checkpoint("sdxl"), "xl"),
+        (tm.mini_checkpoint("sd2"), "sd2"),
+        (tm.embedding("sd2"), "sd2-shiny"),
         (tm.kohya_lora("sd1"), "style"),
         (tm.lycoris_lora("sd1", "loha"), "soft"),
         (tm.kohya_lora("sdxl"), "xl-style"),
@@ -85,6 +87,14 @@ def test_mini_sdxl_generates(hub, tmp_path):
     assert [e["name"] for e in one.record["embeddings"]] == ["xl-shiny"]
     plain = _run(hub, "a castle", tmp_path, model="xl")
     assert not np.array_equal(_pixels(one), _pixels(plain))
+
+
+def test_mini_sd2_generates(hub, tmp_path):
+    one = _run(hub, "a (castle:1.2), sd2-shiny", tmp_path, model="sd2")
+    two = _run(hub, "a (castle:1.2), sd2-shiny", tmp_path, model="sd2")
+    assert one.image.size == (64, 64) and np.array_equal(_pixels(one), _pixels(two))
+    assert [e["name"] for e in one.record["embeddings"]] == ["sd2-shiny"]
+    assert hub.loaded.pipe.tokenizer.pad_token_id == 0  # OpenCLIP pads with "!"
 
 
 def test_everything_is_restored_after_a_full_stack(hub, tmp_path):
@@ -371,7 +381,7 @@ def _model(hub, tmp_path, model: str):
     return hub.loaded
 
 
-@pytest.mark.parametrize("model", ["sd1", "xl"])
+@pytest.mark.parametrize("model", ["sd1", "sd2", "xl"])
 def test_one_plain_chunk_equals_diffusers_encode_prompt(hub, tmp_path, model):
     m = _model(hub, tmp_path, model)
     prompt, negative = "a photo of a castle, misty", "blurry"
