@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import sys
@@ -65,8 +66,6 @@ class DurableWriter:
             self._fill = 0
             self._offset = self._waited = self._flushed = start
             self._direct = self._try_direct(path, start)
-            if not self._direct:
-                os.lseek(self._fd, start, os.SEEK_SET)
         except BaseException:
             os.close(self._fd)
             raise
@@ -115,37 +114,50 @@ class DurableWriter:
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        if not self._direct:
-            done = 0
-            while done < len(view):
-                done += os.write(self._fd, view[done:])
-            self._offset += done
-            self._write_back()
-            return done
-        assert self._buffer is not None
         done = 0
         while done < len(view):
+            if not self._direct:
+                n = os.pwrite(self._fd, view[done:], self._offset)
+                self._offset += n
+                done += n
+                continue
+            assert self._buffer is not None
             n = min(len(view) - done, self.BUFFER - self._fill)
             self._buffer[self._fill : self._fill + n] = view[done : done + n]
             self._fill += n
             done += n
             if self._fill == self.BUFFER:
                 self._write_buffer(self.BUFFER)
+        if not self._direct:
+            self._write_back()
         return done
 
     def _write_buffer(self, nbytes: int) -> None:
         """Write the buffer's first ``nbytes`` (a multiple of BLOCK) at the current offset;
-        the buffer is then empty."""
+        the buffer is then empty. A file system that took the O_DIRECT flag but refuses the
+        writes gets them through the cache from here on."""
         assert self._buffer is not None
         view = memoryview(self._buffer)[:nbytes]
         try:
             done = 0
             while done < nbytes:
-                done += os.pwrite(self._fd, view[done:], self._offset + done)
+                try:
+                    done += os.pwrite(self._fd, view[done:], self._offset + done)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL or not self._direct:
+                        raise
+                    self._leave_direct()
         finally:
             view.release()
         self._offset += nbytes
         self._fill = 0
+
+    def _leave_direct(self) -> None:
+        import fcntl
+
+        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        self._direct = False
 
     def _write_back(self) -> None:
         if self._libc is None or self._offset - self._flushed < self.WINDOW:

@@ -126,3 +126,29 @@ def test_durable_writer_left_early_keeps_whole_blocks(tmp_path, monkeypatch):
     kept = path.read_bytes()
     assert body.startswith(kept)
     assert len(kept) >= len(body) - DurableWriter.BLOCK
+
+
+def test_durable_writer_falls_back_when_direct_writes_are_refused(tmp_path, monkeypatch):
+    """A file system that takes the O_DIRECT flag and then refuses the writes (EINVAL)."""
+    import errno
+    import fcntl
+
+    real = os.pwrite
+    refused = []
+
+    def pwrite(fd, data, offset):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(offset)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(DurableWriter, "BUFFER", 16384)
+    body = os.urandom(100_003)
+    path = tmp_path / "out.bin"
+    with DurableWriter(path, 0, len(body)) as writer:
+        for i in range(0, len(body), 5_000):
+            writer.write(body[i : i + 5_000])
+        writer.sync()
+    assert refused == [0]
+    assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(body).digest()
