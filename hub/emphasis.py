@@ -12,7 +12,7 @@ the chunk's encoding is then rescaled to keep its mean.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,10 +88,18 @@ class Chunk:
     weights: list[float] = field(default_factory=list)
 
 
-def chunks(pieces: Pieces, tokenize: Callable[[str], list[int]], comma: int) -> list[Chunk]:
+def chunks(
+    pieces: Pieces,
+    tokenize: Callable[[str], list[int]],
+    comma: int,
+    groups: Mapping[int, int] | None = None,
+) -> list[Chunk]:
     """Split a parsed prompt into chunks of at most 75 tokens, the A1111 way: a chunk that
     fills up moves the tokens after its last comma (if within 20 tokens of the end) to the
-    next one; ``BREAK`` starts a new chunk. At least one chunk, maybe empty."""
+    next one; ``BREAK`` starts a new chunk; a unit of several tokens (an embedding's vectors:
+    ``groups`` maps its first token to its length) that does not fit in the current chunk
+    starts the next one. At least one chunk, maybe empty."""
+    groups = groups or {}
     done: list[Chunk] = []
     current = Chunk()
     last_comma = -1
@@ -112,7 +120,7 @@ def chunks(pieces: Pieces, tokenize: Callable[[str], list[int]], comma: int) -> 
                 moved = Chunk(current.ids[cut:], current.weights[cut:])
                 done.append(Chunk(current.ids[:cut], current.weights[:cut]))
                 current, last_comma = moved, -1
-            if len(current.ids) == CHUNK:
+            if len(current.ids) + groups.get(token, 1) > CHUNK:
                 done.append(current)
                 current, last_comma = Chunk(), -1
             current.ids.append(token)

@@ -69,3 +69,18 @@ def test_chunks_of_75_with_comma_backtrack_and_break():
     assert [(c.ids, c.weights) for c in broken] == [([1001, 1002], [1.0, 1.5]), ([1003], [1.0])]
     ids, weights = emphasis.frame(broken[1], 49406, 49407, 0)
     assert ids == [49406, 1003, 49407] + [0] * 74 and len(weights) == 77
+
+
+def test_a_multi_vector_embedding_is_never_split_between_chunks():
+    # w0..w71 then a 5-vector embedding (first token 1150, the rest 1151..1154): 72 + 5 > 75
+    words = " ".join(f"w{i}" for i in range(72))
+    ids = {**WORDS, "e0": 1150, "e1": 1151, "e2": 1152, "e3": 1153, "e4": 1154}
+
+    def tokenize(text: str) -> list[int]:
+        return [ids[w] for w in text.split()]
+
+    pieces = emphasis.parse(words + " e0 e1 e2 e3 e4 w72")
+    got = emphasis.chunks(pieces, tokenize, 267, groups={1150: 5})
+    assert [len(c.ids) for c in got] == [72, 6]
+    assert got[1].ids[:5] == [1150, 1151, 1152, 1153, 1154]
+    assert [len(c.ids) for c in emphasis.chunks(pieces, tokenize, 267)] == [75, 3]

@@ -458,3 +458,16 @@ def test_generate_with_emphasis_long_prompts_and_clip_skip(hub, tmp_path):
     result = _run(hub, long, tmp_path, negative="blurry", clip_skip=2)
     assert result.image.size == (SMALL["width"], SMALL["height"])
     assert "Clip skip: 2" in result.infotext and "(tall:1.2)" in result.infotext
+
+
+def test_a_multi_vector_embedding_stays_in_one_chunk(hub, tmp_path):
+    from hub import addons
+    from hub.plugins.generating import Extras
+
+    m = _model(hub, tmp_path, "sd1")
+    art = {"path": str(tm.embedding("sd1")), "format": "safetensors", "kind": "embedding"}
+    extras = Extras(embeddings=(("shiny", addons.embedding(art)),))  # two vectors
+    with m._embeddings(extras) as rewrite:
+        got = m._chunks(emphasis.parse(rewrite(" ".join(["castle"] * 74) + " shiny")), 0)
+        shiny = m.pipe.tokenizer.convert_tokens_to_ids(["<shiny>", "<shiny_1>"])
+    assert [len(c.ids) for c in got] == [74, 2] and got[1].ids == shiny

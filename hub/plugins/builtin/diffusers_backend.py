@@ -227,7 +227,7 @@ class DiffusersModel:
         from hub import emphasis
 
         parsed = [emphasis.parse(prompt), emphasis.parse(negative)]
-        chunked = [emphasis.chunks(p, self._token_ids(0), self._comma) for p in parsed]
+        chunked = [self._chunks(p, 0) for p in parsed]
         if clip_skip == 1 and not any(map(emphasis.needs_chunks, parsed, chunked)):
             return {
                 "prompt": emphasis.plain_text(parsed[0]),
@@ -239,9 +239,23 @@ class DiffusersModel:
     def _comma(self) -> int:
         return self.pipe.tokenizer.convert_tokens_to_ids(",</w>")
 
-    def _token_ids(self, i: int) -> Callable[[str], list[int]]:
+    def _chunks(self, pieces: Pieces, i: int) -> list[Any]:
+        """A parsed prompt in chunks for tokenizer ``i``, keeping each multi-vector embedding
+        (tokens ``<name>``, ``<name_1>``, ... as :meth:`_embeddings` adds them) in one chunk."""
+        from hub import emphasis
+
         tok = self.pipe.tokenizer if i == 0 else self.pipe.tokenizer_2
-        return lambda text: tok(text, add_special_tokens=False).input_ids
+        added = tok.get_added_vocab()
+        groups = {}
+        for token, first in added.items():
+            count = 1
+            while f"{token[:-1]}_{count}>" in added:
+                count += 1
+            if count > 1:
+                groups[first] = count
+        return emphasis.chunks(
+            pieces, lambda text: tok(text, add_special_tokens=False).input_ids, self._comma, groups
+        )
 
     def encode_chunks(self, parsed: list[Pieces], clip_skip: int) -> dict[str, Any]:
         """Prompt and negative encodings, chunk by chunk: each chunk as diffusers encodes a
@@ -255,7 +269,7 @@ class DiffusersModel:
         if self.base == "sdxl":
             encoders.append((self.parts["text_encoder_2"], self.pipe.tokenizer_2))
         chunked = {
-            (i, side): emphasis.chunks(parsed[side], self._token_ids(i), self._comma)
+            (i, side): self._chunks(parsed[side], i)
             for i in range(len(encoders))
             for side in (0, 1)
         }
