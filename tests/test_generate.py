@@ -471,3 +471,21 @@ def test_a_multi_vector_embedding_stays_in_one_chunk(hub, tmp_path):
         got = m._chunks(emphasis.parse(rewrite(" ".join(["castle"] * 74) + " shiny")), 0)
         shiny = m.pipe.tokenizer.convert_tokens_to_ids(["<shiny>", "<shiny_1>"])
     assert [len(c.ids) for c in got] == [74, 2] and got[1].ids == shiny
+
+
+def test_a_pickled_checkpoint_generates_what_its_safetensors_twin_does(tmp_path):
+    """A .ckpt as A1111-era trainers saved it ({"state_dict": ...}, zip pickle), read by
+    the safe loader: the same pixels as the safetensors file with the same tensors."""
+    from hub.plugins.builtin.diffusers_backend import DiffusersModel
+    from hub.plugins.generating import Extras, Request
+
+    single = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    ckpt = tmp_path / "mini.ckpt"
+    torch.save({"state_dict": load_file(single), "global_step": 10}, ckpt)
+    request = Request(prompt="a castle", steps=2, width=64, height=64, seed=3)
+    images = []
+    for path, fmt in ((single, "safetensors"), (ckpt, "pickle")):
+        art = {"kind": "checkpoint", "format": fmt, "path": str(path), "base": "sd1"}
+        model = DiffusersModel(art, "cpu", "float32")
+        images.append(np.asarray(model.generate(request, Extras())))
+    assert np.array_equal(images[0], images[1])
