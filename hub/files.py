@@ -37,6 +37,14 @@ def _libc() -> Any | None:
     return libc
 
 
+def _pwrite(fd: int, data: Any, offset: int) -> int:
+    """``os.pwrite``, or a seek and a write where there is none (Windows)."""
+    if hasattr(os, "pwrite"):
+        return os.pwrite(fd, data, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
+
+
 class DurableWriter:
     """Writes ``path`` from byte ``start`` on (what is before it is kept, what is after it is
     cut), about ``length`` bytes, and makes them durable with :meth:`sync`.
@@ -55,7 +63,8 @@ class DurableWriter:
     WINDOW = 64 << 20
 
     def __init__(self, path: Path, start: int = 0, length: int | None = None) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        self._fd = os.open(path, flags, 0o666)
         self._synced = False
         try:
             os.ftruncate(self._fd, start)
@@ -65,12 +74,12 @@ class DurableWriter:
             self._buffer: mmap.mmap | None = None
             self._fill = 0
             self._offset = self._waited = self._flushed = start
-            self._direct = self._try_direct(path, start)
+            self._direct = self._try_direct(start)
         except BaseException:
             os.close(self._fd)
             raise
 
-    def _try_direct(self, path: Path, start: int) -> bool:
+    def _try_direct(self, start: int) -> bool:
         """Switch the descriptor to O_DIRECT, with the partial block before ``start`` (a
         resume) loaded into the buffer so that every write lands on a block boundary."""
         if not hasattr(os, "O_DIRECT"):
@@ -117,7 +126,7 @@ class DurableWriter:
         done = 0
         while done < len(view):
             if not self._direct:
-                n = os.pwrite(self._fd, view[done:], self._offset)
+                n = _pwrite(self._fd, view[done:], self._offset)
                 self._offset += n
                 done += n
                 continue
@@ -142,7 +151,7 @@ class DurableWriter:
             done = 0
             while done < nbytes:
                 try:
-                    done += os.pwrite(self._fd, view[done:], self._offset + done)
+                    done += _pwrite(self._fd, view[done:], self._offset + done)
                 except OSError as exc:
                     if exc.errno != errno.EINVAL or not self._direct:
                         raise

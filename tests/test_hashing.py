@@ -104,7 +104,7 @@ def test_durable_writer_writes_every_byte(tmp_path, monkeypatch, start, direct):
     monkeypatch.setattr(DurableWriter, "BUFFER", 16384)
     monkeypatch.setattr(DurableWriter, "WINDOW", 4096)
     if not direct:
-        monkeypatch.setattr(DurableWriter, "_try_direct", lambda self, path, start: False)
+        monkeypatch.setattr(DurableWriter, "_try_direct", lambda self, start: False)
     head, body = os.urandom(start + 100), os.urandom(300_001)
     path = tmp_path / "out.bin"
     path.write_bytes(head)  # the 100 bytes after ``start`` are cut
@@ -152,3 +152,17 @@ def test_durable_writer_falls_back_when_direct_writes_are_refused(tmp_path, monk
         writer.sync()
     assert refused == [0]
     assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(body).digest()
+
+
+def test_durable_writer_without_pwrite(tmp_path, monkeypatch):
+    """Platforms without ``os.pwrite`` (Windows) seek and write."""
+    monkeypatch.delattr(os, "pwrite")
+    monkeypatch.setattr(DurableWriter, "_try_direct", lambda self, start: False)
+    head, body = os.urandom(777), os.urandom(50_001)
+    path = tmp_path / "out.bin"
+    path.write_bytes(head)
+    with DurableWriter(path, len(head)) as writer:
+        writer.write(body[:20_000])
+        writer.write(body[20_000:])
+        writer.sync()
+    assert path.read_bytes() == head + body
