@@ -198,15 +198,13 @@ class SafetensorsReader:
         row = (info.end - info.start) // shape[0] if shape and shape[0] else 0
         start = info.start + lo * row if shape else info.start
         size = (hi - lo) * row if shape else info.end - info.start
-        buf = bytearray(size)
-        view, done = memoryview(buf), 0
+        dtype = getattr(torch, ST_TO_TORCH[info.dtype])
+        out_shape = (hi - lo, *shape[1:]) if shape else shape
+        raw = torch.empty(size, dtype=torch.uint8)  # not zeroed: every byte is read into it
+        view, done = memoryview(raw.numpy()), 0
         while done < size:
             n = os.preadv(self._fd, [view[done:]], self.header.data_offset + start + done)
             if n <= 0:
                 raise OSError(f"{self.path}: short read")
             done += n
-        dtype = getattr(torch, ST_TO_TORCH[info.dtype])
-        out_shape = (hi - lo, *shape[1:]) if shape else shape
-        if not size:
-            return torch.empty(out_shape, dtype=dtype)
-        return torch.frombuffer(buf, dtype=dtype).reshape(out_shape)
+        return raw.view(dtype).reshape(out_shape)
