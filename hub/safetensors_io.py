@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hub.files import DurableWriter
 from hub.formats import DTYPE_BITS
 
 if TYPE_CHECKING:
@@ -96,8 +97,6 @@ def write_safetensors(
     ``hasher``, every byte is hashed (and written, on its workers) as it goes: the caller
     gets the file's hashes from ``hasher.finish()`` without reading it again."""
     import torch
-
-    from hub.files import DurableWriter
 
     ordered = sorted(specs, key=lambda s: (-ITEMSIZE[s.dtype], s.name))
     header: dict[str, object] = {}
