@@ -14,6 +14,7 @@ from hub.cli.output import (
     error_line,
     human_size,
     out,
+    print_table,
     spinner,
     status,
 )
@@ -525,7 +526,7 @@ def _search_remote(hub, query, kind, base, tag, limit, cursor, as_json) -> None:
             i["version"] or "",
             ", ".join((i["tags"] or [])[:4]),
         )
-    out().print(table)
+    print_table(table)
     if next_cursor:
         status(f"more: hub search {query!r} --remote --cursor {next_cursor}")
 
