@@ -452,6 +452,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         ref: str,
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
         keep_file: bool = typer.Option(False, "--keep-file", help="Keep the file in the store."),
+        as_json: bool = JSON,
     ) -> None:
         """Remove an artifact from the registry (and its file, if the store owns it)."""
         from hub.manage import remove
@@ -465,6 +466,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             if not typer.confirm(f"remove {art['kind']}:{art['name']} {what}?", err=True):
                 raise typer.Exit(1)
         removal = remove(hub, ref, keep_file=keep_file)
+        if as_json:
+            emit_json(
+                {"status": "removed", "deleted_file": removal.deleted_file, **removal.artifact}
+            )
+            return
         status(
             f"removed {art['kind']}:{art['name']}"
             + (f", deleted {art['path']}" if removal.deleted_file else "")
