@@ -489,3 +489,21 @@ def test_a_pickled_checkpoint_generates_what_its_safetensors_twin_does(tmp_path)
         model = DiffusersModel(art, "cpu", "float32")
         images.append(np.asarray(model.generate(request, Extras())))
     assert np.array_equal(images[0], images[1])
+
+
+def test_model_and_addons_resolve_by_hash_prefix_as_show_does(home, tmp_path):
+    import hashlib
+
+    from conftest import HubRunner
+
+    runner = HubRunner(home, tmp_path)
+    model = hashlib.sha256(tm.mini_checkpoint("sd1", dtype=torch.float32).read_bytes()).hexdigest()
+    lora = hashlib.sha256(tm.kohya_lora("sd1").read_bytes()).hexdigest()
+    assert runner("show", model[:8], "--json").json()["name"] == "sd1"
+    [plan] = runner(
+        "generate", "x", "--model", model[:8], "--lora", f"{lora[:10]}:0.5", "--dry-run", "--json"
+    ).json()
+    assert plan["model"] == {"name": "sd1", "kind": "checkpoint", "sha256": model}
+    assert plan["loras"] == [
+        {"name": "style", "kind": "lora", "sha256": lora, "te": 0.5, "unet": 0.5}
+    ]
