@@ -61,3 +61,17 @@ def test_every_exit_code_is_listed_in_help_and_readme(hub):
     readme = README.read_text()
     section = readme.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
     assert _codes(section, r"^\| `(\d+)` \|") == expected
+
+
+def test_every_command_has_json():
+    import typer
+
+    from hub.cli import config_cmd, demo_cmd, generate_cmd, library, plugins_cmd, serve_cmd
+
+    app = typer.Typer()
+    for module in (library, generate_cmd, serve_cmd, plugins_cmd, config_cmd, demo_cmd):
+        module.register(app)
+    commands = typer.main.get_command(app).commands
+    assert {"rm", "serve", "demo", "generate", "import"} <= set(commands)
+    missing = [n for n, c in commands.items() if not any("--json" in p.opts for p in c.params)]
+    assert missing == []
