@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from hub import __version__
-from hub.errors import HubError
+from hub.errors import ExitCode, HubError
 from hub.files import DurableWriter
 from hub.hashing import FileHashes, Hasher, read_chunks
 
@@ -41,11 +41,11 @@ class DownloadInterrupted(DownloadError):
 class AuthRequiredError(HubError):
     """The site wants a token (401) or refuses this account (403)."""
 
-    exit_code = 4
+    exit_code = ExitCode.AUTH
 
 
 class RemoteNotFoundError(HubError):
-    exit_code = 3
+    exit_code = ExitCode.NOT_FOUND
 
 
 def redact(url: str) -> str:

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit status of ``hub``; README and ``hub --help`` list them all (see EXIT_CODES)."""
+
+    OK = 0
+    FAILED = 1
+    CONFIG = 2
+    NOT_FOUND = 3
+    AUTH = 4
+    USAGE = 64  # EX_USAGE of sysexits.h
+    INTERNAL = 70  # EX_SOFTWARE
+    INTERRUPTED = 130  # 128 + SIGINT
+
+
+EXIT_CODES = {
+    ExitCode.OK: "success",
+    ExitCode.FAILED: "the command failed (a refused file, a failed job, verify found problems)",
+    ExitCode.CONFIG: "configuration error (hub.toml, an environment variable, a plugin)",
+    ExitCode.NOT_FOUND: "no artifact matches a ref, or several do (locally or on a share site)",
+    ExitCode.AUTH: "the share site wants a token, or refuses it",
+    ExitCode.USAGE: "usage error (an unknown option, a missing or malformed argument)",
+    ExitCode.INTERNAL: "internal error (a bug; HUB_DEBUG=1 shows the traceback)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
 
 class HubError(Exception):
     """Base class of every error sd-hub reports to a user."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -20,7 +47,7 @@ class HubError(Exception):
 class ConfigError(HubError):
     """hub.toml or an environment variable is malformed."""
 
-    exit_code = 2
+    exit_code = ExitCode.CONFIG
 
 
 class InvalidFileError(HubError):
@@ -35,13 +62,13 @@ class InvalidFileError(HubError):
 class RefNotFoundError(HubError):
     """No artifact matches a ref."""
 
-    exit_code = 3
+    exit_code = ExitCode.NOT_FOUND
 
 
 class AmbiguousRefError(HubError):
     """Several artifacts match a ref; ``candidates`` lists their display names."""
 
-    exit_code = 3
+    exit_code = ExitCode.NOT_FOUND
 
     def __init__(self, ref: str, candidates: list[str]) -> None:
         listing = ", ".join(candidates[:10]) + (" ..." if len(candidates) > 10 else "")
@@ -55,7 +82,7 @@ class AmbiguousRefError(HubError):
 class PluginError(HubError):
     """A plugin is broken or registers a name another plugin already owns."""
 
-    exit_code = 2
+    exit_code = ExitCode.CONFIG
 
 
 class RegistryError(HubError):

@@ -166,10 +166,9 @@ def with_stack(job: Job, settings_raw: dict[str, Any]) -> Job:
 
 
 def _resolve(ctx: Context, ref: str, kind: str, origin: str) -> dict[str, Any]:
-    text = ref if ":" in ref.split("@")[0] else f"{kind}:{ref}"
     with ctx.db.reader() as reader:
         try:
-            art = resolve_json(reader, text)
+            art = resolve_json(reader, ref, kind)
         except RefNotFoundError:
             raise RefNotFoundError(
                 f"no {kind} '{ref}' in the registry ({origin})",

@@ -86,7 +86,8 @@ def bake(
     from hub import addons
     from hub.safetensors_io import SafetensorsReader, write_safetensors
 
-    base, *inputs = _load_meta(ctx, [base_ref, *[w.ref for w in loras]])
+    [base] = _load_meta(ctx, [base_ref], "checkpoint")
+    inputs = _load_meta(ctx, [w.ref for w in loras], "lora")
     if base["kind"] != "checkpoint" or base["format"] != "safetensors":
         raise HubError(
             f"{base['name']} is a {base['format']} {base['kind']}; baking needs a "
@@ -182,9 +183,11 @@ def _register(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _load_meta(ctx: Context, refs: list[str]) -> list[dict[str, Any]]:
+def _load_meta(ctx: Context, refs: list[str], kind: str) -> list[dict[str, Any]]:
+    """The artifacts refs name (``kind`` expected, see :func:`resolve_json`), each with its
+    safetensors header metadata."""
     with ctx.db.reader() as reader:
-        arts = [resolve_json(reader, r) for r in refs]
+        arts = [resolve_json(reader, r, kind) for r in refs]
         for art in arts:
             row = reader.rows(
                 "SELECT header_metadata FROM artifact WHERE id = :id", {"id": art["id"]}
@@ -224,7 +227,7 @@ def merge_checkpoints(
             + (f" to {hi}" if hi != lo else "")
             + f" checkpoints; {len(refs)} given"
         )
-    arts = _load_meta(ctx, refs)
+    arts = _load_meta(ctx, refs, "checkpoint")
     for art in arts:
         if art["kind"] != "checkpoint" or art["format"] != "safetensors":
             raise HubError(
@@ -341,7 +344,7 @@ def merge_loras(
     from hub import addons
     from hub.safetensors_io import TensorSpec, st_dtype, write_safetensors
 
-    arts = _load_meta(ctx, [w.ref for w in loras])
+    arts = _load_meta(ctx, [w.ref for w in loras], "lora")
     bases = {a["base"] for a in arts}
     if any(a["kind"] != "lora" for a in arts) or len(bases) > 1:
         raise HubError(

@@ -16,8 +16,9 @@ import html
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -413,8 +414,27 @@ def render_page(rows: list[dict[str, Any]], query: dict[str, str]) -> str:
     )
 
 
-def run(ctx: Context, host: str, port: int, token: str | None, on_ready: Any = None) -> None:
-    """Serve until interrupted; ``on_ready(url)`` is called once the socket listens."""
+@dataclass(frozen=True)
+class Bound:
+    """The address a server listens on."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{shown}:{self.port}"
+
+
+def run(
+    ctx: Context,
+    host: str,
+    port: int,
+    token: str | None,
+    on_ready: Callable[[Bound], None] | None = None,
+) -> None:
+    """Serve until interrupted; ``on_ready`` gets the bound address once the socket listens."""
     import socket
 
     import uvicorn
@@ -423,12 +443,11 @@ def run(ctx: Context, host: str, port: int, token: str | None, on_ready: Any = N
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)  # connections wait in the backlog until uvicorn accepts
-    bound = sock.getsockname()[1]
+    bound = Bound(*sock.getsockname()[:2])
     config = uvicorn.Config(create_app(ctx, token), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     if on_ready is not None:
-        shown = f"[{host}]" if ":" in host else host
-        on_ready(f"http://{shown}:{bound}")
+        on_ready(bound)
     server.run(sockets=[sock])
 
 

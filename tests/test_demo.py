@@ -11,13 +11,22 @@ from hub import infotext
 
 
 def test_demo_serves_installs_merges_and_generates(hub, tmp_path):
-    result = hub("demo", "--into", tmp_path / "demo")
+    result = hub("demo", "--into", tmp_path / "demo", "--json")
     for line in (
         "$ hub install lora:pixel-art -y",
         "$ hub search '' --tag style",
         "serve --port 0",
     ):
-        assert line in result.out
+        assert line in result.err  # with --json the transcript goes to stderr
+    report = result.json()  # and stdout holds only the JSON report
+    root = (tmp_path / "demo").resolve()
+    assert report["root"] == str(root) and report["registry"] == str(root / "home/registry.db")
+    assert report["images"] == [str(p) for p in sorted((root / "outputs").glob("*.png"))]
+    assert report["server"].startswith("http://127.0.0.1:")
+    commands = [c["command"] for c in report["commands"]]
+    assert "hub install lora:pixel-art -y" in commands and commands[-1] == "hub verify"
+    assert all(c["seconds"] > 0 for c in report["commands"])
+    assert report["seconds"] >= sum(c["seconds"] for c in report["commands"])
     con = sqlite3.connect(tmp_path / "demo" / "home" / "registry.db")
     kinds = {k for (k,) in con.execute("SELECT DISTINCT kind FROM artifact")}
     assert {"checkpoint", "lora", "embedding", "hypernetwork"} <= kinds

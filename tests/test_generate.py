@@ -489,3 +489,48 @@ def test_a_pickled_checkpoint_generates_what_its_safetensors_twin_does(tmp_path)
         model = DiffusersModel(art, "cpu", "float32")
         images.append(np.asarray(model.generate(request, Extras())))
     assert np.array_equal(images[0], images[1])
+
+
+def test_a_failing_batch_job_is_reported_and_the_others_still_run(home, tmp_path):
+    from conftest import HubRunner
+
+    runner = HubRunner(home, tmp_path)
+    batch = tmp_path / "jobs.json"
+    batch.write_text(
+        json.dumps(
+            [
+                {"prompt": "one", "seed": 1},
+                {"prompt": "two <lora:nobody:1>", "seed": 2},
+                {"prompt": "three", "seed": 3},
+            ]
+        )
+    )
+    args = ["--batch", batch, "--model", "sd1", "--steps", "1", "-W", "64", "-H", "64"]
+    out = tmp_path / "out"
+    planned = runner("generate", *args, "--dry-run", "--json", ok=False)
+    assert planned.code == 1 and [p["settings"]["seed"] for p in planned.json()] == [1, 3]
+    result = runner("generate", *args, "-o", out, "--json", ok=False)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert [r["record"]["settings"]["seed"] for r in result.json()] == [1, 3]
+    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00003.png"]
+    [error] = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: job 2: ") and "nobody" in error
+    assert "1 of 3 jobs failed" in result.err
+
+
+def test_model_and_addons_resolve_by_hash_prefix_as_show_does(home, tmp_path):
+    import hashlib
+
+    from conftest import HubRunner
+
+    runner = HubRunner(home, tmp_path)
+    model = hashlib.sha256(tm.mini_checkpoint("sd1", dtype=torch.float32).read_bytes()).hexdigest()
+    lora = hashlib.sha256(tm.kohya_lora("sd1").read_bytes()).hexdigest()
+    assert runner("show", model[:8], "--json").json()["name"] == "sd1"
+    [plan] = runner(
+        "generate", "x", "--model", model[:8], "--lora", f"{lora[:10]}:0.5", "--dry-run", "--json"
+    ).json()
+    assert plan["model"] == {"name": "sd1", "kind": "checkpoint", "sha256": model}
+    assert plan["loras"] == [
+        {"name": "style", "kind": "lora", "sha256": lora, "te": 0.5, "unet": 0.5}
+    ]

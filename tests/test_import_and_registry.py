@@ -196,15 +196,20 @@ def test_rm_asks_and_deletes_store_file(hub, models):
     assert path.exists()
     refused = hub("rm", "gone", ok=False, input="n\n")
     assert refused.code != 0 and path.exists()
-    hub("rm", "gone", "-y")
+    removed = hub("rm", "gone", "-y", "--json").json()
     assert not path.exists()
+    assert (removed["status"], removed["deleted_file"]) == ("removed", True)
+    assert (removed["kind"], removed["name"], removed["path"]) == ("embedding", "gone", str(path))
+    sha256 = hashlib.sha256(models["emb-sdxl"].read_bytes()).hexdigest()
+    assert removed["hashes"]["sha256"] == sha256
     assert hub("list", "--json").json() == []
 
 
 def test_rm_keep_file(hub, models):
     hub("import", models["emb-sdxl"], "--name", "kept")
     path = hub.home / "models" / "embeddings" / "kept.safetensors"
-    hub("rm", "kept", "-y", "--keep-file")
+    removed = hub("rm", "kept", "-y", "--keep-file", "--json").json()
+    assert (removed["name"], removed["deleted_file"]) == ("kept", False)
     assert path.exists() and hub("list", "--json").json() == []
 
 

@@ -246,3 +246,24 @@ def test_concat_of_two_loras_equals_applying_both_and_svd_full_rank(hub):
     for k in moved:
         assert _close(once[k], both[k]), k
         assert (full[k] - both[k]).abs().max() <= 1e-4 * both[k].abs().max(), k
+
+
+def test_refs_resolve_as_show_does_hash_prefixes_and_expected_kinds(hub):
+    """`merge` takes hash prefixes as `show` does, and a name shared by the checkpoint and a
+    LoRA names the checkpoint as BASE and the LoRA after --lora (as `generate` reads them)."""
+    import hashlib
+
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    lora = tm.kohya_lora("sd1")
+    hub("import", ckpt, "--name", "base")
+    hub("import", lora, "--name", "base")
+    ckpt_sha, lora_sha = (hashlib.sha256(p.read_bytes()).hexdigest() for p in (ckpt, lora))
+    by_hash = hub(
+        "merge", ckpt_sha[:8], "--lora", f"{lora_sha[:8]}:0.8", "--name", "by-hash", "--json"
+    ).json()
+    by_name = hub("merge", "base", "--lora", "base:0.8", "--name", "by-name", "--json").json()
+    for out in (by_hash, by_name):
+        lineage = hub("show", out["name"], "--json").json()["lineage"]
+        assert {p["parent_sha256"] for p in lineage} == {ckpt_sha, lora_sha}
+    a, b = load_file(by_hash["path"]), load_file(by_name["path"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

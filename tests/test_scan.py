@@ -125,3 +125,23 @@ def test_scan_reports_pickles_and_keeps_going(hub, tmp_path, models):
 def test_scan_of_missing_folder_is_one_line(hub, tmp_path):
     result = hub("scan", tmp_path / "nowhere", ok=False)
     assert result.code != 0 and result.err.startswith("error: ") and "Traceback" not in result.err
+
+
+def test_records_are_one_line_in_a_pipe_whatever_their_length(hub, tmp_path, models):
+    """rich wraps at 80 columns when output is not a terminal: a long path must not be split."""
+    folder = tmp_path / "long"
+    folder.mkdir()
+    stem = "p04-code-" + "x" * (200 - len(str(folder)) - len("/p04-code-.ckpt"))
+    refused = folder / f"{stem}.ckpt"
+    refused.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    good = folder / f"{stem}.safetensors"
+    shutil.copyfile(models["emb-sd2"], good)
+    assert len(str(refused)) == 200
+    result = hub("scan", folder)
+    [line] = [x for x in result.err.splitlines() if x.startswith("skipped")]
+    assert line.startswith(f"skipped {refused}: ") and len(line) > len(str(refused)) + 10
+    autov2 = hashlib.sha256(good.read_bytes()).hexdigest()[:10]
+    rows = [x.split() for x in hub("list").out.splitlines()]
+    assert rows[0] == ["name", "kind", "base", "algo/layout", "size", "autov2", "tags"]
+    assert rows[1][:4] == [stem, "embedding", "sd2", "a1111"] and rows[1][-1] == autov2
+    assert len(rows) == 2

@@ -274,3 +274,23 @@ def test_named_source_in_hub_toml(server_home, tmp_path):
     assert hashlib.sha256(Path(out["artifact"]["path"]).read_bytes()).hexdigest() == (
         hashlib.sha256(files["soft"].read_bytes()).hexdigest()
     )
+
+
+def test_serve_json_reports_the_bound_address_as_one_line(server_home, tmp_path):
+    server, files = server_home
+    proc = server.popen("serve", "--port", "0", "--json")
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert set(first) == {"host", "port", "url"}
+        assert first["host"] == "127.0.0.1" and isinstance(first["port"], int) and first["port"]
+        assert first["url"] == f"http://127.0.0.1:{first['port']}"
+        page = requests.get(f"{first['url']}/api/v1/models", timeout=30).json()
+        sha = hashlib.sha256(files["pixel"].read_bytes()).hexdigest()
+        served = {
+            i["name"]: i["modelVersions"][0]["files"][0]["hashes"]["SHA256"].lower()
+            for i in page["items"]
+        }
+        assert served["pixel"] == sha and set(served) == {"pixel", "soft", "shiny"}
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

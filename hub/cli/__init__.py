@@ -9,14 +9,16 @@ import gc
 import os
 import sys
 
+import click
 import typer
 
 from hub import __version__
-from hub.errors import HubError
+from hub.errors import EXIT_CODES, ExitCode, HubError
 
 app = typer.Typer(
     name="hub",
     help="sd-hub: a package manager for Stable Diffusion weights.",
+    epilog="Exit codes:\n\n" + "\n\n".join(f"{int(c)}: {w}" for c, w in EXIT_CODES.items()),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -94,15 +96,21 @@ def main() -> None:
 
     try:
         _register_commands()
-        app()
+        code = app(prog_name="hub", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
     except HubError as exc:
         error_line(exc.message, exc.hint)
         if os.environ.get("HUB_DEBUG"):
             raise
         sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        sys.exit(_click_error(exc))
+    except click.Abort:  # a prompt met Ctrl-C or the end of its input
+        error_line("aborted")
+        sys.exit(ExitCode.FAILED)
     except KeyboardInterrupt:
         error_line("interrupted")
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # the last guard: no traceback for users unless HUB_DEBUG
         if os.environ.get("HUB_DEBUG"):
             raise
@@ -110,8 +118,22 @@ def main() -> None:
             f"internal error: {type(exc).__name__}: {exc}",
             hint="run again with HUB_DEBUG=1 for the traceback, and report it",
         )
-        sys.exit(70)
+        sys.exit(ExitCode.INTERNAL)
     finally:
         # Everything alive now lives until exit: frozen, it is skipped by the interpreter's
         # last full collection, which otherwise costs ~0.15 s once sqlalchemy is loaded.
         gc.freeze()
+
+
+def _click_error(exc: click.ClickException) -> int:
+    """Print a click error (a usage error: an unknown option, a missing argument) as one
+    ``error:`` line and a ``hint:`` line; returns the exit code."""
+    from hub.cli.output import error_line
+
+    if not isinstance(exc, click.UsageError):
+        error_line(exc.format_message())
+        return exc.exit_code
+    command = exc.ctx.command_path if exc.ctx else "hub"
+    if not isinstance(exc, click.exceptions.NoArgsIsHelpError):  # `hub` alone: help shown
+        error_line(f"{command}: {exc.format_message()}", hint=f"see `{command} --help`")
+    return ExitCode.USAGE

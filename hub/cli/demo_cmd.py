@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from hub.cli.output import status
+from hub.cli.output import emit_json, status
 from hub.errors import HubError
 
 
@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         home: Path = typer.Option(
             None, "--into", help="Folder for the demo (default: a new temporary folder)."
         ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print paths and timings as JSON (the commands go to stderr)."
+        ),
     ) -> None:
         """Build mini models offline, serve them with `hub serve`, then install, search,
         merge and generate from that server, printing each command."""
@@ -29,43 +32,67 @@ def register(app: typer.Typer) -> None:
         from hub.serve import background
 
         started = time.perf_counter()
+        transcript = sys.stderr if as_json else sys.stdout
         root = (home or Path(tempfile.mkdtemp(prefix="hub-demo-"))).resolve()
         root.mkdir(parents=True, exist_ok=True)
         user_home, team_home = root / "home", root / "team"
         catalog, outputs = root / "catalog", root / "outputs"
         status(f"building a demo catalog of mini models in {catalog} ...")
         files = build_catalog(catalog)
+        built = time.perf_counter() - started
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         env |= {"PYTHONWARNINGS": "ignore", "HUB_HOME": str(user_home)}
         team_env = env | {"HUB_HOME": str(team_home)}
+        commands: list[dict[str, object]] = []
 
         def run(args: list[str], team: bool) -> None:
             shown = ["--home", str(team_home), *args] if team else args
-            sys.stdout.write(f"\n$ hub {shlex.join(shown)}\n")
-            sys.stdout.flush()
+            transcript.write(f"\n$ hub {shlex.join(shown)}\n")
+            transcript.flush()
+            begun = time.perf_counter()
             proc = subprocess.run(
                 [sys.executable, "-m", "hub", *args],
                 env=team_env if team else env,
                 cwd=root,
-                stdout=sys.stdout,
+                stdout=transcript,
                 stderr=subprocess.STDOUT,
             )
             if proc.returncode:
                 raise HubError(f"demo step `hub {shlex.join(args)}` exited {proc.returncode}")
+            seconds = round(time.perf_counter() - begun, 2)
+            commands.append({"command": f"hub {shlex.join(shown)}", "seconds": seconds})
 
         for step in team_steps(files):
             run(step.args, step.team)
-        sys.stdout.write(f"\n$ hub --home {team_home} serve --port 0 &\n")
+        transcript.write(f"\n$ hub --home {team_home} serve --port 0 &\n")
         with background(team_env, root) as url:
-            sys.stdout.write(f"{url}\n\n$ export HUB_CIVITAI_URL={url}\n")
+            transcript.write(f"{url}\n\n$ export HUB_CIVITAI_URL={url}\n")
             env["HUB_CIVITAI_URL"] = url
             for step in user_steps(outputs):
                 run(step.args, step.team)
         images = sorted(outputs.glob("*.png"))
-        sys.stdout.write(
-            f"\nimages: {', '.join(str(p) for p in images)}"
-            f"\nregistry: {user_home / 'registry.db'}\nstore: {user_home / 'models'}"
-            f"\nteam collection: {team_home} (served with `hub --home {team_home} serve`)"
-            f"\n(run with HUB_HOME={user_home} to explore)\n"
-        )
-        status(f"demo finished in {time.perf_counter() - started:.0f}s")
+        elapsed = time.perf_counter() - started
+        if as_json:
+            emit_json(
+                {
+                    "root": str(root),
+                    "catalog": str(catalog),
+                    "home": str(user_home),
+                    "registry": str(user_home / "registry.db"),
+                    "store": str(user_home / "models"),
+                    "team": str(team_home),
+                    "server": url,
+                    "images": [str(p) for p in images],
+                    "commands": commands,
+                    "catalog_seconds": round(built, 2),
+                    "seconds": round(elapsed, 2),
+                }
+            )
+        else:
+            sys.stdout.write(
+                f"\nimages: {', '.join(str(p) for p in images)}"
+                f"\nregistry: {user_home / 'registry.db'}\nstore: {user_home / 'models'}"
+                f"\nteam collection: {team_home} (served with `hub --home {team_home} serve`)"
+                f"\n(run with HUB_HOME={user_home} to explore)\n"
+            )
+        status(f"demo finished in {elapsed:.0f}s")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 
 import typer
 
-from hub.cli.output import emit_json, out, status, step_progress
+from hub.cli.output import emit_json, error_line, out, status, step_progress
 from hub.cli.state import context
-from hub.errors import HubError
+from hub.errors import ExitCode, HubError
 
 
 def register(app: typer.Typer) -> None:
@@ -106,27 +107,15 @@ def register(app: typer.Typer) -> None:
             else:
                 jobs = [replace(jobs[0], output=output)]
         if dry_run:
-            plans = [hub.plan(j) for j in jobs]
+            plans, failures = _each(jobs, hub.plan)
             if as_json:
                 emit_json([_plan_json(p) for p in plans])
-                return
-            for p in plans:
-                _show_plan(p)
+            else:
+                for p in plans:
+                    _show_plan(p)
+            _fail_if(failures, len(jobs))
             return
-        results = []
-        for job in jobs:
-            with step_progress(not quiet) as (on_stage, on_step):
-                result = hub.generate(job, on_step=on_step, on_stage=on_stage)
-            for line in result.reports:
-                status(line)
-            results.append(result)
-            if not as_json:
-                out().print(str(result.path), markup=False, highlight=False)
-                status(
-                    f"seed {result.record['settings']['seed']}, "
-                    f"{result.timings['total']:.1f}s"
-                    + ("" if result.reloaded else " (model already loaded)")
-                )
+        results, failures = _each(jobs, lambda job: _generate(hub, job, quiet, as_json))
         if as_json:
             emit_json(
                 [
@@ -139,6 +128,43 @@ def register(app: typer.Typer) -> None:
                     for r in results
                 ]
             )
+        _fail_if(failures, len(jobs))
+
+
+def _generate(hub: object, job: object, quiet: bool, as_json: bool) -> object:
+    """One image, with a progress display; its path on stdout unless JSON is wanted."""
+    with step_progress(not quiet) as (on_stage, on_step):
+        result = hub.generate(job, on_step=on_step, on_stage=on_stage)
+    for line in result.reports:
+        status(line)
+    if not as_json:
+        out().print(str(result.path), markup=False, highlight=False)
+        status(
+            f"seed {result.record['settings']['seed']}, {result.timings['total']:.1f}s"
+            + ("" if result.reloaded else " (model already loaded)")
+        )
+    return result
+
+
+def _each(jobs: list, run: Callable[[object], object]) -> tuple[list, int]:
+    """``run`` on every job. Of several jobs, one that fails is reported (an ``error:`` line
+    naming it) and the next ones still run; returns the results and the number of failures."""
+    results, failures = [], 0
+    for n, job in enumerate(jobs, 1):
+        try:
+            results.append(run(job))
+        except HubError as exc:
+            if len(jobs) == 1:
+                raise
+            error_line(f"job {n}: {exc.message}", exc.hint)
+            failures += 1
+    return results, failures
+
+
+def _fail_if(failures: int, total: int) -> None:
+    if failures:
+        status(f"{failures} of {total} jobs failed")
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _from_image(hub: object, path: Path, given: object, yes: bool, quiet: bool) -> object:

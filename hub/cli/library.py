@@ -14,6 +14,7 @@ from hub.cli.output import (
     error_line,
     human_size,
     out,
+    print_table,
     spinner,
     status,
 )
@@ -451,6 +452,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         ref: str,
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
         keep_file: bool = typer.Option(False, "--keep-file", help="Keep the file in the store."),
+        as_json: bool = JSON,
     ) -> None:
         """Remove an artifact from the registry (and its file, if the store owns it)."""
         from hub.manage import remove
@@ -464,6 +466,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             if not typer.confirm(f"remove {art['kind']}:{art['name']} {what}?", err=True):
                 raise typer.Exit(1)
         removal = remove(hub, ref, keep_file=keep_file)
+        if as_json:
+            emit_json(
+                {"status": "removed", "deleted_file": removal.deleted_file, **removal.artifact}
+            )
+            return
         status(
             f"removed {art['kind']}:{art['name']}"
             + (f", deleted {art['path']}" if removal.deleted_file else "")
@@ -525,7 +532,7 @@ def _search_remote(hub, query, kind, base, tag, limit, cursor, as_json) -> None:
             i["version"] or "",
             ", ".join((i["tags"] or [])[:4]),
         )
-    out().print(table)
+    print_table(table)
     if next_cursor:
         status(f"more: hub search {query!r} --remote --cursor {next_cursor}")
 

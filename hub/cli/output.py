@@ -11,26 +11,33 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
+
+
+def _console(stderr: bool) -> Console:
+    """A console that never breaks a line (soft wrap: a record stays one line in pipes and
+    logs, and a terminal wraps it whole) and prints text as given (no emoji codes)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 @cache
 def err() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
+    return _console(stderr=True)
 
 
 @cache
 def out() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
+    return _console(stderr=False)
 
 
-def emit_json(data: Any) -> None:
-    """JSON on stdout: indented for a terminal, compact (and fast) for pipes."""
-    indent = 2 if sys.stdout.isatty() else None
+def emit_json(data: Any, line: bool = False) -> None:
+    """JSON on stdout: indented for a terminal, compact (and fast) for pipes; ``line``: one
+    line even on a terminal (a record in a stream that a reader takes line by line)."""
+    indent = 2 if sys.stdout.isatty() and not line else None
     sys.stdout.write(json.dumps(data, indent=indent, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def status(message: str) -> None:
@@ -70,7 +77,17 @@ def artifact_table(rows: list[dict[str, Any]]) -> None:
             a["hashes"]["autov2"],
             ", ".join(a["tags"]),
         )
-    out().print(table)
+    print_table(table)
+
+
+def print_table(table: Table) -> None:
+    """A table on stdout at its natural width: one line per row, never a folded cell, even
+    when that is wider than the terminal or the 80 columns rich assumes for a pipe."""
+    from rich.measure import Measurement
+
+    console = out()
+    table.width = Measurement.get(console, console.options.update_width(1 << 20), table).maximum
+    console.print(table, crop=False)
 
 
 def show_progress(enabled: bool) -> bool:

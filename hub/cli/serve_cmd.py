@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from hub.cli.output import status
+from hub.cli.output import emit_json, status
 from hub.cli.state import context
 from hub.errors import ConfigError
 
@@ -21,12 +21,16 @@ def register(app: typer.Typer) -> None:
         token_env: str = typer.Option(
             None, "--token-env", help="Require the bearer token held in this variable."
         ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the bound host, port and URL as one JSON line."
+        ),
     ) -> None:
         """Serve the registry read-only over Civitai's API (and a web page at /).
 
         Point another machine at it with HUB_CIVITAI_URL=<url> (or [sources.civitai] url).
-        The URL is printed on stdout once the server listens."""
-        from hub.serve import run
+        The URL (with --json, its host, port and URL as one JSON line) is printed on stdout
+        once the server listens."""
+        from hub.serve import Bound, run
 
         token = None
         if token_env:
@@ -37,11 +41,14 @@ def register(app: typer.Typer) -> None:
                     hint=f"export {token_env}=<a long random token>",
                 )
 
-        def ready(url: str) -> None:
-            sys.stdout.write(url + "\n")
-            sys.stdout.flush()
+        def ready(bound: Bound) -> None:
+            if as_json:
+                emit_json({"host": bound.host, "port": bound.port, "url": bound.url}, line=True)
+            else:
+                sys.stdout.write(bound.url + "\n")
+                sys.stdout.flush()
             status(
-                f"serving {context(ctx).settings.home} at {url}"
+                f"serving {context(ctx).settings.home} at {bound.url}"
                 + (" (token required)" if token else "")
                 + "; Ctrl-C stops"
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hub.errors import HubError
+from hub.errors import ExitCode, HubError
 
 if TYPE_CHECKING:
     from hub.download import Http
@@ -76,7 +76,7 @@ class Source(Protocol):
 
 
 class AmbiguousRemoteError(HubError):
-    exit_code = 3
+    exit_code = ExitCode.NOT_FOUND
 
     def __init__(self, ref: str, choices: list[str]) -> None:
         listing = "; ".join(f"{i}. {c}" for i, c in enumerate(choices[:10], 1))

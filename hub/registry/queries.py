@@ -218,10 +218,15 @@ def resolve_rows(reader: Reader, ref: Ref) -> list[dict[str, Any]]:
     return reader.rows(sql, params)
 
 
-def resolve(reader: Reader, text: str) -> dict[str, Any]:
-    """The one artifact row a ref names; errors list the candidates when there are several."""
+def resolve(reader: Reader, text: str, kind: str | None = None) -> dict[str, Any]:
+    """The one artifact row a ref names; errors list the candidates when there are several.
+
+    Every command resolves refs here. ``kind`` is the kind the caller expects: of several
+    matches (a name shared by a LoRA and an embedding), those of that kind are kept."""
     ref = Ref.parse(text)
     rows = resolve_rows(reader, ref)
+    if kind and len(rows) > 1:
+        rows = [r for r in rows if r["kind"] == kind] or rows
     if not rows:
         raise RefNotFoundError(
             f"no artifact matches '{text}'", hint="see `hub list` or `hub search`"
@@ -231,8 +236,9 @@ def resolve(reader: Reader, text: str) -> dict[str, Any]:
     return rows[0]
 
 
-def resolve_json(reader: Reader, text: str) -> dict[str, Any]:
-    row = resolve(reader, text)
+def resolve_json(reader: Reader, text: str, kind: str | None = None) -> dict[str, Any]:
+    """The public JSON object of the artifact a ref names (see :func:`resolve`)."""
+    row = resolve(reader, text, kind)
     return to_json(row, tags_for(reader, [row["id"]]).get(row["id"], []))
 
 
