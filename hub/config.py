@@ -100,11 +100,23 @@ def _table(data: dict[str, Any], *keys: str) -> dict[str, Any]:
     return data
 
 
+def token_file_is_private(path: Path, platform: str = os.name) -> bool:
+    """Whether no one but the owner may read ``path``, as far as ``platform``'s mode bits say.
+
+    POSIX mode bits carry group and other permissions. On Windows (``nt``) ``st_mode`` only
+    reflects the read-only attribute (0o666 or 0o444) and access is decided by ACLs the mode
+    cannot express, so there is nothing to check.
+    """
+    if platform == "nt":
+        return True
+    return not path.stat().st_mode & 0o077
+
+
 def read_token_file(path: Path) -> str:
-    """A token from a file only its owner can read (mode 0600 or stricter)."""
+    """A token from a file only its owner can read (mode 0600 or stricter on POSIX)."""
     try:
-        mode = path.stat().st_mode
-        if mode & 0o077:
+        if not token_file_is_private(path):
+            mode = path.stat().st_mode
             raise ConfigError(
                 f"{path}: token file is readable by others (mode {oct(mode & 0o777)})",
                 hint=f"chmod 600 {path}",

@@ -61,18 +61,29 @@ class Container(StrEnum):
 
 
 _LFS = b"version https://git-lfs.github.com/spec/v1"
+_BOM = b"\xef\xbb\xbf"
+
+
+def _looks_like_html(head: bytes) -> bool:
+    """Markup after optional whitespace and a UTF-8 byte-order mark."""
+    return head.lstrip().removeprefix(_BOM).lstrip()[:1] == b"<"
 
 
 def sniff(head: bytes, size: int) -> Container:
-    """Classify a file from its first bytes (at least 512 when the file has them)."""
+    """Classify a file from its first bytes (at least 512 when the file has them).
+
+    Binary formats are recognised by their own structure first; a file is called HTML only
+    when none of them fits, so a safetensors header length such as 0x3C20 (bytes ``20 3C``,
+    a space and ``<``) is not mistaken for markup.
+    """
     if size == 0:
         return Container.EMPTY
-    stripped = head.lstrip()
+    if len(head) >= 9 and head[8:9] == b"{":
+        (length,) = struct.unpack("<Q", head[:8])
+        if length <= MAX_HEADER:
+            return Container.SAFETENSORS
     if head.startswith(_LFS):
         return Container.LFS_POINTER
-    lowered = stripped[:64].lower()
-    if lowered.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<")):
-        return Container.HTML
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return Container.TORCH_ZIP
     if head.startswith((b"7z\xbc\xaf\x27\x1c", b"\x1f\x8b", b"Rar!", b"BZh")):
@@ -81,12 +92,10 @@ def sniff(head: bytes, size: int) -> Container:
         return Container.LEGACY_TAR
     if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
         return Container.PICKLE
-    if len(head) >= 9 and head[8:9] == b"{":
-        (length,) = struct.unpack("<Q", head[:8])
-        if length <= MAX_HEADER:
-            return Container.SAFETENSORS
-    if stripped[:1] in (b"{", b"["):
+    if head.lstrip()[:1] in (b"{", b"["):
         return Container.JSON
+    if _looks_like_html(head):
+        return Container.HTML
     if head[:1] in (b"(", b"}", b"]", b"c") and b"\n" in head[:64]:
         return Container.PICKLE  # protocol 0/1 pickles start with an opcode, not PROTO
     return Container.UNKNOWN

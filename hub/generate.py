@@ -351,10 +351,19 @@ def _infotext(p: Plan, device: str, dtype: str) -> tuple[str, dict[str, Any]]:
 
 
 def _next_output(ctx: Context, seed: int) -> Path:
+    """A new ``NNNNN-<seed>.png`` in the outputs folder, created empty and exclusively (the
+    image replaces it), so processes writing into one folder never share a name."""
     folder = ctx.settings.home / "outputs"
     folder.mkdir(parents=True, exist_ok=True)
     taken = [int(m[1]) for f in folder.glob("*.png") if (m := re.match(r"(\d+)-", f.name))]
-    return folder / f"{max(taken, default=0) + 1:05d}-{seed}.png"
+    number = max(taken, default=0) + 1
+    while True:
+        path = folder / f"{number:05d}-{seed}.png"
+        try:
+            path.open("xb").close()
+            return path
+        except FileExistsError:
+            number += 1
 
 
 def write_png(image: Any, path: Path, text: str, record: dict[str, Any]) -> None:

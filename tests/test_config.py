@@ -88,3 +88,20 @@ def test_hub_config_shows_tokens_only_as_set(hub, tmp_path):
     assert data["home"] == str(hub.home)
     plain = hub("config")
     assert secret not in result.out + result.err + plain.out + plain.err
+
+
+def test_token_file_privacy_is_checked_where_the_mode_can_express_it(tmp_path):
+    from hub.config import read_token_file, token_file_is_private
+
+    token = tmp_path / "civitai.token"
+    token.write_text("tok\n")
+    for mode, private in ((0o600, True), (0o400, True), (0o640, False), (0o604, False)):
+        token.chmod(mode)
+        assert token_file_is_private(token, "posix") is private, oct(mode)
+        # Windows st_mode is 0o666/0o444 whatever the ACLs say: no group/other bits to check
+        assert token_file_is_private(token, "nt") is True, oct(mode)
+    token.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        read_token_file(token)
+    token.chmod(0o600)
+    assert read_token_file(token) == "tok"

@@ -79,6 +79,10 @@ def _write_header(path, header: dict | bytes, data: bytes = b"", length: int | N
 
 BAD = {
     "html.safetensors": lambda p: p.write_text("<!DOCTYPE html><html><body>Login</body></html>"),
+    "html-space.safetensors": lambda p: p.write_text("\n  \t<html><body>Error</body></html>"),
+    "html-bom.safetensors": lambda p: p.write_bytes(
+        b"\xef\xbb\xbf<!DOCTYPE html>\r\n<html><head><title>Sign in</title></head></html>"
+    ),
     "lfs.safetensors": lambda p: p.write_text(
         "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"
     ),
@@ -124,6 +128,8 @@ BAD = {
 }
 REASONS = {
     "html.safetensors": "HTML page",
+    "html-space.safetensors": "HTML page",
+    "html-bom.safetensors": "HTML page",
     "lfs.safetensors": "Git LFS pointer",
     "empty.safetensors": "empty file",
     "truncated.safetensors": "truncated",
@@ -151,6 +157,38 @@ def test_bad_input_is_one_line_and_registers_nothing(hub, tmp_path, models, name
     assert len([ln for ln in lines if ln.startswith("error:")]) == 1
     assert hub("list", "--json").json() == before
     assert len(store_files(hub.home)) == 1
+
+
+def _with_header_length(source, target, length: int) -> None:
+    """``source``'s tensors saved by safetensors with metadata padded to a header of
+    ``length`` bytes."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(source)
+    pad = 0
+    for _ in range(3):
+        save_file(tensors, target, metadata={"pad": "x" * pad})
+        (got,) = struct.unpack("<Q", target.read_bytes()[:8])
+        pad += length - got
+    assert got == length
+
+
+def test_header_length_0x3c20_is_safetensors_not_html(hub, tmp_path, models):
+    """Header length 0x3C20 makes the file start with a space and '<'."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = folder / "angle.safetensors"
+    _with_header_length(models["emb-sd1"], path, 0x3C20)
+    assert path.read_bytes()[:9] == b" <\0\0\0\0\0\0{"
+    shown = hub("show", path, "--json").json()
+    assert (shown["kind"], shown["base"]) == ("embedding", "sd1")
+    report = hub("scan", folder, "--json").json()
+    assert report["added"] == [str(path)] and report["skipped"] == []
+    hub("import", path, "--name", "angle-copy")
+    rows = {a["name"]: a for a in hub("list", "--json").json()}
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert {r["hashes"]["sha256"] for r in rows.values()} == {sha}
+    assert rows["angle"]["kind"] == "embedding"
 
 
 def test_missing_path(hub, tmp_path):

@@ -6,6 +6,7 @@ Base rules key on topology and context width, never on absolute channel counts.
 
 from __future__ import annotations
 
+import math
 import re
 
 from adapters import keys as lk
@@ -18,8 +19,6 @@ CONTEXT_BASE = {768: Base.SD1, 1024: Base.SD2, 2048: Base.SDXL, 1280: Base.SDXL_
 ADM_BASE = {2816: Base.SDXL, 2560: Base.SDXL_REFINER}
 IN_CHANNEL_VARIANT = {9: "inpaint", 8: "instruct", 5: "depth"}
 TEXT_WIDTH_BASE = {768: Base.SD1, 1024: Base.SD2}
-_TO_K = re.compile(r"attn2[._]to_k$")
-_TE_ATTN = re.compile(r"(self_attn[._][qkv]_proj|mlp[._]fc1)$")
 
 
 def _prediction(subject: Subject) -> str | None:
@@ -163,23 +162,123 @@ def _lora_layout(names: list[str]) -> str:
     return "peft" if any(".lora_A" in n or ".lora_B" in n for n in names) else "diffusers"
 
 
+# Where a module's shapes show a width: UNet cross-attention to_k/to_v take the context in;
+# CLIP attention projections are hidden x hidden, mlp.fc1 takes hidden in, mlp.fc2 gives it out.
+_CONTEXT_IN = re.compile(r"attn2[._]to_[kv]$")
+_TE_SQUARE = re.compile(r"self_attn[._][qkv]_proj$|self_attn[._]out_proj$")
+_TE_IN = re.compile(r"mlp[._]fc1$")
+_TE_OUT = re.compile(r"mlp[._]fc2$")
+_IN_PARAMS = (
+    "lora_down.weight",
+    "lora_A.weight",
+    "lora.down.weight",
+    "lora_linear_layer.down.weight",
+    "hada_w1_b",
+    "lokr_w2_b",
+    "lokr_w2",
+    "diff",
+    "a1.weight",
+)
+_OUT_PARAMS = (
+    "lora_up.weight",
+    "lora_B.weight",
+    "lora.up.weight",
+    "lora_linear_layer.up.weight",
+    "hada_w1_a",
+    "diff",
+)
+# Text encoder module prefixes; the second names one encoder of a two-encoder model (SDXL).
+_FIRST_TE = ("lora_te_", "lora_te1_", "text_encoder.")
+_SECOND_TE = ("lora_te2_", "text_encoder_2.")
+_THIRD_TE = ("lora_te3_", "text_encoder_3.")
+SDXL_TE1_WIDTH, SDXL_TE2_WIDTH = {768: Base.SDXL}, {1280: Base.SDXL}  # CLIP-L, OpenCLIP-bigG
+
+
+def _in_width(mod: lk.ModuleKeys, algo: str) -> tuple[str, int] | None:
+    width = lk.in_features(mod, algo)
+    param = next((p for p in _IN_PARAMS if p in mod.params), None)
+    return (param, width) if width and param else None
+
+
+def _out_width(mod: lk.ModuleKeys) -> tuple[str, int] | None:
+    param = next((p for p in _OUT_PARAMS if p in mod.params), None)
+    return (param, mod.params[param][0]) if param and mod.params[param] else None
+
+
+def _text_widths(mod: lk.ModuleKeys, algo: str) -> list[tuple[str, int]]:
+    """(parameter, hidden width) for each of a text-encoder module's tensors showing it."""
+    square = bool(_TE_SQUARE.search(mod.name))
+    if algo == lk.IA3:  # one scale per input or output: both are the width on a square layer
+        shape = mod.params.get("weight")
+        return [("weight", math.prod(shape))] if square and shape else []
+    found = []
+    if square or _TE_IN.search(mod.name):
+        found.append(_in_width(mod, algo))
+    if square or _TE_OUT.search(mod.name):
+        found.append(_out_width(mod))
+    return [f for f in found if f]
+
+
+def _key_of(subject: Subject, module: str, param: str) -> str:
+    """The file's tensor name for ``module``'s ``param`` (processor keys are renamed)."""
+    key = f"{module}.{param}"
+    if key in subject.keys:
+        return key
+    return next((k for k in subject.keys if lk.split_key(k) == (module, param)), key)
+
+
+Evidence = tuple[Base, str]
+
+
+def _weigh(label: str, readings: list[tuple[str, int]], table: dict[int, Base]) -> list[Evidence]:
+    """One piece of evidence per width seen, naming a tensor that shows it."""
+    out = []
+    for width in sorted({w for _, w in readings}):
+        keys = [k for k, w in readings if w == width]
+        more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+        base = table.get(width, Base.UNKNOWN)
+        out.append((base, f"{label} width {width} from {keys[0]}{more} -> {base}"))
+    return out
+
+
+def _width_evidence(
+    subject: Subject, modules: dict[str, lk.ModuleKeys], algos: dict[str, str]
+) -> list[Evidence]:
+    """Every base evidence the adapter's shapes carry: UNet context width, text widths."""
+    context, first, second = [], [], []
+    for name in sorted(modules):
+        mod, algo = modules[name], algos[name]
+        if _CONTEXT_IN.search(name) and (found := _in_width(mod, algo)):
+            context.append((_key_of(subject, name, found[0]), found[1]))
+        elif name.startswith(_FIRST_TE + _SECOND_TE):
+            readings = second if name.startswith(_SECOND_TE) else first
+            for param, width in _text_widths(mod, algo):
+                readings.append((_key_of(subject, name, param), width))
+    unet_bases = {**CONTEXT_BASE, 1280: Base.UNKNOWN}  # an SDXL-refiner add-on is not told
+    evidence = _weigh("UNet cross-attention context", context, unet_bases)
+    te2 = next((n for n in sorted(modules) if n.startswith(_SECOND_TE)), None)
+    if te2:
+        evidence += _weigh("first text encoder (of two)", first, SDXL_TE1_WIDTH)
+        evidence += _weigh("second text encoder", second, SDXL_TE2_WIDTH)
+        if not second:
+            param = min(modules[te2].params, key=lambda p: (p in ("alpha", "scale"), p))
+            key = _key_of(subject, te2, param)
+            evidence.append((Base.SDXL, f"a second text encoder ({key}) -> sdxl"))
+    else:
+        evidence += _weigh("text encoder", first, TEXT_WIDTH_BASE)
+    if te3 := next((n for n in sorted(modules) if n.startswith(_THIRD_TE)), None):
+        evidence.append((Base.UNKNOWN, f"a third text encoder ({te3}: SD3/Flux) -> unknown"))
+    return evidence
+
+
 def _lora_base(
     subject: Subject, modules: dict[str, lk.ModuleKeys], algos: dict[str, str]
 ) -> tuple[Base, str]:
-    for name in sorted(modules):
-        if _TO_K.search(name) and (width := lk.in_features(modules[name], algos[name])):
-            base = CONTEXT_BASE.get(width, Base.UNKNOWN)
-            if base is Base.SDXL_REFINER:
-                base = Base.UNKNOWN
-            return base, f"UNet cross-attention to_k in-features {width} ({name}) -> {base}"
-    if any(n.startswith(("lora_te2_", "text_encoder_2.")) for n in modules):
-        return Base.SDXL, "second text encoder (lora_te2_/text_encoder_2) -> sdxl"
-    for name in sorted(modules):
-        if _TE_ATTN.search(name) and name.startswith(("lora_te", "text_encoder")):
-            width = lk.in_features(modules[name], algos[name])
-            if width in TEXT_WIDTH_BASE:
-                base = TEXT_WIDTH_BASE[width]
-                return base, f"text encoder width {width} ({name}) -> {base}"
+    evidence = _width_evidence(subject, modules, algos)
+    if evidence:
+        bases = {base for base, _ in evidence}
+        why = "; ".join(reason for _, reason in evidence)
+        return (bases.pop(), why) if len(bases) == 1 else (Base.UNKNOWN, f"disagreeing: {why}")
     hint = subject.metadata.get("ss_base_model_version", "")
     arch = subject.metadata.get("modelspec.architecture", "")
     if hint.startswith("sdxl") or arch.startswith("stable-diffusion-xl"):
