@@ -219,6 +219,7 @@ class Http:
             if status == 206:
                 start = _content_range_start(resp)
                 if start != have:
+                    _discard(part, meta_path)  # the next attempt starts afresh
                     raise DownloadError(f"{redact(url)} resumed at byte {start}, not {have}")
             filename = _disposition_name(resp.headers.get("Content-Disposition"))
             etag = resp.headers.get("ETag")
@@ -299,7 +300,7 @@ class Http:
         start: int,
     ) -> Downloaded:
         if size is not None and written != size:
-            raise DownloadError(
+            raise DownloadInterrupted(
                 f"{part.name}: got {written} bytes, the site published {size}; run again to resume"
             )
         if sha256 and hashes.sha256 != sha256.lower():
