@@ -7,7 +7,7 @@ import hashlib
 import shutil
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,8 @@ def install(
         else:
             staged = part
             got = _download(source, remote, part, progress)
+            if remote.named_by_url and got.filename:
+                remote = replace(remote, filename=got.filename)
         try:
             return _register(ctx, source, remote, got, name, tags)
         finally:  # registered (moved away), known already, or refused: nothing to keep
