@@ -44,6 +44,7 @@ class Settings:
     civitai_token: str | None = field(default=None, repr=False)
     hf_token: str | None = field(default=None, repr=False)
     named_sources: tuple[NamedSource, ...] = ()
+    http_timeout: float = 60.0  # seconds without a byte from a share site before a retry
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -150,6 +151,16 @@ def _named_sources(data: dict[str, Any], env: dict[str, str]) -> tuple[NamedSour
     return tuple(found)
 
 
+def _seconds(value: Any, where: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"{where} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
 def load_settings(
     config: str | os.PathLike[str] | None = None,
     home: str | os.PathLike[str] | None = None,
@@ -196,5 +207,10 @@ def load_settings(
         ),
         civitai_token=civitai_token,
         hf_token=env.get("HF_TOKEN") or None,
+        http_timeout=(
+            _seconds(env["HUB_HTTP_TIMEOUT"], "HUB_HTTP_TIMEOUT")
+            if env.get("HUB_HTTP_TIMEOUT")
+            else _seconds(main.get("http_timeout", Settings.http_timeout), "[hub] http_timeout")
+        ),
         raw=data,
     )

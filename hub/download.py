@@ -3,13 +3,16 @@
 Downloads stream into a ``.part`` file in the store's staging folder while every hash is
 computed (no second pass); a later run resumes with ``Range`` + ``If-Range``; the size and
 SHA-256 are checked against what the site published before anything moves into place.
-Tokens travel only as an ``Authorization`` header and only to the host they belong to.
+Tokens travel only as an ``Authorization`` header and only to the host they belong to; the
+proxy and CA settings of the environment are honoured, ``.netrc`` credentials never sent.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from hub import __version__
 from hub.errors import ExitCode, HubError
@@ -28,6 +31,8 @@ USER_AGENT = f"sd-hub/{__version__} (+https://github.com/sd-hub)"
 CHUNK = 4 << 20
 MAX_REDIRECTS = 5
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+READ_TIMEOUT = 60.0
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 class DownloadError(HubError):
@@ -79,10 +84,23 @@ class Downloaded:
     resumed_from: int
 
 
+def _environ_verify() -> str | bool:
+    """The CA bundle (or folder) the environment names, else True (certifi's bundle)."""
+    for name in CA_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            if not os.path.exists(value):
+                raise DownloadError(f"{name}={value}: no such CA bundle")
+            return value
+    return True
+
+
 class Http:
     """A requests session with sd-hub's rules: its own User-Agent, bounded retries with
-    backoff (honouring Retry-After), redirects followed by hand (https only, http only to
-    loopback), and a token sent only to ``auth_host``."""
+    backoff (honouring Retry-After, and after a dropped connection or a read timeout),
+    redirects followed by hand (https only, http only to loopback), a token sent only to
+    ``auth_host``, the environment's proxies (``HTTPS_PROXY``, ``NO_PROXY``...) and CA bundle,
+    and ``timeout`` seconds at most without a byte from the server."""
 
     def __init__(
         self,
@@ -91,17 +109,21 @@ class Http:
         retries: int = 5,
         backoff_cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        timeout: float = READ_TIMEOUT,
     ) -> None:
         import requests
 
         self.session = requests.Session()
-        self.session.trust_env = False  # no .netrc credentials added behind our back
+        # The environment is read by hand (proxies, CA bundle) so that requests never adds
+        # .netrc credentials: trust_env would do both.
+        self.session.trust_env = False
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
         self.auth_host = auth_host
         self._token = token
         self.retries = retries
         self.backoff_cap = backoff_cap
         self.sleep = sleep
+        self.timeout = (min(15.0, timeout), timeout)
 
     def _headers_for(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
         headers = dict(extra or {})
@@ -139,7 +161,9 @@ class Http:
                         allow_redirects=False,
                         headers=self._headers_for(current, headers),
                         stream=stream,
-                        timeout=(15, 60),
+                        timeout=self.timeout,
+                        proxies=requests.utils.get_environ_proxies(current),
+                        verify=_environ_verify(),
                         **kwargs,
                     )
                     if resp.is_redirect and resp.headers.get("Location"):
@@ -149,7 +173,12 @@ class Http:
                     break
                 else:
                     raise DownloadError(f"too many redirects from {redact(url)}")
-            except requests.ConnectionError as exc:
+            except requests.exceptions.SSLError:
+                raise DownloadError(
+                    f"{redact(current)}: the TLS certificate is not trusted",
+                    hint="behind a TLS-inspecting proxy, point REQUESTS_CA_BUNDLE at its CA",
+                ) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= self.retries:
                     raise DownloadError(
                         f"cannot reach {redact(current)}: {type(exc).__name__}"
@@ -219,6 +248,7 @@ class Http:
             if status == 206:
                 start = _content_range_start(resp)
                 if start != have:
+                    _discard(part, meta_path)  # the next attempt starts afresh
                     raise DownloadError(f"{redact(url)} resumed at byte {start}, not {have}")
             filename = _disposition_name(resp.headers.get("Content-Disposition"))
             etag = resp.headers.get("ETag")
@@ -299,7 +329,7 @@ class Http:
         start: int,
     ) -> Downloaded:
         if size is not None and written != size:
-            raise DownloadError(
+            raise DownloadInterrupted(
                 f"{part.name}: got {written} bytes, the site published {size}; run again to resume"
             )
         if sha256 and hashes.sha256 != sha256.lower():
@@ -348,14 +378,28 @@ def _check_body_kind(resp: Any, url: str) -> None:
         raise DownloadError(f"{redact(url)} sent a {encoding}-encoded body that was not asked for")
 
 
+_DISPOSITION_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
 def _disposition_name(value: str | None) -> str | None:
-    if not value:
-        return None
-    for part in value.split(";"):
-        key, _, val = part.strip().partition("=")
-        if key.lower() == "filename" and val:
-            return val.strip().strip('"')
-    return None
+    """The file name of a Content-Disposition header (RFC 6266): ``filename*`` (RFC 8187,
+    percent-encoded in a named charset) wins over ``filename``."""
+    params: dict[str, str] = {}
+    for key, raw in _DISPOSITION_PARAM.findall(";" + (value or "")):
+        raw = raw.strip()
+        if len(raw) > 1 and raw[0] == raw[-1] == '"':
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        params.setdefault(key.lower(), raw)
+    extended = params.get("filename*", "")
+    charset, _, rest = extended.partition("'")
+    if rest:
+        try:
+            name = unquote(rest.partition("'")[2], encoding=charset or "utf-8", errors="strict")
+        except (LookupError, UnicodeDecodeError):
+            name = ""
+        if name:
+            return name
+    return params.get("filename") or None
 
 
 def _raise_for_status(resp: Any, url: str) -> None:

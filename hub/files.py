@@ -1,5 +1,5 @@
 """Writing large files durably and fast: every writer of a model file goes through
-:class:`DurableWriter`."""
+:class:`DurableWriter`. Also :func:`locked`, a cross-process lock whose file goes away."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import errno
 import mmap
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from types import TracebackType
@@ -195,3 +197,49 @@ class DurableWriter:
             self._offset = end
         os.fsync(self._fd)
         self._synced = True
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` across processes; the lock file is removed on exit.
+
+    The file is unlinked only by its holder, while holding the ``flock``. A waiter that was
+    blocked on the unlinked inode wins a lock on nothing: it sees that ``path`` no longer
+    names the inode it locked and starts again on the current file, so at most one process
+    holds the inode that ``path`` names. Without ``flock`` (Windows) filelock's native lock
+    is used; it deletes its file on release itself.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        from filelock import FileLock
+
+        with FileLock(str(path)):
+            yield
+        return
+    fd = _lock_current(path, fcntl)
+    try:
+        yield
+    finally:
+        try:
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _lock_current(path: Path, fcntl: Any) -> int:
+    """A descriptor of the file ``path`` names, holding its exclusive ``flock``."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            current = os.stat(path)
+        except FileNotFoundError:  # unlinked by the holder we waited for
+            os.close(fd)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if os.path.samestat(os.fstat(fd), current):
+            return fd
+        os.close(fd)  # the holder we waited for removed it and another created a new one

@@ -7,7 +7,7 @@ import hashlib
 import shutil
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +80,10 @@ def install(
     progress: Callable[[int], None] | None = None,
     on_remote: Callable[[RemoteFile], None] | None = None,
 ) -> InstallResult:
-    """Install one ref. Nothing is registered unless the bytes match what the site published."""
-    from filelock import FileLock
+    """Install one ref. Nothing is registered unless the bytes match what the site published.
+
+    Afterwards the staging folder holds only what an interrupted download needs to resume."""
+    from hub.files import locked
 
     source = pick_source(ctx, ref)
     remote = source.resolve(ref, choice)
@@ -103,40 +105,61 @@ def install(
     staging = ctx.store.root / ".incoming"
     staging.mkdir(parents=True, exist_ok=True)
     part = staging / f"dl-{key[:40]}.part"
-    with FileLock(str(part) + ".lock"):
+    with locked(part.with_name(part.name + ".lock")):
         known = _registered(ctx, remote.sha256)  # another process may have finished it
         if known is not None:
             return InstallResult("exists", remote.plan(), known)
         prepare_commit()
         if remote.files:
-            got = _download_folder(source, remote, part.with_suffix(".folder"), progress)
+            staged = part.with_suffix(".folder")
+            got = _download_folder(source, remote, staged, progress)
         else:
+            staged = part
             got = _download(source, remote, part, progress)
-        return _register(ctx, source, remote, got, name, tags)
+            if remote.named_by_url and got.filename:
+                remote = replace(remote, filename=got.filename)
+        try:
+            return _register(ctx, source, remote, got, name, tags)
+        finally:  # registered (moved away), known already, or refused: nothing to keep
+            _remove(staged)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _download_folder(
     source: Source, remote: RemoteFile, folder: Path, progress: Callable[[int], None] | None
 ) -> Any:
-    """Each file of a folder verified on its own (resumable), then the folder hashed."""
-    from hub.download import Downloaded
+    """Each file of a folder verified on its own (resumable), then the folder hashed. After
+    an interruption the files done and the partial one stay; after a refusal nothing does."""
+    from hub.download import Downloaded, DownloadInterrupted
     from hub.hashing import hash_folder
     from hub.registry.store import safe_component
 
     root = folder / safe_component(remote.name)
-    for relpath, url, size, sha256 in remote.files:
-        parts = [safe_component(p) for p in relpath.split("/")]
-        target = root.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
-        got = _download(
-            source,
-            RemoteFile(remote.source, url, target.name, remote.name, size, sha256),
-            part,
-            progress,
-        )
-        got.path.replace(target)
-    hashes, stat = hash_folder(root)
+    try:
+        for relpath, url, size, sha256 in remote.files:
+            parts = [safe_component(p) for p in relpath.split("/")]
+            target = root.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = target.with_name(target.name + ".part")
+            got = _download(
+                source,
+                RemoteFile(remote.source, url, target.name, remote.name, size, sha256),
+                part,
+                progress,
+            )
+            got.path.replace(target)
+        hashes, stat = hash_folder(root)
+    except DownloadInterrupted:
+        raise
+    except Exception:
+        _remove(folder)
+        raise
     return Downloaded(root, hashes, stat.size, remote.name, 0)
 
 
@@ -246,10 +269,6 @@ def _register(
     finally:
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
-        if got.path.is_dir():
-            shutil.rmtree(got.path.parent, ignore_errors=True)
-        else:
-            got.path.unlink(missing_ok=True)
     if status == "added":
         model = Path(artifact["path"])
         write_sidecars(

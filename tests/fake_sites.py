@@ -49,6 +49,9 @@ class Hosted:
     throttle: float = 0.0  # seconds between 64 KiB chunks
     html_instead: bool = False
     etag: str = ""
+    disposition: str | None = None  # the storage's Content-Disposition, if not the default
+    stall_headers: int = 0  # how many responses hang before their headers
+    stall_at_half: int = 0  # how many responses hang at 50% of the body
 
     def __post_init__(self) -> None:
         self.etag = '"' + hashlib.md5(self.data).hexdigest() + '"'
@@ -71,6 +74,7 @@ class FakeSite:
         self.api_429 = 0  # how many API answers are 429 first
         self.api_503 = False  # every API answer a 503 (a search outage that never ends)
         self.preview_png = _png()
+        self.release = threading.Event()  # ends every stall
         self.api = _Server(("127.0.0.1", 0), self._api_handler())
         self.storage = _Server(("127.0.0.2", 0), self._storage_handler())
         self.origin = f"http://127.0.0.1:{self.api.server_address[1]}"
@@ -79,6 +83,7 @@ class FakeSite:
             threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         for server in (self.api, self.storage):
             server.shutdown()
             server.server_close()
@@ -314,6 +319,10 @@ class FakeSite:
                     self.wfile.write(site.preview_png)
                     return
                 hosted = next(h for h in site.files if h.version_id == int(parts[1]))
+                if hosted.stall_headers > 0:
+                    hosted.stall_headers -= 1
+                    site.release.wait(120)
+                    return
                 data = bytearray(hosted.data)
                 if hosted.corrupt:
                     data[len(data) // 2] ^= 0x01
@@ -341,11 +350,18 @@ class FakeSite:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("ETag", hosted.etag)
                 self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Disposition", f'attachment; filename="{hosted.name}"')
+                self.send_header(
+                    "Content-Disposition",
+                    hosted.disposition or f'attachment; filename="{hosted.name}"',
+                )
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
                 limit = len(body)
+                stall = hosted.stall_at_half > 0 and start == 0
+                if stall:
+                    hosted.stall_at_half -= 1
+                    limit = len(body) // 2
                 if hosted.cut_at_half > 0 and start == 0:
                     hosted.cut_at_half -= 1
                     limit = len(body) // 2
@@ -359,6 +375,10 @@ class FakeSite:
                         if hosted.throttle:
                             time.sleep(hosted.throttle)
                 except (BrokenPipeError, ConnectionResetError):
+                    return
+                if stall:  # the rest never comes: only the client's read timeout ends this
+                    self.wfile.flush()
+                    site.release.wait(120)
                     return
                 if limit < len(body):
                     self.wfile.flush()

@@ -44,6 +44,7 @@ class RemoteFile:
     pickle: bool = False
     # a folder (a diffusers repo): (relative path, url, size, sha256) per file
     files: list[tuple[str, str, int | None, str | None]] = field(default_factory=list)
+    named_by_url: bool = False  # filename is a guess from the URL: the server's name wins
 
     def plan(self) -> dict[str, Any]:
         """What would be fetched and from where (``--dry-run``)."""

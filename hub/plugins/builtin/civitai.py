@@ -114,7 +114,9 @@ class CivitaiSource:
         self.prefix = None if name == "civitai" else f"{name}:"
         self.origin = origin or settings.civitai_url
         token = token if name != "civitai" else settings.civitai_token
-        self.http = Http(auth_host=urlsplit(self.origin).netloc, token=token)
+        self.http = Http(
+            auth_host=urlsplit(self.origin).netloc, token=token, timeout=settings.http_timeout
+        )
 
     def claims(self, ref: str) -> bool:
         if self.prefix is not None:

@@ -28,7 +28,11 @@ class HuggingFaceSource:
 
         self.endpoint = settings.hf_endpoint
         self.token = settings.hf_token
-        self.http = Http(auth_host=urlsplit(self.endpoint).netloc, token=self.token)
+        self.http = Http(
+            auth_host=urlsplit(self.endpoint).netloc,
+            token=self.token,
+            timeout=settings.http_timeout,
+        )
 
     def claims(self, ref: str) -> bool:
         return ref.lower().startswith("hf:")

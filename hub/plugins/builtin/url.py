@@ -15,7 +15,7 @@ class UrlSource:
     def __init__(self, settings: Settings) -> None:
         from hub.download import Http
 
-        self.http = Http()  # no token goes to an arbitrary host
+        self.http = Http(timeout=settings.http_timeout)  # no token to an arbitrary host
 
     def claims(self, ref: str) -> bool:
         return ref.startswith(("https://", "http://"))
@@ -31,6 +31,7 @@ class UrlSource:
             name=stem,
             ids={"url": ref.split("?", 1)[0]},
             pickle=filename.lower().endswith((".ckpt", ".pt", ".pth", ".bin")),
+            named_by_url=True,
         )
 
 
