@@ -28,7 +28,7 @@ class HuggingFaceSource:
 
         self.endpoint = settings.hf_endpoint
         self.token = settings.hf_token
-        self.http = Http(auth_host=urlsplit(self.endpoint).netloc, token=self.token)
+        self.http = Http(auth_hosts=[urlsplit(self.endpoint).netloc], token=self.token)
 
     def claims(self, ref: str) -> bool:
         return ref.lower().startswith("hf:")
