@@ -15,7 +15,7 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -98,13 +98,14 @@ def _environ_verify() -> str | bool:
 class Http:
     """A requests session with sd-hub's rules: its own User-Agent, bounded retries with
     backoff (honouring Retry-After, and after a dropped connection or a read timeout),
-    redirects followed by hand (https only, http only to loopback), a token sent only to
-    ``auth_host``, the environment's proxies (``HTTPS_PROXY``, ``NO_PROXY``...) and CA bundle,
-    and ``timeout`` seconds at most without a byte from the server."""
+    redirects followed by hand (https only, http only to loopback), a token sent only to the
+    ``auth_hosts`` (``host[:port]``), the environment's proxies (``HTTPS_PROXY``,
+    ``NO_PROXY``...) and CA bundle, and ``timeout`` seconds at most without a byte from the
+    server."""
 
     def __init__(
         self,
-        auth_host: str | None = None,
+        auth_hosts: Collection[str] = (),
         token: str | None = None,
         retries: int = 5,
         backoff_cap: float = 30.0,
@@ -118,16 +119,20 @@ class Http:
         # .netrc credentials: trust_env would do both.
         self.session.trust_env = False
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-        self.auth_host = auth_host
+        self.auth_hosts = frozenset(h.lower() for h in auth_hosts)
         self._token = token
         self.retries = retries
         self.backoff_cap = backoff_cap
         self.sleep = sleep
         self.timeout = (min(15.0, timeout), timeout)
 
+    def sends_token_to(self, url: str) -> bool:
+        """Whether a request to ``url`` carries the token (only to the auth hosts)."""
+        return bool(self._token) and urlsplit(url).netloc.lower() in self.auth_hosts
+
     def _headers_for(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
         headers = dict(extra or {})
-        if self._token and urlsplit(url).netloc == self.auth_host:
+        if self.sends_token_to(url):
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
@@ -217,16 +222,18 @@ class Http:
         sha256: str | None,
         progress: Callable[[int], None] | None = None,
         restart: bool = False,
+        slack: int = 0,
     ) -> Downloaded:
-        """Fetch ``url`` into ``part`` (resuming what is there), verify, and return it."""
+        """Fetch ``url`` into ``part`` (resuming what is there), verify, and return it. The
+        file has ``size`` bytes, give or take ``slack`` (a site that lists a rounded size)."""
         meta_path = part.with_name(part.name + ".json")
         meta = _read_meta(meta_path) if not restart else {}
         have = part.stat().st_size if part.exists() and meta.get("etag") else 0
-        if have and size is not None and have > size:
+        if have and size is not None and have > size + slack:
             have = 0
         if size is not None:
             free = shutil.disk_usage(part.parent).free
-            if free < size - have:
+            if free < size + slack - have:
                 raise DownloadError(
                     f"not enough disk space for {part.name}: {size - have} "
                     f"bytes needed, {free} free in {part.parent}"
@@ -237,11 +244,13 @@ class Http:
         resp = self.request("GET", url, headers=headers, stream=True)
         with resp:
             status = resp.status_code
-            if status == 416 and have and have == size:
-                return self._finish(part, meta_path, size, sha256, have, meta.get("filename"))
+            if status == 416 and have and size is not None and abs(have - size) <= slack:
+                return self._finish(
+                    part, meta_path, size, sha256, have, meta.get("filename"), slack
+                )
             if status == 416:
                 part.unlink(missing_ok=True)
-                return self.download(url, part, size, sha256, progress, restart=True)
+                return self.download(url, part, size, sha256, progress, restart=True, slack=slack)
             _raise_for_status(resp, url)
             _check_body_kind(resp, url)
             start = 0
@@ -264,7 +273,7 @@ class Http:
                 with DurableWriter(part, start, length) as writer:
                     hasher.with_sink(writer)
                     try:
-                        self._stream(resp, hasher, url, size, written, progress)
+                        self._stream(resp, hasher, url, size, written, progress, slack)
                     finally:
                         hasher.finish_pending()  # every write lands before the file closes
                     written = hasher.size
@@ -281,7 +290,7 @@ class Http:
                     "resume"
                 ) from None
             hashes = hasher.finish()
-        return self._verify(part, meta_path, size, sha256, hashes, written, filename, start)
+        return self._verify(part, meta_path, size, sha256, hashes, written, filename, start, slack)
 
     @staticmethod
     def _stream(
@@ -291,12 +300,13 @@ class Http:
         size: int | None,
         written: int,
         progress: Callable[[int], None] | None,
+        slack: int = 0,
     ) -> None:
         for chunk in resp.iter_content(CHUNK):
             if not chunk:
                 continue
             written += len(chunk)
-            if size is not None and written > size:
+            if size is not None and written > size + slack:
                 raise DownloadError(f"{redact(url)} sent more than the published {size} bytes")
             hasher.update(chunk)  # also writes it to the part file on a worker
             if progress:
@@ -310,12 +320,15 @@ class Http:
         sha256: str | None,
         have: int,
         filename: str | None,
+        slack: int = 0,
     ) -> Downloaded:
         hasher = Hasher()
         with part.open("rb") as fh:
             for chunk in read_chunks(fh):
                 hasher.update(chunk)
-        return self._verify(part, meta_path, size, sha256, hasher.finish(), have, filename, have)
+        return self._verify(
+            part, meta_path, size, sha256, hasher.finish(), have, filename, have, slack
+        )
 
     @staticmethod
     def _verify(
@@ -327,10 +340,13 @@ class Http:
         written: int,
         filename: str | None,
         start: int,
+        slack: int = 0,
     ) -> Downloaded:
-        if size is not None and written != size:
+        if size is not None and abs(written - size) > slack:
+            published = f"{size}" if not slack else f"about {size} (+-{slack})"
             raise DownloadInterrupted(
-                f"{part.name}: got {written} bytes, the site published {size}; run again to resume"
+                f"{part.name}: got {written} bytes, the site published {published}; "
+                "run again to resume"
             )
         if sha256 and hashes.sha256 != sha256.lower():
             _discard(part, meta_path)

@@ -61,12 +61,20 @@ def pick_source(ctx: Context, ref: str) -> Source:
 
 
 def needs_confirmation(remote: RemoteFile) -> str | None:
-    """Why an install should ask first (over 1 GB, or a pickle), or None."""
+    """Why an install should ask first (over 1 GB, a pickle, bytes that cannot be checked),
+    or None."""
+    reasons = []
     if remote.size and remote.size > CONFIRM_BYTES:
-        return f"{remote.filename} is {remote.size / 2**30:.1f} GB"
+        reasons.append(f"{remote.filename} is {remote.size / 2**30:.1f} GB")
     if remote.pickle:
-        return f"{remote.filename} is a pickle (it will be read safely and converted)"
-    return None
+        reasons.append(pickle_reason(remote.filename))
+    if remote.unverified:
+        reasons.append(f"{remote.unverified}: its bytes cannot be verified")
+    return "; ".join(reasons) or None
+
+
+def pickle_reason(filename: str) -> str:
+    return f"{filename} is a pickle (it will be read safely and converted)"
 
 
 def install(
@@ -95,8 +103,8 @@ def install(
     if known is not None:
         return InstallResult("exists", remote.plan(), known)
     reason = needs_confirmation(remote)
-    if reason and not confirm(reason):
-        raise HubError("install cancelled", hint="pass -y to skip the question")
+    if reason:
+        _ask(confirm, reason)
     key = (
         remote.sha256.lower()
         if remote.sha256
@@ -119,7 +127,7 @@ def install(
             if remote.named_by_url and got.filename:
                 remote = replace(remote, filename=got.filename)
         try:
-            return _register(ctx, source, remote, got, name, tags)
+            return _register(ctx, source, remote, got, name, tags, confirm)
         finally:  # registered (moved away), known already, or refused: nothing to keep
             _remove(staged)
 
@@ -173,12 +181,17 @@ def _download(
     """Download, resuming after dropped connections a bounded number of times."""
     from hub.download import DownloadInterrupted
 
+    def fetch() -> Any:
+        return source.http.download(
+            remote.url, part, remote.size, remote.sha256, progress, slack=remote.size_slack
+        )
+
     for _ in range(attempts - 1):
         try:
-            return source.http.download(remote.url, part, remote.size, remote.sha256, progress)
+            return fetch()
         except DownloadInterrupted:
             continue  # the part file and its ETag stay: the next request resumes
-    return source.http.download(remote.url, part, remote.size, remote.sha256, progress)
+    return fetch()
 
 
 def _registered(ctx: Context, sha256: str | None) -> dict[str, Any] | None:
@@ -207,11 +220,14 @@ def _register(
     got: Any,
     name: str | None,
     tags: tuple[str, ...],
+    confirm: Callable[[str], bool],
 ) -> InstallResult:
     from hub.convert import convert_file
 
     notes: list[str] = []
     ident = identify_path(ctx, got.path)
+    if ident.format == "pickle" and not remote.pickle:  # the bytes say pickle; ask as for one
+        _confirm_or_discard(confirm, pickle_reason(remote.filename), got.path)
     filename = safe_component(remote.filename, fallback=f"{remote.name}.safetensors")
     stem = safe_component(name or filename.rsplit(".", 1)[0])
     site_kind = remote.kind if ident.best.kind == "unknown" else None  # tensors decide first
@@ -229,7 +245,11 @@ def _register(
         version=remote.version,
         site_json=remote.site_json,
         tags=remote.tags,
-        source_ref={"site": remote.source, **{k: v for k, v in remote.ids.items() if v}},
+        source_ref={
+            "site": remote.source,
+            **{k: v for k, v in remote.ids.items() if v},
+            **({"verified": False} if remote.unverified else {}),
+        },
     )
     staged, lineage, cleanup = got.path, None, None
     hashes, size = got.hashes, got.size
@@ -281,6 +301,20 @@ def _register(
         elif remote.preview_url:
             notes.append("the preview image could not be fetched")
     return InstallResult(status, remote.plan(), artifact, notes)
+
+
+def _ask(confirm: Callable[[str], bool], reason: str) -> None:
+    if not confirm(reason):
+        raise HubError("install cancelled", hint="pass -y to skip the question")
+
+
+def _confirm_or_discard(confirm: Callable[[str], bool], reason: str, path: Path) -> None:
+    """Ask; on a no (or no way to ask), the downloaded file goes and the install stops."""
+    try:
+        _ask(confirm, reason)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _fetch_preview(source: Source, remote: RemoteFile, model: Path) -> Path | None:

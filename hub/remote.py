@@ -43,21 +43,25 @@ class IdentifyReport:
 
 
 def identify(ctx: Context, refs: list[str] | None = None) -> IdentifyReport:
-    """Look local artifacts up on Civitai by SHA-256 (bulk) and store what it says; a hit
-    must also match the file's size. Sidecars are written beside each identified file."""
+    """Look local artifacts up on Civitai by SHA-256 (bulk) and store what it says, with the
+    model's tags, creator and description (as an install does); a hit must also match the
+    file's size within what the site's listing allows. Sidecars are written beside each
+    identified file."""
     source = civitai(ctx)
     with ctx.db.reader() as reader:
         arts = [resolve_json(reader, r) for r in refs] if refs else list_artifacts(reader)
     arts = [a for a in arts if a["format"] != "diffusers"]
     found = source.lookup_sha256([a["hashes"]["sha256"] for a in arts])
+    models = source.models([int(v["modelId"]) for v in found.values() if v.get("modelId")])
     report = IdentifyReport()
     for art in arts:
         version = found.get(art["hashes"]["sha256"])
         if version is None:
             report.unknown.append(art["path"])
             continue
-        remote = source.remote_for_version(version, art["hashes"]["sha256"])
-        if remote.size is not None and remote.size != art["size"]:
+        model = models.get(int(version.get("modelId") or 0))
+        remote = source.remote_for_version(version, art["hashes"]["sha256"], model)
+        if remote.size is not None and abs(remote.size - art["size"]) > remote.size_slack:
             report.notes.append(f"{art['path']}: same SHA-256 but Civitai lists another size")
             continue
         if remote.base not in (None, "unknown", art["base"]) and art["base"] != "unknown":

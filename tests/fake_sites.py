@@ -6,6 +6,7 @@ login-required files, 429 with Retry-After. Each server records the requests it 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 
 def file_hashes(data: bytes) -> dict[str, str]:
@@ -52,6 +53,7 @@ class Hosted:
     disposition: str | None = None  # the storage's Content-Disposition, if not the default
     stall_headers: int = 0  # how many responses hang before their headers
     stall_at_half: int = 0  # how many responses hang at 50% of the body
+    listed: bool = True  # False: the bytes of a file of a real answer (see serve_real)
 
     def __post_init__(self) -> None:
         self.etag = '"' + hashlib.md5(self.data).hexdigest() + '"'
@@ -73,6 +75,10 @@ class FakeSite:
         self.storage_bytes_sent = 0
         self.api_429 = 0  # how many API answers are 429 first
         self.api_503 = False  # every API answer a 503 (a search outage that never ends)
+        self.types_ignored_with_query = False  # search ignores `types` when `query` is given
+        self.real_models: dict[int, dict[str, Any]] = {}  # real answers (realdata/civitai)
+        self.real_versions: dict[int, dict[str, Any]] = {}
+        self.real_search: dict[str, Any] | None = None  # a real search page, answered as is
         self.preview_png = _png()
         self.release = threading.Event()  # ends every stall
         self.api = _Server(("127.0.0.1", 0), self._api_handler())
@@ -91,6 +97,67 @@ class FakeSite:
     def add(self, hosted: Hosted) -> Hosted:
         self.files.append(hosted)
         return hosted
+
+    def serve_real(
+        self, answer: dict[str, Any], data: dict[int, bytes] | None = None
+    ) -> dict[str, Any]:
+        """Serve a real Civitai answer (a model, or a version with ``modelId``) as it is.
+        The files whose id is in ``data`` get those bytes: their ``hashes`` (left empty when
+        the real answer had none), ``sizeKB`` (an integer stays an integer, rounded) and
+        ``downloadUrl`` (host moved here, path and query kept) are rewritten to match. Image
+        URLs point at this site's preview (no test reaches the internet)."""
+        answer = copy.deepcopy(answer)
+        versions = answer.get("modelVersions") if "modelVersions" in answer else [answer]
+        for version in versions or []:
+            for image in version.get("images") or []:
+                image["url"] = f"{self.storage_origin}/preview/{version['id']}.png"
+            for f in version.get("files") or []:
+                raw = (data or {}).get(f.get("id"))
+                if raw is None:
+                    continue
+                if f.get("hashes"):
+                    f["hashes"] = file_hashes(raw)
+                exact = len(raw) / 1024
+                f["sizeKB"] = round(exact) if isinstance(f.get("sizeKB"), int) else exact
+                f["downloadUrl"] = self._here(f["downloadUrl"])
+                version["downloadUrl"] = self._here(version.get("downloadUrl") or "")
+                model_id = answer.get("modelId", answer["id"])
+                name = (answer.get("model") or answer).get("name", "")
+                self.add(
+                    Hosted(model_id, version["id"], f["id"], raw, f["name"], name, listed=False)
+                )
+        if "modelVersions" in answer:
+            self.real_models[answer["id"]] = answer
+        else:
+            self.real_versions[answer["id"]] = answer
+        return answer
+
+    def _here(self, url: str) -> str:
+        parts = urlsplit(url)
+        return urlunsplit(("http", urlsplit(self.origin).netloc, parts.path, parts.query, ""))
+
+    def real_version(self, version_id: int) -> dict[str, Any] | None:
+        """The version shape of a version of a real answer: as served, or, for a version of a
+        served model, that version plus ``modelId`` and ``model`` (SHARE_SITES.md 2.2)."""
+        if version_id in self.real_versions:
+            return copy.deepcopy(self.real_versions[version_id])
+        for m in self.real_models.values():
+            for v in m.get("modelVersions") or []:
+                if v.get("id") == version_id:
+                    model = {k: m.get(k) for k in ("name", "type", "nsfw", "poi")}
+                    return {**copy.deepcopy(v), "modelId": m["id"], "model": model}
+        return None
+
+    def _real_all_versions(self) -> list[dict[str, Any]]:
+        ids = [v["id"] for m in self.real_models.values() for v in m.get("modelVersions") or []]
+        return [self.real_version(i) for i in [*self.real_versions, *ids]]
+
+    def _real_by_hash(self, want: str) -> dict[str, Any] | None:
+        for version in self._real_all_versions():
+            for f in version.get("files") or []:
+                if want in {str(h).upper() for h in (f.get("hashes") or {}).values()}:
+                    return version
+        return None
 
     # -- shapes ------------------------------------------------------------------------------
 
@@ -141,7 +208,12 @@ class FakeSite:
         }
 
     def model_shape(self, model_id: int) -> dict[str, Any] | None:
-        hs = sorted((h for h in self.files if h.model_id == model_id), key=lambda h: -h.version_id)
+        if model_id in self.real_models:
+            return copy.deepcopy(self.real_models[model_id])
+        hs = sorted(
+            (h for h in self.files if h.model_id == model_id and h.listed),
+            key=lambda h: -h.version_id,
+        )
         if not hs:
             return None
         first = hs[0]
@@ -204,8 +276,9 @@ class FakeSite:
                 hits = [
                     site.version_shape(h)
                     for h in reversed(site.files)
-                    if file_hashes(h.data)["SHA256"] in want
+                    if h.listed and file_hashes(h.data)["SHA256"] in want
                 ]
+                hits += [v for v in map(site._real_by_hash, sorted(want)) if v]
                 return self._json(200, hits)
 
             def do_GET(self) -> None:  # noqa: N802
@@ -230,19 +303,27 @@ class FakeSite:
                 if parts[:4] == ["api", "v1", "model-versions", "by-hash"]:
                     want = parts[4].upper()
                     for h in site.files:
-                        if want in file_hashes(h.data).values():
+                        if h.listed and want in file_hashes(h.data).values():
                             return self._json(200, site.version_shape(h))
+                    real = site._real_by_hash(want)
+                    if real is not None:
+                        return self._json(200, real)
                     return self._json(404, {"error": "Model not found"})
                 if parts[:3] == ["api", "v1", "model-versions"]:
+                    real = site.real_version(int(parts[3]))
+                    if real is not None:
+                        return self._json(200, real)
                     for h in site.files:
-                        if h.version_id == int(parts[3]):
+                        if h.listed and h.version_id == int(parts[3]):
                             return self._json(200, site.version_shape(h))
                     return self._json(404, {"error": "Model not found"})
                 if parts[:3] == ["api", "download", "models"]:
-                    return self._download(int(parts[3]))
+                    return self._download(int(parts[3]), q)
                 return self._json(404, {"error": "not found"})
 
             def _search(self, q: dict[str, list[str]]) -> None:
+                if site.real_search is not None and "ids" not in q:
+                    return self._json(200, site.real_search)
                 if "page" in q and "query" in q:
                     return self._json(400, {"error": "Cannot use page param with query search."})
                 query = (q.get("query") or [""])[0].lower()
@@ -250,7 +331,9 @@ class FakeSite:
                 bases = set(q.get("baseModels") or [])
                 tag = (q.get("tag") or [""])[0]
                 only = {int(i) for i in (q.get("ids") or [""])[0].split(",") if i}
-                ids = sorted({h.model_id for h in site.files})
+                if query and site.types_ignored_with_query:
+                    types = set()
+                ids = sorted({h.model_id for h in site.files if h.listed} | set(site.real_models))
                 models = [site.model_shape(i) for i in ids if not only or i in only]
                 hits = [
                     m
@@ -273,8 +356,12 @@ class FakeSite:
                     meta = {"nextCursor": str(start + limit)}
                 return self._json(200, {"items": page, "metadata": meta})
 
-            def _download(self, version_id: int) -> None:
-                hosted = next((h for h in site.files if h.version_id == version_id), None)
+            def _download(self, version_id: int, q: dict[str, list[str]]) -> None:
+                real = site.real_version(version_id)
+                if real is not None:
+                    hosted = self._real_file(real, {k: v[0] for k, v in q.items()})
+                else:
+                    hosted = next((h for h in site.files if h.version_id == version_id), None)
                 if hosted is None:
                     return self._json(404, {"error": "File not found"})
                 auth = self.headers.get("Authorization", "")
@@ -290,7 +377,7 @@ class FakeSite:
                     )
                 name = quote(hosted.name, safe="")
                 target = (
-                    f"{site.storage_origin}/files/{version_id}?X-Amz-Signature=abc"
+                    f"{site.storage_origin}/files/{version_id}/{hosted.file_id}?X-Amz-Signature=abc"
                     f"&response-content-disposition=attachment%3B%20filename%3D{name}"
                 )
                 self.send_response(307)
@@ -298,6 +385,33 @@ class FakeSite:
                 self.send_header("Cache-Control", "no-store")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            @staticmethod
+            def _real_file(version: dict[str, Any], q: dict[str, str]) -> Hosted | None:
+                """The file a download URL of a real version names (fileId, or type, format,
+                size and fp; the primary file when none is given), if its bytes are here."""
+                for f in version.get("files") or []:
+                    meta = f.get("metadata") or {}
+                    if "fileId" in q:
+                        hit = str(f.get("id")) == q["fileId"]
+                    elif {"type", "format", "size", "fp"} & set(q):
+                        hit = all(
+                            q[k] == (f.get("type") if k == "type" else meta.get(k))
+                            for k in ("type", "format", "size", "fp")
+                            if k in q
+                        )
+                    else:
+                        hit = bool(f.get("primary"))
+                    if hit:
+                        return next(
+                            (
+                                h
+                                for h in site.files
+                                if (h.version_id, h.file_id) == (version["id"], f["id"])
+                            ),
+                            None,
+                        )
+                return None
 
         return Handler
 
@@ -318,7 +432,12 @@ class FakeSite:
                     self.end_headers()
                     self.wfile.write(site.preview_png)
                     return
-                hosted = next(h for h in site.files if h.version_id == int(parts[1]))
+                hosted = next(
+                    h
+                    for h in site.files
+                    if h.version_id == int(parts[1])
+                    and (len(parts) < 3 or h.file_id == int(parts[2]))
+                )
                 if hosted.stall_headers > 0:
                     hosted.stall_headers -= 1
                     site.release.wait(120)

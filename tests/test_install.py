@@ -96,6 +96,20 @@ def test_install_by_id_version_url_and_hash(hub, site, pixel, ref):
     assert art["source"]["version_id"] == 1001
 
 
+@pytest.mark.parametrize("how", ["name", "sha256", "download-url"])
+def test_every_install_path_stores_the_models_metadata(hub, site, pixel, how):
+    ref = {
+        "name": "lora:pixel art",
+        "sha256": f"sha256:{_sha(pixel.data)}",
+        "download-url": f"{site.origin}/api/download/models/1001",
+    }[how]
+    art = hub("install", ref, "--json").json()["artifact"]
+    assert sorted(art["tags"]) == ["pixel", "style"]
+    assert art["description"] == "Crisp pixels"  # the model's, not the version's notes
+    assert (art["source"]["creator"], art["source"]["nsfw_level"]) == ("maker", 1)
+    assert art["trained_words"] == ["pixel art"] and art["family"] == "SD 1.5"
+
+
 def test_newest_version_by_default_and_named_version(hub, site, models):
     site.add(
         Hosted(
@@ -332,6 +346,7 @@ def test_identify_local_files_by_hash(hub, site, models, tmp_path):
     assert report["unknown"] == [str(folder / "other.safetensors")]
     art = hub("show", "mystery", "--json").json()
     assert art["trained_words"] == ["watercolor"] and art["source"]["model_id"] == 30
+    assert sorted(art["tags"]) == ["pixel", "style"] and art["source"]["creator"] == "maker"
     assert (folder / "mystery.civitai.info").is_file()
     posts = [r for r in site.api_requests if "body" in r]
     assert len(posts) == 1 and len(posts[0]["body"]) == 2  # one bulk request for both

@@ -101,10 +101,15 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         pick: int = typer.Option(None, "--pick", help="Choose the Nth of ambiguous matches."),
         fp: str = typer.Option(None, "--fp", help="File precision: fp16, fp32, bf16..."),
         size: str = typer.Option(None, "--size", help="File size variant: pruned or full."),
+        file_type: str = typer.Option(
+            None, "--file-type", help="A file other than the weights: VAE, Text Encoder..."
+        ),
         name: str = typer.Option(None, "--name", help="Name to register."),
         tag: list[str] = TAGS,
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be fetched."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (large or pickled)."),
+        yes: bool = typer.Option(
+            False, "--yes", "-y", help="Do not ask (large, pickled, or unverifiable)."
+        ),
         as_json: bool = JSON,
         quiet: bool = QUIET,
     ) -> None:
@@ -126,7 +131,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             result = install(
                 context(ctx),
                 ref,
-                Choice(pick, fp, size),
+                Choice(pick, fp, size, file_type),
                 name,
                 tuple(tag or ()),
                 dry_run,

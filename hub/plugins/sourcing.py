@@ -13,11 +13,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class Choice:
-    """What the user said about which file: a pick among ambiguous matches, fp, size."""
+    """What the user said about which file: a pick among ambiguous matches, fp, size, and a
+    file type other than the model weights (``VAE``, ``Text Encoder``...)."""
 
     pick: int | None = None
     fp: str | None = None
     size: str | None = None
+    file_type: str | None = None
 
 
 @dataclass
@@ -45,6 +47,8 @@ class RemoteFile:
     # a folder (a diffusers repo): (relative path, url, size, sha256) per file
     files: list[tuple[str, str, int | None, str | None]] = field(default_factory=list)
     named_by_url: bool = False  # filename is a guess from the URL: the server's name wins
+    size_slack: int = 0  # how far the real size may be from ``size`` (a rounded listing)
+    unverified: str | None = None  # why the bytes cannot be checked (no published hash)
 
     def plan(self) -> dict[str, Any]:
         """What would be fetched and from where (``--dry-run``)."""
@@ -58,6 +62,7 @@ class RemoteFile:
             "file": self.filename,
             "size": self.size,
             "sha256": self.sha256,
+            "unverified": self.unverified,
             "url": redact(self.url),
             "base": self.base,
             "family": self.family,

@@ -9,6 +9,7 @@ present.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -54,6 +55,25 @@ BASES = {
 }
 LABEL_BASE = {label: base for base, labels in BASES.items() for label in labels}
 MAIN_TYPES = ("Model", "Pruned Model")
+# file types that are the weights asked for when the kind is: a negative embedding, a VAE
+KIND_FILE_TYPES = {"embedding": ("Negative",), "vae": ("VAE",)}
+# `metadata.format` values of single-file weights (`Diffusers` is a zipped folder; GGUF, ONNX
+# and Core ML are not loaded); an `Other` (or missing) format counts when the name says weights
+WEIGHT_FORMATS = ("SafeTensor", "PickleTensor")
+WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
+# the site's own hosts (API, web, and its other domains); a URL on one of them is Civitai's
+CIVITAI_HOSTS = frozenset(
+    {
+        "civitai.com",
+        "www.civitai.com",
+        "api.civitai.com",
+        "civitai.green",
+        "www.civitai.green",
+        "civitai.red",
+        "www.civitai.red",
+    }
+)
+SIZE_KB_SLACK = 1024  # sizeKB is KiB, sometimes rounded: the size is known within 1 KiB
 
 
 def map_base(label: str | None, base_type: str | None = None) -> str:
@@ -69,7 +89,7 @@ def map_base(label: str | None, base_type: str | None = None) -> str:
 def _file_score(f: dict[str, Any], choice: Choice) -> tuple[int, ...]:
     meta = f.get("metadata") or {}
     return (
-        f.get("type") in MAIN_TYPES,
+        f.get("type") in MAIN_TYPES,  # over a Negative file asked for by the kind
         choice.fp is None or meta.get("fp") == choice.fp,
         choice.size is None or meta.get("size") == choice.size,
         meta.get("format") == "SafeTensor",
@@ -80,10 +100,37 @@ def _file_score(f: dict[str, Any], choice: Choice) -> tuple[int, ...]:
     )
 
 
-def choose_file(files: list[dict[str, Any]], choice: Choice) -> dict[str, Any]:
-    """The file to fetch: main weights first, SafeTensor over PickleTensor, --fp/--size."""
+def _describe(f: dict[str, Any]) -> str:
+    return f"{f.get('name')} ({f.get('type')}, {(f.get('metadata') or {}).get('format')})"
+
+
+def _is_weights(f: dict[str, Any], types: tuple[str, ...]) -> bool:
+    """A file of one of ``types`` (case-insensitive) in a single-file weights format."""
+    fmt = (f.get("metadata") or {}).get("format")
+    return str(f.get("type", "")).lower() in {t.lower() for t in types} and (
+        fmt in WEIGHT_FORMATS
+        or (fmt in (None, "Other") and str(f.get("name", "")).lower().endswith(WEIGHT_SUFFIXES))
+    )
+
+
+def choose_file(
+    files: list[dict[str, Any]], choice: Choice, kind: str | None = None, what: str = "version"
+) -> dict[str, Any]:
+    """The file to fetch among a version's ``files``: weights only (``Model``, ``Pruned Model``,
+    and ``Negative``/``VAE`` when that kind is asked for; ``--file-type`` for another type) in a
+    weights format, never a training-data or zipped-diffusers archive; then SafeTensor over
+    PickleTensor, --fp/--size. ``what`` names the version in errors."""
     if not files:
-        raise HubError("this version has no files to download (archived?)")
+        raise HubError(f"{what} has no files to download (archived?)")
+    types = (choice.file_type,) if choice.file_type else MAIN_TYPES + KIND_FILE_TYPES.get(kind, ())
+    candidates = [f for f in files if _is_weights(f, types)]
+    if not candidates:
+        label = f"{choice.file_type} file" if choice.file_type else "model file"
+        raise HubError(
+            f"{what} has no {label} to install; it has: {'; '.join(map(_describe, files))}",
+            hint="pick another version (@VERSION), or --file-type TYPE for another file",
+        )
+    files = candidates
     best = max(files, key=lambda f: _file_score(f, choice))
     meta = best.get("metadata") or {}
     if (choice.fp and meta.get("fp") != choice.fp) or (
@@ -114,8 +161,20 @@ class CivitaiSource:
         self.prefix = None if name == "civitai" else f"{name}:"
         self.origin = origin or settings.civitai_url
         token = token if name != "civitai" else settings.civitai_token
-        self.http = Http(
-            auth_host=urlsplit(self.origin).netloc, token=token, timeout=settings.http_timeout
+        self.hosts = self._site_hosts()
+        self.http = Http(auth_hosts=self.hosts, token=token, timeout=settings.http_timeout)
+
+    def _site_hosts(self) -> frozenset[str]:
+        """The configured origin's host (and its ``www.`` form), plus Civitai's public hosts
+        when this is Civitai itself (the default source, or a named one pointing at it)."""
+        host = urlsplit(self.origin).netloc.lower().removeprefix("www.")
+        own = {host, f"www.{host}"}
+        return frozenset(own | CIVITAI_HOSTS if self.prefix is None or own & CIVITAI_HOSTS else own)
+
+    def on_site(self, url: str) -> bool:
+        """Whether an http(s) URL is on one of this site's hosts."""
+        return (
+            url.startswith(("http://", "https://")) and urlsplit(url).netloc.lower() in self.hosts
         )
 
     def claims(self, ref: str) -> bool:
@@ -124,10 +183,7 @@ class CivitaiSource:
         head = ref.split(":", 1)[0].lower()
         if head in ("civitai", "sha256", "autov2", "autov3", *KIND_TYPES):
             return True
-        if ref.startswith(("http://", "https://")):
-            host = urlsplit(ref).netloc.lower().removeprefix("www.")
-            return host == urlsplit(self.origin).netloc.lower().removeprefix("www.")
-        return False
+        return self.on_site(ref)
 
     def api(self, path: str, params: Any = None) -> Any:
         return self.http.get_json(f"{self.origin}/api/v1/{path}", params=params)
@@ -155,7 +211,7 @@ class CivitaiSource:
         params += [("baseModels", label) for label in BASES.get(base or "", ())]
         page = self.api("models", params=params)
         items = []
-        for m in page.get("items") or []:
+        for m in _of_kind(page.get("items") or [], kind):
             latest = (m.get("modelVersions") or [{}])[0]
             items.append(
                 {
@@ -191,8 +247,11 @@ class CivitaiSource:
                         found[sha] = version
         return found
 
-    def remote_for_version(self, version: dict[str, Any], sha256: str) -> RemoteFile:
-        return self._from_version(version, None, Choice(), want_sha=sha256)
+    def remote_for_version(
+        self, version: dict[str, Any], sha256: str, model: dict[str, Any] | None = None
+    ) -> RemoteFile:
+        """The file of ``version`` with this SHA-256, described with ``model``'s metadata."""
+        return self._from_version(version, model, Choice(), want_sha=sha256)
 
     def models(self, model_ids: list[int]) -> dict[int, dict[str, Any]]:
         """Models by id, many per request."""
@@ -229,8 +288,9 @@ class CivitaiSource:
             if not re.fullmatch(r"[0-9a-fA-F]{8,64}", rest):
                 raise HubError(f"'{rest}' is not a hash")
             version = self.api(f"model-versions/by-hash/{rest.upper()}")
+            model = self.api(f"models/{version['modelId']}") if version.get("modelId") else None
             return self._from_version(
-                version, None, choice, want_sha=rest if head == "sha256" else None
+                version, model, choice, want_sha=rest if head == "sha256" else None
             )
         name, _, version = rest.partition("@")
         return self._search(head, name, version or None, choice)
@@ -252,7 +312,7 @@ class CivitaiSource:
     def _search(self, kind: str, name: str, version: str | None, choice: Choice) -> RemoteFile:
         params = [("query", name), ("limit", 20), ("nsfw", "true")]
         params += [("types", t) for t in KIND_TYPES[kind]]
-        items = self.api("models", params=params).get("items") or []
+        items = _of_kind(self.api("models", params=params).get("items") or [], kind)
         if kind == "dreambooth":
             items = [i for i in items if i.get("checkpointType") in (None, "Trained")]
         exact = [i for i in items if str(i.get("name", "")).lower() == name.lower()]
@@ -316,6 +376,9 @@ class CivitaiSource:
         want_sha: str | None = None,
     ) -> RemoteFile:
         files = version.get("files") or []
+        model_obj = version.get("model") or {}
+        model_name = (model or {}).get("name") or model_obj.get("name") or "model"
+        mtype = (model or {}).get("type") or model_obj.get("type")
         if want_sha:
             matches = [
                 f
@@ -323,22 +386,26 @@ class CivitaiSource:
                 if str((f.get("hashes") or {}).get("SHA256", "")).lower() == want_sha.lower()
             ]
             files = matches or files
-        file = choose_file(files, choice)
-        model_obj = version.get("model") or {}
-        model_name = (model or {}).get("name") or model_obj.get("name") or "model"
-        mtype = (model or {}).get("type") or model_obj.get("type")
+            if matches and not choice.file_type:  # the hash asked for that file, whatever type
+                choice = replace(choice, file_type=str(matches[0].get("type") or "Model"))
+        model_id = version.get("modelId") or (model or {}).get("id")
+        what = f"version {version.get('id')} of {model_name} (model {model_id})"
+        file = choose_file(files, choice, TYPE_KIND.get(mtype or ""), what)
         meta = file.get("metadata") or {}
         size_kb = file.get("sizeKB")
-        query = urlencode({"fileId": file["id"]}) if file.get("id") else ""
+        sha256 = (file.get("hashes") or {}).get("SHA256") or None
         images = [i for i in version.get("images") or [] if i.get("type", "image") == "image"]
         return RemoteFile(
             source=self.name,
-            url=f"{self.origin}/api/download/models/{version['id']}"
-            + (f"?{query}" if query else ""),
+            url=self._download_url(version, file),
             filename=str(file.get("name") or f"{model_name}.safetensors"),
             name=model_name,
             size=round(size_kb * 1024) if isinstance(size_kb, int | float) else None,
-            sha256=((file.get("hashes") or {}).get("SHA256") or None),
+            size_slack=SIZE_KB_SLACK,
+            sha256=sha256,
+            unverified=None
+            if sha256
+            else f"{self.name} publishes no SHA-256 for {file.get('name')}",
             kind=TYPE_KIND.get(mtype or ""),
             version=version.get("name"),
             family=version.get("baseModel"),
@@ -365,8 +432,25 @@ class CivitaiSource:
             },
             site_json=version,
             preview_url=images[0].get("url") if images else None,
-            pickle=meta.get("format") == "PickleTensor",
+            pickle=meta.get("format") != "SafeTensor"  # the bytes decide after the download
+            and not str(file.get("name", "")).lower().endswith((".safetensors", ".sft")),
         )
+
+    def _download_url(self, version: dict[str, Any], file: dict[str, Any]) -> str:
+        """The file's ``downloadUrl`` when it is on this site's hosts (``api.civitai.com`` in
+        real answers), else the download route of the configured origin for that file."""
+        url = str(file.get("downloadUrl") or "")
+        if self.on_site(url):
+            return url
+        query = f"?{urlencode({'fileId': file['id']})}" if file.get("id") else ""
+        return f"{self.origin}/api/download/models/{version['id']}{query}"
+
+
+def _of_kind(items: list[dict[str, Any]], kind: str | None) -> list[dict[str, Any]]:
+    """Search results of the kind's Civitai types only (the site has ignored ``types``
+    together with ``query`` before)."""
+    types = KIND_TYPES.get(kind or "")
+    return [i for i in items if i.get("type") in types] if types else items
 
 
 @hookimpl(trylast=True)

@@ -29,7 +29,7 @@ class HuggingFaceSource:
         self.endpoint = settings.hf_endpoint
         self.token = settings.hf_token
         self.http = Http(
-            auth_host=urlsplit(self.endpoint).netloc,
+            auth_hosts=[urlsplit(self.endpoint).netloc],
             token=self.token,
             timeout=settings.http_timeout,
         )
