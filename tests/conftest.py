@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import minimodels  # noqa: E402
+from fake_sites import TOKEN, FakeSite  # noqa: E402
 
 
 @dataclass
@@ -126,3 +127,12 @@ def models() -> dict[str, Path]:
         "vae": mm.vae_file(),
         "random": mm.random_file(),
     }
+
+
+@pytest.fixture
+def site(hub):
+    """The loopback Civitai imitation, with ``hub`` pointed at it."""
+    s = FakeSite(token=TOKEN)
+    hub.env["HUB_CIVITAI_URL"] = s.origin
+    yield s
+    s.close()

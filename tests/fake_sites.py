@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
+TOKEN = "secret-token-123"  # the loopback site's API token in tests
+
 
 def file_hashes(data: bytes) -> dict[str, str]:
     sha = hashlib.sha256(data).hexdigest().upper()

@@ -68,14 +68,6 @@ def _pickled_embedding() -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture
-def site(hub):
-    s = FakeSite()
-    hub.env["HUB_CIVITAI_URL"] = s.origin
-    yield s
-    s.close()
-
-
 def _file_requests(site: FakeSite) -> list[str]:
     """The storage requests for model files (previews left out)."""
     return [r["path"] for r in site.storage_requests if r["path"].startswith("/files/")]

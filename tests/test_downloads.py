@@ -18,16 +18,8 @@ from urllib.parse import urlsplit
 
 import hostile
 import pytest
-from fake_sites import FakeHub, FakeSite, Hosted
-from test_install import TOKEN, _embedding, _sha
-
-
-@pytest.fixture
-def site(hub):
-    s = FakeSite(token=TOKEN)
-    hub.env["HUB_CIVITAI_URL"] = s.origin
-    yield s
-    s.close()
+from fake_sites import TOKEN, FakeHub, Hosted
+from test_install import _embedding, _sha
 
 
 def _incoming(hub) -> list[str]:

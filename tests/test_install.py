@@ -7,17 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_sites import FakeHub, FakeSite, Hosted
-
-TOKEN = "secret-token-123"
-
-
-@pytest.fixture
-def site(hub):
-    s = FakeSite(token=TOKEN)
-    hub.env["HUB_CIVITAI_URL"] = s.origin
-    yield s
-    s.close()
+from fake_sites import TOKEN, FakeHub, Hosted
 
 
 def _sha(path_or_bytes) -> str:
