@@ -8,20 +8,7 @@ import reference
 import torch
 from safetensors.torch import load_file
 
-from adapters import ldm_keys
-from hub import minimodels as mm
-
-
-def _diffusers_fused(name: str, lora_path, scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """diffusers' load_lora_weights + fuse_lora on the same mini model, in LDM names."""
-    pipe = reference.fused_pipeline(name, lora_path, scale)
-    state = ldm_keys.unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config))
-    state |= ldm_keys.clip_to_ldm(pipe.text_encoder.state_dict(), mm.TEXT_PREFIXES[name][0])
-    if name == "sdxl":
-        state |= ldm_keys.openclip_to_ldm(
-            pipe.text_encoder_2.state_dict(), mm.TEXT_PREFIXES[name][1]
-        )
-    return state
+from hub import lora_keys
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -38,7 +25,7 @@ def test_bake_equals_diffusers_fuse_lora_sd1(hub, layout):
     assert (out["kind"], out["base"], out["source"]["name"]) == ("checkpoint", "sd1", "merge")
     baked = load_file(out["path"])
     original = load_file(ckpt)
-    expected = _diffusers_fused("sd1", lora, scale=0.8)
+    expected = reference.fused_ldm_state("sd1", lora, scale=0.8)
     changed = 0
     for key, ref in expected.items():
         assert _close(baked[key], ref), key
@@ -58,7 +45,7 @@ def test_bake_sdxl_kohya_equals_diffusers_including_fused_openclip(hub):
     hub("import", lora, "--name", "xl-style")
     out = hub("merge", "xl", "--lora", "xl-style", "--name", "xl-baked", "--json").json()
     baked = load_file(out["path"])
-    expected = _diffusers_fused("sdxl", lora)
+    expected = reference.fused_ldm_state("sdxl", lora)
     for key, ref in expected.items():
         assert _close(baked[key], ref), key
     in_proj = [k for k in expected if k.endswith("attn.in_proj_weight")]
@@ -246,3 +233,74 @@ def test_concat_of_two_loras_equals_applying_both_and_svd_full_rank(hub):
     for k in moved:
         assert _close(once[k], both[k]), k
         assert (full[k] - both[k]).abs().max() <= 1e-4 * both[k].abs().max(), k
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_bake_honours_peft_metadata_alpha_and_patterns(hub, rslora):
+    """A diffusers-saved PEFT LoRA with lora_adapter_metadata (r=4, lora_alpha=8, per-module
+    rank_pattern/alpha_pattern regexes, optionally use_rslora) bakes to what diffusers'
+    load_lora_weights + fuse_lora makes of it."""
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    lora = tm.peft_lora("sd1", metadata=True, rslora=rslora)
+    hub("import", ckpt, "--name", "base")
+    hub("import", lora, "--name", "p")
+    out = hub("merge", "base", "--lora", "p:0.8", "--name", "baked", "--json").json()
+    baked, original = load_file(out["path"]), load_file(ckpt)
+    expected = reference.fused_ldm_state("sd1", lora, scale=0.8)
+    changed = 0
+    for key, ref in expected.items():
+        assert _close(baked[key], ref), key
+        changed += not torch.equal(baked[key], original[key])
+    assert changed >= 64
+
+
+def test_full_diff_bias_is_baked_and_reported(hub):
+    """LyCORIS full files: ``diff_b`` is added to the bias at the LoRA's strength (A1111's
+    network_full, ComfyUI), and the fit check counts it."""
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    full = tm.lycoris_lora("sd1", "full")
+    hub("import", ckpt, "--name", "base")
+    hub("import", full, "--name", "f")
+    out = hub("merge", "base", "--lora", "f:0.7", "--name", "baked", "--json")
+    baked, original, diffs = load_file(out.json()["path"]), load_file(ckpt), load_file(full)
+    biased = [k.removesuffix(".diff_b") for k in diffs if k.endswith(".diff_b")]
+    assert biased
+    assert f"{len(biased)} biases change" in out.err
+    by_diffusers, _ = lora_keys.unet_modules({k: v.shape for k, v in original.items()}, "sd1")
+    changed = set()
+    for module in biased:
+        weight_key = by_diffusers[module.removeprefix("lora_unet_")]
+        bias_key = weight_key.removesuffix("weight") + "bias"
+        want = original[bias_key] + 0.7 * diffs[f"{module}.diff_b"]
+        assert _close(baked[bias_key], want), bias_key
+        want = original[weight_key] + 0.7 * diffs[f"{module}.diff"]
+        assert _close(baked[weight_key], want), weight_key
+        changed.add(bias_key)
+    assert all(
+        torch.equal(baked[k], original[k])
+        for k in original
+        if k.endswith("bias") and k not in changed
+    )
+
+
+def test_merging_a_converted_peft_lora_keeps_its_scale(hub):
+    """PEFT metadata scales survive PEFT -> kohya conversion and LoRA + LoRA merging: the
+    concatenation (and its full-rank SVD) bakes to diffusers' fused results added up."""
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    peft = tm.peft_lora("sd1", metadata=True)
+    other = tm.kohya_lora("sd1", rank=2, alpha=1, seed=7)
+    hub("import", ckpt, "--name", "base")
+    hub("import", peft, "--name", "p")
+    hub("import", other, "--name", "o")
+    hub("convert", "p", "--to", "kohya", "--name", "pk")
+    base = load_file(ckpt)
+    first = reference.fused_ldm_state("sd1", peft, scale=0.6)
+    second = reference.fused_ldm_state("sd1", other, scale=0.9)
+    for method, extra, tol in (("cat", [], 1e-5), ("svd", ["--rank", "64"], 1e-4)):
+        hub("merge", "--loras", "pk:0.6", "--loras", "o:0.9", *extra, "--name", method)
+        out = hub("merge", "base", "--lora", method, "--name", f"{method}-baked", "--json")
+        baked = load_file(out.json()["path"])
+        for key in first:
+            want = first[key] + second[key] - base[key]
+            err = (baked[key] - want).abs().max()
+            assert err <= tol * max(1e-12, want.abs().max()), (method, key)
