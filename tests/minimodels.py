@@ -85,21 +85,16 @@ def peft_lora(
     alpha: int = 8,
     seed: int = 1,
     metadata: bool = False,
-    rslora: bool = False,
+    variant: str = "lora",
 ) -> Path:
     """A LoRA trained-shape file made by peft on the mini model and saved by diffusers'
     ``save_lora_weights`` (PEFT keys ``unet.…lora_A.weight``), text encoders included. With
     ``metadata`` the adapters also carry :data:`UNET_PATTERNS`/:data:`TEXT_PATTERNS` and the
-    file their configs as ``lora_adapter_metadata``, as diffusers' training scripts save it."""
-    target, ok = _cached(
-        "peft",
-        name,
-        rank,
-        alpha,
-        seed,
-        *(["meta"] if metadata else []),
-        *(["rslora"] if rslora else []),
-    )
+    file their configs as ``lora_adapter_metadata``, as diffusers' training scripts save it;
+    ``variant`` "rslora" sets ``use_rslora``, "dora" ``use_dora`` (magnitudes moved off their
+    initial norms, as training does)."""
+    extra = (["meta"] if metadata else []) + ([variant] if variant != "lora" else [])
+    target, ok = _cached("peft", name, rank, alpha, seed, *extra)
     if ok:
         return target
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -120,10 +115,15 @@ def peft_lora(
             lora_alpha=alpha,
             target_modules=targets,
             init_lora_weights=False,
-            use_rslora=rslora,
+            use_rslora=variant == "rslora",
+            use_dora=variant == "dora",
             **(patterns if metadata else {}),
         )
         parts[key].add_adapter(config)
+        with torch.no_grad():
+            for param_name, param in parts[key].named_parameters():
+                if "lora_magnitude_vector" in param_name:
+                    param.mul_(1 + 0.1 * torch.randn_like(param))
         layers[f"{key}_lora_layers"] = get_peft_model_state_dict(parts[key])
         configs[f"{key}_lora_adapter_metadata"] = parts[key].peft_config["default"].to_dict()
     pipeline = StableDiffusionXLPipeline if name == "sdxl" else StableDiffusionPipeline

@@ -204,7 +204,7 @@ def test_peft_metadata_scale_survives_kohya_and_back(hub, rslora):
     (lora_alpha=8, r=4, rank/alpha patterns, rsLoRA); kohya -> PEFT writes metadata that
     diffusers' own loader reads back to the same weights."""
     ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
-    peft = tm.peft_lora("sd1", metadata=True, rslora=rslora)
+    peft = tm.peft_lora("sd1", metadata=True, variant="rslora" if rslora else "lora")
     hub("import", ckpt, "--name", "base")
     hub("import", peft, "--name", "p")
     kohya = load_file(hub("convert", "p", "--to", "kohya", "--name", "k", "--json").json()["path"])

@@ -235,23 +235,42 @@ def test_concat_of_two_loras_equals_applying_both_and_svd_full_rank(hub):
         assert (full[k] - both[k]).abs().max() <= 1e-4 * both[k].abs().max(), k
 
 
-@pytest.mark.parametrize("rslora", [False, True])
-def test_bake_honours_peft_metadata_alpha_and_patterns(hub, rslora):
+@pytest.mark.parametrize("variant", ["lora", "rslora", "dora"])
+def test_bake_honours_peft_metadata_alpha_and_patterns(hub, variant):
     """A diffusers-saved PEFT LoRA with lora_adapter_metadata (r=4, lora_alpha=8, per-module
-    rank_pattern/alpha_pattern regexes, optionally use_rslora) bakes to what diffusers'
-    load_lora_weights + fuse_lora makes of it."""
+    rank_pattern/alpha_pattern regexes; use_rslora; use_dora) bakes to what diffusers'
+    load_lora_weights + fuse_lora makes of it. DoRA at strength 1 only: other strengths
+    follow A1111 and ComfyUI (``W + s·(W'-W)``), which diffusers does not."""
+    strength = 1.0 if variant == "dora" else 0.8
     ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
-    lora = tm.peft_lora("sd1", metadata=True, rslora=rslora)
+    lora = tm.peft_lora("sd1", metadata=True, variant=variant)
     hub("import", ckpt, "--name", "base")
     hub("import", lora, "--name", "p")
-    out = hub("merge", "base", "--lora", "p:0.8", "--name", "baked", "--json").json()
+    out = hub("merge", "base", "--lora", f"p:{strength}", "--name", "baked", "--json").json()
     baked, original = load_file(out["path"]), load_file(ckpt)
-    expected = reference.fused_ldm_state("sd1", lora, scale=0.8)
+    expected = reference.fused_ldm_state("sd1", lora, scale=strength)
+    if variant == "dora":  # diffusers loads no text-encoder magnitudes (it reports them MISSING)
+        expected = {k: v for k, v in expected.items() if k.startswith("model.diffusion_model.")}
+        key = "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.k_proj.weight"
+        part = _peft_module(lora, "k_proj")
+        v = original[key] + 8 / 4 * part["lora_B"] @ part["lora_A"]  # lora_alpha / r
+        assert _close(baked[key], v * (part["lora_magnitude_vector"] / v.norm(dim=1))[:, None])
     changed = 0
     for key, ref in expected.items():
         assert _close(baked[key], ref), key
         changed += not torch.equal(baked[key], original[key])
     assert changed >= 64
+
+
+def _peft_module(path, name: str) -> dict[str, torch.Tensor]:
+    """The tensors of the first text-encoder layer's ``name`` module in a PEFT file, by the
+    part of their key after the module name (weights without ``.weight``)."""
+    prefix = f"text_encoder.encoder.layers.0.self_attn.{name}."
+    return {
+        k.removeprefix(prefix).removesuffix(".weight"): v
+        for k, v in load_file(path).items()
+        if k.startswith(prefix)
+    }
 
 
 def test_full_diff_bias_is_baked_and_reported(hub):
