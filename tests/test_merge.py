@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import minimodels as tm
 import pytest
 import reference
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from hub import lora_keys
 
@@ -323,3 +326,22 @@ def test_merging_a_converted_peft_lora_keeps_its_scale(hub):
             want = first[key] + second[key] - base[key]
             err = (baked[key] - want).abs().max()
             assert err <= tol * max(1e-12, want.abs().max()), (method, key)
+
+
+def test_peft_metadata_that_cannot_be_honoured_is_refused_in_one_line(hub, tmp_path):
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    source = tm.peft_lora("sd1", metadata=True)
+    with safe_open(source, "pt") as fh:
+        config = json.loads(fh.metadata()["lora_adapter_metadata"])
+    hub("import", ckpt, "--name", "base")
+    for name, text, reason in (
+        ("rank", json.dumps(config | {"unet.r": 16}), "the metadata gives rank 16"),
+        ("json", "{not json", "lora_adapter_metadata is not valid JSON"),
+    ):
+        path = tmp_path / f"{name}.safetensors"
+        save_file(load_file(source), path, metadata={"lora_adapter_metadata": text})
+        hub("import", path, "--name", name)
+        result = hub("merge", "base", "--lora", name, "--name", f"{name}-baked", ok=False)
+        assert result.code != 0 and reason in result.err and f"{name}.safetensors: " in result.err
+        assert "Traceback" not in result.err and len(result.err.strip().splitlines()) <= 2
+    assert len(hub("list", "--json").json()) == 3
