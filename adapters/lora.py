@@ -103,7 +103,9 @@ def peft_scale(config: Mapping[str, Any], mod: Module) -> float | None:
     alpha = _pattern_value(
         fields.get("alpha_pattern"), inner, fields.get("lora_alpha", PEFT_DEFAULTS["lora_alpha"])
     )
-    if int(r) != rank:
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (r, alpha)):
+        raise AdapterError(f"{mod.name}: the metadata's rank {r!r} or alpha {alpha!r} is no number")
+    if r != rank:
         raise AdapterError(f"{mod.name}: the metadata gives rank {r}, the tensors rank {rank}")
     return float(alpha) / (math.sqrt(rank) if fields.get("use_rslora") else rank)
 
@@ -112,6 +114,8 @@ def _pattern_value(pattern: Mapping[str, Any] | None, name: str, default: Any) -
     """peft's lookup: the first key that, as a regex, matches the end of the module name at a
     dot. A text encoder's name is tried with and without ``text_model.`` (transformers 5
     dropped it)."""
+    if not isinstance(pattern, Mapping | None):
+        raise AdapterError(f"metadata pattern {pattern!r} is not a JSON object")
     short = name.removeprefix("text_model.")
     for key, value in (pattern or {}).items():
         try:

@@ -54,7 +54,7 @@ class Report:
             f"target, {len(self.mismatched)} do not fit"
         )
         if self.biases:
-            text += f"; {len(self.biases)} biases change"
+            text += f"; bias changes (diff_b): {len(self.biases)}"
         if self.mismatched:
             text += f" (e.g. {self.mismatched[0][0]}: {self.mismatched[0][1]})"
         elif self.unmatched and not self.matched:

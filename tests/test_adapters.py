@@ -286,7 +286,10 @@ def test_fit_check_places_and_counts_diff_b():
     shapes = {"a.in_proj_weight": (30, 8), "a.in_proj_bias": (30,)}
     rep = patch.report("f", adapter, shapes, lambda name: ("a.in_proj_weight", (10, 20)))
     assert rep.ok and rep.biases == {"m": ("a.in_proj_bias", (10, 20))}
-    assert rep.summary() == "f: 1 modules match, 0 have no target, 0 do not fit; 1 biases change"
+    assert (
+        rep.summary()
+        == "f: 1 modules match, 0 have no target, 0 do not fit; bias changes (diff_b): 1"
+    )
     changes = patch.plan([(rep, adapter, 1.0, 0.5)])
     assert set(changes) == {"a.in_proj_weight", "a.in_proj_bias"}
     bias = rnd(30)

@@ -163,7 +163,9 @@ def test_peft_metadata_and_full_diff_biases_patch_exactly(hub, tmp_path):
     result = _run(hub, "x <lora:full:0.7>", tmp_path)
     diffs = load_file(tm.lycoris_lora("sd1", "full"))
     biased = [k.removesuffix(".diff_b") for k in diffs if k.endswith(".diff_b")]
-    assert biased and any(f"{len(biased)} biases change" in line for line in result.reports)
+    assert biased and any(
+        f"bias changes (diff_b): {len(biased)}" in line for line in result.reports
+    )
     by_diffusers, _ = lora_keys.unet_modules({k: v.shape for k, v in before.items()}, "sd1")
     for module in biased:
         bias = by_diffusers[module.removeprefix("lora_unet_")].removesuffix("weight") + "bias"

@@ -287,7 +287,7 @@ def test_full_diff_bias_is_baked_and_reported(hub):
     baked, original, diffs = load_file(out.json()["path"]), load_file(ckpt), load_file(full)
     biased = [k.removesuffix(".diff_b") for k in diffs if k.endswith(".diff_b")]
     assert biased
-    assert f"{len(biased)} biases change" in out.err
+    assert f"bias changes (diff_b): {len(biased)}" in out.err
     by_diffusers, _ = lora_keys.unet_modules({k: v.shape for k, v in original.items()}, "sd1")
     changed = set()
     for module in biased:
