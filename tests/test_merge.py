@@ -238,20 +238,22 @@ def test_concat_of_two_loras_equals_applying_both_and_svd_full_rank(hub):
         assert (full[k] - both[k]).abs().max() <= 1e-4 * both[k].abs().max(), k
 
 
-@pytest.mark.parametrize("variant", ["lora", "rslora", "dora"])
-def test_bake_honours_peft_metadata_alpha_and_patterns(hub, variant):
+@pytest.mark.parametrize(
+    "name, variant", [("sd1", "lora"), ("sd1", "rslora"), ("sd1", "dora"), ("sdxl", "lora")]
+)
+def test_bake_honours_peft_metadata_alpha_and_patterns(hub, name, variant):
     """A diffusers-saved PEFT LoRA with lora_adapter_metadata (r=4, lora_alpha=8, per-module
     rank_pattern/alpha_pattern regexes; use_rslora; use_dora) bakes to what diffusers'
     load_lora_weights + fuse_lora makes of it. DoRA at strength 1 only: other strengths
     follow A1111 and ComfyUI (``W + s·(W'-W)``), which diffusers does not."""
     strength = 1.0 if variant == "dora" else 0.8
-    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
-    lora = tm.peft_lora("sd1", metadata=True, variant=variant)
+    ckpt = tm.mini_checkpoint(name, dtype=torch.float32)
+    lora = tm.peft_lora(name, metadata=True, variant=variant)
     hub("import", ckpt, "--name", "base")
     hub("import", lora, "--name", "p")
     out = hub("merge", "base", "--lora", f"p:{strength}", "--name", "baked", "--json").json()
     baked, original = load_file(out["path"]), load_file(ckpt)
-    expected = reference.fused_ldm_state("sd1", lora, scale=strength)
+    expected = reference.fused_ldm_state(name, lora, scale=strength)
     if variant == "dora":  # diffusers loads no text-encoder magnitudes (it reports them MISSING)
         expected = {k: v for k, v in expected.items() if k.startswith("model.diffusion_model.")}
         key = "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.k_proj.weight"
