@@ -6,15 +6,7 @@ from __future__ import annotations
 import torch
 
 from adapters import keys as lk
-from adapters.lora import Adapter, AdapterError, Module, delta
-
-
-def _scale(mod: Module) -> float:
-    rank = mod.tensors["lora_down.weight"].shape[0]
-    if "scale" in mod.tensors:
-        return float(mod.tensors["scale"])
-    alpha = float(mod.tensors["alpha"]) if "alpha" in mod.tensors else 0.0
-    return alpha / rank if alpha else 1.0
+from adapters.lora import Adapter, AdapterError, Module, alpha_scale, delta
 
 
 def _modules(adapters: list[tuple[Adapter, float]]) -> dict[str, list[tuple[Module, float]]]:
@@ -25,6 +17,8 @@ def _modules(adapters: list[tuple[Adapter, float]]) -> dict[str, list[tuple[Modu
                 raise AdapterError(
                     f"{name}: LoRA merging takes kohya-named files",
                 )
+            if mod.has("diff_b"):
+                raise AdapterError(f"{name}: a LoRA cannot hold its bias change (diff_b)")
             by_name.setdefault(name, []).append((mod, weight))
     return by_name
 
@@ -43,7 +37,7 @@ def concat(adapters: list[tuple[Adapter, float]]) -> dict[str, torch.Tensor]:
             up, down = mod.t("lora_up.weight"), mod.t("lora_down.weight")
             if downs and down.shape[1:] != downs[0].shape[1:]:
                 raise AdapterError(f"{name}: the inputs' kernels differ")
-            ups.append(up * (weight * _scale(mod)))
+            ups.append(up * (weight * alpha_scale(mod, down.shape[0])))
             downs.append(down)
         rank = sum(d.shape[0] for d in downs)
         out[f"{name}.lora_up.weight"] = torch.cat(ups, dim=1).contiguous()

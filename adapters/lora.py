@@ -8,8 +8,10 @@ own scale (``alpha / r`` and the like) but not by the user's strength. Patching 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -27,6 +29,7 @@ class Module:
     name: str
     algo: str
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    scale: float | None = None  # the file's own scale when its tensors carry none (PEFT)
 
     def t(self, key: str) -> torch.Tensor:
         return self.tensors[key].float()
@@ -47,8 +50,11 @@ class Adapter:
     algo: str
 
 
-def parse(state: Mapping[str, torch.Tensor]) -> Adapter:
-    """Group an adapter state dict into modules and tell each one's algorithm."""
+def parse(
+    state: Mapping[str, torch.Tensor], peft_config: Mapping[str, Any] | None = None
+) -> Adapter:
+    """Group an adapter state dict into modules and tell each one's algorithm; PEFT modules
+    take their scale from ``peft_config`` (diffusers' ``lora_adapter_metadata``) if given."""
     groups, stray = lk.group_modules({k: tuple(v.shape) for k, v in state.items()})
     if stray:
         raise AdapterError(f"{len(stray)} keys belong to no adapter module, e.g. {stray[0]}")
@@ -62,8 +68,62 @@ def parse(state: Mapping[str, torch.Tensor]) -> Adapter:
             raise AdapterError(f"{algo} module {name} {problem}")
         tensors = {_canonical(p): state[f"{name}.{p}"] for p in keys.params}
         modules[name] = Module(name, algo, tensors)
+        if peft_config:
+            modules[name].scale = peft_scale(peft_config, modules[name])
     used = {m.algo for m in modules.values()}
     return Adapter(modules, next((a for a in lk.FILE_ALGO_ORDER if a in used), lk.LORA))
+
+
+PEFT_DEFAULTS = {"r": 8, "lora_alpha": 8}  # peft's LoraConfig, for fields a file omits
+
+
+def peft_scale(config: Mapping[str, Any], mod: Module) -> float | None:
+    """PEFT's scale of one module of a diffusers-saved file: ``lora_alpha / r`` (``/ sqrt(r)``
+    with ``use_rslora``), each value from the first ``alpha_pattern`` / ``rank_pattern`` key
+    that matches the module's name as peft matches it; None when ``config`` (the file's
+    ``lora_adapter_metadata``, keys ``<component>.<field>``) says nothing of its component."""
+    component, _, inner = mod.name.partition(".")
+    fields = {
+        k.removeprefix(component + "."): v
+        for k, v in config.items()
+        if k.startswith(component + ".")
+    }
+    if not fields:
+        return None
+    dora = mod.algo == lk.DORA
+    if mod.algo not in (lk.LORA, lk.LOCON, lk.DORA) or (dora and not mod.has("lora_down.weight")):
+        raise AdapterError(f"{mod.name}: PEFT metadata for {mod.algo} modules is not supported")
+    if bool(fields.get("use_dora")) != dora:
+        raise AdapterError(
+            f"{mod.name}: the metadata says use_dora={bool(fields.get('use_dora'))} but the "
+            f"module {'has' if dora else 'lacks'} a lora_magnitude_vector"
+        )
+    rank = mod.tensors["lora_down.weight"].shape[0]
+    r = _pattern_value(fields.get("rank_pattern"), inner, fields.get("r", PEFT_DEFAULTS["r"]))
+    alpha = _pattern_value(
+        fields.get("alpha_pattern"), inner, fields.get("lora_alpha", PEFT_DEFAULTS["lora_alpha"])
+    )
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (r, alpha)):
+        raise AdapterError(f"{mod.name}: the metadata's rank {r!r} or alpha {alpha!r} is no number")
+    if r != rank:
+        raise AdapterError(f"{mod.name}: the metadata gives rank {r}, the tensors rank {rank}")
+    return float(alpha) / (math.sqrt(rank) if fields.get("use_rslora") else rank)
+
+
+def _pattern_value(pattern: Mapping[str, Any] | None, name: str, default: Any) -> Any:
+    """peft's lookup: the first key that, as a regex, matches the end of the module name at a
+    dot. A text encoder's name is tried with and without ``text_model.`` (transformers 5
+    dropped it)."""
+    if not isinstance(pattern, Mapping | None):
+        raise AdapterError(f"metadata pattern {pattern!r} is not a JSON object")
+    short = name.removeprefix("text_model.")
+    for key, value in (pattern or {}).items():
+        try:
+            if any(re.match(rf"(.*\.)?({key})$", n) for n in (short, "text_model." + short)):
+                return value
+        except re.error as exc:
+            raise AdapterError(f"metadata pattern {key!r} is not a valid regex ({exc})") from None
+    return default
 
 
 def _canonical(param: str) -> str:
@@ -84,7 +144,11 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def _alpha_scale(mod: Module, rank: int) -> float:
+def alpha_scale(mod: Module, rank: int) -> float:
+    """The module's own multiplier: PEFT's from the file's metadata, else kohya's
+    ``alpha / rank`` (1 without alpha)."""
+    if mod.scale is not None:
+        return mod.scale
     if mod.has("scale"):
         return float(mod.t("scale"))
     if mod.has("alpha"):
@@ -108,7 +172,7 @@ def lora_delta(mod: Module, shape: torch.Size) -> torch.Tensor:
         delta = torch.einsum("or,rikl->oikl", _flat(up), down)
     else:
         delta = _flat(up) @ _flat(down)
-    return delta.reshape(shape) * _alpha_scale(mod, rank)
+    return delta.reshape(shape) * alpha_scale(mod, rank)
 
 
 def loha_delta(mod: Module, shape: torch.Size) -> torch.Tensor:
@@ -119,7 +183,7 @@ def loha_delta(mod: Module, shape: torch.Size) -> torch.Tensor:
     else:
         p1 = mod.t("hada_w1_a") @ mod.t("hada_w1_b")
         p2 = mod.t("hada_w2_a") @ mod.t("hada_w2_b")
-    return (p1 * p2).reshape(shape) * _alpha_scale(mod, rank)
+    return (p1 * p2).reshape(shape) * alpha_scale(mod, rank)
 
 
 def lokr_delta(mod: Module, shape: torch.Size) -> torch.Tensor:
@@ -139,7 +203,7 @@ def lokr_delta(mod: Module, shape: torch.Size) -> torch.Tensor:
         rank = mod.tensors["lokr_w2_b"].shape[0]
     if w2.dim() == 4:
         w1 = w1.unsqueeze(2).unsqueeze(3)
-    scale = 1.0 if rank is None else _alpha_scale(mod, rank)
+    scale = 1.0 if rank is None else alpha_scale(mod, rank)
     return torch.kron(w1, w2).reshape(shape) * scale
 
 
@@ -160,7 +224,7 @@ def ia3_delta(mod: Module, weight: torch.Tensor) -> torch.Tensor:
 def dora_delta(mod: Module, weight: torch.Tensor) -> torch.Tensor:
     """W' - W for DoRA at strength 1 (A1111/ComfyUI interpolate ``W + m·(W'-W)``)."""
     base = {k: v for k, v in mod.tensors.items() if k != "dora_scale"}
-    inner = Module(mod.name, _inner_algo(base), base)
+    inner = Module(mod.name, _inner_algo(base), base, mod.scale)
     v = weight + DELTAS[inner.algo](inner, weight.shape)
     scale = mod.t("dora_scale")
     if scale.dim() == 1:  # PEFT lora_magnitude_vector: per output row
@@ -190,7 +254,7 @@ def glora_delta(mod: Module, weight: torch.Tensor) -> torch.Tensor:
     else:  # the older, transposed layout
         rank = a1.shape[0]
         delta = b2 @ b1 + flat_w @ a2 @ a1
-    return delta.reshape(weight.shape) * _alpha_scale(mod, rank)
+    return delta.reshape(weight.shape) * alpha_scale(mod, rank)
 
 
 def oft_delta(mod: Module, weight: torch.Tensor) -> torch.Tensor:
@@ -210,6 +274,12 @@ def oft_delta(mod: Module, weight: torch.Tensor) -> torch.Tensor:
     if mod.has("rescale"):
         rotated = rotated * mod.t("rescale").reshape(-1, *([1] * (weight.dim() - 1)))
     return rotated - weight
+
+
+def bias_module(mod: Module) -> Module:
+    """A module's bias change (LyCORIS ``diff_b``, added at the module's strength as A1111's
+    full network and ComfyUI do) as a full-diff module of its own."""
+    return Module(mod.name, lk.FULL, {"diff": mod.tensors["diff_b"]})
 
 
 def norm_delta(mod: Module, shape: torch.Size) -> torch.Tensor:
@@ -284,7 +354,7 @@ def apply(weight: torch.Tensor, changes: list[tuple[Module, float]]) -> torch.Te
             continue
         if _plain_lora(mod, w.dim()):
             up, down = _flat(mod.t("lora_up.weight")), _flat(mod.t("lora_down.weight"))
-            scale = strength * _alpha_scale(mod, down.shape[0])
+            scale = strength * alpha_scale(mod, down.shape[0])
             w.view(w.shape[0], -1).addmm_(up.float(), down.float(), alpha=scale)
         else:
             w += strength * delta(mod, w if mod.algo == lk.DORA else weight.float())

@@ -9,26 +9,38 @@ from dataclasses import dataclass, field
 
 import torch
 
-from adapters.lora import Adapter, AdapterError, Module, apply, delta, plain_lora_fits
+from adapters.lora import (
+    Adapter,
+    AdapterError,
+    Module,
+    apply,
+    bias_module,
+    delta,
+    plain_lora_fits,
+)
 
 Resolver = Callable[[str], tuple[str, tuple[int, int] | None] | None]
 
 
 @dataclass(frozen=True)
 class Change:
-    """One module's change to (part of) one weight, at a strength."""
+    """One module's change to (part of) one weight, or with ``bias`` to its bias (``diff_b``),
+    at a strength."""
 
     module: Module
     strength: float
     rows: tuple[int, int] | None = None
+    bias: bool = False
 
 
 @dataclass
 class Report:
-    """How an adapter fits a model: matched modules, unmatched ones, shape mismatches."""
+    """How an adapter fits a model: matched modules, the biases they change, unmatched
+    modules, shape mismatches."""
 
     name: str
     matched: dict[str, tuple[str, tuple[int, int] | None]] = field(default_factory=dict)
+    biases: dict[str, tuple[str, tuple[int, int] | None]] = field(default_factory=dict)
     unmatched: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, str]] = field(default_factory=list)
 
@@ -41,6 +53,8 @@ class Report:
             f"{self.name}: {len(self.matched)} modules match, {len(self.unmatched)} have no "
             f"target, {len(self.mismatched)} do not fit"
         )
+        if self.biases:
+            text += f"; bias changes (diff_b): {len(self.biases)}"
         if self.mismatched:
             text += f" (e.g. {self.mismatched[0][0]}: {self.mismatched[0][1]})"
         elif self.unmatched and not self.matched:
@@ -65,11 +79,35 @@ def report(
             shape[0] = rows[1] - rows[0]
         try:
             _check_fit(mod, shape)
+            bias = _bias_target(mod, key, rows, shapes)
         except (AdapterError, RuntimeError) as exc:
             out.mismatched.append((module_name, str(exc).split(": ", 1)[-1][:200]))
             continue
         out.matched[module_name] = target
+        if bias is not None:
+            out.biases[module_name] = bias
     return out
+
+
+def _bias_target(
+    mod: Module, key: str, rows: tuple[int, int] | None, shapes: Mapping[str, tuple[int, ...]]
+) -> tuple[str, tuple[int, int] | None] | None:
+    """Where a module's ``diff_b`` lands (the bias beside ``key``, same rows), None without
+    one; raises when the model has no such bias or its shape differs."""
+    if not mod.has("diff_b"):
+        return None
+    bias_key = key.removesuffix("weight") + "bias"  # x.weight -> x.bias, in_proj_weight too
+    if bias_key not in shapes:
+        raise AdapterError(f"{mod.name}: diff_b has no bias to change ({bias_key} is absent)")
+    shape = list(shapes[bias_key])
+    if rows is not None:
+        shape[0] = rows[1] - rows[0]
+    diff_b = mod.tensors["diff_b"]
+    if list(diff_b.shape) != shape:
+        raise AdapterError(
+            f"{mod.name}: diff_b {list(diff_b.shape)} does not fit the bias {bias_key} {shape}"
+        )
+    return bias_key, rows
 
 
 def _check_fit(mod: Module, shape: list[int]) -> None:
@@ -110,22 +148,32 @@ def plan(reports: list[tuple[Report, Adapter, float, float]]) -> dict[str, list[
             mod = adapter.modules[module_name]
             strength = te if mod.is_text else unet
             changes.setdefault(key, []).append(Change(mod, strength, rows))
+            if module_name in rep.biases:
+                bias_key, bias_rows = rep.biases[module_name]
+                changes.setdefault(bias_key, []).append(Change(mod, strength, bias_rows, True))
     return changes
 
 
 def patched(weight: torch.Tensor, changes: list[Change]) -> torch.Tensor:
-    """A new tensor: ``weight`` with the changes applied (slices for fused projections)."""
-    whole = [(c.module, c.strength) for c in changes if c.rows is None]
+    """A new tensor: ``weight`` (or bias) with the changes applied (slices for fused
+    projections)."""
+    whole = [_part(c) for c in changes if c.rows is None]
     out = apply(weight, whole) if whole else weight.clone()
     for c in changes:
         if c.rows is not None:
             lo, hi = c.rows
-            out[lo:hi] = apply(out[lo:hi], [(c.module, c.strength)])
+            out[lo:hi] = apply(out[lo:hi], [_part(c)])
     return out
 
 
-def _signature(changes: list[Change]) -> tuple[tuple[int, float, tuple[int, int] | None], ...]:
-    return tuple((id(c.module), c.strength, c.rows) for c in changes)
+def _part(change: Change) -> tuple[Module, float]:
+    return (bias_module(change.module) if change.bias else change.module), change.strength
+
+
+def _signature(
+    changes: list[Change],
+) -> tuple[tuple[int, float, tuple[int, int] | None, bool], ...]:
+    return tuple((id(c.module), c.strength, c.rows, c.bias) for c in changes)
 
 
 class PatchSet:

@@ -58,11 +58,34 @@ def _adapter_error(art: dict[str, Any], exc: Exception) -> HubError:
 
 
 def lora(art: dict[str, Any]) -> lora_math.Adapter:
-    """The LoRA-family adapter of a registered add-on."""
+    """The LoRA-family adapter of a registered add-on, PEFT scales from its metadata."""
+    tensors, _ = read_state(art)
+    config = {}
+    if art["format"] == "safetensors":
+        from safetensors import safe_open
+
+        with safe_open(Path(art["path"]), "pt") as fh:
+            config = peft_config(art["path"], fh.metadata())
     try:
-        return lora_math.parse(read_state(art)[0])
+        return lora_math.parse(tensors, config)
     except lora_math.AdapterError as exc:
         raise _adapter_error(art, exc) from None
+
+
+PEFT_META = "lora_adapter_metadata"
+
+
+def peft_config(path: str | Path, metadata: dict[str, str] | None) -> dict[str, Any]:
+    """diffusers' ``lora_adapter_metadata`` (``<component>.r``, ``.lora_alpha``,
+    ``.alpha_pattern``, ...) from a safetensors file's metadata, {} when it has none."""
+    text = (metadata or {}).get(PEFT_META)
+    try:
+        config = json.loads(text) if text else {}
+    except ValueError as exc:
+        raise HubError(f"{path}: {PEFT_META} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise HubError(f"{path}: {PEFT_META} is not a JSON object")
+    return config
 
 
 def embedding(art: dict[str, Any]) -> embedding_math.Embedding:

@@ -115,8 +115,9 @@ def lycoris_state(
     name: str, algo: str, rank: int = 4, seed: int = 2
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """A LyCORIS-style state dict in kohya naming with the FORMATS.md §4 tensors of ``algo``
-    (locon with 3x3 convs, loha, lokr, full, ia3, dora) on the mini model's attention and
-    resnet modules, and its metadata. Shapes are the ones LyCORIS writes; values random."""
+    (locon with 3x3 convs, loha, lokr, full with ``diff_b`` on biased layers, ia3, dora) on
+    the mini model's attention and resnet modules, and its metadata. Shapes are the ones
+    LyCORIS writes; values random."""
     shapes = _unet_shapes(name)
     g = torch.Generator().manual_seed(seed)
 
@@ -164,6 +165,8 @@ def lycoris_state(
         elif algo == "full":
             del state[key + ".alpha"]
             state[key + ".diff"] = rnd(*shape)
+            if module + ".bias" in shapes:  # LyCORIS keeps the bias change beside it
+                state[key + ".diff_b"] = rnd(out_f)
         elif algo == "ia3":
             del state[key + ".alpha"]
             state[key + ".weight"] = rnd(out_f)

@@ -67,10 +67,34 @@ UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
-def peft_lora(name: str, rank: int = 4, alpha: int = 8, seed: int = 1) -> Path:
+# Per-module entries (peft regexes, matched at the end of a module name) for the metadata
+# builds below: one rank and one alpha entry per component, hitting some modules only.
+UNET_PATTERNS = {
+    "rank_pattern": {"attn2.to_k": 2},
+    "alpha_pattern": {r"down_blocks\.0\..*attn1\.to_v": 3, "attn2.to_k": 1},
+}
+TEXT_PATTERNS = {
+    "rank_pattern": {"self_attn.q_proj": 2},
+    "alpha_pattern": {"layers.0.self_attn.out_proj": 5},
+}
+
+
+def peft_lora(
+    name: str,
+    rank: int = 4,
+    alpha: int = 8,
+    seed: int = 1,
+    metadata: bool = False,
+    variant: str = "lora",
+) -> Path:
     """A LoRA trained-shape file made by peft on the mini model and saved by diffusers'
-    ``save_lora_weights`` (PEFT keys ``unet.…lora_A.weight``), text encoders included."""
-    target, ok = _cached("peft", name, rank, alpha, seed)
+    ``save_lora_weights`` (PEFT keys ``unet.…lora_A.weight``), text encoders included. With
+    ``metadata`` the adapters also carry :data:`UNET_PATTERNS`/:data:`TEXT_PATTERNS` and the
+    file their configs as ``lora_adapter_metadata``, as diffusers' training scripts save it;
+    ``variant`` "rslora" sets ``use_rslora``, "dora" ``use_dora`` (magnitudes moved off their
+    initial norms, as training does)."""
+    extra = (["meta"] if metadata else []) + ([variant] if variant != "lora" else [])
+    target, ok = _cached("peft", name, rank, alpha, seed, *extra)
     if ok:
         return target
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -78,22 +102,35 @@ def peft_lora(name: str, rank: int = 4, alpha: int = 8, seed: int = 1) -> Path:
 
     parts = build_components(name, seed=0)
     torch.manual_seed(seed)
-    layers = {}
-    parts["unet"].add_adapter(
-        LoraConfig(r=rank, lora_alpha=alpha, target_modules=UNET_TARGETS, init_lora_weights=False)
-    )
-    layers["unet_lora_layers"] = get_peft_model_state_dict(parts["unet"])
-    for key in ("text_encoder", "text_encoder_2"):
-        if key in parts:
-            parts[key].add_adapter(
-                LoraConfig(
-                    r=rank, lora_alpha=alpha, target_modules=TEXT_TARGETS, init_lora_weights=False
-                )
-            )
-            layers[f"{key}_lora_layers"] = get_peft_model_state_dict(parts[key])
+    layers, configs = {}, {}
+    for key, targets, patterns in (
+        ("unet", UNET_TARGETS, UNET_PATTERNS),
+        ("text_encoder", TEXT_TARGETS, TEXT_PATTERNS),
+        ("text_encoder_2", TEXT_TARGETS, TEXT_PATTERNS),
+    ):
+        if key not in parts:
+            continue
+        config = LoraConfig(
+            r=rank,
+            lora_alpha=alpha,
+            target_modules=targets,
+            init_lora_weights=False,
+            use_rslora=variant == "rslora",
+            use_dora=variant == "dora",
+            **(patterns if metadata else {}),
+        )
+        parts[key].add_adapter(config)
+        with torch.no_grad():
+            for param_name, param in parts[key].named_parameters():
+                if "lora_magnitude_vector" in param_name:
+                    param.mul_(1 + 0.1 * torch.randn_like(param))
+        layers[f"{key}_lora_layers"] = get_peft_model_state_dict(parts[key])
+        configs[f"{key}_lora_adapter_metadata"] = parts[key].peft_config["default"].to_dict()
     pipeline = StableDiffusionXLPipeline if name == "sdxl" else StableDiffusionPipeline
     out = target.parent / "peft"
-    pipeline.save_lora_weights(str(out), **layers, safe_serialization=True)
+    pipeline.save_lora_weights(
+        str(out), **layers, **(configs if metadata else {}), safe_serialization=True
+    )
     (out / "pytorch_lora_weights.safetensors").rename(target)
     return target
 

@@ -36,3 +36,18 @@ def fused_pipeline(name: str, lora_path: Any, scale: float = 1.0) -> Any:
     pipe.fuse_lora(lora_scale=scale)
     pipe.unload_lora_weights()
     return pipe
+
+
+def fused_ldm_state(name: str, lora_path: Any, scale: float = 1.0) -> dict[str, Any]:
+    """The UNet and text-encoder weights of :func:`fused_pipeline`, in single-file (LDM)
+    names."""
+    from adapters import ldm_keys
+
+    pipe = fused_pipeline(name, lora_path, scale)
+    state = ldm_keys.unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config))
+    state |= ldm_keys.clip_to_ldm(pipe.text_encoder.state_dict(), mm.TEXT_PREFIXES[name][0])
+    if name == "sdxl":
+        state |= ldm_keys.openclip_to_ldm(
+            pipe.text_encoder_2.state_dict(), mm.TEXT_PREFIXES[name][1]
+        )
+    return state

@@ -216,3 +216,91 @@ def test_plain_lora_fit_by_shapes():
         lambda name: ("w", None),
     )
     assert not rep.matched and "do not fit a weight of shape [30, 40]" in rep.mismatched[0][1]
+
+
+def _peft(name: str, rank: int, **extra: torch.Tensor) -> lora.Module:
+    tensors = {"lora_up.weight": rnd(40, rank), "lora_down.weight": rnd(rank, 30)} | extra
+    algo = "dora" if "dora_scale" in extra else "lora"
+    return lora.Module(name, algo, tensors)
+
+
+def test_peft_scale_follows_peft_pattern_matching():
+    """lora_alpha / r per module, each from the first pattern key that matches the end of the
+    module name at a dot (peft's rule), by hand; rsLoRA divides by sqrt(r)."""
+    config = {
+        "unet.r": 4,
+        "unet.lora_alpha": 8,
+        "unet.rank_pattern": {"attn2.to_k": 2},
+        "unet.alpha_pattern": {r"down_blocks\.0\..*attn1\.to_v": 3, "to_k": 1},
+        "text_encoder.r": 4,
+        "text_encoder.lora_alpha": 6,
+        "text_encoder.use_rslora": True,
+        "text_encoder.alpha_pattern": {"text_model.encoder.layers.0.self_attn.q_proj": 10},
+    }
+    block = "unet.down_blocks.0.attentions.0.transformer_blocks.0"
+    cases = [
+        (f"{block}.attn1.to_q", 4, 8 / 4),
+        (f"{block}.attn1.to_v", 4, 3 / 4),
+        (f"{block}.attn2.to_k", 2, 1 / 2),  # rank and alpha both from patterns
+        ("unet.up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_v", 4, 8 / 4),
+        ("unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q", 4, 8 / 4),
+        ("unet.x.not_to_k", 4, 8 / 4),  # "to_k" matches at a dot only
+        ("text_encoder.encoder.layers.0.self_attn.q_proj", 4, 10 / 2),  # transformers 5 name
+        ("text_encoder.encoder.layers.1.self_attn.q_proj", 4, 6 / 2),
+    ]
+    for name, rank, want in cases:
+        assert lora.peft_scale(config, _peft(name, rank)) == want, name
+    assert lora.peft_scale(config, _peft("text_encoder_2.encoder.layers.0.mlp.fc1", 4)) is None
+    up, down = rnd(40, 4), rnd(4, 30)
+    state = {f"{block}.attn1.to_v.lora_B.weight": up, f"{block}.attn1.to_v.lora_A.weight": down}
+    mod = lora.parse(state, config).modules[f"{block}.attn1.to_v"]
+    assert _close(lora.delta(mod, torch.zeros(40, 30)), 0.75 * up.double() @ down.double())
+
+
+def test_peft_metadata_that_contradicts_the_tensors_is_refused():
+    config = {"unet.r": 8, "unet.lora_alpha": 8}
+    for mod, message in (
+        (_peft("unet.a.to_q", 4), "the metadata gives rank 8, the tensors rank 4"),
+        (_peft("unet.a.to_q", 8, dora_scale=rnd(40)), "use_dora=False but the module has"),
+    ):
+        try:
+            lora.peft_scale(config, mod)
+        except lora.AdapterError as exc:
+            assert message in str(exc)
+        else:
+            raise AssertionError(message)
+    dora = {"unet.r": 8, "unet.use_dora": True}
+    try:
+        lora.peft_scale(dora, _peft("unet.a.to_q", 8))
+    except lora.AdapterError as exc:
+        assert "use_dora=True but the module lacks" in str(exc)
+    else:
+        raise AssertionError("use_dora without magnitudes")
+
+
+def test_fit_check_places_and_counts_diff_b():
+    """diff_b lands on the bias beside the weight (the same rows of a fused in_proj), is
+    counted in the report, and a missing or misshapen bias is a misfit."""
+    diff, diff_b = rnd(10, 8), rnd(10)
+    adapter = lora.Adapter({"m": _mod("full", diff=diff, diff_b=diff_b)}, "full")
+    shapes = {"a.in_proj_weight": (30, 8), "a.in_proj_bias": (30,)}
+    rep = patch.report("f", adapter, shapes, lambda name: ("a.in_proj_weight", (10, 20)))
+    assert rep.ok and rep.biases == {"m": ("a.in_proj_bias", (10, 20))}
+    assert (
+        rep.summary()
+        == "f: 1 modules match, 0 have no target, 0 do not fit; bias changes (diff_b): 1"
+    )
+    changes = patch.plan([(rep, adapter, 1.0, 0.5)])
+    assert set(changes) == {"a.in_proj_weight", "a.in_proj_bias"}
+    bias = rnd(30)
+    out = patch.patched(bias, changes["a.in_proj_bias"])
+    assert torch.equal(out[:10], bias[:10]) and torch.equal(out[20:], bias[20:])
+    assert _close(out[10:20], bias[10:20].double() + 0.5 * diff_b.double())
+    for bias_shapes, reason in (
+        ({}, "diff_b has no bias to change (b.bias is absent)"),
+        ({"b.bias": (11,)}, "diff_b [10] does not fit the bias b.bias [11]"),
+    ):
+        rep = patch.report(
+            "f", adapter, {"b.weight": (10, 8)} | bias_shapes, lambda n: ("b.weight", None)
+        )
+        assert not rep.ok and rep.mismatched == [("m", reason)]

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import minimodels as tm
 import pytest
+import reference
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -194,6 +196,30 @@ def test_kohya_to_peft_to_kohya_is_exact(hub, models, name):
     assert a.keys() == b.keys()
     for k in a:
         assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_peft_metadata_scale_survives_kohya_and_back(hub, rslora):
+    """PEFT -> kohya gives every module the ``.alpha`` that keeps diffusers' weight change
+    (lora_alpha=8, r=4, rank/alpha patterns, rsLoRA); kohya -> PEFT writes metadata that
+    diffusers' own loader reads back to the same weights."""
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    peft = tm.peft_lora("sd1", metadata=True, variant="rslora" if rslora else "lora")
+    hub("import", ckpt, "--name", "base")
+    hub("import", peft, "--name", "p")
+    kohya = load_file(hub("convert", "p", "--to", "kohya", "--name", "k", "--json").json()["path"])
+    downs = [k for k in kohya if k.endswith(".lora_down.weight")]
+    assert len(downs) == len(load_file(peft)) // 2
+    assert all(k.replace("lora_down.weight", "alpha") in kohya for k in downs)
+    expected = reference.fused_ldm_state("sd1", peft, scale=0.8)
+    out = hub("merge", "base", "--lora", "k:0.8", "--name", "baked", "--json").json()
+    baked = load_file(out["path"])
+    back = hub("convert", "k", "--to", "peft", "--name", "p2", "--json").json()
+    again = reference.fused_ldm_state("sd1", back["path"], scale=0.8)
+    for key, ref in expected.items():
+        tol = 1e-5 * ref.abs().max()
+        assert (baked[key] - ref).abs().max() <= tol, key
+        assert (again[key] - ref).abs().max() <= tol, key
 
 
 def test_peft_layout_refuses_lycoris(hub, models):

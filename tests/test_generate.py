@@ -41,6 +41,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (tm.embedding("sd1"), "shiny"),
         (tm.embedding("sdxl"), "xl-shiny"),
         (tm.hypernetwork("sd1"), "anime"),
+        (tm.peft_lora("sd1", metadata=True), "peft-meta"),
+        (tm.lycoris_lora("sd1", "full"), "full"),
     ):
         import_path(ctx, path, Overrides(name=name))
     ctx.db.dispose()
@@ -143,6 +145,34 @@ def test_kohya_lora_unet_output_equals_diffusers_fuse_lora(hub, tmp_path):
     with torch.no_grad():
         untouched = plain.unet(sample, 10, encoder_hidden_states=context).sample
     assert (untouched - expected).abs().max() > 1e-3 * expected.abs().max()  # the LoRA acts
+
+
+def test_peft_metadata_and_full_diff_biases_patch_exactly(hub, tmp_path):
+    """Generation patches a PEFT LoRA with lora_adapter_metadata as diffusers fuses it, adds
+    a full file's diff_b to the biases (reported in the fit check), and puts every weight and
+    bias back bit for bit."""
+    from hub import lora_keys
+
+    _run(hub, "warmup", tmp_path)
+    weights = hub.loaded.weights
+    before = {k: v.clone() for k, v in weights.items()}
+    _run(hub, "x <lora:peft-meta:0.8>", tmp_path)
+    expected = reference.fused_ldm_state("sd1", tm.peft_lora("sd1", metadata=True), scale=0.8)
+    for key, ref in expected.items():
+        assert (weights[key] - ref).abs().max() <= 1e-5 * ref.abs().max(), key
+    result = _run(hub, "x <lora:full:0.7>", tmp_path)
+    diffs = load_file(tm.lycoris_lora("sd1", "full"))
+    biased = [k.removesuffix(".diff_b") for k in diffs if k.endswith(".diff_b")]
+    assert biased and any(
+        f"bias changes (diff_b): {len(biased)}" in line for line in result.reports
+    )
+    by_diffusers, _ = lora_keys.unet_modules({k: v.shape for k, v in before.items()}, "sd1")
+    for module in biased:
+        bias = by_diffusers[module.removeprefix("lora_unet_")].removesuffix("weight") + "bias"
+        want = before[bias] + 0.7 * diffs[f"{module}.diff_b"]
+        assert (weights[bias] - want).abs().max() <= 1e-6 * want.abs().max(), bias
+    _run(hub, "warmup", tmp_path)
+    assert all(torch.equal(weights[k], before[k]) for k in before)
 
 
 def test_embedding_changes_only_its_tokens(hub, tmp_path):

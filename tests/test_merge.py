@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import minimodels as tm
 import pytest
 import reference
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from adapters import ldm_keys
-from hub import minimodels as mm
-
-
-def _diffusers_fused(name: str, lora_path, scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """diffusers' load_lora_weights + fuse_lora on the same mini model, in LDM names."""
-    pipe = reference.fused_pipeline(name, lora_path, scale)
-    state = ldm_keys.unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config))
-    state |= ldm_keys.clip_to_ldm(pipe.text_encoder.state_dict(), mm.TEXT_PREFIXES[name][0])
-    if name == "sdxl":
-        state |= ldm_keys.openclip_to_ldm(
-            pipe.text_encoder_2.state_dict(), mm.TEXT_PREFIXES[name][1]
-        )
-    return state
+from hub import lora_keys
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -38,7 +28,7 @@ def test_bake_equals_diffusers_fuse_lora_sd1(hub, layout):
     assert (out["kind"], out["base"], out["source"]["name"]) == ("checkpoint", "sd1", "merge")
     baked = load_file(out["path"])
     original = load_file(ckpt)
-    expected = _diffusers_fused("sd1", lora, scale=0.8)
+    expected = reference.fused_ldm_state("sd1", lora, scale=0.8)
     changed = 0
     for key, ref in expected.items():
         assert _close(baked[key], ref), key
@@ -58,7 +48,7 @@ def test_bake_sdxl_kohya_equals_diffusers_including_fused_openclip(hub):
     hub("import", lora, "--name", "xl-style")
     out = hub("merge", "xl", "--lora", "xl-style", "--name", "xl-baked", "--json").json()
     baked = load_file(out["path"])
-    expected = _diffusers_fused("sdxl", lora)
+    expected = reference.fused_ldm_state("sdxl", lora)
     for key, ref in expected.items():
         assert _close(baked[key], ref), key
     in_proj = [k for k in expected if k.endswith("attn.in_proj_weight")]
@@ -267,3 +257,114 @@ def test_refs_resolve_as_show_does_hash_prefixes_and_expected_kinds(hub):
         assert {p["parent_sha256"] for p in lineage} == {ckpt_sha, lora_sha}
     a, b = load_file(by_hash["path"]), load_file(by_name["path"])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "name, variant", [("sd1", "lora"), ("sd1", "rslora"), ("sd1", "dora"), ("sdxl", "lora")]
+)
+def test_bake_honours_peft_metadata_alpha_and_patterns(hub, name, variant):
+    """A diffusers-saved PEFT LoRA with lora_adapter_metadata (r=4, lora_alpha=8, per-module
+    rank_pattern/alpha_pattern regexes; use_rslora; use_dora) bakes to what diffusers'
+    load_lora_weights + fuse_lora makes of it. DoRA at strength 1 only: other strengths
+    follow A1111 and ComfyUI (``W + s·(W'-W)``), which diffusers does not."""
+    strength = 1.0 if variant == "dora" else 0.8
+    ckpt = tm.mini_checkpoint(name, dtype=torch.float32)
+    lora = tm.peft_lora(name, metadata=True, variant=variant)
+    hub("import", ckpt, "--name", "base")
+    hub("import", lora, "--name", "p")
+    out = hub("merge", "base", "--lora", f"p:{strength}", "--name", "baked", "--json").json()
+    baked, original = load_file(out["path"]), load_file(ckpt)
+    expected = reference.fused_ldm_state(name, lora, scale=strength)
+    if variant == "dora":  # diffusers loads no text-encoder magnitudes (it reports them MISSING)
+        expected = {k: v for k, v in expected.items() if k.startswith("model.diffusion_model.")}
+        key = "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.k_proj.weight"
+        part = _peft_module(lora, "k_proj")
+        v = original[key] + 8 / 4 * part["lora_B"] @ part["lora_A"]  # lora_alpha / r
+        assert _close(baked[key], v * (part["lora_magnitude_vector"] / v.norm(dim=1))[:, None])
+    changed = 0
+    for key, ref in expected.items():
+        assert _close(baked[key], ref), key
+        changed += not torch.equal(baked[key], original[key])
+    assert changed >= 64
+
+
+def _peft_module(path, name: str) -> dict[str, torch.Tensor]:
+    """The tensors of the first text-encoder layer's ``name`` module in a PEFT file, by the
+    part of their key after the module name (weights without ``.weight``)."""
+    prefix = f"text_encoder.encoder.layers.0.self_attn.{name}."
+    return {
+        k.removeprefix(prefix).removesuffix(".weight"): v
+        for k, v in load_file(path).items()
+        if k.startswith(prefix)
+    }
+
+
+def test_full_diff_bias_is_baked_and_reported(hub):
+    """LyCORIS full files: ``diff_b`` is added to the bias at the LoRA's strength (A1111's
+    network_full, ComfyUI), and the fit check counts it."""
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    full = tm.lycoris_lora("sd1", "full")
+    hub("import", ckpt, "--name", "base")
+    hub("import", full, "--name", "f")
+    out = hub("merge", "base", "--lora", "f:0.7", "--name", "baked", "--json")
+    baked, original, diffs = load_file(out.json()["path"]), load_file(ckpt), load_file(full)
+    biased = [k.removesuffix(".diff_b") for k in diffs if k.endswith(".diff_b")]
+    assert biased
+    assert f"bias changes (diff_b): {len(biased)}" in out.err
+    by_diffusers, _ = lora_keys.unet_modules({k: v.shape for k, v in original.items()}, "sd1")
+    changed = set()
+    for module in biased:
+        weight_key = by_diffusers[module.removeprefix("lora_unet_")]
+        bias_key = weight_key.removesuffix("weight") + "bias"
+        want = original[bias_key] + 0.7 * diffs[f"{module}.diff_b"]
+        assert _close(baked[bias_key], want), bias_key
+        want = original[weight_key] + 0.7 * diffs[f"{module}.diff"]
+        assert _close(baked[weight_key], want), weight_key
+        changed.add(bias_key)
+    assert all(
+        torch.equal(baked[k], original[k])
+        for k in original
+        if k.endswith("bias") and k not in changed
+    )
+
+
+def test_merging_a_converted_peft_lora_keeps_its_scale(hub):
+    """PEFT metadata scales survive PEFT -> kohya conversion and LoRA + LoRA merging: the
+    concatenation (and its full-rank SVD) bakes to diffusers' fused results added up."""
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    peft = tm.peft_lora("sd1", metadata=True)
+    other = tm.kohya_lora("sd1", rank=2, alpha=1, seed=7)
+    hub("import", ckpt, "--name", "base")
+    hub("import", peft, "--name", "p")
+    hub("import", other, "--name", "o")
+    hub("convert", "p", "--to", "kohya", "--name", "pk")
+    base = load_file(ckpt)
+    first = reference.fused_ldm_state("sd1", peft, scale=0.6)
+    second = reference.fused_ldm_state("sd1", other, scale=0.9)
+    for method, extra, tol in (("cat", [], 1e-5), ("svd", ["--rank", "64"], 1e-4)):
+        hub("merge", "--loras", "pk:0.6", "--loras", "o:0.9", *extra, "--name", method)
+        out = hub("merge", "base", "--lora", method, "--name", f"{method}-baked", "--json")
+        baked = load_file(out.json()["path"])
+        for key in first:
+            want = first[key] + second[key] - base[key]
+            err = (baked[key] - want).abs().max()
+            assert err <= tol * max(1e-12, want.abs().max()), (method, key)
+
+
+def test_peft_metadata_that_cannot_be_honoured_is_refused_in_one_line(hub, tmp_path):
+    ckpt = tm.mini_checkpoint("sd1", dtype=torch.float32)
+    source = tm.peft_lora("sd1", metadata=True)
+    with safe_open(source, "pt") as fh:
+        config = json.loads(fh.metadata()["lora_adapter_metadata"])
+    hub("import", ckpt, "--name", "base")
+    for name, text, reason in (
+        ("rank", json.dumps(config | {"unet.r": 16}), "the metadata gives rank 16"),
+        ("json", "{not json", "lora_adapter_metadata is not valid JSON"),
+    ):
+        path = tmp_path / f"{name}.safetensors"
+        save_file(load_file(source), path, metadata={"lora_adapter_metadata": text})
+        hub("import", path, "--name", name)
+        result = hub("merge", "base", "--lora", name, "--name", f"{name}-baked", ok=False)
+        assert result.code != 0 and reason in result.err and f"{name}.safetensors: " in result.err
+        assert "Traceback" not in result.err and len(result.err.strip().splitlines()) <= 2
+    assert len(hub("list", "--json").json()) == 3

@@ -301,13 +301,15 @@ def kohya_to_peft(job: ConvertJob) -> dict[str, Any]:
             if "alpha" in mod.params:
                 alpha_t = reader.tensor(f"{module}.alpha")
                 style["alpha_dtype"] = reader.spec(f"{module}.alpha").dtype
-                alpha = alpha_t.item()
-            meta.setdefault(f"{component}.alpha_pattern", {})[target] = alpha
-            meta.setdefault(f"{component}.rank_pattern", {})[target] = rank
+                alpha = alpha_t.item() or rank  # kohya reads alpha 0 as the rank
+            key = target.removeprefix("text_model.")  # peft matches it as a name suffix
+            meta.setdefault(f"{component}.alpha_pattern", {})[key] = alpha
+            meta.setdefault(f"{component}.rank_pattern", {})[key] = rank
         for component in {k.split(".", 1)[0] for k in meta}:
             ranks = meta[f"{component}.rank_pattern"]
             meta[f"{component}.r"] = max(ranks.values())
             meta[f"{component}.lora_alpha"] = max(ranks.values())
+            meta[f"{component}.target_modules"] = sorted(ranks)  # as diffusers' loader needs
         specs = [replace(_out_spec(reader.spec(old), st), name=new) for new, old in plan_.items()]
         write_safetensors(
             job.output,
@@ -320,20 +322,25 @@ def kohya_to_peft(job: ConvertJob) -> dict[str, Any]:
 
 
 def peft_to_kohya(job: ConvertJob) -> dict[str, Any]:
+    """PEFT pairs to kohya names; each module's PEFT scale (metadata alpha and rank patterns,
+    rsLoRA) becomes its ``.alpha`` (= scale x rank), so the weight change is kept."""
     import torch
 
     from adapters import keys as lk
-    from hub import lora_keys
+    from adapters import lora as lora_math
+    from hub import addons, lora_keys
 
     base = _lora_base(job)
     by_diffusers, _, to_ldm = lora_keys.topology_modules(base)
     st = target_dtype(job)
     with SafetensorsReader(job.source) as reader:
-        meta = json.loads(reader.metadata.get(PEFT_META, "{}"))
+        config = addons.peft_config(job.source, reader.metadata)
         style = json.loads(reader.metadata.get(KOHYA_META, "{}") or "{}")
-        modules, stray = lk.group_modules({k: v.shape for k, v in reader.header.tensors.items()})
-        if stray:
-            raise HubError(f"{job.source}: keys outside any module, e.g. {stray[0]}")
+        try:
+            adapter = lora_math.parse({k: reader.tensor(k) for k in reader.header.tensors}, config)
+        except lora_math.AdapterError as exc:
+            raise HubError(f"{job.source}: {exc}") from None
+        modules, _ = lk.group_modules({k: v.shape for k, v in reader.header.tensors.items()})
         plan_: dict[str, str] = {}
         alphas: dict[str, float] = {}
         unet_style = style.get("unet") or ("ldm" if base == "sdxl" else "diffusers")
@@ -352,18 +359,18 @@ def peft_to_kohya(job: ConvertJob) -> dict[str, Any]:
                 name = style.get("te", {}).get(component, default) + target.replace(".", "_")
             else:
                 raise HubError(f"{job.source}: unknown component in {module}")
-            down = mod.down
-            if down is None or mod.up is None:
-                raise HubError(f"{job.source}: module {module} lacks lora_A or lora_B")
+            if set(mod.params) != {"lora_A.weight", "lora_B.weight"}:
+                raise HubError(
+                    f"{job.source}: module {module} is not a plain lora_A/lora_B pair "
+                    f"({', '.join(sorted(mod.params))})"
+                )
             for suffix, kohya in (
                 ("lora_A.weight", "lora_down.weight"),
                 ("lora_B.weight", "lora_up.weight"),
             ):
                 plan_[f"{name}.{kohya}"] = f"{module}.{suffix}"
-            pattern = meta.get(f"{component}.alpha_pattern", {})
-            alphas[f"{name}.alpha"] = pattern.get(
-                target, meta.get(f"{component}.lora_alpha", down[0])
-            )
+            rank = mod.params["lora_A.weight"][0]
+            alphas[f"{name}.alpha"] = lora_math.alpha_scale(adapter.modules[module], rank) * rank
         alpha_st = style.get("alpha_dtype") or "F32"
         alpha_dtype = getattr(torch, {v: k for k, v in TORCH_TO_ST.items()}[alpha_st])
         specs = [replace(_out_spec(reader.spec(old), st), name=new) for new, old in plan_.items()]
