@@ -1,0 +1,647 @@
+"""Reading generation metadata from images: every real file of realdata/infotext and
+realdata/comfy, images written here in each container and text layout the tools use, a
+third-party reader, and hostile metadata. Expected values are read off the files by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from hub import hookimpl, plugins
+from hub.images import read_image
+from hub.plugins.imaging import ImageRecord
+
+REAL = Path("/work/shared/realdata")
+
+
+@pytest.fixture
+def readers():
+    plugins.reset_plugins()
+    yield {n: r.value for n, r in plugins.collect("register_image_readers").items()}
+    plugins.reset_plugins()
+
+
+def png(path: Path, chunks: dict[str, str], zipped: bool = False) -> Path:
+    info = PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value, zip=zipped)
+    Image.new("RGB", (8, 8), "white").save(path, pnginfo=info)
+    return path
+
+
+def with_exif(path: Path, exif: Image.Exif, **save) -> Path:
+    Image.new("RGB", (8, 8), "white").save(path, exif=exif, **save)
+    return path
+
+
+def user_comment(raw: bytes, big_endian: bool = True) -> Image.Exif:
+    """An EXIF block holding ``raw`` as UserComment in the Exif IFD (as piexif writes it)."""
+    exif = Image.Exif()
+    exif.endian = ">" if big_endian else "<"
+    exif.get_ifd(0x8769)[0x9286] = raw
+    return exif
+
+
+def record(path: Path, readers) -> ImageRecord:
+    found = read_image(path, readers)
+    assert found.record is not None, found.answers
+    return found.record
+
+
+def res(rec: ImageRecord, kind: str, name: str | None = None):
+    """The one resource of ``kind`` (and ``name``) as a plain tuple."""
+    hits = [r for r in rec.resources if r.kind == kind and (name is None or r.name == name)]
+    assert len(hits) == 1, rec.resources
+    r = hits[0]
+    return (r.name, r.hashes, r.strength, r.clip_strength, r.version_id)
+
+
+def settings(rec: ImageRecord):
+    return (
+        rec.tool,
+        rec.sampler,
+        rec.scheduler,
+        rec.steps,
+        rec.cfg,
+        rec.seed,
+        rec.width,
+        rec.height,
+        rec.clip_skip,
+    )
+
+
+# -- realdata/infotext: every file ---------------------------------------------------------
+
+COUNTERFEIT = ("counterfeitV30_v30", {"autov2": "cbfba64e66"}, None, None, None)
+ANIME_VAE = ("kl-f8-anime2.ckpt", {"autov2": "df3c506e51"}, None, None, None)
+KARRAS = ("DPM++ 2M", "Karras")
+
+INFOTEXT = {
+    "a1111_1.8.0-RC_blank_line_before_negative.reeell.txt": dict(
+        prompt="1girl, 8k, high quality, standing, hooded jacket",
+        negative="gun, nsfw",
+        settings=("A1111", *KARRAS, 30, 7.0, 829413060, 512, 512, None),
+        version="1.8.0-RC",
+        checkpoint=COUNTERFEIT,
+        vae=ANIME_VAE,
+        loras={},
+        extra={"Denoising strength": "0.4", "ADetailer version": "24.3.2", "Mask blur": "4"},
+    ),
+    "a1111_1.8.0-RC_blank_line_before_settings.reeell.txt": dict(
+        prompt="Digital painting of A young woman with light yellow dress sitting next to a "
+        "brick window reading a book by Stanley Artgerm Lau, artstation, 8k, extremely "
+        "detailed, ornate, cinematic lighting, vivid",
+        negative=None,
+        settings=("A1111", *KARRAS, 20, 7.0, 4073734043, 512, 512, None),
+        version="1.8.0-RC",
+        checkpoint=("v1-5-pruned-emaonly", {"autov2": "6ce0161689"}, None, None, None),
+        vae=None,
+        loras={},
+        extra={},
+    ),
+    "a1111_1.8.0-RC_lora_hashes.reeell.txt": dict(
+        prompt="(masterpiece:1.2), best quality,PIXIV, 1cat, <lora:cat_20230627113759:0.8>",
+        negative=None,
+        settings=("A1111", *KARRAS, 30, 7.0, 3433407908, 512, 512, None),
+        version="1.8.0-RC",
+        checkpoint=COUNTERFEIT,
+        vae=ANIME_VAE,
+        loras={"cat_20230627113759": ({"autov3": "939a01b898c5"}, 0.8, 0.8)},
+        extra={},
+    ),
+    "a1111_1.8.0-RC_prompt_is_only_lora_tag.reeell.txt": dict(
+        prompt="<lora:techpunkmask_v0.5:1>",
+        negative=None,
+        settings=("A1111", *KARRAS, 30, 7.0, 2287343379, 512, 512, None),
+        version="1.8.0-RC",
+        checkpoint=COUNTERFEIT,
+        vae=ANIME_VAE,
+        loras={"techpunkmask_v0.5": ({"autov3": "5d7ac23a7437"}, 1.0, 1.0)},
+        extra={"ADetailer model": "face_yolov8n.pt", "ADetailer version": "24.4.0"},
+    ),
+    "a1111_docstring_old_8char_model_hash.a1111.txt": dict(
+        prompt="girl with an artist's beret, determined, blue eyes, desert scene, computer "
+        "monitors, heavy makeup, by Alphonse Mucha and Charlie Bowater, ((eyeshadow)), "
+        "(coquettish), detailed, intricate",
+        negative="ugly, fat, obese, chubby, (((deformed))), [blurry], bad anatomy, "
+        "disfigured, poorly drawn face, mutation, mutated, (extra_limb), (ugly), (poorly "
+        "drawn hands), messy drawing",
+        settings=("A1111", "Euler a", None, 20, 7.0, 965400086, 512, 512, None),
+        version=None,
+        checkpoint=(None, {"autov1": "45dee52b"}, None, None, None),
+        vae=None,
+        loras={},
+        extra={},
+    ),
+    "a1111_unknownver_basic.sdparsers.txt": dict(
+        prompt="photo of a duck",
+        negative="monochrome",
+        settings=("A1111", "UniPC", None, 15, 5.0, 235284042, 512, 400, None),
+        version=None,
+        checkpoint=(
+            "realistic_realisticVisionV20_v20",
+            {"autov2": "c0d1994c73"},
+            None,
+            None,
+            None,
+        ),
+        vae=None,
+        loras={},
+        extra={},
+    ),
+    "a1111_v1.6.0_style_selector_vae_hash.stabilitymatrix.txt": dict(
+        prompt="test123",
+        negative="test, easy negative",
+        settings=("A1111", "Euler a", None, 20, 7.0, 3589107295, 1024, 1028, None),
+        version="1.6.0",
+        checkpoint=("nightvisionXL_v0770_BakedVAE", {"autov2": "9aa0c3e54d"}, None, None, None),
+        vae=("sdxl_vae.safetensors", {"autov2": "235745af8d"}, None, None, None),
+        loras={},
+        extra={
+            "Style Selector Enabled": "True",
+            "Style Selector Randomize": "False",
+            "Style Selector Style": "base",
+        },
+    ),
+    "a1111_v1.8.0_adetailer_controlnet.bbeaekk.txt": dict(
+        prompt="lineart, white background, masterpiece, extremely detailed thick line "
+        "drawing, 1girl, hoodie, animal gloves, skirt, sneakers",
+        negative=None,
+        settings=("A1111", *KARRAS, 20, 7.0, 1280110377, 512, 512, None),
+        version="v1.8.0",
+        checkpoint=COUNTERFEIT,
+        vae=ANIME_VAE,
+        loras={},
+        extra={
+            "ControlNet 0": "Module: scribble_pidinet, Model: control_v11p_sd15_scribble "
+            "[d4ba51ff], Weight: 1, Resize Mode: Resize and Fill, Low Vram: False, Processor "
+            "Res: 512, Guidance Start: 0, Guidance End: 1, Pixel Perfect: False, Control "
+            "Mode: Balanced, Hr Option: Both, Save Detected Map: True",
+            "ADetailer inpaint padding": "32",
+            "Masked area padding": "32",
+        },
+    ),
+    "a1111_v1.8.0_inpaint_fields.bbeaekk.txt": dict(
+        prompt="blonde hair, blue eyes,",
+        negative="worst quality, low quality, normal quality, unclear architectural outline, "
+        "duplicate, missing_body, (missing_face:1.4), (missing_eyes:1.4), nsfw",
+        settings=("A1111", *KARRAS, 20, 7.0, 745144264, 512, 512, None),
+        version="v1.8.0",
+        checkpoint=COUNTERFEIT,
+        vae=ANIME_VAE,
+        loras={},
+        extra={"Denoising strength": "0.75", "Inpaint area": "Only masked"},
+    ),
+    "a1111_v1.8.0_no_prompt_settings_only.bbeaekk.txt": dict(
+        prompt="",
+        negative=None,
+        settings=("A1111", *KARRAS, 20, 7.0, 3322447488, 512, 512, None),
+        version="v1.8.0",
+        checkpoint=("manmaruMix_v30", {"autov2": "2d34a470c1"}, None, None, None),
+        vae=ANIME_VAE,
+        loras={},
+        extra={"ADetailer confidence": "0.3"},
+    ),
+    "a1111_v1.8.0_two_lora_tags_one_lora_hash.bbeaekk.txt": dict(
+        prompt=None,  # long; checked by its ends below
+        negative=None,
+        settings=("A1111", *KARRAS, 20, 7.0, 737931450, 512, 512, None),
+        version="v1.8.0",
+        checkpoint=COUNTERFEIT,
+        vae=ANIME_VAE,
+        loras={
+            "techpunkmask_v0.5-000001": ({}, 0.7, 0.7),
+            "techpunkmask_v0.5": ({"autov3": "5d7ac23a7437"}, 1.0, 1.0),
+        },
+        extra={"Mask blur": "4"},
+    ),
+    "civitai_generator_single_line_no_newlines.loramanager.txt": dict(
+        prompt="Negative space, fog, BLACK blue color GRADIENT BACKGROUND, a vintage car in "
+        "the middle, FOG, and a silhouetted figure near the car, in the style of the Blade "
+        "Runner movie",
+        negative=None,
+        settings=("Civitai", "Undefined", None, 23, 3.5, 1760020955, 832, 1216, 2),
+        version=None,
+        checkpoint=("Z Image", {}, None, None, 2442439),
+        vae=None,
+        loras={},
+        extra={"Created Date": "2025-11-28T09:18:43.5269343Z", "Civitai metadata": {}},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INFOTEXT))
+def test_every_real_infotext_reads_into_the_right_fields(name, readers, tmp_path):
+    want = INFOTEXT[name]
+    text = (REAL / "infotext" / name).read_text(encoding="utf-8")
+    rec = record(png(tmp_path / "i.png", {"parameters": text}), readers)
+    assert rec.reader == "a1111"
+    assert settings(rec) == want["settings"]
+    assert rec.version == want["version"]
+    if want["prompt"] is not None:
+        assert (rec.prompt, rec.negative) == (want["prompt"], want["negative"])
+    assert res(rec, "checkpoint") == want["checkpoint"]
+    if want["vae"]:
+        assert res(rec, "vae") == want["vae"]
+    else:
+        assert not [r for r in rec.resources if r.kind == "vae"]
+    loras = [(r.name, (r.hashes, r.strength, r.clip_strength)) for r in rec.resources]
+    assert dict(loras[: len(want["loras"])]) == want["loras"]  # tags first, in prompt order
+    assert len([r for r in rec.resources if r.kind == "lora"]) == len(want["loras"])
+    for key, value in want["extra"].items():
+        assert rec.extra[key] == value
+    for known in ("Steps", "Sampler", "Seed", "Size", "Model hash", "Lora hashes", "Version"):
+        assert known not in rec.extra
+
+
+def test_two_lora_tags_prompt_keeps_both_tags_and_ends(readers, tmp_path):
+    name = "a1111_v1.8.0_two_lora_tags_one_lora_hash.bbeaekk.txt"
+    text = (REAL / "infotext" / name).read_text(encoding="utf-8")
+    rec = record(png(tmp_path / "i.png", {"parameters": text}), readers)
+    assert rec.prompt.startswith("masterpiece, realistic, 1 woman, (wearing a purple")
+    assert rec.prompt.endswith(
+        "iso 1000<lora:techpunkmask_v0.5-000001:0.7> <lora:techpunkmask_v0.5:1>"
+    )
+    assert rec.negative.startswith("paintings, sketches, (worst quality:2)")
+    assert rec.negative.endswith("signature, (mole:1.4), watermark")
+
+
+def test_fooocus_json_parameters(readers, tmp_path):
+    text = (REAL / "infotext" / "fooocus_v2.4.3_parameters_is_json.sdparsers.txt").read_text()
+    rec = record(png(tmp_path / "f.png", {"parameters": text}), readers)
+    assert rec.reader == "fooocus" and rec.version == "v2.4.3"
+    assert settings(rec) == (
+        "Fooocus",
+        "dpmpp_2m_sde_gpu",
+        "karras",
+        30,
+        4.0,
+        6952411511246973023,  # a string in the file; exact as an int
+        768,
+        1280,
+        2,
+    )
+    assert (rec.prompt, rec.negative) == ("a smiling goldfish", None)
+    assert res(rec, "checkpoint") == (
+        "juggernautXL_v8Rundiffusion",
+        {"autov2": "aeb7e9e689"},
+        None,
+        None,
+        None,
+    )
+    assert [r.kind for r in rec.resources] == ["checkpoint"]  # "vae": "Default (model)"
+    assert rec.extra["styles"] == "['Fooocus V2', 'Fooocus Enhance', 'Fooocus Sharp']"
+    assert rec.extra["performance"] == "Speed" and rec.extra["sharpness"] == 2
+    assert rec.extra["full_prompt"][0].startswith("cinematic still a smiling goldfish")
+
+
+# -- realdata/comfy: every graph, from `prompt` and from `workflow` alone --------------------
+
+COMFY = {
+    "lora_multiple": dict(
+        prompt="masterpiece best quality girl",
+        negative="bad hands",
+        settings=("ComfyUI", "euler", "normal", 20, 8.0, 513173432917412, 512, 512, None),
+        checkpoint="v1-5-pruned-emaonly.ckpt",
+        loras=[  # applied in this order: node 11 feeds node 10
+            ("theovercomer8sContrastFix_sd15.safetensors", 1.0, 1.0),
+            ("epiNoiseoffset_v2.safetensors", 1.0, 1.0),
+        ],
+        vae=None,
+        extra={},
+    ),
+    "flux_depth_lora": dict(
+        prompt="a photograph of a shark in the sea",  # via FluxGuidance and InstructPixToPix
+        negative="",
+        settings=("ComfyUI", "euler", "normal", 20, 1.0, 91050358797301, None, None, None),
+        checkpoint="flux1-dev.safetensors",  # a UNETLoader
+        loras=[("flux1-depth-dev-lora.safetensors", 1.0, None)],  # LoraLoaderModelOnly
+        vae="ae.safetensors",
+        extra={"guidance": 10.0},
+    ),
+    "lcm_sdxl_lora": dict(
+        prompt="evening sunset scenery blue sky nature, glass bottle with a galaxy in it",
+        negative="text, watermark",
+        settings=("ComfyUI", "lcm", "sgm_uniform", 5, 1.8, 167055194337639, 1024, 1024, None),
+        checkpoint="sd_xl_1.0.safetensors",
+        loras=[("lcm_lora_sdxl.safetensors", 1.0, 1.0)],  # behind ModelSamplingDiscrete
+        vae=None,
+        extra={},
+    ),
+}
+
+
+@pytest.mark.parametrize("chunks", ["prompt+workflow", "workflow"])
+@pytest.mark.parametrize("name", sorted(COMFY))
+def test_every_real_comfyui_graph_reads_into_the_right_fields(name, chunks, readers, tmp_path):
+    want = COMFY[name]
+    base = REAL / "comfy" / f"comfyui_examples_{name}"
+    text = {k: (base.parent / f"{base.name}.{k}.json").read_text() for k in chunks.split("+")}
+    rec = record(png(tmp_path / "c.png", text), readers)
+    assert rec.reader == "comfyui"
+    assert settings(rec) == want["settings"]
+    assert (rec.prompt, rec.negative) == (want["prompt"], want["negative"])
+    assert res(rec, "checkpoint")[0] == want["checkpoint"]
+    loras = [(r.name, r.strength, r.clip_strength) for r in rec.resources if r.kind == "lora"]
+    assert loras == want["loras"]
+    vaes = [r.name for r in rec.resources if r.kind == "vae"]
+    assert vaes == ([want["vae"]] if want["vae"] else [])
+    for key, value in want["extra"].items():
+        assert rec.extra[key] == value
+
+
+# -- containers: PNG chunks, JPEG and WebP EXIF UserComment, XMP ----------------------------
+
+FULL = (
+    "a lighthouse at dusk, <lora:oilpaint_v2:0.7>, 灯台 🌅\n"
+    "dramatic sky, <hypernet:ink:0.5>\n"
+    "Negative prompt: blurry, lowres, <lora:noisy:-1:0.5>\n"
+    "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 1234567, "
+    "Size: 832x1216, Model hash: 1a2b3c4d5e, Model: myMix_v3, VAE hash: 0a1b2c3d4e, "
+    "VAE: vae-ft-mse.safetensors, Clip skip: 2, Denoising strength: 0.4, Hires upscale: 1.5, "
+    'Hires upscaler: Latent, Lora hashes: "oilpaint_v2: 0123456789ab, noisy: 00112233aabb", '
+    'TI hashes: "badhand: ba9876543210", Hashes: {"model": "1a2b3c4d5e", "embed:badhand": '
+    '"ffeeddccbb", "lora:oilpaint_v2": "5e4d3c2b1a"}, Tiled Diffusion: {"Method": '
+    '"MultiDiffusion", "Tile width": 96}, ADetailer model: face_yolov8n.pt, Seed: 7654321, '
+    "Created Date: 2026-02-25T22:09:08Z, Some-new/key: x, Version: v1.10.1"
+)
+
+
+def assert_full(rec: ImageRecord) -> None:
+    """Every field of FULL, as written above."""
+    assert rec.reader == "a1111"
+    assert settings(rec) == ("Civitai", "DPM++ 2M", "Karras", 28, 6.5, 7654321, 832, 1216, 2)
+    assert rec.version == "v1.10.1"
+    assert (
+        rec.prompt
+        == "a lighthouse at dusk, <lora:oilpaint_v2:0.7>, 灯台 🌅\ndramatic sky, <hypernet:ink:0.5>"
+    )
+    assert rec.negative == "blurry, lowres, <lora:noisy:-1:0.5>"
+    assert res(rec, "checkpoint") == ("myMix_v3", {"autov2": "1a2b3c4d5e"}, None, None, None)
+    assert res(rec, "vae") == ("vae-ft-mse.safetensors", {"autov2": "0a1b2c3d4e"}, None, None, None)
+    # the tag, `Lora hashes` (12 hex: AutoV3) and `Hashes` (10 hex: AutoV2) are one add-on
+    assert res(rec, "lora", "oilpaint_v2") == (
+        "oilpaint_v2",
+        {"autov3": "0123456789ab", "autov2": "5e4d3c2b1a"},
+        0.7,
+        0.7,
+        None,
+    )
+    assert res(rec, "lora", "noisy") == ("noisy", {"autov3": "00112233aabb"}, 0.5, -1.0, None)
+    assert res(rec, "hypernetwork") == ("ink", {}, 0.5, None, None)
+    assert res(rec, "embedding") == (
+        "badhand",
+        {"sha256_12": "ba9876543210", "autov2": "ffeeddccbb"},
+        None,
+        None,
+        None,
+    )
+    assert rec.extra["Tiled Diffusion"] == {"Method": "MultiDiffusion", "Tile width": 96}
+    assert rec.extra["Seed (first)"] == "1234567"  # the key came twice: last wins
+    assert rec.extra["Created Date"] == "2026-02-25T22:09:08Z"
+    assert rec.extra["Some-new/key"] == "x"
+    assert rec.extra["Hires upscale"] == "1.5" and rec.extra["ADetailer model"] == "face_yolov8n.pt"
+    assert "Hashes" not in rec.extra and "Lora hashes" not in rec.extra
+
+
+def test_png_text_chunks_tEXt_zTXt_iTXt(readers, tmp_path):
+    latin = FULL.replace("灯台 🌅", "phare")
+    rec = record(png(tmp_path / "t.png", {"parameters": latin}), readers)
+    assert rec.prompt.startswith("a lighthouse at dusk, <lora:oilpaint_v2:0.7>, phare\n")
+    assert_full(record(png(tmp_path / "i.png", {"parameters": FULL}), readers))  # iTXt
+    assert_full(record(png(tmp_path / "z.png", {"parameters": FULL}, zipped=True), readers))
+    assert b"iTXt" in (tmp_path / "i.png").read_bytes()
+    assert b"zTXt" in png(tmp_path / "zl.png", {"parameters": latin}, zipped=True).read_bytes()
+    assert record(tmp_path / "zl.png", readers).prompt == rec.prompt
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp"])
+@pytest.mark.parametrize(
+    "prefix,encoding,big_endian_tiff",
+    [
+        (b"UNICODE\0", "utf-16-be", True),  # A1111, Forge, SD.Next (piexif)
+        (b"UNICODE\0", "utf-16-le", False),  # SwarmUI (ImageSharp), some Civitai images
+        (b"UNICODE\0", "utf-16-be", False),  # BE text in an LE TIFF block
+        (b"UNICODE\0", "utf-16", True),  # with a BOM
+        (b"ASCII\0\0\0", "utf-8", True),
+    ],
+)
+def test_exif_user_comment(suffix, prefix, encoding, big_endian_tiff, readers, tmp_path):
+    raw = prefix + FULL.encode(encoding)
+    path = with_exif(tmp_path / f"e{suffix}", user_comment(raw, big_endian_tiff))
+    assert_full(record(path, readers))
+
+
+def test_xmp_user_comment(readers, tmp_path):
+    from html import escape
+
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        '22-rdf-syntax-ns#"><rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/">'
+        '<exif:UserComment><rdf:Alt><rdf:li xml:lang="x-default">'
+        + escape(FULL)
+        + "</rdf:li></rdf:Alt></exif:UserComment></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    path = tmp_path / "x.jpg"
+    Image.new("RGB", (8, 8)).save(path, xmp=xmp.encode())
+    assert_full(record(path, readers))
+
+
+def test_comfyui_webp_exif_and_fooocus_jpeg_exif(readers, tmp_path):
+    base = REAL / "comfy" / "comfyui_examples_lora_multiple"
+    exif = Image.Exif()
+    exif[0x0110] = "prompt:" + (base.parent / f"{base.name}.prompt.json").read_text()
+    exif[0x010F] = "workflow:" + (base.parent / f"{base.name}.workflow.json").read_text()
+    rec = record(with_exif(tmp_path / "c.webp", exif), readers)
+    assert rec.reader == "comfyui" and rec.seed == 513173432917412 and "workflow" not in rec.notes
+    fooocus = Image.Exif()  # Fooocus: plain text tags in IFD0 (Pillow's Image.Exif)
+    fooocus[0x9286] = (
+        REAL / "infotext" / "fooocus_v2.4.3_parameters_is_json.sdparsers.txt"
+    ).read_text()
+    fooocus[0x927C] = "fooocus"
+    fooocus[0x0131] = "Fooocus v2.4.3"
+    rec = record(with_exif(tmp_path / "f.jpg", fooocus), readers)
+    assert (rec.reader, rec.seed, rec.width) == ("fooocus", 6952411511246973023, 768)
+
+
+def test_invokeai_and_novelai(readers, tmp_path):
+    meta = {
+        "generation_mode": "txt2img",
+        "positive_prompt": "a cat",
+        "negative_prompt": "dog",
+        "width": 512,
+        "height": 768,
+        "seed": 42,
+        "steps": 30,
+        "cfg_scale": 7.5,
+        "scheduler": "euler",
+        "clip_skip": 0,
+        "model": {"key": "u1", "hash": "blake3:" + "ab" * 32, "name": "mix", "base": "sd-1"},
+        "vae": {"key": "u2", "hash": "sha256:" + "cd" * 32, "name": "vae-mse"},
+        "loras": [
+            {"model": {"key": "u3", "hash": "blake3:" + "ef" * 32, "name": "ink"}, "weight": 0.75}
+        ],
+        "app_version": "5.6.0",
+        "hrf_enabled": False,
+    }
+    rec = record(png(tmp_path / "i.png", {"invokeai_metadata": json.dumps(meta)}), readers)
+    assert settings(rec) == ("InvokeAI", None, "euler", 30, 7.5, 42, 512, 768, 0)
+    assert (rec.prompt, rec.negative, rec.version) == ("a cat", "dog", "5.6.0")
+    assert res(rec, "checkpoint") == ("mix", {"blake3": "ab" * 32}, None, None, None)
+    assert res(rec, "vae") == ("vae-mse", {"sha256": "cd" * 32}, None, None, None)
+    assert res(rec, "lora") == ("ink", {"blake3": "ef" * 32}, 0.75, None, None)
+    assert rec.extra == {"generation_mode": "txt2img", "hrf_enabled": False}
+    comment = {
+        "uc": "lowres",
+        "steps": 28,
+        "scale": 5.0,
+        "seed": 99,
+        "sampler": "k_euler_ancestral",
+        "width": 832,
+        "height": 1216,
+        "noise_schedule": "karras",
+    }
+    chunks = {
+        "Software": "NovelAI",
+        "Description": "1girl, smile",
+        "Source": "NovelAI Diffusion V4 4F49EC75",
+        "Comment": json.dumps(comment),
+    }
+    rec = record(png(tmp_path / "n.png", chunks), readers)
+    assert settings(rec) == ("NovelAI", "k_euler_ancestral", None, 28, 5.0, 99, 832, 1216, None)
+    assert (rec.prompt, rec.negative, rec.resources) == ("1girl, smile", "lowres", [])
+    assert rec.extra == {"noise_schedule": "karras", "Source": "NovelAI Diffusion V4 4F49EC75"}
+
+
+def test_a_third_party_reader_registers_through_the_plugin_manager(readers, tmp_path):
+    from hub.plugins.imaging import Declined
+
+    class MyTool:
+        @hookimpl
+        def register_image_readers(self, register):
+            def read(meta):
+                if "mytool" not in meta.text:
+                    return Declined("mytool", "no 'mytool' chunk")
+                data = json.loads(meta.text["mytool"])
+                return ImageRecord("mytool", "MyTool", prompt=data["p"], steps=data["n"], score=90)
+
+            register("mytool", read)
+
+    plugins.load_plugins().register(MyTool(), name="mytool-plugin")
+    mine = {n: r.value for n, r in plugins.collect("register_image_readers").items()}
+    assert plugins.collect("register_image_readers")["mytool"].plugin == "mytool-plugin"
+    path = png(tmp_path / "m.png", {"mytool": '{"p": "hello", "n": 9}', "parameters": FULL})
+    found = read_image(path, mine)
+    assert (found.record.tool, found.record.prompt, found.record.steps) == ("MyTool", "hello", 9)
+    answers = {a["reader"]: a for a in found.answers}
+    assert (
+        answers["a1111"]["matched"]
+        and answers["comfyui"]["reason"] == "no 'prompt' or 'workflow' chunk"
+    )
+    other = read_image(png(tmp_path / "o.png", {"parameters": FULL}), mine)
+    assert other.record.reader == "a1111"
+    assert {"reader": "mytool", "matched": False, "reason": "no 'mytool' chunk"} in other.answers
+
+
+# -- hostile metadata: a note or a one-line error, never a hang or a traceback ---------------
+
+
+def test_huge_text_chunks_are_skipped_with_a_note(readers, tmp_path):
+    big = "Steps: 1, " * (1 << 20)  # 10 MB
+    found = read_image(png(tmp_path / "t.png", {"parameters": big, "Software": "x"}), readers)
+    assert found.record is None
+    assert found.notes == ["'tEXt chunk' is 10.0 MB, over 4.0 MB: skipped"]
+    bomb = read_image(png(tmp_path / "z.png", {"parameters": "\0" * (50 << 20)}, True), readers)
+    assert bomb.record is None and bomb.notes == ["'parameters' inflates to over 4.0 MB: skipped"]
+
+
+def test_deeply_nested_json_is_read_as_text_or_ignored(readers, tmp_path):
+    deep = "[" * 200_000 + "]" * 200_000
+    text = f"a cat\nSteps: 20, Hashes: {deep}, Seed: 5, Size: 64x64"
+    rec = record(png(tmp_path / "a.png", {"parameters": text}), readers)
+    assert (rec.steps, rec.seed, rec.width) == (20, 5, 64)
+    assert rec.extra["Hashes"].startswith("[[[")  # kept as text, not parsed
+    found = read_image(png(tmp_path / "c.png", {"prompt": deep, "workflow": deep}), readers)
+    assert found.record is None
+    comfy = next(a for a in found.answers if a["reader"] == "comfyui")
+    assert "'prompt' is not readable JSON (RecursionError)" in comfy["reason"]
+
+
+def test_a_graph_with_a_cycle_is_read_up_to_the_loop(readers, tmp_path):
+    graph = {
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": 1,
+                "steps": 2,
+                "cfg": 3.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "model": ["10", 0],
+                "positive": ["6", 0],
+                "negative": ["7", 0],
+                "latent_image": ["3", 0],
+            },
+        },
+        "10": {
+            "class_type": "LoraLoader",
+            "inputs": {
+                "lora_name": "a.safetensors",
+                "strength_model": 0.5,
+                "strength_clip": 0.25,
+                "model": ["11", 0],
+                "clip": ["11", 1],
+            },
+        },
+        "11": {
+            "class_type": "LoraLoader",
+            "inputs": {
+                "lora_name": "b.safetensors",
+                "strength_model": 1.0,
+                "strength_clip": 1.0,
+                "model": ["10", 0],
+                "clip": ["10", 1],
+            },
+        },
+        "6": {"class_type": "ConditioningCombine", "inputs": {"conditioning": ["6", 0]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": ["7", 0], "clip": ["10", 1]}},
+    }
+    rec = record(png(tmp_path / "g.png", {"prompt": json.dumps(graph)}), readers)
+    assert (rec.steps, rec.prompt, rec.negative) == (2, None, None)
+    assert [r.name for r in rec.resources if r.kind == "lora"] == ["b.safetensors", "a.safetensors"]
+    assert "the graph loops back to node 10: walk stopped" in rec.notes
+    assert "the graph loops back to node 6: walk stopped" in rec.notes
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"UNICODE\0" + b"\x00a\xd8\x00\x00b",  # a lone surrogate
+        b"UNICODE\0" + b"\x00S\x00t\x00",  # odd length
+    ],
+)
+def test_invalid_utf16_user_comment_is_skipped(raw, readers, tmp_path):
+    found = read_image(with_exif(tmp_path / "e.jpg", user_comment(raw)), readers)
+    assert found.record is None
+    assert len(found.notes) == 1 and found.notes[0].startswith("'UserComment': not valid UTF-16")
+
+
+def test_damaged_files(readers, tmp_path):
+    from hub.errors import InvalidFileError
+
+    path = png(tmp_path / "p.png", {"parameters": FULL})
+    data = path.read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: data.index(b"iTXt") + 20])  # the chunk ends early
+    found = read_image(cut, readers)
+    assert found.record is None
+    assert found.notes == ["damaged PNG: the iTXt chunk is cut short"]
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image at all")
+    with pytest.raises(InvalidFileError) as err:
+        read_image(junk, readers)
+    assert str(junk) in err.value.message and "not a readable image" in err.value.message
