@@ -4,7 +4,9 @@ third-party reader, and hostile metadata. Expected values are read off the files
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -645,3 +647,189 @@ def test_damaged_files(readers, tmp_path):
     with pytest.raises(InvalidFileError) as err:
         read_image(junk, readers)
     assert str(junk) in err.value.message and "not a readable image" in err.value.message
+
+
+# -- resolution against the registry ----------------------------------------------------------
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def autov3(path: Path) -> str:
+    """SHA-256 of a safetensors file's bytes after its 8-byte length and JSON header."""
+    data = path.read_bytes()
+    return hashlib.sha256(data[8 + int.from_bytes(data[:8], "little") :]).hexdigest()
+
+
+def autov1(path: Path) -> str:
+    """SHA-256 of the 0x10000 bytes at offset 0x100000, first 8 hex (FORMATS.md §8)."""
+    data = path.read_bytes()
+    return hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, Path]:
+    import minimodels as tm
+
+    return {
+        "mix": tm.mini_checkpoint("sd1"),
+        "style": tm.kohya_lora("sd1"),
+        "soft": tm.lycoris_lora("sd1", "loha"),
+        "shiny": tm.embedding("sd1"),
+        "mse": tm.vae_file(),
+        "dup": tm.lycoris_lora("sd1", "locon"),
+        "Dup": tm.lycoris_lora("sd1", "lokr"),
+    }
+
+
+@pytest.fixture(scope="module")
+def registry(files, tmp_path_factory) -> Path:
+    """A home where every file of ``files`` is registered by ``hub import`` under its key."""
+    from conftest import HubRunner
+
+    root = tmp_path_factory.mktemp("inspect")
+    runner = HubRunner(root / "home", root)
+    for name, path in files.items():
+        runner("import", str(path), "--name", name)
+    return root / "home"
+
+
+@pytest.fixture
+def inspect_in(registry, monkeypatch):
+    from hub.context import Context
+    from hub.images import inspect_image
+
+    for key in [k for k in os.environ if k.startswith("HUB_")]:
+        monkeypatch.delenv(key)
+    plugins.reset_plugins()
+    ctx = Context.load(home=str(registry))
+    yield lambda path: inspect_image(ctx, path)
+    ctx.db.dispose()
+    plugins.reset_plugins()
+
+
+def statuses(found) -> dict[tuple[str, str | None], tuple[str, str | None, str | None]]:
+    """(kind, name) -> (status, matched by, registered name)."""
+    return {
+        (r.kind, r.name): (how.status, how.by, how.artifact["name"] if how.artifact else None)
+        for r, how in zip(found.record.resources, found.resolutions, strict=True)
+    }
+
+
+def a1111_text(files: dict[str, Path], model_hash: str) -> str:
+    return (
+        "a castle <lora:style:0.8> <lora:soft:0.5:0.25>, shiny\nNegative prompt: blurry\n"
+        f"Steps: 3, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64, "
+        f"Model hash: {model_hash}, Model: renamed, VAE hash: {sha(files['mse'])[:10]}, "
+        f'Lora hashes: "style: {autov3(files["style"])[:12]}", '
+        f'TI hashes: "shiny: {sha(files["shiny"])[:12]}", '
+        f'Hashes: {{"lora:soft": "{sha(files["soft"])[:10]}"}}, Version: v1.10.1'
+    )
+
+
+def test_a1111_hashes_resolve_to_registered_files(files, inspect_in, tmp_path):
+    text = a1111_text(files, sha(files["mix"])[:10])
+    found = inspect_in(png(tmp_path / "a.png", {"parameters": text}))
+    assert statuses(found) == {
+        ("checkpoint", "renamed"): ("held", "autov2", "mix"),  # by hash, not by its name
+        ("vae", None): ("held", "autov2", "mse"),
+        ("lora", "style"): ("held", "autov3", "style"),  # `Lora hashes`: 12 hex of AutoV3
+        ("lora", "soft"): ("held", "autov2", "soft"),  # `Hashes` JSON: 10 hex of SHA-256
+        ("embedding", "shiny"): ("held", "sha256_12", "shiny"),  # `TI hashes`
+    }
+    held = {
+        r.name: how.artifact
+        for r, how in zip(found.record.resources, found.resolutions, strict=True)
+    }
+    assert held["style"]["sha256"] == sha(files["style"])
+
+
+def test_autov1_resolves_only_against_autov1(files, inspect_in, tmp_path):
+    old = inspect_in(
+        png(tmp_path / "o.png", {"parameters": a1111_text(files, autov1(files["mix"]))})
+    )
+    assert statuses(old)[("checkpoint", "renamed")] == ("held", "autov1", "mix")
+    for fake in (sha(files["mix"])[:8], autov3(files["style"])[:10], sha(files["style"])[:12]):
+        found = inspect_in(png(tmp_path / "f.png", {"parameters": a1111_text(files, fake)}))
+        how = found.resolutions[[r.kind for r in found.record.resources].index("checkpoint")]
+        assert how.status == "unknown", fake  # a prefix of another hash never matches
+
+
+def test_comfyui_loras_by_name_with_strengths_and_an_ambiguous_name(inspect_in, tmp_path):
+    def lora(name, model, strength, clip=None):
+        inputs = {"lora_name": name, "strength_model": strength, "model": [model, 0]}
+        if clip is None:
+            return {"class_type": "LoraLoaderModelOnly", "inputs": inputs}
+        return {
+            "class_type": "LoraLoader",
+            "inputs": inputs | {"strength_clip": clip, "clip": [model, 1]},
+        }
+
+    graph = {
+        "4": {
+            "class_type": "CheckpointLoaderSimple",
+            "inputs": {"ckpt_name": "SD15/mix.safetensors"},
+        },
+        "20": lora("dup.safetensors", "11", 0.3),  # model-only, last in the chain
+        "10": lora("style.safetensors", "4", 0.8, 0.6),
+        "11": lora("styles\\soft.safetensors", "10", 1.0, 0.5),
+        "5": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": 64, "height": 96, "batch_size": 1},
+        },
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a castle", "clip": ["12", 0]}},
+        "12": {
+            "class_type": "CLIPSetLastLayer",
+            "inputs": {"stop_at_clip_layer": -2, "clip": ["11", 1]},
+        },
+        "3": {
+            "class_type": "KSamplerAdvanced",
+            "inputs": {
+                "add_noise": "enable",
+                "noise_seed": 11,
+                "steps": 4,
+                "cfg": 5.5,
+                "sampler_name": "dpmpp_2m",
+                "scheduler": "karras",
+                "model": ["20", 0],
+                "positive": ["6", 0],
+                "negative": ["6", 0],
+                "latent_image": ["5", 0],
+                "start_at_step": 0,
+                "end_at_step": 10000,
+                "return_with_leftover_noise": "disable",
+            },
+        },
+    }
+    found = inspect_in(png(tmp_path / "c.png", {"prompt": json.dumps(graph)}))
+    rec = found.record
+    assert settings(rec) == ("ComfyUI", "dpmpp_2m", "karras", 4, 5.5, 11, 64, 96, 2)
+    loras = [(r.name, r.strength, r.clip_strength) for r in rec.resources if r.kind == "lora"]
+    assert loras == [
+        ("style.safetensors", 0.8, 0.6),
+        ("styles\\soft.safetensors", 1.0, 0.5),
+        ("dup.safetensors", 0.3, None),
+    ]
+    assert statuses(found) == {
+        ("checkpoint", "SD15/mix.safetensors"): ("held", "name", "mix"),
+        ("lora", "style.safetensors"): ("held", "name", "style"),
+        ("lora", "styles\\soft.safetensors"): ("held", "name", "soft"),
+        ("lora", "dup.safetensors"): ("ambiguous", "name", None),
+    }
+    dup = found.resolutions[-1]
+    assert len(dup.candidates) == 2 and all(c.startswith("lora:") for c in dup.candidates)
+    assert {c.split()[0] for c in dup.candidates} == {"lora:dup", "lora:Dup"}
+
+
+def test_a_hash_that_matches_nothing_falls_back_to_the_name_with_a_note(inspect_in, tmp_path):
+    text = 'x <lora:style:1>\nSteps: 3, Seed: 1, Lora hashes: "style: 00000000abcd", Model: mix'
+    found = inspect_in(png(tmp_path / "n.png", {"parameters": text}))
+    assert statuses(found) == {
+        ("lora", "style"): ("held", "name", "style"),
+        ("checkpoint", "mix"): ("held", "name", "mix"),
+    }
+    assert found.resolutions[0].note == (
+        "the image gives autov3 00000000abcd; the registered file's hash differs"
+    )
+    assert found.resolutions[1].note is None
