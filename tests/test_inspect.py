@@ -833,3 +833,86 @@ def test_a_hash_that_matches_nothing_falls_back_to_the_name_with_a_note(inspect_
         "the image gives autov3 00000000abcd; the registered file's hash differs"
     )
     assert found.resolutions[1].note is None
+
+
+# -- `hub inspect` --------------------------------------------------------------------------
+
+
+def test_cli_inspect_json_keeps_unknown_fields_and_resolutions(registry, files, tmp_path):
+    from conftest import HubRunner
+
+    runner = HubRunner(registry, tmp_path)
+    image = png(tmp_path / "a.png", {"parameters": a1111_text(files, sha(files["mix"])[:10])})
+    full = png(tmp_path / "full.png", {"parameters": FULL})
+    [one, two] = runner("inspect", str(image), str(full), "--json").json()
+    assert one["record"]["tool"] == "A1111" and one["record"]["seed"] == 1
+    by_name = {r["name"]: r for r in one["record"]["resources"]}
+    assert by_name["style"]["resolution"]["status"] == "held"
+    assert by_name["style"]["resolution"]["artifact"]["sha256"] == sha(files["style"])
+    assert by_name["style"]["hashes"] == {"autov3": autov3(files["style"])[:12]}
+    extra = two["record"]["extra"]
+    assert extra["Tiled Diffusion"] == {"Method": "MultiDiffusion", "Tile width": 96}
+    assert extra["Some-new/key"] == "x" and extra["Seed (first)"] == "1234567"
+    assert {r["resolution"]["status"] for r in two["record"]["resources"]} == {"unknown"}
+    text = runner("inspect", str(image)).out
+    assert f"{image}: A1111 v1.10.1 (png, read by a1111)" in text
+    assert "  lora         style weight 0.8 [autov3 " in text
+    assert ": held: lora:style (by autov3)" in text
+    assert "  embedding    shiny [sha256_12 " in text
+
+
+def test_cli_inspect_no_metadata_and_hostile_files_are_one_line_each(registry, tmp_path):
+    from conftest import HubRunner
+
+    runner = HubRunner(registry, tmp_path)
+    plain = tmp_path / "plain.jpg"
+    Image.new("RGB", (8, 8)).save(plain)
+    big = png(tmp_path / "big.png", {"parameters": "x" * (10 << 20)})
+    bad16 = with_exif(tmp_path / "bad.webp", user_comment(b"UNICODE\0" + b"\x00a\xd8\x00\x00b"))
+    result = runner("inspect", str(plain), str(big), str(bad16))
+    assert result.out.splitlines() == [
+        f"{plain}: no generation metadata",
+        f"{big}: no generation metadata ('tEXt chunk' is 10.0 MB, over 4.0 MB: skipped)",
+        f"{bad16}: no generation metadata ('UserComment': not valid UTF-16 or UTF-8 text "
+        "(illegal UTF-16 surrogate): skipped)",
+    ]
+    deep = "[" * 200_000 + "]" * 200_000
+    cyclic = {
+        "1": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "steps": 3}},
+        "2": {"class_type": "LoraLoader", "inputs": {"lora_name": "a", "model": ["2", 0]}},
+    }
+    graphs = png(tmp_path / "g.png", {"prompt": json.dumps(cyclic), "workflow": deep})
+    nested = png(tmp_path / "n.png", {"prompt": deep})
+    junk = tmp_path / "junk.webp"
+    junk.write_bytes(b"RIFF\0\0\0\0WEBPjunk")
+    result = runner("inspect", str(graphs), str(nested), str(junk), ok=False)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert result.err.splitlines() == [
+        f"error: {junk}: not a readable image (cannot identify image file '{junk}')"
+    ]
+    assert "  note: the graph loops back to node 2: walk stopped" in result.out
+    assert f"{nested}: no generation metadata" in result.out.splitlines()
+
+
+def test_inspect_imports_no_torch(hub, tmp_path):
+    import subprocess
+    import sys
+
+    from test_import_cost import PROBE
+
+    base = REAL / "comfy" / "comfyui_examples_lora_multiple"
+    comfy = png(
+        tmp_path / "c.png", {"prompt": (base.parent / f"{base.name}.prompt.json").read_text()}
+    )
+    a1111 = png(tmp_path / "a.png", {"parameters": FULL})
+    args = json.dumps(["inspect", str(comfy), str(a1111)])
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, args],
+        cwd=hub.cwd,
+        env=hub.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "ComfyUI" in proc.stdout and "Civitai v1.10.1" in proc.stdout, proc.stderr
+    assert json.loads(proc.stdout.rsplit("HEAVY=", 1)[1]) == []
