@@ -10,7 +10,9 @@ from __future__ import annotations
 import html
 import re
 import struct
+import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +118,7 @@ def _read_png(path: Path, out: _Collector) -> None:
                     break
                 fh.seek(4, 1)
                 if ctype == b"eXIf":
-                    from PIL import Image
-
-                    exif = Image.Exif()
-                    exif.load(data)
-                    _exif_text(exif, out)
+                    _exif_text(lambda data=data: _load_exif(data), out)
                 else:
                     _png_text(ctype, data, out)
             else:
@@ -170,13 +168,29 @@ def _exif_value(key: str, value: Any, out: _Collector) -> None:
         out.add(key, value)
 
 
-def _exif_text(exif: Any, out: _Collector) -> None:
-    for tag, name in IFD0_TEXT.items():
-        if tag in exif:
-            _exif_value(name, exif[tag], out)
-    for ifd in (exif, exif.get_ifd(EXIF_IFD)):
-        if USER_COMMENT in ifd:
-            _exif_value("UserComment", ifd[USER_COMMENT], out)
+def _load_exif(data: bytes) -> Any:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif.load(data)
+    return exif
+
+
+def _exif_text(get_exif: Callable[[], Any], out: _Collector) -> None:
+    """The text tags of the EXIF block ``get_exif`` returns; damage becomes a note."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            exif = get_exif()
+            for tag, name in IFD0_TEXT.items():
+                if tag in exif:
+                    _exif_value(name, exif[tag], out)
+            for ifd in (exif, exif.get_ifd(EXIF_IFD)):
+                if USER_COMMENT in ifd:
+                    _exif_value("UserComment", ifd[USER_COMMENT], out)
+        except (SyntaxError, ValueError, struct.error, OSError, KeyError, TypeError) as exc:
+            out.notes.append(f"damaged EXIF ({exc}): not read")
+    out.notes.extend(f"damaged EXIF: {w.message}" for w in caught[:3])
 
 
 def _xmp_text(xmp: bytes | str, out: _Collector) -> None:
@@ -209,11 +223,16 @@ def read_metadata(path: Path) -> ImageMetadata:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            container = (img.format or "image").lower()
-            _exif_text(img.getexif(), out)
-            if xmp := img.info.get("xmp"):
-                _xmp_text(xmp, out)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's warnings on damaged data: notes instead
+            img = Image.open(path)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise InvalidFileError(path, f"not a readable image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise InvalidFileError(path, f"not read: {exc}") from None
+    with img:
+        container = (img.format or "image").lower()
+        _exif_text(img.getexif, out)
+        if xmp := img.info.get("xmp"):
+            _xmp_text(xmp, out)
     return ImageMetadata(str(path), container, out.text, out.notes)

@@ -916,3 +916,128 @@ def test_inspect_imports_no_torch(hub, tmp_path):
     )
     assert "ComfyUI" in proc.stdout and "Civitai v1.10.1" in proc.stdout, proc.stderr
     assert json.loads(proc.stdout.rsplit("HEAVY=", 1)[1]) == []
+
+
+# -- other writers' layouts ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tail,tool,version",
+    [
+        (
+            "Version: f2.0.1v1.10.1-previous-669-gdfdcbab6",
+            "Forge",
+            "f2.0.1v1.10.1-previous-669-gdfdcbab6",
+        ),
+        (
+            "Version: f0.0.17v1.8.0rc-latest-276-g29be1da7",
+            "Forge",
+            "f0.0.17v1.8.0rc-latest-276-g29be1da7",
+        ),
+        (
+            "Version: f1.0.0v2-v1.10.1RC-latest-702-gdd2c4a4b",
+            "reForge",
+            "f1.0.0v2-v1.10.1RC-latest-702-gdd2c4a4b",
+        ),
+        ("Version: v1.10.1-12-gabc1234", "A1111", "v1.10.1-12-gabc1234"),
+        ("Version: Fooocus v2.5.5", "Fooocus", "v2.5.5"),
+        ("App: SD.Next, Version: 2a7005f", "SD.Next", "2a7005f"),
+    ],
+)
+def test_tool_from_version(tail, tool, version, readers, tmp_path):
+    text = f"x\nSteps: 20, Sampler: Euler, Seed: 1, {tail}"
+    rec = record(png(tmp_path / "v.png", {"parameters": text}), readers)
+    assert (rec.tool, rec.version) == (tool, version)
+    assert "App" not in rec.extra and "Version" not in rec.extra
+
+
+def test_sdnext_lists_civitai_air_and_legacy_hypernet(readers, tmp_path):
+    text = (
+        "a cat\nNegative prompt: \nSteps: 20, Sampler: Euler a, CLiP-skip: 2, "
+        'LoRA networks: "ink, oil", LoRA hashes: "0123456789ab, ba9876543210", '
+        "Hypernet: anime, Hypernet hash: 0a1b2c3d4e, Hypernet strength: 0.6, "
+        'Civitai resources: [{"air": "urn:air:sdxl:lora:civitai:11@22", "modelName": "Ink", '
+        '"weight": 0.8}, {"type": "embed", "modelVersionId": 33, "modelName": "bad"}], App: SD.Next'
+    )
+    rec = record(png(tmp_path / "s.png", {"parameters": text}), readers)
+    assert (rec.tool, rec.clip_skip, rec.negative) == ("SD.Next", 2, None)
+    assert res(rec, "lora", "ink") == ("ink", {"autov3": "0123456789ab"}, None, None, None)
+    assert res(rec, "lora", "oil") == ("oil", {"autov3": "ba9876543210"}, None, None, None)
+    assert res(rec, "hypernetwork") == ("anime", {"autov2": "0a1b2c3d4e"}, 0.6, None, None)
+    assert res(rec, "lora", "Ink") == ("Ink", {}, 0.8, None, 22)
+    assert res(rec, "embedding") == ("bad", {}, None, None, 33)
+
+
+def test_comfyui_power_lora_loader_bypassed_nodes_and_links_to_primitives(readers, tmp_path):
+    graph = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "mix.safetensors"}},
+        "8": {
+            "class_type": "Power Lora Loader (rgthree)",
+            "inputs": {
+                "model": ["4", 0],
+                "clip": ["4", 1],
+                "PowerLoraLoaderHeaderWidget": {"type": "PowerLoraLoaderHeaderWidget"},
+                "lora_1": {"on": True, "lora": "ink.safetensors", "strength": 0.7},
+                "lora_2": {"on": False, "lora": "off.safetensors", "strength": 1},
+                "LORA_3": {
+                    "on": True,
+                    "lora": "oil.safetensors",
+                    "strength": 0.5,
+                    "strengthTwo": 0.2,
+                },
+                "➕ Add Lora": "",
+            },
+        },
+        "20": {"class_type": "PrimitiveNode", "inputs": {"value": 123456789012}},
+        "21": {"class_type": "String Literal", "inputs": {"string": "a castle at dawn"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": ["21", 0], "clip": ["8", 1]}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {"seed": ["20", 0], "steps": 9, "model": ["8", 0], "positive": ["6", 0]},
+        },
+    }
+    rec = record(png(tmp_path / "p.png", {"prompt": json.dumps(graph)}), readers)
+    assert (rec.seed, rec.steps, rec.prompt) == (123456789012, 9, "a castle at dawn")
+    loras = [(r.name, r.strength, r.clip_strength) for r in rec.resources if r.kind == "lora"]
+    assert loras == [("ink.safetensors", 0.7, 0.7), ("oil.safetensors", 0.5, 0.2)]
+    wf = json.loads((REAL / "comfy" / "comfyui_examples_lora_multiple.workflow.json").read_text())
+    next(n for n in wf["nodes"] if n["id"] == 10)["mode"] = 4  # bypass epiNoiseoffset
+    rec = record(png(tmp_path / "w.png", {"workflow": json.dumps(wf)}), readers)
+    names = [r.name for r in rec.resources if r.kind in ("lora", "checkpoint")]
+    assert names == ["v1-5-pruned-emaonly.ckpt", "theovercomer8sContrastFix_sd15.safetensors"]
+    assert (rec.steps, rec.prompt) == (20, "masterpiece best quality girl")
+    next(n for n in wf["nodes"] if n["id"] == 11)["mode"] = 2  # mute: nothing flows past it
+    rec = record(png(tmp_path / "m.png", {"workflow": json.dumps(wf)}), readers)
+    assert [r.kind for r in rec.resources] == []
+    assert "a link points to node 11, which is missing" in rec.notes
+
+
+def test_damaged_exif_and_decompression_bomb_dimensions(readers, tmp_path):
+    import struct
+    import zlib
+
+    from hub.errors import InvalidFileError
+
+    path = png(tmp_path / "p.png", {"parameters": FULL})
+    data = path.read_bytes()
+    junk = b"MM\x00\xe4not a tiff block"
+    chunk = (
+        struct.pack(">I", len(junk))
+        + b"eXIf"
+        + junk
+        + struct.pack(">I", zlib.crc32(b"eXIf" + junk))
+    )
+    at = data.index(b"IDAT") - 4
+    (tmp_path / "x.png").write_bytes(data[:at] + chunk + data[at:])
+    found = read_image(tmp_path / "x.png", readers)
+    assert found.record.reader == "a1111"  # the text chunk is still read
+    assert len(found.notes) == 1 and found.notes[0].startswith("damaged EXIF (not a TIFF file")
+    jpg = tmp_path / "big.jpg"
+    Image.new("RGB", (8, 8)).save(jpg, exif=user_comment(b"ASCII\0\0\0" + FULL.encode()))
+    raw = bytearray(jpg.read_bytes())
+    sof = raw.index(b"\xff\xc0")
+    raw[sof + 5 : sof + 9] = struct.pack(">HH", 30000, 30000)  # 9e8 pixels: Pillow refuses
+    jpg.write_bytes(bytes(raw))
+    with pytest.raises(InvalidFileError) as err:
+        read_image(jpg, readers)
+    assert err.value.message.startswith(f"{jpg}: not read: Image size (900000000 pixels)")

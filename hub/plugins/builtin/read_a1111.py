@@ -158,6 +158,8 @@ def record_from_infotext(info: infotext.Infotext, reader: str = "a1111") -> Imag
     p = dict(info.params)
     tool, version = tool_of(p)
     p.pop("Version", None)
+    if tool == "SD.Next":
+        p.pop("App")
     rec = ImageRecord(reader, tool, version, info.prompt, info.negative or None)
     sampler = p.pop("Sampler", None)
     schedule = p.pop("Schedule type", None)

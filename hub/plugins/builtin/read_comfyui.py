@@ -144,7 +144,8 @@ def _model_chain(walk: _Walker, link: Any, rec: ImageRecord) -> dict[str, Resour
                 origin=f"node {node_id} {ctype}",
             )
         elif ctype == "Power Lora Loader (rgthree)":
-            for n, res in enumerate(_power_loras(inputs)):
+            # reversed here: the chain is collected outermost first and reversed at the end
+            for n, res in reversed(list(enumerate(_power_loras(inputs)))):
                 res.origin = f"node {node_id} {ctype}"
                 loras[f"{node_id}.{n}"] = res
         name = next((inputs[k] for k in CHECKPOINT_NAMES if k in inputs), None)
@@ -256,29 +257,48 @@ def _widgets(ctype: str, values: list[Any]) -> dict[str, Any]:
     return out
 
 
-def graph_from_workflow(workflow: dict[str, Any], notes: list[str]) -> Graph:
-    """The editor graph as an API graph: widgets by name, links as ``[node, slot]``;
-    muted (mode 2) and bypassed (mode 4) nodes left out."""
-    links: dict[Any, list[Any]] = {}
-    for link in workflow.get("links") or []:
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _links(workflow: dict[str, Any]) -> dict[int | str, list[Any]]:
+    """Link id -> ``[source node id, output slot]``, from ``[id, from, slot, to, slot, type]``
+    rows or ``{"id", "origin_id", "origin_slot"}`` objects."""
+    links: dict[int | str, list[Any]] = {}
+    for link in _list(workflow.get("links")):
         if isinstance(link, list) and len(link) >= 5:
-            links[link[0]] = [str(link[1]), link[2]]
-        elif isinstance(link, dict) and "id" in link:
-            links[link["id"]] = [str(link.get("origin_id")), link.get("origin_slot", 0)]
+            key, source, slot = link[0], link[1], link[2]
+        elif isinstance(link, dict):
+            key, source, slot = link.get("id"), link.get("origin_id"), link.get("origin_slot", 0)
+        else:
+            continue
+        if isinstance(key, int | str) and isinstance(source, int | str) and isinstance(slot, int):
+            links[key] = [str(source), slot]
+    return links
+
+
+def graph_from_workflow(workflow: dict[str, Any], notes: list[str]) -> Graph:
+    """The editor graph as an API graph: widgets by name, links as ``[node, slot]``; muted
+    nodes (mode 2) left out; a bypassed one (mode 4) keeps only its links, so a walk passes
+    through it as ComfyUI does."""
+    links = _links(workflow)
     graph: Graph = {}
-    for node in workflow.get("nodes") or []:
-        if not isinstance(node, dict) or node.get("mode", 0) in (2, 4):
+    for node in _list(workflow.get("nodes")):
+        if not isinstance(node, dict) or node.get("mode", 0) == 2:
             continue
         ctype = str(node.get("type", ""))
         values = node.get("widgets_values")
         inputs: dict[str, Any] = {}
+        if node.get("mode", 0) == 4:
+            ctype, values = f"bypassed {ctype}", None
         if isinstance(values, list):
             inputs |= _widgets(ctype, values)
         elif isinstance(values, dict):
             inputs |= values
-        for slot in node.get("inputs") or []:
-            if isinstance(slot, dict) and slot.get("link") in links:
-                inputs[str(slot.get("name"))] = links[slot["link"]]
+        for slot in _list(node.get("inputs")):
+            link = slot.get("link") if isinstance(slot, dict) else None
+            if isinstance(link, int | str) and link in links:
+                inputs[str(slot.get("name"))] = links[link]
         graph[str(node.get("id"))] = {"class_type": ctype, "inputs": inputs}
     if not graph:
         notes.append("the workflow has no nodes")
