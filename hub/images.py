@@ -6,12 +6,14 @@ reported as ambiguous, never guessed."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from hub.context import Context
+from hub.errors import HubError
 from hub.imagemeta import read_metadata
 from hub.plugins.imaging import Declined, ImageReader, ImageRecord, Resource
 from hub.registry.db import Reader
@@ -129,3 +131,107 @@ def inspect_image(ctx: Context, path: Path) -> Inspection:
         with ctx.db.reader() as reader:
             found.resolutions = [resolve_resource(reader, r) for r in found.record.resources]
     return found
+
+
+# ComfyUI (and Fooocus) sampler and scheduler names -> A1111's, which `hub generate` takes.
+COMFY_SAMPLERS = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "heun": "Heun",
+    "lms": "LMS",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_gpu": "DPM++ SDE",
+    "ddim": "DDIM",
+    "uni_pc": "UniPC",
+}
+COMFY_SCHEDULES = {
+    "normal": None,
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "sgm_uniform": "SGM Uniform",
+    "beta": "Beta",
+}
+_TOML_KEY = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: numbers as they are, text as a basic string, lists of those."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"no TOML form for {value!r}")
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _sampler(rec: ImageRecord) -> str | None:
+    """The record's sampler as ``hub generate`` names it (A1111), or None."""
+    from hub.infotext import split_sampler
+
+    if rec.reader == "a1111" and rec.sampler:
+        sampler, legacy = split_sampler(rec.sampler)
+        schedule = rec.scheduler or (legacy if legacy != "Automatic" else None)
+        return f"{sampler} {schedule}" if schedule and schedule != "Automatic" else sampler
+    sampler = COMFY_SAMPLERS.get(rec.sampler or "")
+    if sampler is None or (rec.scheduler or "normal") not in COMFY_SCHEDULES:
+        return None
+    schedule = COMFY_SCHEDULES[rec.scheduler or "normal"]
+    return f"{sampler} {schedule}" if schedule else sampler
+
+
+def _weights(res: Resource) -> str:
+    unet = 1.0 if res.strength is None else res.strength
+    te = unet if res.clip_strength is None else res.clip_strength
+    return f"{te:g}:{unet:g}"
+
+
+def stack_table(found: Inspection, name: str) -> str:
+    """The image's stack as a ``[stacks.NAME]`` table for hub.toml: held files by SHA-256
+    ref (a comment names them), settings ``hub generate`` honours, and comments for what it
+    cannot use (unknown or ambiguous files, other parameters)."""
+    from hub.infotext import split_prompt
+
+    rec = found.record
+    if rec is None:
+        raise HubError(f"{found.path}: no generation metadata to make a stack from")
+    key = _TOML_KEY.sub("-", name).strip("-") or "image"
+    lines = [f"# from {found.path} ({rec.tool})", f"[stacks.{key}]"]
+    values: dict[str, Any] = {}
+    comments: list[str] = []
+    lists: dict[str, list[str]] = {"loras": [], "embeddings": [], "hypernetworks": []}
+    for res, how in zip(rec.resources, found.resolutions, strict=True):
+        named = f"{res.kind} {res.name or '(unnamed)'}"
+        if how.status != "held" or how.artifact is None:
+            extra = f": {', '.join(how.candidates)}" if how.candidates else ""
+            comments.append(f"# {named}: {how.status}{extra}")
+            continue
+        ref = f"sha256:{how.artifact['sha256']}"
+        if res.kind in ("checkpoint", "vae"):
+            values["model" if res.kind == "checkpoint" else "vae"] = ref
+        elif res.kind == "embedding":
+            lists["embeddings"].append(ref)
+        else:
+            lists[f"{res.kind}s"].append(f"{ref}:{_weights(res)}")
+        comments.append(f"# {named} = {how.artifact['kind']}:{how.artifact['name']}")
+    try:
+        prompt = split_prompt(rec.prompt or "")[0]  # its add-ons are listed above
+    except ValueError:
+        prompt = rec.prompt or ""
+    values |= {k: v for k, v in lists.items() if v}
+    values |= {"prompt": prompt, "negative": rec.negative}
+    sampler = _sampler(rec)
+    if rec.sampler and sampler is None:
+        comments.append(f"# sampler {rec.sampler} {rec.scheduler or ''}: no equivalent here")
+    values |= {"steps": rec.steps, "cfg": rec.cfg, "sampler": sampler, "seed": rec.seed}
+    skip = rec.clip_skip if rec.clip_skip and rec.clip_skip > 1 else None  # 1, 0: none
+    values |= {"width": rec.width, "height": rec.height, "clip_skip": skip}
+    lines += [f"{k} = {_toml(v)}" for k, v in values.items() if v not in (None, "")]
+    if rec.extra:
+        comments.append("# not applied: " + ", ".join(rec.extra))
+    return "\n".join(lines + comments)

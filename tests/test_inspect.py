@@ -1041,3 +1041,62 @@ def test_damaged_exif_and_decompression_bomb_dimensions(readers, tmp_path):
     with pytest.raises(InvalidFileError) as err:
         read_image(jpg, readers)
     assert err.value.message.startswith(f"{jpg}: not read: Image size (900000000 pixels)")
+
+
+def test_cli_stack_table_runs_as_a_hub_toml_stack(registry, files, tmp_path):
+    import tomllib
+
+    from conftest import HubRunner
+
+    runner = HubRunner(registry, tmp_path)
+    text = a1111_text(files, sha(files["mix"])[:10]) + ", Hires upscale: 2"
+    image = png(tmp_path / "My castle!.png", {"parameters": text})
+    table = runner("inspect", "--stack", str(image)).out
+    assert tomllib.loads(table) == {
+        "stacks": {
+            "My-castle": {
+                "model": f"sha256:{sha(files['mix'])}",
+                "vae": f"sha256:{sha(files['mse'])}",
+                "loras": [  # REF:TE:UNET, as `<lora:soft:0.5:0.25>` wrote them
+                    f"sha256:{sha(files['style'])}:0.8:0.8",
+                    f"sha256:{sha(files['soft'])}:0.5:0.25",
+                ],
+                "embeddings": [f"sha256:{sha(files['shiny'])}"],
+                "prompt": "a castle, shiny",  # the tags are the loras above
+                "negative": "blurry",
+                "steps": 3,
+                "cfg": 7.0,
+                "sampler": "Euler a",
+                "seed": 1,
+                "width": 64,
+                "height": 64,
+            }
+        }
+    }
+    assert "# lora soft = lora:soft" in table and "# not applied: Hires upscale" in table
+    (tmp_path / "hub.toml").write_text(table)
+    [plan] = runner("generate", "--stack", "My-castle", "--dry-run", "--json").json()
+    assert plan["model"]["name"] == "mix" and plan["vae"]["name"] == "mse"
+    assert [(a["name"], a["te"], a["unet"]) for a in plan["loras"]] == [
+        ("style", 0.8, 0.8),
+        ("soft", 0.5, 0.25),
+    ]
+    comfy = REAL / "comfy" / "comfyui_examples_lora_multiple.prompt.json"
+    image = png(tmp_path / "c.png", {"prompt": comfy.read_text()})
+    table = runner("inspect", "--stack", str(image)).out
+    assert tomllib.loads(table)["stacks"]["c"] == {
+        "prompt": "masterpiece best quality girl",
+        "negative": "bad hands",
+        "steps": 20,
+        "cfg": 8.0,
+        "sampler": "Euler",  # ComfyUI's euler + normal
+        "seed": 513173432917412,
+        "width": 512,
+        "height": 512,
+    }
+    assert "# checkpoint v1-5-pruned-emaonly.ckpt: unknown" in table
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    result = runner("inspect", "--stack", str(plain), ok=False)
+    assert result.code == 1
+    assert result.err == f"error: {plain}: no generation metadata to make a stack from\n"

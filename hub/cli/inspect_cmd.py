@@ -99,10 +99,13 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         images: list[Path] = typer.Argument(..., help="PNG, JPEG or WebP images."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+        stack: bool = typer.Option(
+            False, "--stack", help="Print each image's stack as a [stacks.NAME] table."
+        ),
     ) -> None:
         """Show what made an image: tool, prompt, settings, and each file it names, with
         whether the registry holds it."""
-        from hub.images import inspect_image
+        from hub.images import inspect_image, stack_table
 
         hub_ctx = context(ctx)
         reports: list[dict[str, Any]] = []
@@ -110,16 +113,19 @@ def register(app: typer.Typer) -> None:
         for path in images:
             try:
                 found = inspect_image(hub_ctx, path)
+                table = stack_table(found, path.stem) if stack else None
             except HubError as exc:
                 failed = True
                 error_line(exc.message, exc.hint)
                 reports.append({"path": str(path), "error": exc.message})
                 continue
-            if as_json:
+            if table is not None:
+                out().print(table + "\n", markup=False)
+            elif as_json:
                 reports.append(found.as_dict())
             else:
                 print_inspection(found)
-        if as_json:
+        if as_json and not stack:
             emit_json(reports)
         if failed:
             raise typer.Exit(1)
