@@ -155,10 +155,11 @@ def _exif_value(key: str, value: Any, out: _Collector) -> None:
         if out.too_big(key, len(value)):
             return
         try:
-            value = decode_user_comment(value)
+            value = decode_user_comment(value) if key == "UserComment" else value.decode()
         except UnicodeDecodeError as exc:
-            out.notes.append(f"'{key}': not valid UTF-16 or UTF-8 text ({exc.reason}): skipped")
-            return
+            if key == "UserComment":
+                out.notes.append(f"'{key}': not valid UTF-16 or UTF-8 text ({exc.reason}): skipped")
+            return  # another tag's binary data (a camera's MakerNote): not text
     if not isinstance(value, str):
         return
     keyed = _KEYED_JSON.match(value)

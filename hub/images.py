@@ -84,16 +84,14 @@ def _brief(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("id", "kind", "name", "path", "sha256")}
 
 
-def _display(row: dict[str, Any]) -> str:
-    return f"{row['kind']}:{row['name']} ({row['sha256'][:10]})"
-
-
 def _pick(rows: list[dict[str, Any]], by: str) -> Resolution | None:
+    from hub.registry.queries import display
+
     unique = list({r["id"]: r for r in rows}.values())
     if len(unique) == 1:
         return Resolution("held", by, _brief(unique[0]))
     if unique:
-        return Resolution("ambiguous", by, candidates=sorted(_display(r) for r in unique))
+        return Resolution("ambiguous", by, candidates=sorted(display(r) for r in unique))
     return None
 
 
@@ -114,7 +112,7 @@ def resolve_resource(reader: Reader, res: Resource) -> Resolution:
         found = _pick(rows_by_source_version(reader, "civitai", res.version_id), "version id")
         if found:
             return found
-    kind = Kind(res.kind) if res.kind in Kind.__members__.values() else None
+    kind = Kind(res.kind) if res.kind in {k.value for k in Kind} else None
     for form in name_forms(res.name) if res.name else []:
         if found := _pick(resolve_rows(reader, Ref(form, kind=kind, name=form)), "name"):
             if res.hashes and found.status == "held":

@@ -1100,3 +1100,29 @@ def test_cli_stack_table_runs_as_a_hub_toml_stack(registry, files, tmp_path):
     result = runner("inspect", "--stack", str(plain), ok=False)
     assert result.code == 1
     assert result.err == f"error: {plain}: no generation metadata to make a stack from\n"
+
+
+def test_civitai_resources_resolve_by_version_id_of_an_installed_file(hub, models, tmp_path):
+    from fake_sites import FakeSite, Hosted
+
+    site = FakeSite()
+    hub.env["HUB_CIVITAI_URL"] = site.origin
+    try:
+        data = models["kohya-sd1"].read_bytes()
+        site.add(Hosted(101, 1001, 5001, data, "pixel_art_v1.safetensors", "Pixel Art"))
+        hub("install", "civitai:101@1001")
+    finally:
+        site.close()
+    text = (
+        'pixels\nSteps: 20, Seed: 1, Civitai resources: [{"type": "lora", "weight": 0.6, '
+        '"modelVersionId": 1001, "modelName": "Pixel Art"}, {"type": "lora", '
+        '"modelVersionId": 1002, "modelName": "Pixel Art"}]'
+    )
+    [found] = hub("inspect", str(png(tmp_path / "v.png", {"parameters": text})), "--json").json()
+    got = [
+        (r["version_id"], r["strength"], r["resolution"]["status"], r["resolution"]["by"])
+        for r in found["record"]["resources"]
+    ]
+    assert got == [(1001, 0.6, "held", "version id"), (1002, None, "unknown", None)]
+    held = found["record"]["resources"][0]["resolution"]["artifact"]
+    assert held["sha256"] == hashlib.sha256(data).hexdigest()

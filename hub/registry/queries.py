@@ -226,7 +226,8 @@ def rows_by_source_version(reader: Reader, site: str, version_id: int) -> list[d
     )
 
 
-def _display(row: dict[str, Any]) -> str:
+def display(row: dict[str, Any]) -> str:
+    """``kind:name[@version] (autov2)``: how errors and reports name an artifact."""
     version = f"@{row['version']}" if row["version"] else ""
     return f"{row['kind']}:{row['name']}{version} ({row['sha256'][:10]})"
 
@@ -257,7 +258,7 @@ def resolve(reader: Reader, text: str) -> dict[str, Any]:
             f"no artifact matches '{text}'", hint="see `hub list` or `hub search`"
         )
     if len(rows) > 1:
-        raise AmbiguousRefError(text, sorted(_display(r) for r in rows))
+        raise AmbiguousRefError(text, sorted(display(r) for r in rows))
     return rows[0]
 
 
