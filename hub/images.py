@@ -25,13 +25,16 @@ _MODEL_EXT = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|sft|gguf)$", re.IGNOREC
 @dataclass
 class Resolution:
     """Where a resource stands: ``held`` (``artifact`` is the registered file),
-    ``ambiguous`` (``candidates``), or ``unknown``; ``by`` says what matched."""
+    ``ambiguous`` (``candidates``), ``installable`` (``install`` is the ref, ``remote`` the
+    file a share site offers) or ``unknown``; ``by`` says what matched."""
 
     status: str
     by: str | None = None
     artifact: dict[str, Any] | None = None
     candidates: list[str] = field(default_factory=list)
     note: str | None = None
+    install: str | None = None  # the `hub install` ref, when the share site has the file
+    remote: dict[str, Any] | None = None  # what that install would fetch
 
 
 @dataclass
@@ -122,6 +125,48 @@ def resolve_resource(reader: Reader, res: Resource) -> Resolution:
     return Resolution("unknown")
 
 
+# Hash forms a share site is asked by (Civitai's by-hash matches these widths exactly).
+SITE_FORMS = ("sha256", "autov3", "autov2")
+
+
+class SiteLookup:
+    """Asks the share sites, by hash, for the files an image names and the registry lacks.
+    After the first failure to reach a site it stops asking (one note says why)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.failed: str | None = None
+
+    def complete(self, found: Inspection) -> None:
+        """Turn each ``unknown`` resolution that a site can serve into ``installable``."""
+        from hub.download import RemoteNotFoundError
+        from hub.install import pick_source
+        from hub.plugins.sourcing import Choice
+
+        pairs = zip(found.record.resources if found.record else [], found.resolutions, strict=True)
+        for res, how in pairs:
+            if how.status != "unknown":
+                continue
+            for ref in [f"{f}:{res.hashes[f]}" for f in SITE_FORMS if f in res.hashes]:
+                if self.failed:
+                    return
+                try:
+                    remote = pick_source(self.ctx, ref).resolve(ref, Choice())
+                except RemoteNotFoundError:
+                    continue
+                except HubError as exc:
+                    self.failed = exc.message
+                    found.notes.append(f"share site not asked further: {exc.message}")
+                    return
+                how.status, how.by, how.install, how.remote = (
+                    "installable",
+                    ref.split(":", 1)[0],
+                    ref,
+                    remote.plan(),
+                )
+                break
+
+
 def inspect_image(ctx: Context, path: Path) -> Inspection:
     """Read an image and resolve every resource it names against the registry."""
     found = read_image(path, ctx.image_readers)
@@ -207,6 +252,7 @@ def stack_table(found: Inspection, name: str) -> str:
         named = f"{res.kind} {res.name or '(unnamed)'}"
         if how.status != "held" or how.artifact is None:
             extra = f": {', '.join(how.candidates)}" if how.candidates else ""
+            extra += f" (hub install {how.install})" if how.install else ""
             comments.append(f"# {named}: {how.status}{extra}")
             continue
         ref = f"sha256:{how.artifact['sha256']}"

@@ -844,7 +844,7 @@ def test_cli_inspect_json_keeps_unknown_fields_and_resolutions(registry, files, 
     runner = HubRunner(registry, tmp_path)
     image = png(tmp_path / "a.png", {"parameters": a1111_text(files, sha(files["mix"])[:10])})
     full = png(tmp_path / "full.png", {"parameters": FULL})
-    [one, two] = runner("inspect", str(image), str(full), "--json").json()
+    [one, two] = runner("inspect", str(image), str(full), "--json", "--offline").json()
     assert one["record"]["tool"] == "A1111" and one["record"]["seed"] == 1
     by_name = {r["name"]: r for r in one["record"]["resources"]}
     assert by_name["style"]["resolution"]["status"] == "held"
@@ -854,7 +854,7 @@ def test_cli_inspect_json_keeps_unknown_fields_and_resolutions(registry, files, 
     assert extra["Tiled Diffusion"] == {"Method": "MultiDiffusion", "Tile width": 96}
     assert extra["Some-new/key"] == "x" and extra["Seed (first)"] == "1234567"
     assert {r["resolution"]["status"] for r in two["record"]["resources"]} == {"unknown"}
-    text = runner("inspect", str(image)).out
+    text = runner("inspect", str(image), "--offline").out
     assert f"{image}: A1111 v1.10.1 (png, read by a1111)" in text
     assert "  lora         style weight 0.8 [autov3 " in text
     assert ": held: lora:style (by autov3)" in text
@@ -869,7 +869,7 @@ def test_cli_inspect_no_metadata_and_hostile_files_are_one_line_each(registry, t
     Image.new("RGB", (8, 8)).save(plain)
     big = png(tmp_path / "big.png", {"parameters": "x" * (10 << 20)})
     bad16 = with_exif(tmp_path / "bad.webp", user_comment(b"UNICODE\0" + b"\x00a\xd8\x00\x00b"))
-    result = runner("inspect", str(plain), str(big), str(bad16))
+    result = runner("inspect", str(plain), str(big), str(bad16), "--offline")
     assert result.out.splitlines() == [
         f"{plain}: no generation metadata",
         f"{big}: no generation metadata ('tEXt chunk' is 10.0 MB, over 4.0 MB: skipped)",
@@ -885,7 +885,7 @@ def test_cli_inspect_no_metadata_and_hostile_files_are_one_line_each(registry, t
     nested = png(tmp_path / "n.png", {"prompt": deep})
     junk = tmp_path / "junk.webp"
     junk.write_bytes(b"RIFF\0\0\0\0WEBPjunk")
-    result = runner("inspect", str(graphs), str(nested), str(junk), ok=False)
+    result = runner("inspect", str(graphs), str(nested), str(junk), "--offline", ok=False)
     assert result.code == 1 and "Traceback" not in result.err
     assert result.err.splitlines() == [
         f"error: {junk}: not a readable image (cannot identify image file '{junk}')"
@@ -905,7 +905,7 @@ def test_inspect_imports_no_torch(hub, tmp_path):
         tmp_path / "c.png", {"prompt": (base.parent / f"{base.name}.prompt.json").read_text()}
     )
     a1111 = png(tmp_path / "a.png", {"parameters": FULL})
-    args = json.dumps(["inspect", str(comfy), str(a1111)])
+    args = json.dumps(["inspect", str(comfy), str(a1111), "--offline"])
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, args],
         cwd=hub.cwd,
@@ -1051,7 +1051,7 @@ def test_cli_stack_table_runs_as_a_hub_toml_stack(registry, files, tmp_path):
     runner = HubRunner(registry, tmp_path)
     text = a1111_text(files, sha(files["mix"])[:10]) + ", Hires upscale: 2"
     image = png(tmp_path / "My castle!.png", {"parameters": text})
-    table = runner("inspect", "--stack", str(image)).out
+    table = runner("inspect", "--stack", str(image), "--offline").out
     assert tomllib.loads(table) == {
         "stacks": {
             "My-castle": {
@@ -1083,7 +1083,7 @@ def test_cli_stack_table_runs_as_a_hub_toml_stack(registry, files, tmp_path):
     ]
     comfy = REAL / "comfy" / "comfyui_examples_lora_multiple.prompt.json"
     image = png(tmp_path / "c.png", {"prompt": comfy.read_text()})
-    table = runner("inspect", "--stack", str(image)).out
+    table = runner("inspect", "--stack", str(image), "--offline").out
     assert tomllib.loads(table)["stacks"]["c"] == {
         "prompt": "masterpiece best quality girl",
         "negative": "bad hands",
@@ -1097,7 +1097,7 @@ def test_cli_stack_table_runs_as_a_hub_toml_stack(registry, files, tmp_path):
     assert "# checkpoint v1-5-pruned-emaonly.ckpt: unknown" in table
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
-    result = runner("inspect", "--stack", str(plain), ok=False)
+    result = runner("inspect", "--stack", str(plain), "--offline", ok=False)
     assert result.code == 1
     assert result.err == f"error: {plain}: no generation metadata to make a stack from\n"
 
@@ -1126,3 +1126,43 @@ def test_civitai_resources_resolve_by_version_id_of_an_installed_file(hub, model
     assert got == [(1001, 0.6, "held", "version id"), (1002, None, "unknown", None)]
     held = found["record"]["resources"][0]["resolution"]["artifact"]
     assert held["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_files_not_held_are_installable_from_the_share_site_unless_offline(hub, models, tmp_path):
+    from fake_sites import FakeSite, Hosted
+
+    data = models["kohya-sd1"].read_bytes()
+    v3 = autov3(models["kohya-sd1"])[:12]
+    text = (
+        "pixels <lora:pixel:0.7> <lora:other:1>\nSteps: 20, Seed: 1, Model hash: 0123456789, "
+        f'Lora hashes: "pixel: {v3}"'
+    )
+    image = png(tmp_path / "i.png", {"parameters": text})
+    site = FakeSite()
+    hub.env["HUB_CIVITAI_URL"] = site.origin
+    try:
+        site.add(Hosted(101, 1001, 5001, data, "pixel_art_v1.safetensors", "Pixel Art"))
+        [found] = hub("inspect", str(image), "--json").json()
+        how = {r["name"]: r["resolution"] for r in found["record"]["resources"]}
+        assert (how["pixel"]["status"], how["pixel"]["install"]) == ("installable", f"autov3:{v3}")
+        assert how["pixel"]["remote"]["file"] == "pixel_art_v1.safetensors"
+        assert how["pixel"]["remote"]["sha256"].lower() == hashlib.sha256(data).hexdigest()
+        assert how[None]["status"] == "unknown"  # the checkpoint: not on the site
+        assert how["other"]["status"] == "unknown"  # no hash: the site is not asked
+        text_out = hub("inspect", str(image)).out
+        assert (
+            f"installable: hub install autov3:{v3} (civitai: pixel_art_v1.safetensors)" in text_out
+        )
+        asked = len(site.api_requests)
+        [offline] = hub("inspect", str(image), "--json", "--offline").json()
+        assert len(site.api_requests) == asked  # --offline asks nothing
+        assert {r["resolution"]["status"] for r in offline["record"]["resources"]} == {"unknown"}
+        hub("install", f"autov3:{v3}")
+        [again] = hub("inspect", str(image), "--json").json()
+        assert again["record"]["resources"][0]["resolution"]["status"] == "held"
+    finally:
+        site.close()
+    hub.env["HUB_CIVITAI_URL"] = site.origin  # closed now: nothing answers
+    result = hub("inspect", str(image), "--json")
+    [down] = result.json()
+    assert len(down["notes"]) == 1 and down["notes"][0].startswith("share site not asked further")

@@ -50,6 +50,10 @@ def _status(how: Resolution) -> str:
         art = how.artifact
         text = f"held: {art['kind']}:{art['name']} (by {how.by})"
         return text + (f"; {how.note}" if how.note else "")
+    if how.status == "installable" and how.remote:
+        return (
+            f"installable: hub install {how.install} ({how.remote['source']}: {how.remote['file']})"
+        )
     if how.status == "ambiguous":
         return f"ambiguous by {how.by}: " + ", ".join(how.candidates)
     return "unknown"
@@ -102,17 +106,23 @@ def register(app: typer.Typer) -> None:
         stack: bool = typer.Option(
             False, "--stack", help="Print each image's stack as a [stacks.NAME] table."
         ),
+        offline: bool = typer.Option(
+            False, "--offline", help="Do not ask the share site about files not held."
+        ),
     ) -> None:
         """Show what made an image: tool, prompt, settings, and each file it names, with
         whether the registry holds it."""
-        from hub.images import inspect_image, stack_table
+        from hub.images import SiteLookup, inspect_image, stack_table
 
         hub_ctx = context(ctx)
+        site = None if offline else SiteLookup(hub_ctx)
         reports: list[dict[str, Any]] = []
         failed = False
         for path in images:
             try:
                 found = inspect_image(hub_ctx, path)
+                if site is not None:
+                    site.complete(found)
                 table = stack_table(found, path.stem) if stack else None
             except HubError as exc:
                 failed = True
