@@ -617,6 +617,13 @@ def test_a_graph_with_a_cycle_is_read_up_to_the_loop(readers, tmp_path):
     assert [r.name for r in rec.resources if r.kind == "lora"] == ["b.safetensors", "a.safetensors"]
     assert "the graph loops back to node 10: walk stopped" in rec.notes
     assert "the graph loops back to node 6: walk stopped" in rec.notes
+    chain = {
+        str(i): {"class_type": "ModelSamplingDiscrete", "inputs": {"model": [str(i + 1), 0]}}
+        for i in range(1, 1000)
+    }
+    chain["0"] = {"class_type": "KSampler", "inputs": {"steps": 5, "model": ["1", 0]}}
+    rec = record(png(tmp_path / "l.png", {"prompt": json.dumps(chain)}), readers)
+    assert rec.steps == 5 and rec.notes == ["a chain of over 200 nodes: walk stopped"]
 
 
 @pytest.mark.parametrize(

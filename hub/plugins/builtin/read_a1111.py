@@ -153,14 +153,14 @@ def _civitai_resources(value: Any, out: _Resources) -> bool:
     return True
 
 
-def record_from_infotext(info: infotext.Infotext, reader: str = "a1111") -> ImageRecord:
+def record_from_infotext(info: infotext.Infotext) -> ImageRecord:
     """The record of parsed infotext; every pair it does not map stays in ``extra``."""
     p = dict(info.params)
     tool, version = tool_of(p)
     p.pop("Version", None)
     if tool == "SD.Next":
         p.pop("App")
-    rec = ImageRecord(reader, tool, version, info.prompt, info.negative or None)
+    rec = ImageRecord("a1111", tool, version, info.prompt, info.negative or None)
     sampler = p.pop("Sampler", None)
     schedule = p.pop("Schedule type", None)
     if sampler is not None:

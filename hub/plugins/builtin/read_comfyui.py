@@ -74,8 +74,11 @@ class _Walker:
         seen: set[str] = set()
         while _is_link(link):
             node_id = str(link[0])
-            if node_id in seen or len(seen) >= MAX_DEPTH:
+            if node_id in seen:
                 self.notes.append(f"the graph loops back to node {node_id}: walk stopped")
+                return
+            if len(seen) >= MAX_DEPTH:
+                self.notes.append(f"a chain of over {MAX_DEPTH} nodes: walk stopped")
                 return
             seen.add(node_id)
             node = self.graph.get(node_id)
