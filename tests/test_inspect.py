@@ -1173,3 +1173,78 @@ def test_files_not_held_are_installable_from_the_share_site_unless_offline(hub, 
     result = hub("inspect", str(image), "--json")
     [down] = result.json()
     assert len(down["notes"]) == 1 and down["notes"][0].startswith("share site not asked further")
+
+
+def test_comfyui_efficiency_and_comfyroll_lora_stacks(readers, tmp_path):
+    graph = {
+        "20": {
+            "class_type": "Efficient Loader",
+            "inputs": {
+                "ckpt_name": "mix.safetensors",
+                "vae_name": "vae-ft-mse.safetensors",
+                "clip_skip": -2,
+                "lora_name": "None",
+                "lora_model_strength": 1.0,
+                "lora_clip_strength": 1.0,
+                "positive": "a castle",
+                "negative": "fog",
+                "empty_latent_width": 640,
+                "empty_latent_height": 512,
+                "batch_size": 1,
+                "lora_stack": ["30", 0],
+            },
+        },
+        "30": {
+            "class_type": "LoRA Stacker",
+            "inputs": {
+                "input_mode": "simple",
+                "lora_count": 2,
+                "lora_name_1": "a.safetensors",
+                "lora_wt_1": 0.6,
+                "lora_name_2": "None",
+                "lora_wt_2": 1.0,
+                "lora_name_3": "c.safetensors",  # past lora_count: not used
+                "lora_wt_3": 1.0,
+                "lora_stack": ["31", 0],
+            },
+        },
+        "31": {
+            "class_type": "CR LoRA Stack",
+            "inputs": {
+                "switch_1": "On",
+                "lora_name_1": "b.safetensors",
+                "model_weight_1": 0.9,
+                "clip_weight_1": 0.4,
+                "switch_2": "Off",
+                "lora_name_2": "off.safetensors",
+                "model_weight_2": 1.0,
+                "clip_weight_2": 1.0,
+                "switch_3": "On",
+                "lora_name_3": "None",
+                "model_weight_3": 1.0,
+                "clip_weight_3": 1.0,
+            },
+        },
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": 4,
+                "steps": 6,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+                "model": ["20", 0],
+                "positive": ["20", 1],
+                "negative": ["20", 2],
+                "latent_image": ["20", 3],
+            },
+        },
+    }
+    rec = record(png(tmp_path / "e.png", {"prompt": json.dumps(graph)}), readers)
+    assert settings(rec) == ("ComfyUI", "euler", "normal", 6, 7.0, 4, 640, 512, 2)
+    assert (rec.prompt, rec.negative) == ("a castle", "fog")
+    assert res(rec, "checkpoint")[0] == "mix.safetensors"
+    assert res(rec, "vae")[0] == "vae-ft-mse.safetensors"
+    loras = [(r.name, r.strength, r.clip_strength) for r in rec.resources if r.kind == "lora"]
+    assert loras == [("a.safetensors", 0.6, 0.6), ("b.safetensors", 0.9, 0.4)]

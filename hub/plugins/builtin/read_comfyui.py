@@ -107,6 +107,8 @@ class _Walker:
                 if name in inputs:
                     value = self.literal(inputs[name])
                     return value if isinstance(value, str) else None
+            if isinstance(inputs.get(role), str):  # Efficient Loader: the text itself
+                return inputs[role]
         return None
 
 
@@ -127,6 +129,66 @@ def _power_loras(inputs: dict[str, Any]) -> list[Resource]:
                 Resource("lora", name, {}, None, strength, two if two is not None else strength)
             )
     return out
+
+
+def _stack_entries(walk: _Walker, ctype: Any, inputs: dict[str, Any]) -> list[Resource]:
+    """The LoRAs one stack node lists: Efficiency Nodes' ``LoRA Stacker`` (the first
+    ``lora_count`` slots; ``simple`` mode: one weight for both) or Comfyroll's
+    ``CR LoRA Stack`` (three slots, each switched ``On``/``Off``)."""
+    out = []
+    if ctype == "LoRA Stacker":
+        count = number(walk.literal(inputs.get("lora_count")), int) or 0
+        advanced = walk.literal(inputs.get("input_mode")) == "advanced"
+        keys = [
+            (f"lora_name_{i}", f"model_str_{i}", f"clip_str_{i}")
+            if advanced
+            else (f"lora_name_{i}", f"lora_wt_{i}", f"lora_wt_{i}")
+            for i in range(1, min(count, 50) + 1)
+        ]
+    elif ctype == "CR LoRA Stack":
+        keys = [
+            (f"lora_name_{i}", f"model_weight_{i}", f"clip_weight_{i}")
+            for i in (1, 2, 3)
+            if walk.literal(inputs.get(f"switch_{i}")) == "On"
+        ]
+    else:
+        return out
+    for name_key, model_key, clip_key in keys:
+        name = walk.literal(inputs.get(name_key))
+        if isinstance(name, str) and name not in ("", "None"):
+            model = number(walk.literal(inputs.get(model_key)), float)
+            clip = number(walk.literal(inputs.get(clip_key)), float)
+            out.append(Resource("lora", name, strength=model, clip_strength=clip))
+    return out
+
+
+def _stacked(walk: _Walker, node_id: str, ctype: Any, inputs: dict[str, Any]) -> list[Resource]:
+    """The LoRAs a stack consumer applies, in order: Efficient Loader's own ``lora_name``,
+    then its ``lora_stack`` chain (each stack node's LoRAs before those it is fed)."""
+    out = []
+    own = walk.literal(inputs.get("lora_name"))
+    if ctype == "Efficient Loader" and isinstance(own, str) and own != "None":
+        model = number(walk.literal(inputs.get("lora_model_strength")), float)
+        clip = number(walk.literal(inputs.get("lora_clip_strength")), float)
+        out.append(Resource("lora", own, strength=model, clip_strength=clip))
+        out[0].origin = f"node {node_id} {ctype}"
+    for stack_id, stack in walk.chain(inputs.get("lora_stack"), ("lora_stack",)):
+        entries = _stack_entries(walk, stack.get("class_type"), _inputs(stack))
+        for res in entries:
+            res.origin = f"node {stack_id} {stack.get('class_type')} via node {node_id}"
+        out.extend(entries)
+    return out
+
+
+def _efficient_loader(
+    walk: _Walker, node_id: str, inputs: dict[str, Any], rec: ImageRecord
+) -> None:
+    """Efficient Loader's own VAE (unless ``Baked VAE``) and clip skip (``-N`` = N)."""
+    vae = walk.literal(inputs.get("vae_name"))
+    if isinstance(vae, str) and vae not in ("Baked VAE", "None"):
+        rec.resources.append(Resource("vae", vae, origin=f"node {node_id} Efficient Loader"))
+    skip = number(walk.literal(inputs.get("clip_skip")), int)
+    rec.clip_skip = -skip if skip is not None and skip < 0 else rec.clip_skip
 
 
 def _model_chain(walk: _Walker, link: Any, rec: ImageRecord) -> dict[str, Resource]:
@@ -151,6 +213,11 @@ def _model_chain(walk: _Walker, link: Any, rec: ImageRecord) -> dict[str, Resour
             for n, res in reversed(list(enumerate(_power_loras(inputs)))):
                 res.origin = f"node {node_id} {ctype}"
                 loras[f"{node_id}.{n}"] = res
+        elif ctype in ("Efficient Loader", "CR Apply LoRA Stack"):
+            for n, res in reversed(list(enumerate(_stacked(walk, node_id, ctype, inputs)))):
+                loras[f"{node_id}.{n}"] = res
+            if ctype == "Efficient Loader":
+                _efficient_loader(walk, node_id, inputs, rec)
         name = next((inputs[k] for k in CHECKPOINT_NAMES if k in inputs), None)
         if name is not None:
             rec.resources.append(
@@ -187,10 +254,11 @@ def _encoder_clip(walk: _Walker, link: Any) -> Any:
 def _size(walk: _Walker, link: Any, rec: ImageRecord) -> None:
     for _, node in walk.chain(link, ("latent_image", "samples", "latent")):
         inputs = _inputs(node)
-        if "width" in inputs and "height" in inputs:
-            rec.width = number(walk.literal(inputs["width"]), int)
-            rec.height = number(walk.literal(inputs["height"]), int)
-            return
+        for w, h in (("width", "height"), ("empty_latent_width", "empty_latent_height")):
+            if w in inputs and h in inputs:  # EmptyLatentImage; Efficient Loader
+                rec.width = number(walk.literal(inputs[w]), int)
+                rec.height = number(walk.literal(inputs[h]), int)
+                return
 
 
 def _pick_sampler(graph: Graph) -> tuple[str, dict[str, Any]] | None:
