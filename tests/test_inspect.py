@@ -1248,3 +1248,12 @@ def test_comfyui_efficiency_and_comfyroll_lora_stacks(readers, tmp_path):
     assert res(rec, "vae")[0] == "vae-ft-mse.safetensors"
     loras = [(r.name, r.strength, r.clip_strength) for r in rec.resources if r.kind == "lora"]
     assert loras == [("a.safetensors", 0.6, 0.6), ("b.safetensors", 0.9, 0.4)]
+
+
+def test_lyco_tags_are_lora_family_add_ons(readers, tmp_path):
+    text = "x <lyco:ly:0.3> <LoRA:big:te=0.2:unet=0.9>\nSteps: 1, Seed: 2, Sampler: Euler"
+    rec = record(png(tmp_path / "l.png", {"parameters": text}), readers)
+    assert res(rec, "lora", "ly") == ("ly", {}, 0.3, 0.3, None)
+    assert res(rec, "lora", "big") == ("big", {}, 0.9, 0.2, None)
+    bad = record(png(tmp_path / "b.png", {"parameters": "x <lora:q:abc>\n" + text[2:]}), readers)
+    assert bad.notes == ["'<lora:q:abc>': 'abc' is not a number"]
