@@ -13,6 +13,7 @@ from hub.registry.store import Store
 
 if TYPE_CHECKING:
     from hub.plugins.converting import Converter
+    from hub.plugins.imaging import ImageReader
     from hub.plugins.probing import Probe
 
 
@@ -57,3 +58,10 @@ class Context:
 
         self.load_plugins()
         return {name: reg.value for name, reg in plugins.collect("register_probes").items()}
+
+    @cached_property
+    def image_readers(self) -> dict[str, ImageReader]:
+        from hub import plugins
+
+        self.load_plugins()
+        return {n: reg.value for n, reg in plugins.collect("register_image_readers").items()}

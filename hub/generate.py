@@ -130,14 +130,6 @@ def choose_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
     return device, dtype
 
 
-def split_sampler(name: str) -> tuple[str, str]:
-    """A1111's legacy combined names (``DPM++ 2M Karras``) as (sampler, schedule type)."""
-    for schedule in ("Karras", "Exponential", "Polyexponential", "SGM Uniform", "Beta"):
-        if name.endswith(" " + schedule):
-            return name[: -len(schedule) - 1], schedule
-    return name, "Automatic"
-
-
 def with_stack(job: Job, settings_raw: dict[str, Any]) -> Job:
     """The job with a ``[stacks.NAME]`` table of hub.toml filled in under it: the job's own
     values win, add-on lists and prompt parts are joined."""
@@ -251,7 +243,7 @@ def plan(ctx: Context, job: Job, shapes_of: Callable[[dict[str, Any]], Any] | No
         if words:
             prompt_text = ", ".join([prompt_text, *words]) if prompt_text else ", ".join(words)
             written = ", ".join([job.prompt, *words]) + written[len(job.prompt) :]
-    sampler, schedule = split_sampler(job.sampler or "Euler a")
+    sampler, schedule = infotext.split_sampler(job.sampler or "Euler a")
     size = DEFAULT_SIZE[model["base"]]
     request = Request(
         prompt=prompt_text,

@@ -54,13 +54,30 @@ def split_prompt(prompt: str) -> tuple[str, list[Tag]]:
     return text.strip(" ,\n"), tags
 
 
+def find_tags(prompt: str) -> tuple[list[Tag], list[str]]:
+    """Every extra-network tag of a prompt that parses, and why the others do not."""
+    tags, errors = [], []
+    for m in _TAG.finditer(prompt):
+        try:
+            tags.append(parse_tag(m[1], m[2]))
+        except ValueError as exc:
+            errors.append(str(exc))
+    return tags, errors
+
+
 @dataclass
 class Infotext:
-    """The prompt, the negative prompt and the settings line's pairs, in order."""
+    """The prompt, the negative prompt and the settings line's pairs, in order.
+
+    A value is text, except ``Size`` (a (width, height) tuple) and JSON written unquoted
+    after a key (``Hashes: {...}``, ``Civitai resources: [...]``), kept as read. A key written
+    twice keeps its last value in ``params`` and its first in ``earlier``.
+    """
 
     prompt: str
     negative: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    earlier: dict[str, Any] = field(default_factory=dict)
 
 
 def _value(value: Any) -> str:
@@ -77,6 +94,14 @@ def format_infotext(info: Infotext) -> str:
     return "\n".join(lines)
 
 
+def split_sampler(name: str) -> tuple[str, str]:
+    """A1111's legacy combined names (``DPM++ 2M Karras``) as (sampler, schedule type)."""
+    for schedule in ("Karras", "Exponential", "Polyexponential", "SGM Uniform", "Beta"):
+        if name.endswith(" " + schedule):
+            return name[: -len(schedule) - 1], schedule
+    return name, "Automatic"
+
+
 def _unquote(text: str) -> str:
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
@@ -87,27 +112,109 @@ def _unquote(text: str) -> str:
     return text
 
 
+_KEY = re.compile(r"\s*([\w /-]+):\s*")
+_QUOTED = re.compile(r'"(?:\\.|[^\\"])*"')
+_BARE = re.compile(r"\s*([\w /-]+)\s*$")
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+_JSON = json.JSONDecoder()
+
+
+def _ends_value(line: str, pos: int) -> int | None:
+    """Past the comma that ends a value at ``pos`` (or the line's end); None if text follows."""
+    rest = len(line) - len(line[pos:].lstrip(" "))
+    if rest == len(line):
+        return rest
+    return rest + 1 if line[rest] == "," else None
+
+
+def _value_at(line: str, pos: int) -> tuple[Any, int]:
+    """The value starting at ``pos`` and where the next pair starts: a JSON string, JSON
+    written unquoted (read whole, commas and all), or the text up to the next comma."""
+    head = line[pos : pos + 1]
+    if head == '"' and (m := _QUOTED.match(line, pos)) and (nxt := _ends_value(line, m.end())):
+        return _unquote(m[0]), nxt
+    if head in ("{", "["):
+        try:
+            value, end = _JSON.raw_decode(line, pos)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if (nxt := _ends_value(line, end)) is not None:
+                return value, nxt
+    comma = line.find(",", pos)
+    end = len(line) if comma < 0 else comma
+    return line[pos:end].strip(), end + 1
+
+
+def _scan(line: str) -> list[tuple[str, Any, bool]]:
+    """(key, value, bare) for each pair of a settings line, in order; a bare key is its own
+    value; text that is no pair is skipped."""
+    pairs: list[tuple[str, Any, bool]] = []
+    pos = 0
+    while pos < len(line):
+        m = _KEY.match(line, pos)
+        if m is None:
+            comma = line.find(",", pos)
+            end = len(line) if comma < 0 else comma
+            if bare := _BARE.match(line[pos:end]):
+                pairs.append((bare[1].strip(), bare[1].strip(), True))
+            pos = end + 1
+            continue
+        value, pos = _value_at(line, m.end())
+        pairs.append((m[1].strip(), value, False))
+    return pairs
+
+
+def _is_settings(pairs: list[tuple[str, Any, bool]]) -> bool:
+    """A1111's test: three ``key: value`` pairs or more (bare keys do not count)."""
+    return sum(not bare for _, _, bare in pairs) >= 3
+
+
+def _split_one_line(lines: list[str]) -> list[str]:
+    """Civitai's one-line text: its settings start at the last ``Steps: `` of the line and
+    its negative prompt at ``Negative prompt:`` before them."""
+    last = lines[-1]
+    at = last.rfind("Steps: ")
+    if at <= 0 or last.startswith("Steps: ") or not _is_settings(_scan(last[at:])):
+        return lines
+    head, settings = last[:at], last[at:]
+    neg = head.find("Negative prompt:")
+    heads = [head[:neg], head[neg:]] if neg > 0 else [head]
+    return [*lines[:-1], *heads, settings]
+
+
 def parse_infotext(text: str) -> Infotext:
-    """A1111 infotext from any tool: the last line with ``Steps: `` is the settings line."""
-    lines = text.strip().split("\n")
-    settings_at = next(
-        (i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("Steps: ")), None
-    )
-    params: dict[str, Any] = {}
-    if settings_at is not None:
-        for m in _PAIR.finditer(lines[settings_at]):
-            params[m[1].strip()] = _unquote(m[2])
-        lines = lines[:settings_at]
+    """A1111 infotext from any tool: the last line is the settings line when it holds three
+    pairs or more (else the last line starting with ``Steps: `` is); everything before it is
+    the prompt, then the negative prompt from ``Negative prompt:`` on."""
+    text = re.sub(r"^parameters:\s*", "", text.strip(), flags=re.IGNORECASE)
+    lines = _split_one_line(text.split("\n"))
+    pairs = _scan(lines[-1])
+    if _is_settings(pairs):
+        lines = lines[:-1]
+    else:
+        at = next(
+            (i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("Steps: ")), None
+        )
+        pairs = _scan(lines[at]) if at is not None else []
+        lines = lines[:at] if at is not None else lines
+    info = Infotext("")
+    for key, value, _ in pairs:
+        if key in info.params:
+            info.earlier.setdefault(key, info.params.pop(key))
+        info.params[key] = value
     prompt, negative, in_negative = [], [], False
     for line in lines:
+        line = line.strip()
         if line.startswith("Negative prompt:"):
             in_negative = True
             line = line[len("Negative prompt:") :].strip()
         (negative if in_negative else prompt).append(line)
-    if "Size" in params:
-        w, _, h = params["Size"].partition("x")
-        params["Size"] = (int(w), int(h))
-    return Infotext("\n".join(prompt).strip(), "\n".join(negative).strip(), params)
+    info.prompt, info.negative = "\n".join(prompt).strip(), "\n".join(negative).strip()
+    size = _SIZE.match(str(info.params.get("Size", "")))
+    if size:
+        info.params["Size"] = (int(size[1]), int(size[2]))
+    return info
 
 
 def hash_list(text: str | None) -> dict[str, str]:

@@ -47,10 +47,19 @@ def _root(
 
 
 def _register_commands() -> None:
-    from hub.cli import config_cmd, demo_cmd, generate_cmd, library, plugins_cmd, serve_cmd
+    from hub.cli import (
+        config_cmd,
+        demo_cmd,
+        generate_cmd,
+        inspect_cmd,
+        library,
+        plugins_cmd,
+        serve_cmd,
+    )
 
     library.register(app)
     generate_cmd.register(app)
+    inspect_cmd.register(app)
     serve_cmd.register(app)
     plugins_cmd.register(app)
     config_cmd.register(app)

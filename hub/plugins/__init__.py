@@ -24,6 +24,11 @@ BUILTIN_PLUGINS = (
     "hub.plugins.builtin.url",
     "hub.plugins.builtin.merge_methods",
     "hub.plugins.builtin.diffusers_backend",
+    "hub.plugins.builtin.read_a1111",
+    "hub.plugins.builtin.read_comfyui",
+    "hub.plugins.builtin.read_invokeai",
+    "hub.plugins.builtin.read_fooocus",
+    "hub.plugins.builtin.read_novelai",
 )
 
 _pm: pluggy.PluginManager | None = None

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hub.config import Settings
     from hub.plugins.converting import Converter
     from hub.plugins.generating import LoadedModel
+    from hub.plugins.imaging import ImageReader
     from hub.plugins.probing import Probe
     from hub.plugins.sourcing import Source
 
@@ -56,6 +57,19 @@ def register_merge_methods(register: Callable[[str, Any], None]) -> None:
     """Provide checkpoint merge methods: ``register(name, method)`` with a
     :class:`hub.plugins.builtin.merge_methods.MergeMethod` (inputs, A1111 label, and a
     per-tensor function). Returns nothing.
+    """
+
+
+@hookspec
+def register_image_readers(register: Callable[[str, ImageReader], None]) -> None:
+    """Provide readers of generation metadata in images: ``register(name, reader)``.
+
+    A reader is called with a :class:`hub.plugins.imaging.ImageMetadata` (the image's text
+    chunks, decoded EXIF UserComment and XMP) and returns a
+    :class:`hub.plugins.imaging.ImageRecord` (tool, prompt, settings, resources, extra
+    fields) or a :class:`hub.plugins.imaging.Declined` with the reason; it never raises on
+    bad input. Every reader runs on every image; the highest-scoring record wins.
+    Returns nothing.
     """
 
 

@@ -196,7 +196,38 @@ def _by_hash(reader: Reader, prefix: str) -> list[dict[str, Any]]:
     )
 
 
-def _display(row: dict[str, Any]) -> str:
+# One exact rule per hash form (hub.plugins.imaging.HASH_FORMS): a value matches only the
+# hash it is a form of, never a prefix of another one.
+_FORM_SQL = {
+    "sha256": "sha256 = :v",
+    "autov1": "autov1 = :v",
+    "autov2": "substr(sha256, 1, 10) = :v",
+    "autov3": "(substr(autov3, 1, length(:v)) = :v AND length(:v) IN (12, 64)) "
+    "OR (autov3 IS NULL AND substr(sha256, 1, 12) = :v)",
+    "sha256_12": "substr(sha256, 1, 12) = :v",
+}
+
+
+def rows_by_hash_form(reader: Reader, form: str, value: str) -> list[dict[str, Any]]:
+    """Artifacts whose hash of ``form`` (sha256, autov1, autov2, autov3, sha256_12) equals
+    ``value``. ``autov3`` follows A1111: a non-safetensors file (no AutoV3) is named by the
+    first 12 hex of its SHA-256. An unknown form (blake3, not stored) matches nothing."""
+    if form not in _FORM_SQL:
+        return []
+    return reader.rows(f"SELECT {COLUMNS} FROM artifact a WHERE {_FORM_SQL[form]}", {"v": value})
+
+
+def rows_by_source_version(reader: Reader, site: str, version_id: int) -> list[dict[str, Any]]:
+    """Artifacts installed from ``site`` as that version id (``source_ref.version_id``)."""
+    return reader.rows(
+        f"SELECT {COLUMNS} FROM artifact a WHERE a.source = :site AND "
+        "json_extract(a.source_ref, '$.version_id') = :vid",
+        {"site": site, "vid": version_id},
+    )
+
+
+def display(row: dict[str, Any]) -> str:
+    """``kind:name[@version] (autov2)``: how errors and reports name an artifact."""
     version = f"@{row['version']}" if row["version"] else ""
     return f"{row['kind']}:{row['name']}{version} ({row['sha256'][:10]})"
 
@@ -232,7 +263,7 @@ def resolve(reader: Reader, text: str, kind: str | None = None) -> dict[str, Any
             f"no artifact matches '{text}'", hint="see `hub list` or `hub search`"
         )
     if len(rows) > 1:
-        raise AmbiguousRefError(text, sorted(_display(r) for r in rows))
+        raise AmbiguousRefError(text, sorted(display(r) for r in rows))
     return rows[0]
 
 

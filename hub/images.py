@@ -1,0 +1,281 @@
+"""What an image says about how it was made (``hub inspect``): every registered reader runs
+on the image's metadata, the best record wins, and each resource it names is resolved
+against the registry: by hash first (each form by its own rule), then by share-site
+version id, then by name (exact, then without folders and extension). Several matches are
+reported as ambiguous, never guessed."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+from hub.context import Context
+from hub.errors import HubError
+from hub.imagemeta import read_metadata
+from hub.plugins.imaging import Declined, ImageReader, ImageRecord, Resource
+from hub.registry.db import Reader
+from hub.taxonomy import Kind, Ref
+
+_MODEL_EXT = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|sft|gguf)$", re.IGNORECASE)
+
+
+@dataclass
+class Resolution:
+    """Where a resource stands: ``held`` (``artifact`` is the registered file),
+    ``ambiguous`` (``candidates``), ``installable`` (``install`` is the ref, ``remote`` the
+    file a share site offers) or ``unknown``; ``by`` says what matched."""
+
+    status: str
+    by: str | None = None
+    artifact: dict[str, Any] | None = None
+    candidates: list[str] = field(default_factory=list)
+    note: str | None = None
+    install: str | None = None  # the `hub install` ref, when the share site has the file
+    remote: dict[str, Any] | None = None  # what that install would fetch
+
+
+@dataclass
+class Inspection:
+    """One image: the winning record (None when no reader matched), every reader's answer,
+    notes on skipped metadata, and one resolution per resource of the record."""
+
+    path: str
+    container: str
+    record: ImageRecord | None
+    answers: list[dict[str, Any]]
+    notes: list[str]
+    resolutions: list[Resolution] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        rec = self.record.as_dict() if self.record else None
+        if rec:
+            for res, how in zip(rec["resources"], self.resolutions, strict=False):
+                res["resolution"] = asdict(how)
+        return {
+            "path": self.path,
+            "container": self.container,
+            "record": rec,
+            "readers": self.answers,
+            "notes": self.notes,
+        }
+
+
+def read_image(path: Path, readers: dict[str, ImageReader]) -> Inspection:
+    """Run every reader on the image's metadata; the best-scoring record wins. A reader that
+    raises is reported as declining with its error, so one bad plugin hides nothing."""
+    meta = read_metadata(path)
+    answers: list[dict[str, Any]] = []
+    best: ImageRecord | None = None
+    for name, reader in readers.items():
+        try:
+            answer = reader(meta)
+        except Exception as exc:  # a third-party reader's bug must not hide the others
+            answer = Declined(name, f"failed: {type(exc).__name__}: {exc}")
+        if isinstance(answer, ImageRecord):
+            answers.append({"reader": name, "matched": True, "tool": answer.tool})
+            if best is None or answer.score > best.score:
+                best = answer
+        else:
+            answers.append({"reader": name, "matched": False, "reason": answer.reason})
+    return Inspection(str(path), meta.container, best, answers, list(meta.notes))
+
+
+def _brief(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "kind", "name", "path", "sha256")}
+
+
+def _pick(rows: list[dict[str, Any]], by: str) -> Resolution | None:
+    from hub.registry.queries import display
+
+    unique = list({r["id"]: r for r in rows}.values())
+    if len(unique) == 1:
+        return Resolution("held", by, _brief(unique[0]))
+    if unique:
+        return Resolution("ambiguous", by, candidates=sorted(display(r) for r in unique))
+    return None
+
+
+def name_forms(name: str) -> list[str]:
+    """The name as written, then without folders (``/`` or ``\\``) and model extension."""
+    bare = _MODEL_EXT.sub("", PureWindowsPath(name).name)
+    return [name] if bare == name else [name, bare]
+
+
+def resolve_resource(reader: Reader, res: Resource) -> Resolution:
+    """The registered file a resource names: by hash, version id, then name."""
+    from hub.registry.queries import resolve_rows, rows_by_hash_form, rows_by_source_version
+
+    for form, value in res.hashes.items():
+        if found := _pick(rows_by_hash_form(reader, form, value), form):
+            return found
+    if res.version_id is not None:
+        found = _pick(rows_by_source_version(reader, "civitai", res.version_id), "version id")
+        if found:
+            return found
+    kind = Kind(res.kind) if res.kind in {k.value for k in Kind} else None
+    for form in name_forms(res.name) if res.name else []:
+        if found := _pick(resolve_rows(reader, Ref(form, kind=kind, name=form)), "name"):
+            if res.hashes and found.status == "held":
+                given = ", ".join(f"{k} {v}" for k, v in res.hashes.items())
+                found.note = f"the image gives {given}; the registered file's hash differs"
+            return found
+    return Resolution("unknown")
+
+
+# Hash forms a share site is asked by (Civitai's by-hash matches these widths exactly).
+SITE_FORMS = ("sha256", "autov3", "autov2")
+
+
+class SiteLookup:
+    """Asks the share sites, by hash, for the files an image names and the registry lacks.
+    After the first failure to reach a site it stops asking (one note says why)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.failed: str | None = None
+
+    def complete(self, found: Inspection) -> None:
+        """Turn each ``unknown`` resolution that a site can serve into ``installable``."""
+        from hub.download import RemoteNotFoundError
+        from hub.install import pick_source
+        from hub.plugins.sourcing import Choice
+
+        pairs = zip(found.record.resources if found.record else [], found.resolutions, strict=True)
+        for res, how in pairs:
+            if how.status != "unknown":
+                continue
+            for ref in [f"{f}:{res.hashes[f]}" for f in SITE_FORMS if f in res.hashes]:
+                if self.failed:
+                    return
+                try:
+                    remote = pick_source(self.ctx, ref).resolve(ref, Choice())
+                except RemoteNotFoundError:
+                    continue
+                except HubError as exc:
+                    self.failed = exc.message
+                    found.notes.append(f"share site not asked further: {exc.message}")
+                    return
+                how.status, how.by, how.install, how.remote = (
+                    "installable",
+                    ref.split(":", 1)[0],
+                    ref,
+                    remote.plan(),
+                )
+                break
+
+
+def inspect_image(ctx: Context, path: Path) -> Inspection:
+    """Read an image and resolve every resource it names against the registry."""
+    found = read_image(path, ctx.image_readers)
+    if found.record and found.record.resources:
+        with ctx.db.reader() as reader:
+            found.resolutions = [resolve_resource(reader, r) for r in found.record.resources]
+    return found
+
+
+# ComfyUI (and Fooocus) sampler and scheduler names -> A1111's, which `hub generate` takes.
+COMFY_SAMPLERS = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "heun": "Heun",
+    "lms": "LMS",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_gpu": "DPM++ SDE",
+    "ddim": "DDIM",
+    "uni_pc": "UniPC",
+}
+COMFY_SCHEDULES = {
+    "normal": None,
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "sgm_uniform": "SGM Uniform",
+    "beta": "Beta",
+}
+_TOML_KEY = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: numbers as they are, text as a basic string, lists of those."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"no TOML form for {value!r}")
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _sampler(rec: ImageRecord) -> str | None:
+    """The record's sampler as ``hub generate`` names it (A1111), or None."""
+    from hub.infotext import split_sampler
+
+    if rec.reader == "a1111" and rec.sampler:
+        sampler, legacy = split_sampler(rec.sampler)
+        schedule = rec.scheduler or (legacy if legacy != "Automatic" else None)
+        return f"{sampler} {schedule}" if schedule and schedule != "Automatic" else sampler
+    sampler = COMFY_SAMPLERS.get(rec.sampler or "")
+    if sampler is None or (rec.scheduler or "normal") not in COMFY_SCHEDULES:
+        return None
+    schedule = COMFY_SCHEDULES[rec.scheduler or "normal"]
+    return f"{sampler} {schedule}" if schedule else sampler
+
+
+def _weights(res: Resource) -> str:
+    unet = 1.0 if res.strength is None else res.strength
+    te = unet if res.clip_strength is None else res.clip_strength
+    return f"{te:g}:{unet:g}"
+
+
+def stack_table(found: Inspection, name: str) -> str:
+    """The image's stack as a ``[stacks.NAME]`` table for hub.toml: held files by SHA-256
+    ref (a comment names them), settings ``hub generate`` honours, and comments for what it
+    cannot use (unknown or ambiguous files, other parameters)."""
+    from hub.infotext import split_prompt
+
+    rec = found.record
+    if rec is None:
+        raise HubError(f"{found.path}: no generation metadata to make a stack from")
+    key = _TOML_KEY.sub("-", name).strip("-") or "image"
+    lines = [f"# from {found.path} ({rec.tool})", f"[stacks.{key}]"]
+    values: dict[str, Any] = {}
+    comments: list[str] = []
+    lists: dict[str, list[str]] = {"loras": [], "embeddings": [], "hypernetworks": []}
+    for res, how in zip(rec.resources, found.resolutions, strict=True):
+        named = f"{res.kind} {res.name or '(unnamed)'}"
+        if how.status != "held" or how.artifact is None:
+            extra = f": {', '.join(how.candidates)}" if how.candidates else ""
+            extra += f" (hub install {how.install})" if how.install else ""
+            comments.append(f"# {named}: {how.status}{extra}")
+            continue
+        ref = f"sha256:{how.artifact['sha256']}"
+        if res.kind in ("checkpoint", "vae"):
+            values["model" if res.kind == "checkpoint" else "vae"] = ref
+        elif res.kind == "embedding":
+            lists["embeddings"].append(ref)
+        else:
+            lists[f"{res.kind}s"].append(f"{ref}:{_weights(res)}")
+        comments.append(f"# {named} = {how.artifact['kind']}:{how.artifact['name']}")
+    try:
+        prompt = split_prompt(rec.prompt or "")[0]  # its add-ons are listed above
+    except ValueError:
+        prompt = rec.prompt or ""
+    values |= {k: v for k, v in lists.items() if v}
+    values |= {"prompt": prompt, "negative": rec.negative}
+    sampler = _sampler(rec)
+    if rec.sampler and sampler is None:
+        comments.append(f"# sampler {rec.sampler} {rec.scheduler or ''}: no equivalent here")
+    values |= {"steps": rec.steps, "cfg": rec.cfg, "sampler": sampler, "seed": rec.seed}
+    skip = rec.clip_skip if rec.clip_skip and rec.clip_skip > 1 else None  # 1, 0: none
+    values |= {"width": rec.width, "height": rec.height, "clip_skip": skip}
+    lines += [f"{k} = {_toml(v)}" for k, v in values.items() if v not in (None, "")]
+    if rec.extra:
+        comments.append("# not applied: " + ", ".join(rec.extra))
+    return "\n".join(lines + comments)
