@@ -234,6 +234,7 @@ def plan(ctx: Context, job: Job, shapes_of: Callable[[dict[str, Any]], Any] | No
         if a["id"] not in chosen
     ]
     vae = _resolve(ctx, job.vae, "vae", "--vae") if job.vae else None
+    _fill_autov3(ctx, loras)
     fits = [addons.fit_lora(model, shapes, a.art, _cached(ctx, a.art, addons.lora)) for a in loras]
     for addon in [*embeddings, *hypernetworks]:
         addons.check_base(model, addon.art)
@@ -284,6 +285,22 @@ def _cached(ctx: Context, art: dict[str, Any], parse: Callable[[dict[str, Any]],
     if key not in _ADDON_CACHE:
         _ADDON_CACHE[key] = parse(art)
     return _ADDON_CACHE[key]
+
+
+def _fill_autov3(ctx: Context, loras: list[Addon]) -> None:
+    """AutoV3 for ``Lora hashes`` of safetensors LoRAs registered without one (a kind set by
+    hand, say): computed and stored now."""
+    todo = [
+        a.art
+        for a in loras
+        if a.art["hashes"]["autov3"] is None and a.art["format"] == "safetensors"
+    ]
+    if todo:
+        from hub.registry import autov3
+
+        filled = autov3.fill(ctx.db, ids=[art["id"] for art in todo])
+        for art in todo:
+            art["hashes"]["autov3"] = filled.get(art["id"])
 
 
 def lora_hash(art: dict[str, Any]) -> str:

@@ -14,7 +14,14 @@ from typing import Any
 from hub.context import Context
 from hub.errors import HubError
 from hub.plugins.sourcing import Choice, RemoteFile, Source
-from hub.register import Lineage, Overrides, commit, identify_path, prepare_commit
+from hub.register import (
+    Lineage,
+    Overrides,
+    autov3_by_header,
+    commit,
+    identify_path,
+    prepare_commit,
+)
 from hub.registry.store import safe_component
 from hub.sidecars import Sidecars, write_sidecars
 
@@ -111,7 +118,7 @@ def install(
         if remote.files:
             got = _download_folder(source, remote, part.with_suffix(".folder"), progress)
         else:
-            got = _download(source, remote, part, progress)
+            got = _download(source, remote, part, progress, autov3_by_header(ctx, remote.kind))
         return _register(ctx, source, remote, got, name, tags)
 
 
@@ -134,6 +141,7 @@ def _download_folder(
             RemoteFile(remote.source, url, target.name, remote.name, size, sha256),
             part,
             progress,
+            autov3=False,
         )
         got.path.replace(target)
     hashes, stat = hash_folder(root)
@@ -145,17 +153,19 @@ def _download(
     remote: RemoteFile,
     part: Path,
     progress: Callable[[int], None] | None,
+    autov3: bool | Callable[[bytes], bool],
     attempts: int = 4,
 ) -> Any:
     """Download, resuming after dropped connections a bounded number of times."""
     from hub.download import DownloadInterrupted
 
+    args = (remote.url, part, remote.size, remote.sha256, progress)
     for _ in range(attempts - 1):
         try:
-            return source.http.download(remote.url, part, remote.size, remote.sha256, progress)
+            return source.http.download(*args, autov3=autov3)
         except DownloadInterrupted:
             continue  # the part file and its ETag stay: the next request resumes
-    return source.http.download(remote.url, part, remote.size, remote.sha256, progress)
+    return source.http.download(*args, autov3=autov3)
 
 
 def _registered(ctx: Context, sha256: str | None) -> dict[str, Any] | None:

@@ -123,7 +123,7 @@ def bake(
         metadata = dict(ckpt.metadata) | _recipe_metadata(base, inputs, ckpt.metadata, recipe)
         work = ctx.store.staging_dir()
         staged = work / f"{name}.safetensors"
-        hasher = Hasher()
+        hasher = Hasher(autov3=False)  # a checkpoint: AutoV3 when asked
         prepare_commit()
         try:
             specs = [ckpt.spec(k) for k in ckpt.header.tensors]
@@ -280,7 +280,7 @@ def merge_checkpoints(
         metadata = _recipe_metadata(arts[0], arts[1:], primary.metadata, recipe)
         work = ctx.store.staging_dir()
         staged = work / f"{name}.safetensors"
-        hasher = Hasher()
+        hasher = Hasher(autov3=False)  # a checkpoint: AutoV3 when asked
         prepare_commit()
         try:
             write_safetensors(

@@ -8,15 +8,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hub.context import Context
+from hub.errors import HubError
 from hub.hashing import FileHashes, FileStat
-from hub.plugins.probing import Identification, identify, make_subject
+from hub.plugins.probing import Identification, Subject, identify, make_subject
 from hub.sidecars import Sidecars
-from hub.taxonomy import Base, Kind
+from hub.taxonomy import ADDON_KINDS, Base, Format, Kind
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,32 @@ class Overrides:
 def identify_path(ctx: Context, path: Path) -> Identification:
     """Run every probe on a file or diffusers folder (no tensor data read)."""
     return identify(make_subject(path), ctx.probes)
+
+
+def autov3_in_pass(kind: str | None) -> bool:
+    """Whether a file of ``kind`` gets its AutoV3 in the hashing pass: add-ons do; any other
+    file gets it when something asks (:mod:`hub.registry.autov3`)."""
+    return kind in ADDON_KINDS
+
+
+def autov3_by_header(ctx: Context, fallback: str | None = None) -> Callable[[bytes], bool]:
+    """For :class:`hub.hashing.Hasher`: whether a file gets its AutoV3 in the pass, from its
+    safetensors header (the probes' kind, or ``fallback`` when they cannot tell). A header
+    the probes cannot read gets it, to be safe."""
+
+    def decide(raw: bytes) -> bool:
+        try:
+            obj = json.loads(raw)
+            meta = obj.pop("__metadata__", None)
+            keys = {name: tuple(entry["shape"]) for name, entry in obj.items()}
+            metadata = meta if isinstance(meta, dict) else {}
+            subject = Subject(Path("header"), Format.SAFETENSORS, keys=keys, metadata=metadata)
+            kind = identify(subject, ctx.probes).best.kind
+        except (ValueError, TypeError, KeyError, AttributeError, HubError):
+            return True
+        return autov3_in_pass(fallback if kind is Kind.UNKNOWN else kind)
+
+    return decide
 
 
 def default_name(path: Path) -> str:

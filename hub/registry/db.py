@@ -132,10 +132,22 @@ class Database:
         self.ensure_schema()
         if self.sqlite_path is not None:
             with self._sqlite(readonly=True) as con:
-                yield Reader(con, native=True)
+                yield Reader(con, native=True, db=self)
         else:
             with self.engine.connect() as con:
-                yield Reader(con, native=False)
+                yield Reader(con, native=False, db=self)
+
+    def write(self, sql: str, params: dict[str, Any]) -> None:
+        """One plain-SQL write in its own transaction, without the ORM."""
+        self.ensure_schema()
+        if self.sqlite_path is not None:
+            with self._sqlite() as con, con:
+                con.execute(sql, params)
+            return
+        from sqlalchemy import text
+
+        with self.engine.begin() as con:
+            con.execute(text(sql), params)
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -145,9 +157,10 @@ class Database:
 class Reader:
     """Runs read-only SQL and returns rows as dicts, on sqlite3 or on SQLAlchemy."""
 
-    def __init__(self, con: Any, native: bool) -> None:
+    def __init__(self, con: Any, native: bool, db: Database | None = None) -> None:
         self._con = con
         self._native = native
+        self.db = db  # where a query that must store what it computed writes
 
     @property
     def has_fts(self) -> bool:
