@@ -19,7 +19,6 @@ from hub.register import (
     autov3_in_pass,
     commit,
     identify_path,
-    prepare_commit,
 )
 from hub.sidecars import Sidecars
 
@@ -66,7 +65,6 @@ def convert_file(
     if not chain and not (dtype or prune):
         raise HubError(f"{art['name']} is already {goal}", hint="ask for --dtype or --prune")
     work = ctx.store.staging_dir()
-    prepare_commit()
     current, current_art, steps = source, art, []
     hasher = None
     try:

@@ -20,7 +20,6 @@ from hub.register import (
     autov3_by_header,
     commit,
     identify_path,
-    prepare_commit,
 )
 from hub.registry.store import safe_component
 from hub.sidecars import Sidecars, write_sidecars
@@ -114,7 +113,6 @@ def install(
         known = _registered(ctx, remote.sha256)  # another process may have finished it
         if known is not None:
             return InstallResult("exists", remote.plan(), known)
-        prepare_commit()
         if remote.files:
             got = _download_folder(source, remote, part.with_suffix(".folder"), progress)
         else:

@@ -14,7 +14,7 @@ from typing import Any
 from hub.context import Context
 from hub.errors import HubError
 from hub.hashing import Hasher
-from hub.register import Lineage, Overrides, commit, identify_path, prepare_commit
+from hub.register import Lineage, Overrides, commit, identify_path
 from hub.registry.queries import resolve_json
 from hub.sidecars import Sidecars
 
@@ -124,7 +124,6 @@ def bake(
         work = ctx.store.staging_dir()
         staged = work / f"{name}.safetensors"
         hasher = Hasher(autov3=False)  # a checkpoint: AutoV3 when asked
-        prepare_commit()
         try:
             specs = [ckpt.spec(k) for k in ckpt.header.tensors]
             write_safetensors(
@@ -281,7 +280,6 @@ def merge_checkpoints(
         work = ctx.store.staging_dir()
         staged = work / f"{name}.safetensors"
         hasher = Hasher(autov3=False)  # a checkpoint: AutoV3 when asked
-        prepare_commit()
         try:
             write_safetensors(
                 staged,

@@ -132,21 +132,6 @@ class Lineage:
     params: dict[str, Any]
 
 
-def prepare_commit() -> None:
-    """Start importing what :func:`commit` needs (the ORM: a few tenths of a second) on a
-    thread, for a caller about to spend a while on I/O and hashing that release the GIL."""
-    import importlib
-    import threading
-
-    def run() -> None:
-        try:
-            importlib.import_module("hub.registry.writes")
-        except Exception:  # noqa: BLE001 - commit's own import raises it properly
-            return
-
-    threading.Thread(target=run, name="hub-prepare-commit", daemon=True).start()
-
-
 def commit(
     ctx: Context,
     staged: Path,
@@ -168,7 +153,7 @@ def commit(
         existing = writes.find_by_hash(session, hashes.xxh3_128)
         if existing is not None:
             writes.add_tags(session, existing, list(overrides.tags))
-            return "exists", to_json(existing.model_dump(), [])
+            return "exists", to_json(existing, [])
         kind = overrides.kind or ident.best.kind
         final = ctx.store.place(staged, kind, filename, hashes.xxh3_128[:8])
         try:
@@ -193,7 +178,7 @@ def commit(
                 writes.add_lineage(
                     session, artifact, parent, link.relation, link.params, link.parent_sha256
                 )
-            return "added", to_json(artifact.model_dump(), sorted({t.lower() for t, _ in tags}))
+            return "added", to_json(artifact, sorted({t.lower() for t, _ in tags}))
         except BaseException:
             if final.is_dir():
                 shutil.rmtree(final, ignore_errors=True)
