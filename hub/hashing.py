@@ -76,10 +76,11 @@ class FileStat:
 class Hasher:
     """Incremental hasher: feed the bytes of a file in order, then call :meth:`finish`.
 
-    Each stream (the write to ``sink``, xxh3, SHA-256, AutoV3) runs on its own worker thread
-    in order (hashlib and xxhash release the GIL), so ``update`` returns at once and the
-    caller produces the next chunk meanwhile; up to ``PIPELINE_BYTES`` may be in flight: a
-    chunk may be overwritten once ``PIPELINE_BYTES`` more have been fed after it.
+    SHA-256, AutoV3 and the write to ``sink`` each run on their own worker thread, in order
+    (hashlib releases the GIL), so ``update`` returns while they work and the caller reads
+    the next chunk meanwhile; xxh3 (over ten times faster than SHA-256) runs in ``update``
+    itself. Up to ``PIPELINE_BYTES`` may be in flight: a chunk may be overwritten once
+    ``PIPELINE_BYTES`` more have been fed after it.
 
     ``autov3``: whether to compute AutoV3 in this pass, or a function that decides from the
     safetensors header (the JSON bytes) once they have all arrived.
@@ -100,8 +101,8 @@ class Hasher:
         self._pos = 0
         self._sink = sink
         self._lanes = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-hash") for _ in range(4)
-        ]  # sink, xxh3, sha256, autov3: one ordered lane each
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-hash") for _ in range(3)
+        ]  # sink, sha256, autov3: one ordered lane each
         # (futures, size, chunk): the chunk is kept here so that its memory is released by
         # this thread, not by a worker (cross-thread frees fragment the allocator's arenas)
         self._pending: deque[tuple[list[Future[None]], int, memoryview]] = deque()
@@ -159,13 +160,14 @@ class Hasher:
         self._pos = end
         if len(self._head) < 9 or self._decide is not None:
             self._note_head(view)
-        sink_lane, xxh_lane, sha_lane, v3_lane = self._lanes
-        futures = [xxh_lane.submit(self._xxh.update, view), sha_lane.submit(self._sha.update, view)]
+        sink_lane, sha_lane, v3_lane = self._lanes
+        futures = [sha_lane.submit(self._sha.update, view)]
         if self._sink is not None:
             futures.append(sink_lane.submit(self._sink.write, view))
         v3 = self._v3
         if v3 is not None and self._v3_start is not None and end > self._v3_start:
             futures.append(v3_lane.submit(v3.update, view[max(0, self._v3_start - start) :]))
+        self._xxh.update(view)
         lo, hi = max(start, AUTOV1_OFFSET), min(end, AUTOV1_OFFSET + AUTOV1_LENGTH)
         if lo < hi:
             self._v1.update(view[lo - start : hi - start])
@@ -214,16 +216,22 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     )
 
 
-def _read_into_ring(fh: BinaryIO, hasher: Hasher) -> Iterator[int]:
-    """Read ``fh`` to EOF into a ring of reused buffers, feeding each to ``hasher`` (which
-    keeps at most ``PIPELINE_BYTES`` in flight, so the buffer read next is free); yields the
-    size of each read."""
-    ring = [bytearray(CHUNK_SIZE) for _ in range(hasher.PIPELINE_BYTES // CHUNK_SIZE + 1)]
+def _read_into_ring(fh: BinaryIO, hasher: Hasher, size: int) -> Iterator[int]:
+    """Read ``fh`` (of about ``size`` bytes) to EOF into a ring of reused buffers, feeding
+    each to ``hasher`` (which keeps at most ``PIPELINE_BYTES`` in flight, so the buffer read
+    next is free); yields the size of each read. Buffers are made as the file needs them."""
+    slots, ring = hasher.PIPELINE_BYTES // CHUNK_SIZE + 1, []
+    length = min(CHUNK_SIZE, size + 1)  # + 1: a small file ends in one read and one EOF
     turn = 0
-    while n := fh.readinto(ring[turn]):
+    while True:
+        if turn == len(ring):
+            ring.append(bytearray(length))
+        n = fh.readinto(ring[turn])
+        if not n:
+            return
         hasher.update(memoryview(ring[turn])[:n])
         yield n
-        turn = (turn + 1) % len(ring)
+        turn = (turn + 1) % slots
 
 
 def hash_file(
@@ -243,7 +251,7 @@ def hash_file(
     try:
         with path.open("rb", buffering=0) as fh:
             before = os.fstat(fh.fileno())
-            for n in _read_into_ring(fh, hasher):
+            for n in _read_into_ring(fh, hasher, before.st_size):
                 if progress is not None:
                     progress(n)
             after = os.fstat(fh.fileno())
