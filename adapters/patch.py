@@ -13,6 +13,9 @@ from adapters.lora import (
     Adapter,
     AdapterError,
     Module,
+    _flat,
+    _plain_lora,
+    alpha_scale,
     apply,
     bias_module,
     delta,
@@ -170,9 +173,41 @@ def _part(change: Change) -> tuple[Module, float]:
     return (bias_module(change.module) if change.bias else change.module), change.strength
 
 
+def _write_patched(target: torch.Tensor, original: torch.Tensor, changes: list[Change]) -> None:
+    """``target`` := ``original`` with the changes applied. A float32 weight whose changes
+    are all plain LoRAs on the whole weight gets them in place, with one matrix product of
+    their ups (scaled by strength and alpha) side by side and their downs stacked: no
+    temporary weight, one pass over its memory. Any other goes through :func:`patched`."""
+    if (
+        target.dtype != torch.float32
+        or not target.is_contiguous()
+        or any(
+            c.bias or c.rows is not None or not _plain_lora(c.module, target.dim()) for c in changes
+        )
+    ):
+        target.copy_(patched(original, changes))
+        return
+    target.copy_(original)
+    ups, downs = [], []
+    for c in changes:
+        if c.strength:
+            down = _flat(c.module.t("lora_down.weight"))
+            ups.append(
+                _flat(c.module.t("lora_up.weight"))
+                * (c.strength * alpha_scale(c.module, down.shape[0]))
+            )
+            downs.append(down)
+    if ups:
+        factors = (torch.cat(ups, 1).to(target.device), torch.cat(downs, 0).to(target.device))
+        target.view(target.shape[0], -1).addmm_(*factors)
+
+
 def _signature(
     changes: list[Change],
 ) -> tuple[tuple[int, float, tuple[int, int] | None, bool], ...]:
+    """What makes two change lists the same: the module objects (by identity), strengths,
+    rows and whether the bias is meant. The PatchSet keeps the changes it applied, so an id
+    is never reused meanwhile."""
     return tuple((id(c.module), c.strength, c.rows, c.bias) for c in changes)
 
 
@@ -185,7 +220,7 @@ class PatchSet:
     def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
         self.tensors = tensors
         self._saved: dict[str, torch.Tensor] = {}
-        self._applied: dict[str, tuple] = {}
+        self._applied: dict[str, tuple[tuple, list[Change]]] = {}  # key -> (signature, changes)
 
     @property
     def keys(self) -> set[str]:
@@ -203,13 +238,13 @@ class PatchSet:
                 written += 1
             for key, todo in changes.items():
                 signature = _signature(todo)
-                if self._applied.get(key) == signature:
+                if key in self._applied and self._applied[key][0] == signature:
                     continue
                 target = self.tensors[key]
                 if key not in self._saved:
                     self._saved[key] = target.detach().clone()
-                target.copy_(patched(self._saved[key], todo))
-                self._applied[key] = signature
+                _write_patched(target, self._saved[key], todo)
+                self._applied[key] = (signature, list(todo))
                 written += 1
         return written
 

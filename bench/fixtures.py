@@ -40,6 +40,19 @@ def build_sd15(work: Path, checkpoints: int, loras: int) -> tuple[list[Path], li
             lambda s: (torch.randn(s.shape, generator=gen) * 0.02).half(),
         )
         ckpts.append(path)
+    targets, texts = _lora_targets(unet, clip)
+    lora_paths = []
+    for j in range(loras):
+        path = models / f"lora-{j}.safetensors"
+        write_lora(path, targets, texts, 64, gen)
+        lora_paths.append(path)
+    return ckpts, lora_paths, config
+
+
+def _lora_targets(unet, clip) -> tuple[list, list]:
+    """The UNet attention Linears kohya trains and every text-encoder Linear: (name, module)."""
+    import torch
+
     targets = [
         (n, m)
         for n, m in unet.named_modules()
@@ -47,27 +60,47 @@ def build_sd15(work: Path, checkpoints: int, loras: int) -> tuple[list[Path], li
         and n.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v", "0", "proj_in", "proj_out")
     ]
     texts = [(n, m) for n, m in clip.named_modules() if isinstance(m, torch.nn.Linear)]
-    lora_paths = []
-    for j in range(loras):
-        state = {}
-        for prefix, mods in (("lora_unet_", targets), ("lora_te_text_model_", texts)):
-            for n, m in mods:
-                key = prefix + n.replace(".", "_")
-                state[f"{key}.lora_down.weight"] = (
-                    torch.randn(64, m.in_features, generator=gen) * 0.01
-                ).half()
-                state[f"{key}.lora_up.weight"] = (
-                    torch.randn(m.out_features, 64, generator=gen) * 0.01
-                ).half()
-                state[f"{key}.alpha"] = torch.tensor(32.0).half()
-        path = models / f"lora-{j}.safetensors"
-        write_safetensors(
-            path,
-            [
-                TensorSpec(k, "F16" if v.dtype == torch.float16 else "F32", tuple(v.shape))
-                for k, v in state.items()
-            ],
-            lambda s, state=state: state[s.name],
-        )
-        lora_paths.append(path)
-    return ckpts, lora_paths, config
+    return targets, texts
+
+
+def write_lora(path: Path, targets: list, texts: list, rank: int, gen) -> None:
+    """A kohya LoRA (fp16, alpha = rank / 2) of ``rank`` on the given modules."""
+    import torch
+
+    from hub.safetensors_io import TensorSpec, write_safetensors
+
+    state = {}
+    for prefix, mods in (("lora_unet_", targets), ("lora_te_text_model_", texts)):
+        for n, m in mods:
+            key = prefix + n.replace(".", "_")
+            state[f"{key}.lora_down.weight"] = (
+                torch.randn(rank, m.in_features, generator=gen) * 0.01
+            ).half()
+            state[f"{key}.lora_up.weight"] = (
+                torch.randn(m.out_features, rank, generator=gen) * 0.01
+            ).half()
+            state[f"{key}.alpha"] = torch.tensor(rank / 2).half()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_safetensors(
+        path,
+        [
+            TensorSpec(k, "F16" if v.dtype == torch.float16 else "F32", tuple(v.shape))
+            for k, v in state.items()
+        ],
+        lambda s: state[s.name],
+    )
+
+
+def build_small_lora(path: Path, rank: int = 1) -> None:
+    """An SD1.5 kohya LoRA of rank 1 on the UNet attention and the text encoder (about 1 MB)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from hub.topologies import CLIP_L, SD1_UNET
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SD1_UNET)
+        clip = CLIPTextModel(CLIPTextConfig(**CLIP_L))
+    targets, texts = _lora_targets(unet, clip)
+    write_lora(path, targets, texts, rank, torch.Generator().manual_seed(1))

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import sqlite3
 import statistics
 import struct
 import subprocess
@@ -58,15 +59,14 @@ def tiny_safetensors(path: Path, seed: int) -> None:
 def populate(home: Path, count: int) -> None:
     """Insert ``count`` artifact rows (with tags and search entries) as the registry stores
     them, in bulk."""
-    from sqlalchemy import insert, text
-
+    from hub.registry import writes
     from hub.registry.db import Database
-    from hub.registry.tables import Artifact, Tag, utcnow
 
     db = Database(f"sqlite:///{home / 'registry.db'}")
     db.ensure_schema()
     rng = random.Random(7)
-    now = utcnow()
+    with db.session() as session:
+        now = writes.utcnow(session)
     rows, tags, fts = [], [], []
     for i in range(1, count + 1):
         words = rng.sample(WORDS, 3)
@@ -106,17 +106,22 @@ def populate(home: Path, count: int) -> None:
                 words=words[2],
             )
         )
-    with db.engine.begin() as con:
-        con.execute(insert(Artifact), rows)
-        con.execute(insert(Tag), tags)
-        con.execute(
-            text(
-                "INSERT INTO artifact_fts(rowid, name, tags, description, "
-                "trained_words) VALUES (:id, :name, :tags, :description, :words)"
-            ),
+    columns = list(writes.ARTIFACT_DEFAULTS | rows[0])
+    with sqlite3.connect(home / "registry.db") as con:
+        con.executemany(
+            f"INSERT INTO artifact ({', '.join(columns)}) "
+            f"VALUES ({', '.join(':' + c for c in columns)})",
+            [writes.ARTIFACT_DEFAULTS | r for r in rows],
+        )
+        con.executemany(
+            "INSERT INTO tag (artifact_id, name, origin) VALUES (:artifact_id, :name, :origin)",
+            tags,
+        )
+        con.executemany(
+            "INSERT INTO artifact_fts(rowid, name, tags, description, "
+            "trained_words) VALUES (:id, :name, :tags, :description, :words)",
             fts,
         )
-    db.dispose()
 
 
 def wall(cmd: list[str], env: dict[str, str], rounds: int) -> float:

@@ -1,10 +1,13 @@
-"""Shared by the benchmark scripts: one whole-process run measured by /usr/bin/time -v."""
+"""Shared by the benchmark scripts: one whole-process run measured by /usr/bin/time -v, or
+by the clock and the children's CPU time."""
 
 from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
+import time
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
@@ -18,3 +21,23 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     h, m, s = (float(x) if x else 0.0 for x in wall.groups())
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)[1])
     return h * 3600 + m * 60 + s, rss * 1024
+
+
+def run_timed(cmd: list[str] | str, env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of all its threads) of one run, started after
+    dirty pages are written back; ``cmd`` as a list, or a string for the shell."""
+    os.sync()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(
+        cmd,
+        shell=isinstance(cmd, str),
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu

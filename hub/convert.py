@@ -13,7 +13,13 @@ from hub.context import Context
 from hub.errors import HubError
 from hub.hashing import FileHashes, Hasher, hash_file, hash_folder
 from hub.plugins.converting import ConvertJob, node_of, plan
-from hub.register import Lineage, Overrides, commit, identify_path, prepare_commit
+from hub.register import (
+    Lineage,
+    Overrides,
+    autov3_in_pass,
+    commit,
+    identify_path,
+)
 from hub.sidecars import Sidecars
 
 TARGETS = {
@@ -59,7 +65,6 @@ def convert_file(
     if not chain and not (dtype or prune):
         raise HubError(f"{art['name']} is already {goal}", hint="ask for --dtype or --prune")
     work = ctx.store.staging_dir()
-    prepare_commit()
     current, current_art, steps = source, art, []
     hasher = None
     try:
@@ -67,7 +72,8 @@ def convert_file(
         for i, conv in enumerate(todo):
             folder = conv is not None and conv.target == "diffusers"
             out = work / (f"step{i}" + ("" if folder else ".safetensors"))
-            hasher = Hasher() if i == len(todo) - 1 and not folder else None
+            last = i == len(todo) - 1 and not folder
+            hasher = Hasher(autov3=autov3_in_pass(art["kind"])) if last else None
             job = ConvertJob(current, out, current_art, dtype, prune, hasher)
             if conv is None:
                 from hub.plugins.builtin.converters import rewrite
@@ -117,7 +123,10 @@ def convert(
     try:
         ident = identify_path(ctx, output)
         if hashes is None:
-            hashes, fstat = hash_folder(output) if output.is_dir() else hash_file(output)
+            if output.is_dir():
+                hashes, fstat = hash_folder(output)
+            else:
+                hashes, fstat = hash_file(output, autov3=autov3_in_pass(art["kind"]))
             size = fstat.size
         else:
             size = output.stat().st_size

@@ -223,9 +223,11 @@ class Http:
         progress: Callable[[int], None] | None = None,
         restart: bool = False,
         slack: int = 0,
+        autov3: bool | Callable[[bytes], bool] = True,
     ) -> Downloaded:
         """Fetch ``url`` into ``part`` (resuming what is there), verify, and return it. The
-        file has ``size`` bytes, give or take ``slack`` (a site that lists a rounded size)."""
+        file has ``size`` bytes, give or take ``slack`` (a site that lists a rounded size);
+        ``autov3`` as for :class:`Hasher`."""
         meta_path = part.with_name(part.name + ".json")
         meta = _read_meta(meta_path) if not restart else {}
         have = part.stat().st_size if part.exists() and meta.get("etag") else 0
@@ -246,11 +248,13 @@ class Http:
             status = resp.status_code
             if status == 416 and have and size is not None and abs(have - size) <= slack:
                 return self._finish(
-                    part, meta_path, size, sha256, have, meta.get("filename"), slack
+                    part, meta_path, size, sha256, have, meta.get("filename"), slack, autov3
                 )
             if status == 416:
                 part.unlink(missing_ok=True)
-                return self.download(url, part, size, sha256, progress, restart=True, slack=slack)
+                return self.download(
+                    url, part, size, sha256, progress, restart=True, slack=slack, autov3=autov3
+                )
             _raise_for_status(resp, url)
             _check_body_kind(resp, url)
             start = 0
@@ -262,7 +266,7 @@ class Http:
             filename = _disposition_name(resp.headers.get("Content-Disposition"))
             etag = resp.headers.get("ETag")
             _write_meta(meta_path, {"etag": etag, "filename": filename, "size": size})
-            hasher = Hasher()
+            hasher = Hasher(autov3=autov3)
             if status == 206:  # rebuild the hash state from the bytes already on disk
                 with part.open("rb") as existing:
                     for chunk in read_chunks(existing):
@@ -320,9 +324,10 @@ class Http:
         sha256: str | None,
         have: int,
         filename: str | None,
-        slack: int = 0,
+        slack: int,
+        autov3: bool | Callable[[bytes], bool],
     ) -> Downloaded:
-        hasher = Hasher()
+        hasher = Hasher(autov3=autov3)
         with part.open("rb") as fh:
             for chunk in read_chunks(fh):
                 hasher.update(chunk)

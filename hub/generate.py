@@ -12,7 +12,8 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,14 @@ from hub.registry.queries import list_artifacts, resolve_json
 
 DEFAULT_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024}
 RECORD_KEY = "sd-hub"  # the PNG text chunk holding sd-hub's stack record
+ADDON_CACHE_BYTES = 1 << 30  # parsed add-ons a Hub keeps between generations
+VAE_CACHE_BYTES = 512 << 20  # VAE weights a Hub keeps between generations
+
+Parser = Callable[[dict[str, Any]], Any]
+
+
+def _parse(art: dict[str, Any], parse: Parser) -> Any:
+    return parse(art)
 
 
 @dataclass
@@ -187,9 +196,15 @@ def _embeddings_in(ctx: Context, text: str, base: str) -> list[dict[str, Any]]:
     ]
 
 
-def plan(ctx: Context, job: Job, shapes_of: Callable[[dict[str, Any]], Any] | None = None) -> Plan:
+def plan(
+    ctx: Context,
+    job: Job,
+    shapes_of: Callable[[dict[str, Any]], Any] | None = None,
+    parsed: Callable[[dict[str, Any], Parser], Any] = _parse,
+) -> Plan:
     """Resolve and check a job against the registry; nothing is loaded. A missing add-on or
-    one that does not fit raises with a one-line message naming it."""
+    one that does not fit raises with a one-line message naming it. ``parsed(art, parse)``
+    reads an add-on (a cache may answer)."""
     from hub import ldm_models
 
     job = with_stack(job, ctx.settings.raw)
@@ -225,11 +240,12 @@ def plan(ctx: Context, job: Job, shapes_of: Callable[[dict[str, Any]], Any] | No
         if a["id"] not in chosen
     ]
     vae = _resolve(ctx, job.vae, "vae", "--vae") if job.vae else None
-    fits = [addons.fit_lora(model, shapes, a.art, _cached(ctx, a.art, addons.lora)) for a in loras]
+    _fill_autov3(ctx, loras)
+    fits = [addons.fit_lora(model, shapes, a.art, parsed(a.art, addons.lora)) for a in loras]
     for addon in [*embeddings, *hypernetworks]:
         addons.check_base(model, addon.art)
     for addon in embeddings:
-        addons.fit_embedding(model, addon.art, _cached(ctx, addon.art, addons.embedding))
+        addons.fit_embedding(model, addon.art, parsed(addon.art, addons.embedding))
     written = job.prompt
     for addon in loras:
         if not addon.written:
@@ -265,16 +281,46 @@ def plan(ctx: Context, job: Job, shapes_of: Callable[[dict[str, Any]], Any] | No
     )
 
 
-_ADDON_CACHE: dict[tuple[str, str], Any] = {}
+class ByteCache:
+    """Values by key, each with a size in bytes; past ``limit`` bytes the least recently used
+    go first (the newest value always stays)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable, size: int, make: Callable[[], Any]) -> Any:
+        """The value of ``key``, made (and kept) if it is not here."""
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key][0]
+        value = make()
+        self._items[key] = (value, size)
+        self.size += size
+        while self.size > self.limit and len(self._items) > 1:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self.size -= dropped
+        return value
 
 
-def _cached(ctx: Context, art: dict[str, Any], parse: Callable[[dict[str, Any]], Any]) -> Any:
-    """Parsed add-ons by content hash, kept for the process (so patches can be compared by
-    identity between generations)."""
-    key = (parse.__name__, art["hashes"]["xxh3_128"])
-    if key not in _ADDON_CACHE:
-        _ADDON_CACHE[key] = parse(art)
-    return _ADDON_CACHE[key]
+def _fill_autov3(ctx: Context, loras: list[Addon]) -> None:
+    """AutoV3 for ``Lora hashes`` of safetensors LoRAs registered without one (a kind set by
+    hand, say): computed and stored now."""
+    todo = [
+        a.art
+        for a in loras
+        if a.art["hashes"]["autov3"] is None and a.art["format"] == "safetensors"
+    ]
+    if todo:
+        from hub.registry import autov3
+
+        filled = autov3.fill(ctx.db, ids=[art["id"] for art in todo])
+        for art in todo:
+            art["hashes"]["autov3"] = filled.get(art["id"])
 
 
 def lora_hash(art: dict[str, Any]) -> str:
@@ -384,6 +430,8 @@ class Hub:
         device: str = "auto",
         dtype: str = "auto",
         ctx: Context | None = None,
+        addon_cache_bytes: int = ADDON_CACHE_BYTES,
+        vae_cache_bytes: int = VAE_CACHE_BYTES,
     ) -> None:
         self.ctx = ctx or Context.load(
             config=str(config) if config else None, home=str(home) if home else None
@@ -391,6 +439,19 @@ class Hub:
         self.device, self.dtype = choose_device(device, dtype)
         self._loaded: tuple[str, LoadedModel] | None = None
         self._shapes: dict[str, Any] = {}
+        # parsed add-ons and VAE weights by content hash, sized by their files: a new stack
+        # reuses what an earlier one parsed (and patches stay the same objects)
+        self.addon_cache = ByteCache(addon_cache_bytes)
+        self.vae_cache = ByteCache(vae_cache_bytes)
+
+    def parsed(self, art: dict[str, Any], parse: Parser) -> Any:
+        """An add-on read by ``parse`` (``addons.lora`` ...), from the cache when it is there."""
+        key = (parse.__name__, art["hashes"]["xxh3_128"])
+        return self.addon_cache.get(key, art["size"], lambda: parse(art))
+
+    def _vae_state(self, art: dict[str, Any]) -> dict[str, Any]:
+        key = art["hashes"]["xxh3_128"]
+        return self.vae_cache.get(key, art["size"], lambda: addons.read_state(art)[0])
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -408,7 +469,7 @@ class Hub:
                 self._shapes = {key: ldm_models.shapes(model)}
             return self._shapes[key]
 
-        return plan(self.ctx, job, shapes_of)
+        return plan(self.ctx, job, shapes_of, self.parsed)
 
     def _model(self, art: dict[str, Any]) -> tuple[LoadedModel, bool]:
         key = f"{art['hashes']['xxh3_128']}/{self.device}/{self.dtype}"
@@ -449,19 +510,19 @@ class Hub:
         stage("applying add-ons")
         changes = patch.plan(
             [
-                (fit, _cached(self.ctx, a.art, addons.lora), a.te, a.unet)
+                (fit, self.parsed(a.art, addons.lora), a.te, a.unet)
                 for a, fit in zip(p.loras, p.fits, strict=True)
             ]
         )
         model.patches.update(changes)
         extras = Extras(
             embeddings=tuple(
-                (a.art["name"], _cached(self.ctx, a.art, addons.embedding)) for a in p.embeddings
+                (a.art["name"], self.parsed(a.art, addons.embedding)) for a in p.embeddings
             ),
             hypernetworks=tuple(
-                (_cached(self.ctx, a.art, addons.hypernetwork), a.unet) for a in p.hypernetworks
+                (self.parsed(a.art, addons.hypernetwork), a.unet) for a in p.hypernetworks
             ),
-            vae=(p.vae["hashes"]["xxh3_128"], _vae_state(p.vae)) if p.vae else None,
+            vae=(p.vae["hashes"]["xxh3_128"], self._vae_state(p.vae)) if p.vae else None,
         )
         patched_at = time.perf_counter()
         first_step: list[float] = []
@@ -485,17 +546,6 @@ class Hub:
             "total": done - started,
         }
         return Generated(path, image, text, record, p.reports, reloaded, timings)
-
-
-_VAE_CACHE: dict[str, Any] = {}
-
-
-def _vae_state(art: dict[str, Any]) -> dict[str, Any]:
-    key = art["hashes"]["xxh3_128"]
-    if key not in _VAE_CACHE:
-        _VAE_CACHE.clear()
-        _VAE_CACHE[key] = addons.read_state(art)[0]
-    return _VAE_CACHE[key]
 
 
 def read_batch(path: Path, defaults: Job) -> list[Job]:

@@ -1,8 +1,11 @@
 """Content hashes in one read pass: xxh3-128 (local identity), SHA-256, AutoV1 and AutoV3.
 
 AutoV2 is the first 10 hex digits of SHA-256. AutoV3 is the SHA-256 of a safetensors file's
-bytes after its ``8 + header length`` prefix. The two SHA-256 streams run on worker threads
-(hashlib releases the GIL), overlapping the caller's next read.
+bytes after its ``8 + header length`` prefix: a second SHA-256 over nearly the whole file,
+which web UIs and share sites use for add-ons only, so the caller decides (from the header,
+which arrives first) whether the pass computes it; :func:`autov3_of` computes it later. The
+hash streams run on worker threads (hashlib and xxhash release the GIL), overlapping the
+caller's next read.
 """
 
 from __future__ import annotations
@@ -73,26 +76,33 @@ class FileStat:
 class Hasher:
     """Incremental hasher: feed the bytes of a file in order, then call :meth:`finish`.
 
-    Each stream (the write to ``sink``, xxh3, SHA-256, AutoV3) runs on its own worker thread
-    in order (hashlib and xxhash release the GIL), so ``update`` returns at once and the
-    caller produces the next chunk meanwhile; up to ``PIPELINE_BYTES`` may be in flight. The
-    chunk object must not be modified afterwards (pass fresh bytes).
+    SHA-256, AutoV3 and the write to ``sink`` each run on their own worker thread, in order
+    (hashlib releases the GIL), so ``update`` returns while they work and the caller reads
+    the next chunk meanwhile; xxh3 (over ten times faster than SHA-256) runs in ``update``
+    itself. Up to ``PIPELINE_BYTES`` may be in flight: a chunk may be overwritten once
+    ``PIPELINE_BYTES`` more have been fed after it.
+
+    ``autov3``: whether to compute AutoV3 in this pass, or a function that decides from the
+    safetensors header (the JSON bytes) once they have all arrived.
     """
 
     PIPELINE_BYTES = 32 << 20
 
-    def __init__(self, sink: Sink | None = None) -> None:
+    def __init__(
+        self, sink: Sink | None = None, autov3: bool | Callable[[bytes], bool] = True
+    ) -> None:
         self._xxh = xxhash.xxh3_128()
         self._sha = hashlib.sha256()
-        self._v3 = hashlib.sha256()
+        self._v3: Any = hashlib.sha256() if autov3 else None
+        self._decide = autov3 if callable(autov3) else None
         self._v1 = hashlib.sha256()
-        self._head = b""
+        self._head = bytearray()
         self._v3_start: int | None = None  # absolute offset where AutoV3 bytes begin
         self._pos = 0
         self._sink = sink
         self._lanes = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-hash") for _ in range(4)
-        ]  # sink, xxh3, sha256, autov3: one ordered lane each
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-hash") for _ in range(3)
+        ]  # sink, sha256, autov3: one ordered lane each
         # (futures, size, chunk): the chunk is kept here so that its memory is released by
         # this thread, not by a worker (cross-thread frees fragment the allocator's arenas)
         self._pending: deque[tuple[list[Future[None]], int, memoryview]] = deque()
@@ -121,27 +131,43 @@ class Hasher:
             self._in_flight -= size
 
     def _note_head(self, chunk: memoryview) -> None:
-        self._head += bytes(chunk[: 9 - len(self._head)])
-        if len(self._head) >= 9:
+        """Keep the file's first bytes until the AutoV3 start is known and, when a function
+        decides, until the whole header has arrived; then decide."""
+        used = 0
+        if len(self._head) < 9:
+            used = 9 - len(self._head)
+            self._head += chunk[:used]
+            if len(self._head) < 9:
+                return
             (length,) = struct.unpack("<Q", self._head[:8])
-            if length <= MAX_HEADER and self._head[8:9] == b"{":
-                self._v3_start = 8 + length
-            else:
-                self._v3 = None  # not a safetensors file: no AutoV3
+            if length > MAX_HEADER or self._head[8:9] != b"{":
+                self._v3 = self._decide = None  # not a safetensors file: no AutoV3
+                return
+            self._v3_start = 8 + length
+        if self._decide is None or self._v3_start is None:
+            return
+        self._head += chunk[used : used + self._v3_start - len(self._head)]
+        if len(self._head) >= self._v3_start:
+            if not self._decide(bytes(self._head[8:])):
+                self._v3 = None
+            self._decide = None
+            del self._head[9:]
 
-    def update(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
+    def update(self, chunk: Any) -> None:
+        """Feed the next bytes (anything with the buffer protocol)."""
+        view = memoryview(chunk).cast("B")
         start, end = self._pos, self._pos + len(view)
         self._pos = end
-        if len(self._head) < 9:
+        if len(self._head) < 9 or self._decide is not None:
             self._note_head(view)
-        sink_lane, xxh_lane, sha_lane, v3_lane = self._lanes
-        futures = [xxh_lane.submit(self._xxh.update, view), sha_lane.submit(self._sha.update, view)]
+        sink_lane, sha_lane, v3_lane = self._lanes
+        futures = [sha_lane.submit(self._sha.update, view)]
         if self._sink is not None:
             futures.append(sink_lane.submit(self._sink.write, view))
         v3 = self._v3
         if v3 is not None and self._v3_start is not None and end > self._v3_start:
             futures.append(v3_lane.submit(v3.update, view[max(0, self._v3_start - start) :]))
+        self._xxh.update(view)
         lo, hi = max(start, AUTOV1_OFFSET), min(end, AUTOV1_OFFSET + AUTOV1_LENGTH)
         if lo < hi:
             self._v1.update(view[lo - start : hi - start])
@@ -190,25 +216,44 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     )
 
 
+def _read_into_ring(fh: BinaryIO, hasher: Hasher, size: int) -> Iterator[int]:
+    """Read ``fh`` (of about ``size`` bytes) to EOF into a ring of reused buffers, feeding
+    each to ``hasher`` (which keeps at most ``PIPELINE_BYTES`` in flight, so the buffer read
+    next is free); yields the size of each read. Buffers are made as the file needs them."""
+    slots, ring = hasher.PIPELINE_BYTES // CHUNK_SIZE + 1, []
+    length = min(CHUNK_SIZE, size + 1)  # + 1: a small file ends in one read and one EOF
+    turn = 0
+    while True:
+        if turn == len(ring):
+            ring.append(bytearray(length))
+        n = fh.readinto(ring[turn])
+        if not n:
+            return
+        hasher.update(memoryview(ring[turn])[:n])
+        yield n
+        turn = (turn + 1) % slots
+
+
 def hash_file(
     path: str | os.PathLike[str],
     sink: Sink | None = None,
     progress: Callable[[int], None] | None = None,
+    autov3: bool | Callable[[bytes], bool] = True,
 ) -> tuple[FileHashes, FileStat]:
-    """Hash a regular file in one pass, optionally copying its bytes to ``sink``.
+    """Hash a regular file in one pass, optionally copying its bytes to ``sink``; ``autov3``
+    as for :class:`Hasher`.
 
     The file is opened once and ``fstat``-ed before and after: a file that changes while it
     is read raises :class:`InvalidFileError` rather than yielding hashes of mixed bytes.
     """
     path = Path(path)
-    hasher = Hasher(sink)
+    hasher = Hasher(sink, autov3)
     try:
-        with path.open("rb") as fh:
+        with path.open("rb", buffering=0) as fh:
             before = os.fstat(fh.fileno())
-            for chunk in read_chunks(fh):
-                hasher.update(chunk)
+            for n in _read_into_ring(fh, hasher, before.st_size):
                 if progress is not None:
-                    progress(len(chunk))
+                    progress(n)
             after = os.fstat(fh.fileno())
     except BaseException:
         hasher.abort()
@@ -219,6 +264,30 @@ def hash_file(
     return hashes, FileStat.of(after)
 
 
+def autov3_of(path: str | os.PathLike[str], expected: FileStat | None = None) -> str | None:
+    """The AutoV3 of a safetensors file (None for any other file), computed now; a file whose
+    size, mtime or inode differ from ``expected`` raises :class:`InvalidFileError`."""
+    path = Path(path)
+    with path.open("rb", buffering=0) as fh:
+        before = os.fstat(fh.fileno())
+        if expected is not None and FileStat.of(before) != expected:
+            raise InvalidFileError(path, "the file changed since it was registered")
+        head = fh.read(9)
+        if len(head) < 9 or head[8:9] != b"{":
+            return None
+        (length,) = struct.unpack("<Q", head[:8])
+        if length > MAX_HEADER or 8 + length > before.st_size:
+            return None
+        fh.seek(8 + length)
+        sha = hashlib.sha256()
+        buf = bytearray(CHUNK_SIZE)
+        while n := fh.readinto(buf):
+            sha.update(memoryview(buf)[:n])
+        if not _same_file(before, os.fstat(fh.fileno())):
+            raise InvalidFileError(path, "the file changed while it was being read")
+    return sha.hexdigest()
+
+
 def hash_folder(path: str | os.PathLike[str]) -> tuple[FileHashes, FileStat]:
     """Hashes of a folder (a diffusers model): the hashes of its manifest, one line per file
     with its relative path and SHA-256, sorted. The size is the total of its files."""
@@ -226,7 +295,7 @@ def hash_folder(path: str | os.PathLike[str]) -> tuple[FileHashes, FileStat]:
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     lines, total = [], 0
     for file in files:
-        hashes, st = hash_file(file)
+        hashes, st = hash_file(file, autov3=False)
         total += st.size
         lines.append(f"{file.relative_to(root).as_posix()}\t{hashes.sha256}\n")
     manifest = "".join(lines).encode()

@@ -14,7 +14,14 @@ from hub.errors import InvalidFileError
 from hub.files import DurableWriter
 from hub.hashing import FileHashes, hash_file, hash_folder
 from hub.plugins.probing import Identification
-from hub.register import Lineage, Overrides, commit, default_name, identify_path
+from hub.register import (
+    Lineage,
+    Overrides,
+    autov3_in_pass,
+    commit,
+    default_name,
+    identify_path,
+)
 from hub.sidecars import Sidecars, read_sidecars
 
 
@@ -26,7 +33,7 @@ class ImportResult:
 
 
 def _stage(
-    ctx: Context, path: Path, progress: Callable[[int], None] | None
+    ctx: Context, path: Path, progress: Callable[[int], None] | None, autov3: bool
 ) -> tuple[Path, FileHashes, int]:
     """Copy ``path`` into the staging folder while hashing it: (copy, hashes, size)."""
     if path.is_dir():
@@ -38,7 +45,7 @@ def _stage(
     os.close(fd)
     try:
         with DurableWriter(staged, length=path.stat().st_size) as writer:
-            hashes, stat = hash_file(path, sink=writer, progress=progress)
+            hashes, stat = hash_file(path, sink=writer, progress=progress, autov3=autov3)
             writer.sync()
     except BaseException:
         staged.unlink(missing_ok=True)
@@ -71,7 +78,8 @@ def import_path(
     sidecars = read_sidecars(path)
     if ident.format == "pickle" and not keep_pickle_only:
         return _import_pickle(ctx, path, ident, overrides, sidecars, keep_pickle, progress)
-    staged, hashes, size = _stage(ctx, path, progress)
+    kind = overrides.kind or ident.best.kind
+    staged, hashes, size = _stage(ctx, path, progress, autov3_in_pass(kind))
     filename = (overrides.name or default_name(path)) + (
         "" if path.is_dir() else "".join(path.suffixes[-1:])
     )
@@ -107,7 +115,7 @@ def _import_pickle(
         )
         pickle_sha = parent.artifact["hashes"]["sha256"]
     else:
-        pickle_sha = hash_file(path)[0].sha256
+        pickle_sha = hash_file(path, autov3=False)[0].sha256
     art = {
         "name": overrides.name or default_name(path),
         "kind": str(overrides.kind or ident.best.kind),

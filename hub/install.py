@@ -14,7 +14,13 @@ from typing import Any
 from hub.context import Context
 from hub.errors import HubError
 from hub.plugins.sourcing import Choice, RemoteFile, Source
-from hub.register import Lineage, Overrides, commit, identify_path, prepare_commit
+from hub.register import (
+    Lineage,
+    Overrides,
+    autov3_by_header,
+    commit,
+    identify_path,
+)
 from hub.registry.store import safe_component
 from hub.sidecars import Sidecars, write_sidecars
 
@@ -117,13 +123,12 @@ def install(
         known = _registered(ctx, remote.sha256)  # another process may have finished it
         if known is not None:
             return InstallResult("exists", remote.plan(), known)
-        prepare_commit()
         if remote.files:
             staged = part.with_suffix(".folder")
             got = _download_folder(source, remote, staged, progress)
         else:
             staged = part
-            got = _download(source, remote, part, progress)
+            got = _download(source, remote, part, progress, autov3_by_header(ctx, remote.kind))
             if remote.named_by_url and got.filename:
                 remote = replace(remote, filename=got.filename)
         try:
@@ -160,6 +165,7 @@ def _download_folder(
                 RemoteFile(remote.source, url, target.name, remote.name, size, sha256),
                 part,
                 progress,
+                autov3=False,
             )
             got.path.replace(target)
         hashes, stat = hash_folder(root)
@@ -176,6 +182,7 @@ def _download(
     remote: RemoteFile,
     part: Path,
     progress: Callable[[int], None] | None,
+    autov3: bool | Callable[[bytes], bool],
     attempts: int = 4,
 ) -> Any:
     """Download, resuming after dropped connections a bounded number of times."""
@@ -183,7 +190,13 @@ def _download(
 
     def fetch() -> Any:
         return source.http.download(
-            remote.url, part, remote.size, remote.sha256, progress, slack=remote.size_slack
+            remote.url,
+            part,
+            remote.size,
+            remote.sha256,
+            progress,
+            slack=remote.size_slack,
+            autov3=autov3,
         )
 
     for _ in range(attempts - 1):

@@ -14,7 +14,7 @@ from typing import Any
 from hub.context import Context
 from hub.errors import HubError
 from hub.hashing import Hasher
-from hub.register import Lineage, Overrides, commit, identify_path, prepare_commit
+from hub.register import Lineage, Overrides, commit, identify_path
 from hub.registry.queries import resolve_json
 from hub.sidecars import Sidecars
 
@@ -124,8 +124,7 @@ def bake(
         metadata = dict(ckpt.metadata) | _recipe_metadata(base, inputs, ckpt.metadata, recipe)
         work = ctx.store.staging_dir()
         staged = work / f"{name}.safetensors"
-        hasher = Hasher()
-        prepare_commit()
+        hasher = Hasher(autov3=False)  # a checkpoint: AutoV3 when asked
         try:
             specs = [ckpt.spec(k) for k in ckpt.header.tensors]
             write_safetensors(
@@ -283,8 +282,7 @@ def merge_checkpoints(
         metadata = _recipe_metadata(arts[0], arts[1:], primary.metadata, recipe)
         work = ctx.store.staging_dir()
         staged = work / f"{name}.safetensors"
-        hasher = Hasher()
-        prepare_commit()
+        hasher = Hasher(autov3=False)  # a checkpoint: AutoV3 when asked
         try:
             write_safetensors(
                 staged,

@@ -8,15 +8,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hub.context import Context
+from hub.errors import HubError
 from hub.hashing import FileHashes, FileStat
-from hub.plugins.probing import Identification, identify, make_subject
+from hub.plugins.probing import Identification, Subject, identify, make_subject
 from hub.sidecars import Sidecars
-from hub.taxonomy import Base, Kind
+from hub.taxonomy import ADDON_KINDS, Base, Format, Kind
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,32 @@ class Overrides:
 def identify_path(ctx: Context, path: Path) -> Identification:
     """Run every probe on a file or diffusers folder (no tensor data read)."""
     return identify(make_subject(path), ctx.probes)
+
+
+def autov3_in_pass(kind: str | None) -> bool:
+    """Whether a file of ``kind`` gets its AutoV3 in the hashing pass: add-ons do; any other
+    file gets it when something asks (:mod:`hub.registry.autov3`)."""
+    return kind in ADDON_KINDS
+
+
+def autov3_by_header(ctx: Context, fallback: str | None = None) -> Callable[[bytes], bool]:
+    """For :class:`hub.hashing.Hasher`: whether a file gets its AutoV3 in the pass, from its
+    safetensors header (the probes' kind, or ``fallback`` when they cannot tell). A header
+    the probes cannot read gets it, to be safe."""
+
+    def decide(raw: bytes) -> bool:
+        try:
+            obj = json.loads(raw)
+            meta = obj.pop("__metadata__", None)
+            keys = {name: tuple(entry["shape"]) for name, entry in obj.items()}
+            metadata = meta if isinstance(meta, dict) else {}
+            subject = Subject(Path("header"), Format.SAFETENSORS, keys=keys, metadata=metadata)
+            kind = identify(subject, ctx.probes).best.kind
+        except (ValueError, TypeError, KeyError, AttributeError, HubError):
+            return True
+        return autov3_in_pass(fallback if kind is Kind.UNKNOWN else kind)
+
+    return decide
 
 
 def default_name(path: Path) -> str:
@@ -104,21 +132,6 @@ class Lineage:
     params: dict[str, Any]
 
 
-def prepare_commit() -> None:
-    """Start importing what :func:`commit` needs (the ORM: a few tenths of a second) on a
-    thread, for a caller about to spend a while on I/O and hashing that release the GIL."""
-    import importlib
-    import threading
-
-    def run() -> None:
-        try:
-            importlib.import_module("hub.registry.writes")
-        except Exception:  # noqa: BLE001 - commit's own import raises it properly
-            return
-
-    threading.Thread(target=run, name="hub-prepare-commit", daemon=True).start()
-
-
 def commit(
     ctx: Context,
     staged: Path,
@@ -140,7 +153,7 @@ def commit(
         existing = writes.find_by_hash(session, hashes.xxh3_128)
         if existing is not None:
             writes.add_tags(session, existing, list(overrides.tags))
-            return "exists", to_json(existing.model_dump(), [])
+            return "exists", to_json(existing, [])
         kind = overrides.kind or ident.best.kind
         final = ctx.store.place(staged, kind, filename, hashes.xxh3_128[:8])
         try:
@@ -165,7 +178,7 @@ def commit(
                 writes.add_lineage(
                     session, artifact, parent, link.relation, link.params, link.parent_sha256
                 )
-            return "added", to_json(artifact.model_dump(), sorted({t.lower() for t, _ in tags}))
+            return "added", to_json(artifact, sorted({t.lower() for t, _ in tags}))
         except BaseException:
             if final.is_dir():
                 shutil.rmtree(final, ignore_errors=True)

@@ -16,7 +16,13 @@ from pathlib import Path
 from hub.context import Context
 from hub.errors import HubError, InvalidFileError
 from hub.hashing import FileStat, hash_file, hash_folder
-from hub.register import Overrides, artifact_values, identify_path, tag_list
+from hub.register import (
+    Overrides,
+    artifact_values,
+    autov3_in_pass,
+    identify_path,
+    tag_list,
+)
 from hub.registry import writes
 from hub.registry.queries import stat_index
 from hub.registry.store import STAGING
@@ -131,7 +137,7 @@ def _register_one(ctx: Context, path: Path, report: ScanReport) -> None:
     if path.is_dir():
         hashes, fstat = hash_folder(path)
     else:
-        hashes, fstat = hash_file(path)
+        hashes, fstat = hash_file(path, autov3=autov3_in_pass(ident.best.kind))
         if FileStat.of(os.stat(path)) != fstat:
             raise InvalidFileError(path, "the file changed while it was being read")
     report.hashed_bytes += fstat.size

@@ -83,17 +83,25 @@ class Catalog:
     def by_hash(self, value: str) -> dict[str, Any] | None:
         """The artifact any of whose published hashes equals ``value`` (case-insensitive)."""
         want = value.upper()
-        with self.ctx.db.reader() as reader:
-            rows = reader.rows(
-                "SELECT id FROM artifact WHERE sha256 = :full OR substr(sha256, 1, 10) = :v2 "
-                "OR substr(autov3, 1, 12) = :v3 OR autov1 = :v1 ORDER BY id",
-                {"full": want.lower(), "v2": want.lower(), "v3": want.lower(), "v1": want.lower()},
-            )
+        rows = self._ids_by_hash(want.lower())
+        if not rows and len(want) == 12:  # an AutoV3 not computed yet (checkpoints, VAEs)
+            from hub.registry import autov3
+
+            if autov3.fill(self.ctx.db):
+                rows = self._ids_by_hash(want.lower())
         for row in rows:
             art = self.one(row["id"])
             if art is not None and want in self._hashes(art).values():
                 return art
         return None
+
+    def _ids_by_hash(self, value: str) -> list[dict[str, Any]]:
+        with self.ctx.db.reader() as reader:
+            return reader.rows(
+                "SELECT id FROM artifact WHERE sha256 = :v OR substr(sha256, 1, 10) = :v "
+                "OR substr(autov3, 1, 12) = :v OR autov1 = :v ORDER BY id",
+                {"v": value},
+            )
 
     def by_sha256(self, hashes: list[str]) -> list[dict[str, Any]]:
         wanted = {h.lower() for h in hashes}

@@ -18,6 +18,9 @@ class Kind(StrEnum):
     UNKNOWN = "unknown"
 
 
+# Add-ons: what web UIs name by AutoV3 (``Lora hashes``) and share sites look up by it.
+ADDON_KINDS = frozenset({Kind.LORA, Kind.EMBEDDING, Kind.HYPERNETWORK})
+
 KIND_ALIASES = {
     "dreambooth": Kind.CHECKPOINT,
     "lycoris": Kind.LORA,
@@ -99,6 +102,7 @@ class Ref:
     name: str | None = None
     version: str | None = None
     hash_prefix: str | None = None
+    scheme: str | None = None  # the hash named by a ``sha256:``/``autov3:``/... prefix
 
     @classmethod
     def parse(cls, text: str) -> Ref:
@@ -111,7 +115,7 @@ class Ref:
         if sep and head.lower() in {"sha256", "xxh3", "autov2", "autov3", "hash"}:
             if not _HEX.match(rest):
                 raise HubError(f"'{raw}' is not a hash of 8 to 64 hex digits")
-            return cls(raw, hash_prefix=rest.lower())
+            return cls(raw, hash_prefix=rest.lower(), scheme=head.lower())
         if sep:
             kind = parse_kind(head)
             body = rest

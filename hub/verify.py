@@ -9,7 +9,7 @@ from pathlib import Path
 from hub.context import Context
 from hub.errors import HubError
 from hub.hashing import hash_file, hash_folder
-from hub.register import Overrides, artifact_values, identify_path
+from hub.register import Overrides, artifact_values, autov3_in_pass, identify_path
 from hub.registry import writes
 from hub.registry.queries import list_artifacts, resolve_json
 from hub.registry.store import STAGING
@@ -52,7 +52,7 @@ def verify(
             progress(str(path))
         status = "ok"
         try:
-            hashes, fstat = hash_folder(path) if path.is_dir() else hash_file(path)
+            hashes, fstat = hash_folder(path) if path.is_dir() else hash_file(path, autov3=False)
         except FileNotFoundError:
             status, fstat = "missing", None
         except (OSError, HubError) as exc:
@@ -93,7 +93,10 @@ def _adopt_orphans(ctx: Context, report: VerifyReport) -> None:
                 continue
             try:
                 ident = identify_path(ctx, entry)
-                hashes, fstat = hash_folder(entry) if entry.is_dir() else hash_file(entry)
+                if entry.is_dir():
+                    hashes, fstat = hash_folder(entry)
+                else:
+                    hashes, fstat = hash_file(entry, autov3=autov3_in_pass(ident.best.kind))
             except (HubError, OSError) as exc:
                 report.problems.append((str(entry), f"unregistered store file: {exc}"))
                 continue

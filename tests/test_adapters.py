@@ -304,3 +304,50 @@ def test_fit_check_places_and_counts_diff_b():
             "f", adapter, {"b.weight": (10, 8)} | bias_shapes, lambda n: ("b.weight", None)
         )
         assert not rep.ok and rep.mismatched == [("m", reason)]
+
+
+def test_patch_set_stacks_plain_loras_in_place_and_switches_exactly():
+    """Three fp16 LoRAs (one at strength 0) on a float32 weight and a 1x1 conv: the weight
+    equals W + sum(strength * alpha / rank * up @ down) in float64, written into the same
+    tensor; a LoHa next to a LoRA still applies; switching back restores W bit for bit."""
+    weights = {"w": rnd(48, 40), "conv": rnd(48, 40, 1, 1), "mixed": rnd(48, 40)}
+    before = {k: v.clone() for k, v in weights.items()}
+    storage = {k: v.data_ptr() for k, v in weights.items()}
+
+    def lora_mod(rank: int, *in_shape: int) -> lora.Module:
+        tensors = {
+            "lora_up.weight": rnd(48, rank, *([1, 1] if in_shape else [])).half(),
+            "lora_down.weight": rnd(rank, 40, *in_shape).half(),
+            "alpha": torch.tensor(float(rank) / 2),
+        }
+        return _mod("lora", **tensors)
+
+    stack = [(lora_mod(4), 0.8), (lora_mod(8), -0.5), (lora_mod(2), 0.0)]
+    convs = [(lora_mod(4, 1, 1), 0.7), (lora_mod(2, 1, 1), 1.2)]
+    loha = _mod("loha", hada_w1_a=rnd(48, 2), hada_w1_b=rnd(2, 40), hada_w2_a=rnd(48, 2))
+    loha.tensors["hada_w2_b"] = rnd(2, 40)
+    changes = {
+        "w": [patch.Change(m, s) for m, s in stack],
+        "conv": [patch.Change(m, s) for m, s in convs],
+        "mixed": [patch.Change(stack[0][0], 0.8), patch.Change(loha, 0.5)],
+    }
+    patches = patch.PatchSet(weights)
+    patches.update(changes)
+
+    def want(key: str, mods: list[tuple[lora.Module, float]]) -> torch.Tensor:
+        out = before[key].double().reshape(48, 40)
+        for m, s in mods:
+            up = m.tensors["lora_up.weight"].double().flatten(1)
+            down = m.tensors["lora_down.weight"].double().flatten(1)
+            out = out + s * (float(m.tensors["alpha"]) / down.shape[0]) * (up @ down)
+        return out
+
+    assert _close(weights["w"], want("w", stack))
+    assert _close(weights["conv"].reshape(48, 40), want("conv", convs))
+    loha_delta = (loha.tensors["hada_w1_a"].double() @ loha.tensors["hada_w1_b"].double()) * (
+        loha.tensors["hada_w2_a"].double() @ loha.tensors["hada_w2_b"].double()
+    )
+    assert _close(weights["mixed"], want("mixed", stack[:1]) + 0.5 * loha_delta)
+    assert {k: v.data_ptr() for k, v in weights.items()} == storage
+    patches.update({"w": changes["w"][2:]})  # only the strength-0 LoRA: W itself
+    assert all(torch.equal(weights[k], before[k]) for k in weights)

@@ -564,3 +564,24 @@ def test_model_and_addons_resolve_by_hash_prefix_as_show_does(home, tmp_path):
     assert plan["loras"] == [
         {"name": "style", "kind": "lora", "sha256": lora, "te": 0.5, "unet": 0.5}
     ]
+
+
+def test_parsed_add_ons_belong_to_the_hub_and_stay_within_its_bytes(home, tmp_path):
+    """A Hub with room for one add-on keeps only the newest (the cache is the Hub's, not the
+    process's), and switching back to an evicted LoRA gives the pixels it gave before."""
+    from hub.generate import Hub
+    from hub.registry.queries import list_artifacts
+
+    roomy, small = Hub(home=home), Hub(home=home, addon_cache_bytes=1)
+    prompts = ["a castle <lora:style:0.8>", "a castle <lora:soft:0.6>", "a castle <lora:style:0.8>"]
+    got = []
+    for prompt in prompts:
+        got.append(_pixels(_run(small, prompt, tmp_path)))
+        assert len(small.addon_cache) == 1
+    assert len(roomy.addon_cache) == 0
+    assert np.array_equal(got[0], got[2]) and not np.array_equal(got[0], got[1])
+    for prompt, pixels in zip(prompts, got, strict=True):
+        assert np.array_equal(_pixels(_run(roomy, prompt, tmp_path)), pixels)
+    with roomy.ctx.db.reader() as reader:
+        sizes = {a["name"]: a["size"] for a in list_artifacts(reader, kind="lora")}
+    assert len(roomy.addon_cache) == 2 and roomy.addon_cache.size == sizes["style"] + sizes["soft"]

@@ -11,7 +11,7 @@ import xxhash
 
 from hub.errors import InvalidFileError
 from hub.files import DurableWriter
-from hub.hashing import Hasher, hash_file
+from hub.hashing import FileStat, Hasher, autov3_of, hash_file
 
 
 def _reference(data: bytes) -> dict[str, str | None]:
@@ -46,7 +46,7 @@ def test_large_checkpoint_hashes_including_autov1(models):
     assert hashes.autov1 is not None
 
 
-@pytest.mark.parametrize("size", [0, 5, 9, (8 << 20) + 3, (17 << 20) + 1])
+@pytest.mark.parametrize("size", [0, 5, 9, (8 << 20) + 3, (17 << 20) + 1, (45 << 20) + 7])
 def test_arbitrary_bytes_and_chunk_boundaries(tmp_path, size):
     data = os.urandom(size)
     path = tmp_path / "blob.bin"
@@ -62,6 +62,34 @@ def test_autov3_header_spanning_chunks():
     for i in range(0, len(data), 7):
         hasher.update(data[i : i + 7])
     assert hasher.finish().autov3 == hashlib.sha256(b"xyz").hexdigest()
+
+
+def test_autov3_is_decided_from_the_whole_header(models):
+    """The decision sees the header's JSON bytes, even when they arrive a few at a time; a
+    no leaves AutoV3 out and every other hash as it is."""
+    data = models["kohya-sd1"].read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    for answer in (True, False):
+        seen = []
+        hasher = Hasher(autov3=lambda raw, a=answer, s=seen: s.append(raw) or a)
+        for i in range(0, len(data), 1000):
+            hasher.update(data[i : i + 1000])
+        expected = _reference(data) | ({} if answer else {"autov3": None})
+        assert hasher.finish().as_dict() == expected
+        assert seen == [data[8 : 8 + n]]
+
+
+def test_autov3_later_equals_the_pass(tmp_path, models):
+    path = models["mini-sd1"]
+    hashes, stat = hash_file(path, autov3=False)
+    assert hashes.autov3 is None
+    assert hashes.as_dict() | {"autov3": None} == _reference(path.read_bytes()) | {"autov3": None}
+    assert autov3_of(path, stat) == _reference(path.read_bytes())["autov3"]
+    other = tmp_path / "blob.bin"
+    other.write_bytes(os.urandom(1000))
+    assert autov3_of(other) is None
+    with pytest.raises(InvalidFileError, match="changed since"):
+        autov3_of(path, FileStat(stat.size, stat.mtime_ns + 1, stat.inode))
 
 
 def test_copy_sink_receives_identical_bytes(tmp_path, models):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -567,3 +568,22 @@ def test_a_full_disk_is_one_clear_error(hub, site, models, tmp_path):
         assert hub("list", "--json").json() == []
     finally:
         subprocess.run(["umount", str(tiny)], capture_output=True)
+
+
+def test_autov3_in_the_download_pass_only_for_add_ons(hub, site, pixel, models):
+    """The header, which arrives first, decides: the LoRA gets AutoV3 while it streams; the
+    checkpoint gets it (equal to hashlib over the bytes after the header) when asked."""
+
+    def autov3(data: bytes) -> str:
+        (n,) = struct.unpack("<Q", data[:8])
+        return hashlib.sha256(data[8 + n :]).hexdigest()
+
+    ckpt = site.add(
+        Hosted(202, 2002, 6002, models["mini-sd1"].read_bytes(), "mini.safetensors", "Mini")
+    )  # listed as a LoRA: the file's header says checkpoint, and the file wins
+    lora = hub("install", f"{site.storage_origin}/files/1001", "--json").json()["artifact"]
+    assert lora["hashes"]["autov3"] == autov3(pixel.data)
+    art = hub("install", f"{site.storage_origin}/files/2002", "-y", "--json").json()["artifact"]
+    assert art["kind"] == "checkpoint" and art["hashes"]["autov3"] is None
+    shown = hub("show", f"autov3:{autov3(ckpt.data)[:12]}", "--json").json()
+    assert shown["id"] == art["id"] and shown["hashes"]["autov3"] == autov3(ckpt.data)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 
 import pytest
 
@@ -145,3 +146,27 @@ def test_records_are_one_line_in_a_pipe_whatever_their_length(hub, tmp_path, mod
     assert rows[0] == ["name", "kind", "base", "algo/layout", "size", "autov2", "tags"]
     assert rows[1][:4] == [stem, "embedding", "sd2", "a1111"] and rows[1][-1] == autov2
     assert len(rows) == 2
+
+
+def test_autov3_in_the_pass_for_add_ons_and_on_demand_for_the_rest(hub, webui, models):
+    """Add-ons get AutoV3 while they are hashed; a checkpoint or a VAE gets it (equal to
+    hashlib over the bytes after the header) only when a ref asks for it by AutoV3."""
+
+    def autov3(path):
+        data = path.read_bytes()
+        (n,) = struct.unpack("<Q", data[:8])
+        return hashlib.sha256(data[8 + n :]).hexdigest()
+
+    hub("scan", webui / "webui")
+    arts = {a["name"]: a for a in hub("list", "--json").json()}
+    for name, fixture in (("pixel", "kohya-sd1"), ("badhands", "emb-sd1")):
+        assert arts[name]["hashes"]["autov3"] == autov3(models[fixture])
+    assert arts["mini-sd1"]["hashes"]["autov3"] is None
+    assert arts["clear"]["hashes"]["autov3"] is None
+    hub("show", arts["mini-sd1"]["hashes"]["sha256"][:12], "--json")  # no AutoV3 asked for
+    assert hub("show", "mini-sd1", "--json").json()["hashes"]["autov3"] is None
+    wanted = autov3(models["mini-sd1"])
+    shown = hub("show", f"autov3:{wanted[:12]}", "--json").json()
+    assert shown["name"] == "mini-sd1" and shown["hashes"]["autov3"] == wanted
+    assert hub("show", "mini-sd1", "--json").json()["hashes"]["autov3"] == wanted
+    assert hub("show", "clear", "--json").json()["hashes"]["autov3"] == autov3(models["vae"])

@@ -294,3 +294,20 @@ def test_serve_json_reports_the_bound_address_as_one_line(server_home, tmp_path)
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_by_hash_finds_a_vae_by_its_autov3_computed_on_demand(tmp_path):
+    """A VAE is registered without AutoV3; a by-hash request with it computes and keeps it."""
+    runner = HubRunner(tmp_path / "server-home", tmp_path)
+    vae = tm.vae_file()
+    runner("import", str(vae))
+    data = vae.read_bytes()
+    autov3 = hashlib.sha256(data[8 + int.from_bytes(data[:8], "little") :]).hexdigest()
+    assert runner("show", "vae:" + vae.stem, "--json").json()["hashes"]["autov3"] is None
+    with serving(runner.home, tmp_path) as url:
+        found = requests.get(
+            f"{url}/api/v1/model-versions/by-hash/{autov3[:12].upper()}", timeout=60
+        )
+    assert found.status_code == 200
+    assert found.json()["files"][0]["hashes"]["AutoV3"] == autov3[:12].upper()
+    assert runner("show", "vae:" + vae.stem, "--json").json()["hashes"]["autov3"] == autov3

@@ -41,7 +41,8 @@ def emit_json(data: Any, line: bool = False) -> None:
 
 
 def status(message: str) -> None:
-    err().print(message, markup=False)
+    """A status line on stderr, as written (plain text: no styling to import)."""
+    sys.stderr.write(message + "\n")
 
 
 def error_line(message: str, hint: str | None = None) -> None:

@@ -2,8 +2,9 @@
 
 SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
 ``BEGIN IMMEDIATE`` so concurrent writers queue on the lock instead of failing with
-"database is locked". Reads use a plain read-only connection: listing and searching never
-load the ORM. Any other database URL (PostgreSQL) goes through SQLAlchemy for both.
+"database is locked". Reads and writes are plain SQL on ``sqlite3`` connections: no ORM is
+imported. Any other database URL (PostgreSQL) goes through SQLAlchemy Core for both;
+migrations go through Alembic.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from hub.errors import RegistryError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
-    from sqlmodel import Session
 
 HEAD_REVISION = "0001"  # the newest migration in migrations/versions (a test checks it)
 BUSY_TIMEOUT_S = 60
@@ -113,18 +113,24 @@ class Database:
         return self._engine
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> Iterator[Writer]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
-        from sqlmodel import Session
-
         self.ensure_schema()
-        with Session(self.engine, expire_on_commit=False) as session:
+        if self.sqlite_path is None:
+            with self.engine.begin() as con:
+                yield Writer(con, native=False, db=self)
+            return
+        with self._sqlite() as con:
+            con.isolation_level = None  # transactions are begun and ended here
+            con.execute("PRAGMA foreign_keys = ON")
+            con.execute("PRAGMA synchronous = NORMAL")
+            con.execute("BEGIN IMMEDIATE")
             try:
-                yield session
-                session.commit()
+                yield Writer(con, native=True, db=self)
             except BaseException:
-                session.rollback()
+                con.execute("ROLLBACK")
                 raise
+            con.execute("COMMIT")
 
     @contextmanager
     def reader(self) -> Iterator[Reader]:
@@ -132,10 +138,22 @@ class Database:
         self.ensure_schema()
         if self.sqlite_path is not None:
             with self._sqlite(readonly=True) as con:
-                yield Reader(con, native=True)
+                yield Reader(con, native=True, db=self)
         else:
             with self.engine.connect() as con:
-                yield Reader(con, native=False)
+                yield Reader(con, native=False, db=self)
+
+    def write(self, sql: str, params: dict[str, Any]) -> None:
+        """One plain-SQL write in its own transaction, without the ORM."""
+        self.ensure_schema()
+        if self.sqlite_path is not None:
+            with self._sqlite() as con, con:
+                con.execute(sql, params)
+            return
+        from sqlalchemy import text
+
+        with self.engine.begin() as con:
+            con.execute(text(sql), params)
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -145,9 +163,10 @@ class Database:
 class Reader:
     """Runs read-only SQL and returns rows as dicts, on sqlite3 or on SQLAlchemy."""
 
-    def __init__(self, con: Any, native: bool) -> None:
+    def __init__(self, con: Any, native: bool, db: Database | None = None) -> None:
         self._con = con
         self._native = native
+        self.db = db  # where a query that must store what it computed writes
 
     @property
     def has_fts(self) -> bool:
@@ -161,6 +180,18 @@ class Reader:
         from sqlalchemy import text
 
         return [dict(r) for r in self._con.execute(text(sql), params or {}).mappings()]
+
+
+class Writer(Reader):
+    """A write transaction: :meth:`rows` and :meth:`execute` of plain SQL."""
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        """Run one statement; returns how many rows it changed."""
+        if self._native:
+            return self._con.execute(sql, params or {}).rowcount
+        from sqlalchemy import text
+
+        return self._con.execute(text(sql), params or {}).rowcount
 
 
 def _make_engine(url: str, is_sqlite: bool) -> Engine:

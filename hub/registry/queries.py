@@ -13,7 +13,7 @@ from typing import Any
 
 from hub.errors import AmbiguousRefError, RefNotFoundError
 from hub.registry.db import Reader
-from hub.taxonomy import Ref
+from hub.taxonomy import ADDON_KINDS, Ref
 
 COLUMNS = (
     "id, kind, name, version, base, family, format, layout, algo, variant, prediction, path, "
@@ -233,9 +233,16 @@ def display(row: dict[str, Any]) -> str:
 
 
 def resolve_rows(reader: Reader, ref: Ref) -> list[dict[str, Any]]:
-    """Every artifact row a ref matches (no error on zero or several)."""
+    """Every artifact row a ref matches (no error on zero or several). A hash prefix that
+    matches nothing may be the AutoV3 of a file registered without one: those of add-ons
+    (of every file, for an ``autov3:`` ref) are computed and stored, and it is tried again."""
     if ref.hash_prefix:
         rows = _by_hash(reader, ref.hash_prefix)
+        if not rows and reader.db is not None:
+            from hub.registry import autov3
+
+            if autov3.fill(reader.db, kinds=None if ref.scheme == "autov3" else ADDON_KINDS):
+                rows = _by_hash(reader, ref.hash_prefix)
         if rows or ref.name is None:
             return rows
     params: dict[str, Any] = {"name": ref.name}

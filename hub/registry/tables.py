@@ -1,10 +1,15 @@
-"""SQLModel tables of the registry. Schema changes go through a migration (see migrations/)."""
+"""The registry's schema, declared as SQLModel tables.
+
+The migrations (``migrations/versions``) create it and the registry code reads and writes it
+in SQL (``queries.py``, ``writes.py``: no ORM import on the command path, which keeps start-up
+short). These classes are the declaration new migrations are generated from
+(``target_metadata`` in ``migrations/env.py``); a test checks the two never drift apart."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import BigInteger, Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -30,23 +35,31 @@ class Artifact(SQLModel, table=True):
     prediction: str | None = None
     path: str = Field(unique=True)
     in_store: bool = False
-    size: int = 0
-    mtime_ns: int = 0
-    inode: int = 0
+    size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    mtime_ns: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    inode: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     xxh3_128: str = Field(unique=True)
     sha256: str = Field(index=True)
     autov1: str | None = None
     autov3: str | None = Field(default=None, index=True)
     hash_status: str = "ok"
     source: str = "local"
-    source_ref: str | None = None  # JSON: share-site ids and URL
-    trained_words: str = "[]"  # JSON list
+    source_ref: str | None = Field(
+        default=None, sa_column=Column(Text)
+    )  # JSON: share-site ids and URL
+    trained_words: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON
     preferred_weight: float | None = None
-    description: str | None = None
+    description: str | None = Field(default=None, sa_column=Column(Text))
     preview: str | None = None  # path of a preview image beside the file
-    header_metadata: str | None = None  # JSON: the safetensors __metadata__
-    site_json: str | None = None  # JSON: what the share site said
-    probe_json: str | None = None  # JSON: every probe's verdict
+    header_metadata: str | None = Field(
+        default=None, sa_column=Column(Text)
+    )  # JSON: the safetensors __metadata__
+    site_json: str | None = Field(
+        default=None, sa_column=Column(Text)
+    )  # JSON: what the share site said
+    probe_json: str | None = Field(
+        default=None, sa_column=Column(Text)
+    )  # JSON: every probe's verdict
     kind_locked: bool = False  # the user set the kind: identification keeps it
     base_locked: bool = False
     created_at: datetime = Field(default_factory=utcnow)
@@ -86,4 +99,7 @@ class Lineage(SQLModel, table=True):
     )
     parent_sha256: str | None = None
     relation: str
-    params: str = "{}"  # JSON
+    params: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # JSON
+
+
+SCHEMA = SQLModel.metadata  # every table above: what ``alembic revision --autogenerate`` diffs
