@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from hub.errors import InvalidFileError
 
@@ -668,12 +668,14 @@ _KNOWN_MEMBERS = {
 
 @dataclass
 class SafeLoaded:
-    """A pickle read safely: the inert object, and the bytes of its storages on demand."""
+    """A pickle read safely: the inert object, and the bytes of its storages on demand.
+    Use it in a ``with`` block (or call :meth:`close`): it holds a zip file open."""
 
     path: Path
     container: str
     obj: Any
     _zip: zipfile.ZipFile | None = None
+    _file: BinaryIO | None = None
     _prefix: str = ""
     _legacy: dict[str, bytes] = field(default_factory=dict)
     _cache: dict[str, bytes] = field(default_factory=dict)
@@ -717,8 +719,17 @@ class SafeLoaded:
         return torch.as_strided(flat, ref.shape, ref.stride, ref.offset).clone()
 
     def close(self) -> None:
+        """Close the file the storages are read from (a second call does nothing)."""
         if self._zip is not None:
             self._zip.close()
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> SafeLoaded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _plain(value: Any, depth: int = 0) -> bool:
@@ -820,7 +831,18 @@ def _check_local_headers(fh: Any, infos: list[zipfile.ZipInfo]) -> None:
             )
 
 
-def _load_zip(path: Path, fh: Any) -> SafeLoaded:
+def _load_zip(path: Path) -> SafeLoaded:
+    """A PyTorch zip file, read from a file that the result owns (or that is closed here if
+    the file is refused)."""
+    fh = path.open("rb")
+    try:
+        return _read_zip(path, fh)
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _read_zip(path: Path, fh: BinaryIO) -> SafeLoaded:
     try:
         archive = zipfile.ZipFile(fh)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -880,6 +902,7 @@ def _load_zip(path: Path, fh: Any) -> SafeLoaded:
         "pytorch zip",
         obj,
         _zip=archive,
+        _file=fh,
         _prefix=prefix,
     )
     for _, ref in iter_tensors(obj):
@@ -932,7 +955,7 @@ def load(path: str | Path) -> SafeLoaded:
         with path.open("rb") as fh:
             head = fh.read(512)
             if head.startswith(b"PK\x03\x04"):
-                return _load_zip(path, path.open("rb"))
+                return _load_zip(path)
             if len(head) >= 262 and head[257:262] == b"ustar":
                 raise _Refuse("a legacy PyTorch tar archive, which sd-hub refuses")
             if head.startswith((b"7z\xbc\xaf\x27\x1c", b"\x1f\x8b", b"Rar!", b"BZh")):
