@@ -1,7 +1,8 @@
 """The only way sd-hub reads a pickle: an interpreter that can build nothing but inert data.
 
 Pickled weight files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) are read opcode by opcode by
-:func:`run_pickle`, a small pickle machine written here. Globals are answered from an exact
+:func:`run_pickle`, a small pickle machine written here: :data:`OPCODES` maps each opcode it
+reads to its handler, and any other opcode is refused. Globals are answered from an exact
 table of ``(module, name)`` pairs (SECURITY.md), each mapped to an inert stand-in; nothing is
 imported and nothing outside the table is ever called. Any other global, opcode or container
 structure refuses the whole file, naming what was found. There is no fallback loader.
