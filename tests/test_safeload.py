@@ -345,3 +345,29 @@ def test_safetensors_reader_closes_its_file(tmp_path):
     reader.close()
     reader.close()  # closing twice is harmless
     assert open_fds(path) == []
+
+
+REFUSED_OPCODES = {
+    "INST",
+    "OBJ",
+    "PERSID",
+    "EXT1",
+    "EXT2",
+    "EXT4",
+    "NEWOBJ_EX",
+    "NEXT_BUFFER",
+    "READONLY_BUFFER",
+}
+
+
+def test_every_opcode_is_in_the_table_or_refused_by_name(tmp_path):
+    import pickletools
+
+    assert set(safeload.OPCODES) == {op.name for op in pickletools.opcodes} - REFUSED_OPCODES
+    for op in pickletools.opcodes:
+        if op.name in REFUSED_OPCODES:
+            path = tmp_path / f"{op.name}.pt"  # arguments that every refused opcode can parse
+            path.write_bytes(b"\x80\x05" + op.code.encode("latin-1") + b"a\nb\n\0\0\0\0.")
+            with pytest.raises(safeload.PickleRefused) as err:
+                safeload.load(path)
+            assert err.value.reason == f"opcode {op.name} refused", err.value.reason
