@@ -38,12 +38,9 @@ def read_state(art: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     if art["format"] == "pickle":
         from hub import safeload
 
-        loaded = safeload.load(path)
-        try:
+        with safeload.load(path) as loaded:
             tensors = {k: loaded.tensor(ref) for k, ref in loaded.tensor_refs().items()}
             return tensors, loaded.plain_fields()
-        finally:
-            loaded.close()
     raise HubError(f"{path}: a {art['format']} {art['kind']} cannot be read as an add-on")
 
 

@@ -194,9 +194,6 @@ def shapes(artifact: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     if artifact["format"] == "pickle":
         from hub import safeload
 
-        loaded = safeload.load(path)
-        try:
+        with safeload.load(path) as loaded:
             return {k: tuple(r.shape) for k, r in loaded.tensor_refs().items()}
-        finally:
-            loaded.close()
     raise InvalidFileError(path, f"a {artifact['format']} model cannot be loaded")

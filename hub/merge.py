@@ -237,8 +237,8 @@ def merge_checkpoints(
                 f"cannot merge {arts[0]['name']} ({arts[0]['base']}) with "
                 f"{art['name']} ({art['base']}): different architectures"
             )
-    readers = [SafetensorsReader(Path(a["path"])) for a in arts]
-    try:
+    with contextlib.ExitStack() as opened:
+        readers = [opened.enter_context(SafetensorsReader(Path(a["path"]))) for a in arts]
         primary = readers[0]
         for r, art in zip(readers[1:], arts[1:], strict=True):
             for key, info in primary.header.tensors.items():
@@ -294,9 +294,6 @@ def merge_checkpoints(
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-    finally:
-        for r in readers:
-            r.__exit__()
     lineage = [
         Lineage(
             a["id"],

@@ -1,7 +1,8 @@
 """The only way sd-hub reads a pickle: an interpreter that can build nothing but inert data.
 
 Pickled weight files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) are read opcode by opcode by
-:func:`run_pickle`, a small pickle machine written here. Globals are answered from an exact
+:func:`run_pickle`, a small pickle machine written here: :data:`OPCODES` maps each opcode it
+reads to its handler, and any other opcode is refused. Globals are answered from an exact
 table of ``(module, name)`` pairs (SECURITY.md), each mapped to an inert stand-in; nothing is
 imported and nothing outside the table is ever called. Any other global, opcode or container
 structure refuses the whole file, naming what was found. There is no fallback loader.
@@ -19,10 +20,10 @@ import struct
 import time
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from hub.errors import InvalidFileError
 
@@ -272,19 +273,48 @@ _CALLABLE = {v for v in GLOBALS.values() if callable(v) and not isinstance(v, ty
 _CLASSES = {ModelCheckpointStandIn, ParameterDictStandIn}
 
 # ---------------------------------------------------------------------------------------------
-# The pickle machine
+# The pickle machine: a table from opcode name to handler. An opcode missing from the table
+# is refused, among them INST, OBJ, PERSID, EXT1, EXT2, EXT4, NEWOBJ_EX, NEXT_BUFFER and
+# READONLY_BUFFER (they look classes up by name or code, or read out-of-band buffers).
 
-_REFUSED_OPS = {
-    "INST",
-    "OBJ",
-    "PERSID",
-    "EXT1",
-    "EXT2",
-    "EXT4",
-    "NEWOBJ_EX",
-    "NEXT_BUFFER",
-    "READONLY_BUFFER",
-}
+
+class _Machine:
+    """The state of one pickle being read: its stack, marks, memo, protocol and frame."""
+
+    __slots__ = (
+        "data",
+        "stream",
+        "stack",
+        "marks",
+        "memo",
+        "proto",
+        "frame_end",
+        "persistent_load",
+        "must_end",
+    )
+
+    def __init__(self, data: bytes, persistent_load: Any, start: int, must_end: bool) -> None:
+        self.data = data
+        self.stream = io.BytesIO(data)
+        self.stream.seek(start)
+        self.stack: list[Any] = []
+        self.marks: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+        self.proto: int | None = None
+        self.frame_end: int | None = None
+        self.persistent_load = persistent_load
+        self.must_end = must_end
+
+    def pop_mark(self) -> list[Any]:
+        """The items pushed since the last MARK; the stack below it becomes current again."""
+        _require(bool(self.marks), "opcode needs a MARK")
+        items = self.stack
+        self.stack = self.marks.pop()
+        return items
+
+
+# A handler returns None, or (value, end offset) when the pickle is complete (STOP).
+_Handler = Callable[[_Machine, Any], tuple[Any, int] | None]
 
 
 def _build(obj: Any, state: Any) -> None:
@@ -326,6 +356,253 @@ def _build(obj: Any, state: Any) -> None:
         raise _Refuse(f"BUILD on {type(obj).__name__}")
 
 
+def _push_arg(m: _Machine, arg: Any) -> None:
+    m.stack.append(arg)
+
+
+def _push_bytearray(m: _Machine, arg: Any) -> None:
+    m.stack.append(bytes(arg))
+
+
+def _push_new(make: Callable[[], Any]) -> _Handler:
+    """NONE, NEWTRUE, EMPTY_LIST and the like: push a constant or a new empty container."""
+
+    def push(m: _Machine, arg: Any) -> None:
+        m.stack.append(make())
+
+    return push
+
+
+def _tuple_of_top(n: int) -> _Handler:
+    """TUPLE1, TUPLE2, TUPLE3: the top ``n`` items become one tuple."""
+    name = f"TUPLE{n}"
+
+    def pack(m: _Machine, arg: Any) -> None:
+        _require(len(m.stack) >= n, f"{name} on a short stack")
+        items = tuple(m.stack[-n:])
+        del m.stack[-n:]
+        m.stack.append(items)
+
+    return pack
+
+
+def _from_mark(make: Callable[[list[Any]], Any]) -> _Handler:
+    """TUPLE, LIST, FROZENSET: the items since the last MARK become one container."""
+
+    def collect(m: _Machine, arg: Any) -> None:
+        items = m.pop_mark()
+        m.stack.append(make(items))
+
+    return collect
+
+
+def _dict(m: _Machine, arg: Any) -> None:
+    items = m.pop_mark()
+    _require(len(items) % 2 == 0, "DICT with an odd number of items")
+    m.stack.append(dict(zip(items[::2], items[1::2], strict=True)))
+
+
+def _append(m: _Machine, arg: Any) -> None:
+    _require(len(m.stack) > 1, "APPEND on a short stack")
+    _require(type(m.stack[-2]) is list, "APPEND to something not a list")
+    value = m.stack.pop()
+    m.stack[-1].append(value)
+
+
+def _setitem(m: _Machine, arg: Any) -> None:
+    _require(len(m.stack) > 2, "SETITEM on a short stack")
+    target = m.stack[-3]
+    _require(type(target) in (dict, OrderedDict), "SETITEM on something not a dict")
+    value = m.stack.pop()
+    key = m.stack.pop()
+    target[key] = value
+
+
+def _target_and_items(m: _Machine, name: str) -> tuple[Any, list[Any]]:
+    """APPENDS, SETITEMS, ADDITEMS: the items since the last MARK and the object below it."""
+    items = m.pop_mark()
+    _require(bool(m.stack), f"{name} without a target")
+    return m.stack[-1], items
+
+
+def _appends(m: _Machine, arg: Any) -> None:
+    target, items = _target_and_items(m, "APPENDS")
+    _require(type(target) is list, "APPENDS to something not a list")
+    target.extend(items)
+
+
+def _additems(m: _Machine, arg: Any) -> None:
+    target, items = _target_and_items(m, "ADDITEMS")
+    _require(type(target) is set, "ADDITEMS to something not a set")
+    target.update(items)
+
+
+def _setitems(m: _Machine, arg: Any) -> None:
+    target, items = _target_and_items(m, "SETITEMS")
+    _require(type(target) in (dict, OrderedDict), "SETITEMS on something not a dict")
+    _require(len(items) % 2 == 0, "SETITEMS with an odd number of items")
+    for k, v in zip(items[::2], items[1::2], strict=True):
+        target[k] = v
+
+
+def _mark(m: _Machine, arg: Any) -> None:
+    _require(len(m.marks) < MAX_DEPTH, "pickle nesting too deep")
+    m.marks.append(m.stack)
+    m.stack = []
+
+
+def _pop_mark(m: _Machine, arg: Any) -> None:
+    _require(bool(m.marks), "POP_MARK without MARK")
+    m.stack = m.marks.pop()
+
+
+def _pop(m: _Machine, arg: Any) -> None:
+    _require(bool(m.stack), "POP on an empty stack")
+    m.stack.pop()
+
+
+def _dup(m: _Machine, arg: Any) -> None:
+    _require(bool(m.stack), "DUP on an empty stack")
+    m.stack.append(m.stack[-1])
+
+
+def _memo_put(name: str) -> _Handler:
+    """PUT, BINPUT, LONG_BINPUT (at the index given) and MEMOIZE (at the next index)."""
+
+    def put(m: _Machine, arg: Any) -> None:
+        _require(bool(m.stack), f"{name} on an empty stack")
+        index = len(m.memo) if name == "MEMOIZE" else arg
+        _require(_is_int(index) and 0 <= index < MAX_MEMO, "memo index out of range")
+        m.memo[index] = m.stack[-1]
+
+    return put
+
+
+def _memo_get(m: _Machine, arg: Any) -> None:
+    _require(arg in m.memo, f"memo slot {arg} was never set")
+    m.stack.append(m.memo[arg])
+
+
+def _push_global(m: _Machine, module: str, qual: str) -> None:
+    if (module, qual) not in GLOBALS:
+        raise _Refuse(f"global {module}.{qual} is not allowed")
+    m.stack.append(GLOBALS[(module, qual)])
+
+
+def _global(m: _Machine, arg: Any) -> None:
+    module, _, qual = arg.partition(" ")
+    _push_global(m, module, qual)
+
+
+def _stack_global(m: _Machine, arg: Any) -> None:
+    _require(len(m.stack) >= 2, "STACK_GLOBAL on a short stack")
+    qual = m.stack.pop()
+    module = m.stack.pop()
+    _require(
+        isinstance(module, str) and isinstance(qual, str),
+        "STACK_GLOBAL with names that are not strings",
+    )
+    _push_global(m, module, qual)
+
+
+def _reduce(m: _Machine, arg: Any) -> None:
+    _require(len(m.stack) >= 2, "REDUCE on a short stack")
+    args = m.stack.pop()
+    func = m.stack.pop()
+    _require(isinstance(args, tuple), "REDUCE arguments are not a tuple")
+    if func is NdArray or func in _CLASSES:
+        raise _Refuse(f"REDUCE on class {getattr(func, 'kind', 'ndarray')}")
+    _require(func in _CALLABLE, "REDUCE on something not callable")
+    m.stack.append(func(*args))
+
+
+def _newobj(m: _Machine, arg: Any) -> None:
+    _require(len(m.stack) >= 2, "NEWOBJ on a short stack")
+    args = m.stack.pop()
+    cls = m.stack.pop()
+    _require(
+        cls in _CLASSES and isinstance(args, tuple), "NEWOBJ on something not an allowed class"
+    )
+    m.stack.append(cls(*args))
+
+
+def _build_op(m: _Machine, arg: Any) -> None:
+    _require(len(m.stack) >= 2, "BUILD on a short stack")
+    state = m.stack.pop()
+    _build(m.stack[-1], state)
+
+
+def _binpersid(m: _Machine, arg: Any) -> None:
+    _require(bool(m.stack) and m.persistent_load is not None, "persistent id where none is allowed")
+    m.stack.append(m.persistent_load(m.stack.pop()))
+
+
+def _proto(m: _Machine, arg: Any) -> None:
+    _require(m.proto is None and 2 <= arg <= 5, f"protocol {arg} refused")  # first opcode only
+    m.proto = arg
+
+
+def _frame(m: _Machine, arg: Any) -> None:
+    _require(m.proto is not None and m.proto >= 4, "FRAME below protocol 4")
+    m.frame_end = m.stream.tell() + arg
+    _require(m.frame_end <= len(m.data), "a FRAME runs past the end of the pickle")
+
+
+def _stop(m: _Machine, arg: Any) -> tuple[Any, int]:
+    _require(len(m.stack) == 1 and not m.marks, "pickle ends with a malformed stack")
+    end = m.stream.tell()
+    _require(m.frame_end is None or end == m.frame_end, "a FRAME length disagrees with its content")
+    if m.must_end:
+        _require(end == len(m.data), "bytes after the end of the pickle")
+    return m.stack[0], end
+
+
+_SCALARS = (
+    "INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT STRING BINSTRING SHORT_BINSTRING"
+    " UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8 BINBYTES SHORT_BINBYTES BINBYTES8"
+)
+
+# The whole interpreter: every opcode sd-hub reads, and what it does.
+OPCODES: dict[str, _Handler] = {
+    "PROTO": _proto,
+    "FRAME": _frame,
+    "STOP": _stop,
+    **dict.fromkeys(_SCALARS.split(), _push_arg),
+    "BYTEARRAY8": _push_bytearray,
+    "NONE": _push_new(lambda: None),
+    "NEWTRUE": _push_new(lambda: True),
+    "NEWFALSE": _push_new(lambda: False),
+    "EMPTY_TUPLE": _push_new(tuple),
+    "EMPTY_LIST": _push_new(list),
+    "EMPTY_DICT": _push_new(dict),
+    "EMPTY_SET": _push_new(set),
+    "TUPLE1": _tuple_of_top(1),
+    "TUPLE2": _tuple_of_top(2),
+    "TUPLE3": _tuple_of_top(3),
+    "TUPLE": _from_mark(tuple),
+    "LIST": _from_mark(list),
+    "FROZENSET": _from_mark(frozenset),
+    "DICT": _dict,
+    "APPEND": _append,
+    "APPENDS": _appends,
+    "SETITEM": _setitem,
+    "SETITEMS": _setitems,
+    "ADDITEMS": _additems,
+    "MARK": _mark,
+    "POP_MARK": _pop_mark,
+    "POP": _pop,
+    "DUP": _dup,
+    **{name: _memo_put(name) for name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE")},
+    **dict.fromkeys(("GET", "BINGET", "LONG_BINGET"), _memo_get),
+    "GLOBAL": _global,
+    "STACK_GLOBAL": _stack_global,
+    "REDUCE": _reduce,
+    "NEWOBJ": _newobj,
+    "BUILD": _build_op,
+    "BINPERSID": _binpersid,
+}
+
+
 def run_pickle(
     data: bytes, persistent_load: Any = None, start: int = 0, must_end: bool = True
 ) -> tuple[Any, int]:
@@ -333,117 +610,31 @@ def run_pickle(
 
     Raises ``_Refuse`` (internal) with the reason; callers wrap it with the file name.
     """
-    stream = io.BytesIO(data)
-    stream.seek(start)
-    stack: list[Any] = []
-    marks: list[list[Any]] = []
-    memo: dict[int, Any] = {}
-    proto = None
-    frame_end: int | None = None
+    m = _Machine(data, persistent_load, start, must_end)
     deadline = time.monotonic() + MAX_SECONDS
-    count = 0
     try:
-        ops = pickletools.genops(stream)
-        for op, arg, pos in ops:
-            count += 1
+        for count, (op, arg, pos) in enumerate(pickletools.genops(m.stream), 1):
             if count % 100_000 == 0 and time.monotonic() > deadline:
                 raise _Refuse("pickle took too long to read (a bomb?)")
-            _require(count <= MAX_OPCODES, "too many pickle opcodes")
-            if frame_end is not None:
-                _require(pos <= frame_end, "a FRAME length disagrees with its content")
-                if pos == frame_end:
-                    frame_end = None
+            if count > MAX_OPCODES:  # checks made on every opcode are inlined (a training
+                raise _Refuse("too many pickle opcodes")  # state has millions of opcodes)
+            if m.frame_end is not None:
+                _require(pos <= m.frame_end, "a FRAME length disagrees with its content")
+                if pos == m.frame_end:
+                    m.frame_end = None
             name = op.name
             if count == 1:
                 _require(name == "PROTO", "pickle does not start with PROTO")
-            if name in _REFUSED_OPS:
+            handler = OPCODES.get(name)
+            if handler is None:
                 raise _Refuse(f"opcode {name} refused")
-            if proto is not None:
-                _require(op.proto <= proto, f"opcode {name} is newer than protocol {proto}")
-            if name == "PROTO":
-                _require(count == 1 and 2 <= arg <= 5, f"protocol {arg} refused")
-                proto = arg
-            elif name == "FRAME":
-                _require(proto is not None and proto >= 4, "FRAME below protocol 4")
-                frame_end = stream.tell() + arg
-                _require(frame_end <= len(data), "a FRAME runs past the end of the pickle")
-            elif name == "STOP":
-                _require(len(stack) == 1 and not marks, "pickle ends with a malformed stack")
-                end = stream.tell()
-                _require(
-                    frame_end is None or end == frame_end,
-                    "a FRAME length disagrees with its content",
-                )
-                if must_end:
-                    _require(end == len(data), "bytes after the end of the pickle")
-                return stack[0], end
-            elif name == "MARK":
-                _require(len(marks) < MAX_DEPTH, "pickle nesting too deep")
-                marks.append(stack)
-                stack = []
-            elif name in ("POP", "POP_MARK", "DUP"):
-                if name == "POP_MARK":
-                    _require(bool(marks), "POP_MARK without MARK")
-                    stack = marks.pop()
-                elif name == "POP":
-                    _require(bool(stack), "POP on an empty stack")
-                    stack.pop()
-                else:
-                    _require(bool(stack), "DUP on an empty stack")
-                    stack.append(stack[-1])
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                _require(bool(stack), f"{name} on an empty stack")
-                index = len(memo) if name == "MEMOIZE" else arg
-                _require(_is_int(index) and 0 <= index < MAX_MEMO, "memo index out of range")
-                memo[index] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                _require(arg in memo, f"memo slot {arg} was never set")
-                stack.append(memo[arg])
-            elif name in ("GLOBAL", "STACK_GLOBAL"):
-                if name == "GLOBAL":
-                    module, _, qual = arg.partition(" ")
-                else:
-                    _require(len(stack) >= 2, "STACK_GLOBAL on a short stack")
-                    qual = stack.pop()
-                    module = stack.pop()
-                    _require(
-                        isinstance(module, str) and isinstance(qual, str),
-                        "STACK_GLOBAL with names that are not strings",
-                    )
-                if (module, qual) not in GLOBALS:
-                    raise _Refuse(f"global {module}.{qual} is not allowed")
-                stack.append(GLOBALS[(module, qual)])
-            elif name == "REDUCE":
-                _require(len(stack) >= 2, "REDUCE on a short stack")
-                args = stack.pop()
-                func = stack.pop()
-                _require(isinstance(args, tuple), "REDUCE arguments are not a tuple")
-                if func is NdArray or func in _CLASSES:
-                    raise _Refuse(f"REDUCE on class {getattr(func, 'kind', 'ndarray')}")
-                _require(func in _CALLABLE, "REDUCE on something not callable")
-                stack.append(func(*args))
-            elif name == "NEWOBJ":
-                _require(len(stack) >= 2, "NEWOBJ on a short stack")
-                args = stack.pop()
-                cls = stack.pop()
-                _require(
-                    cls in _CLASSES and isinstance(args, tuple),
-                    "NEWOBJ on something not an allowed class",
-                )
-                stack.append(cls(*args))
-            elif name == "BUILD":
-                _require(len(stack) >= 2, "BUILD on a short stack")
-                state = stack.pop()
-                _build(stack[-1], state)
-            elif name == "BINPERSID":
-                _require(
-                    bool(stack) and persistent_load is not None,
-                    "persistent id where none is allowed",
-                )
-                stack.append(persistent_load(stack.pop()))
-            else:
-                _data_op(name, arg, stack, marks)
-            _require(len(stack) <= MAX_STACK, "pickle stack too large")
+            if m.proto is not None and op.proto > m.proto:
+                raise _Refuse(f"opcode {name} is newer than protocol {m.proto}")
+            done = handler(m, arg)
+            if done is not None:
+                return done
+            if len(m.stack) > MAX_STACK:
+                raise _Refuse("pickle stack too large")
     except _Refuse:
         raise
     except (
@@ -458,101 +649,6 @@ def run_pickle(
     ) as exc:
         raise _Refuse(f"malformed pickle ({type(exc).__name__}: {exc})"[:300]) from None
     raise _Refuse("pickle has no STOP")
-
-
-def _pop_mark(stack: list[Any], marks: list[list[Any]]) -> tuple[list[Any], list[Any]]:
-    _require(bool(marks), "opcode needs a MARK")
-    items = stack
-    return marks.pop(), items
-
-
-def _data_op(name: str, arg: Any, stack: list[Any], marks: list[list[Any]]) -> list[Any]:
-    """The data-building opcodes. Mutates ``stack`` in place (or replaces it via marks)."""
-    if name in (
-        "INT",
-        "BININT",
-        "BININT1",
-        "BININT2",
-        "LONG",
-        "LONG1",
-        "LONG4",
-        "FLOAT",
-        "BINFLOAT",
-        "STRING",
-        "BINSTRING",
-        "SHORT_BINSTRING",
-        "UNICODE",
-        "BINUNICODE",
-        "SHORT_BINUNICODE",
-        "BINUNICODE8",
-        "BINBYTES",
-        "SHORT_BINBYTES",
-        "BINBYTES8",
-    ):
-        stack.append(arg)
-    elif name == "BYTEARRAY8":
-        stack.append(bytes(arg))
-    elif name == "NONE":
-        stack.append(None)
-    elif name in ("NEWTRUE", "NEWFALSE"):
-        stack.append(name == "NEWTRUE")
-    elif name == "EMPTY_LIST":
-        stack.append([])
-    elif name == "EMPTY_DICT":
-        stack.append({})
-    elif name == "EMPTY_TUPLE":
-        stack.append(())
-    elif name == "EMPTY_SET":
-        stack.append(set())
-    elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-        n = int(name[-1])
-        _require(len(stack) >= n, f"{name} on a short stack")
-        items = tuple(stack[-n:])
-        del stack[-n:]
-        stack.append(items)
-    elif name in ("TUPLE", "LIST", "DICT", "FROZENSET"):
-        outer, items = _pop_mark(stack, marks)
-        if name == "TUPLE":
-            value: Any = tuple(items)
-        elif name == "LIST":
-            value = list(items)
-        elif name == "FROZENSET":
-            value = frozenset(items)
-        else:
-            _require(len(items) % 2 == 0, "DICT with an odd number of items")
-            value = dict(zip(items[::2], items[1::2], strict=True))
-        stack[:] = outer + [value]
-    elif name in ("APPEND", "SETITEM"):
-        n = 1 if name == "APPEND" else 2
-        _require(len(stack) > n, f"{name} on a short stack")
-        target = stack[-n - 1]
-        if name == "APPEND":
-            _require(type(target) is list, "APPEND to something not a list")
-            target.append(stack.pop())
-        else:
-            _require(type(target) in (dict, OrderedDict), "SETITEM on something not a dict")
-            value = stack.pop()
-            key = stack.pop()
-            target[key] = value
-    elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
-        outer, items = _pop_mark(stack, marks)
-        _require(bool(outer), f"{name} without a target")
-        target = outer[-1]
-        if name == "APPENDS":
-            _require(type(target) is list, "APPENDS to something not a list")
-            target.extend(items)
-        elif name == "ADDITEMS":
-            _require(type(target) is set, "ADDITEMS to something not a set")
-            target.update(items)
-        else:
-            _require(type(target) in (dict, OrderedDict), "SETITEMS on something not a dict")
-            _require(len(items) % 2 == 0, "SETITEMS with an odd number of items")
-            for k, v in zip(items[::2], items[1::2], strict=True):
-                target[k] = v
-        stack[:] = outer
-    else:
-        raise _Refuse(f"opcode {name} refused")
-    return stack
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,12 +669,14 @@ _KNOWN_MEMBERS = {
 
 @dataclass
 class SafeLoaded:
-    """A pickle read safely: the inert object, and the bytes of its storages on demand."""
+    """A pickle read safely: the inert object, and the bytes of its storages on demand.
+    Use it in a ``with`` block (or call :meth:`close`): it holds a zip file open."""
 
     path: Path
     container: str
     obj: Any
     _zip: zipfile.ZipFile | None = None
+    _file: BinaryIO | None = None
     _prefix: str = ""
     _legacy: dict[str, bytes] = field(default_factory=dict)
     _cache: dict[str, bytes] = field(default_factory=dict)
@@ -622,8 +720,17 @@ class SafeLoaded:
         return torch.as_strided(flat, ref.shape, ref.stride, ref.offset).clone()
 
     def close(self) -> None:
+        """Close the file the storages are read from (a second call does nothing)."""
         if self._zip is not None:
             self._zip.close()
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> SafeLoaded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _plain(value: Any, depth: int = 0) -> bool:
@@ -725,7 +832,18 @@ def _check_local_headers(fh: Any, infos: list[zipfile.ZipInfo]) -> None:
             )
 
 
-def _load_zip(path: Path, fh: Any) -> SafeLoaded:
+def _load_zip(path: Path) -> SafeLoaded:
+    """A PyTorch zip file, read from a file that the result owns (or that is closed here if
+    the file is refused)."""
+    fh = path.open("rb")
+    try:
+        return _read_zip(path, fh)
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _read_zip(path: Path, fh: BinaryIO) -> SafeLoaded:
     try:
         archive = zipfile.ZipFile(fh)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -785,6 +903,7 @@ def _load_zip(path: Path, fh: Any) -> SafeLoaded:
         "pytorch zip",
         obj,
         _zip=archive,
+        _file=fh,
         _prefix=prefix,
     )
     for _, ref in iter_tensors(obj):
@@ -837,7 +956,7 @@ def load(path: str | Path) -> SafeLoaded:
         with path.open("rb") as fh:
             head = fh.read(512)
             if head.startswith(b"PK\x03\x04"):
-                return _load_zip(path, path.open("rb"))
+                return _load_zip(path)
             if len(head) >= 262 and head[257:262] == b"ustar":
                 raise _Refuse("a legacy PyTorch tar archive, which sd-hub refuses")
             if head.startswith((b"7z\xbc\xaf\x27\x1c", b"\x1f\x8b", b"Rar!", b"BZh")):

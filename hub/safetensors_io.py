@@ -161,7 +161,8 @@ ST_TO_TORCH = {v: k for k, v in TORCH_TO_ST.items()}
 
 class SafetensorsReader:
     """Reads one tensor at a time with plain reads (no memory map), so the pages of tensors
-    already processed do not stay in the process's memory."""
+    already processed do not stay in the process's memory. Use it in a ``with`` block (or call
+    :meth:`close`): it holds the file open."""
 
     def __init__(self, path: Path) -> None:
         from hub.formats import read_header
@@ -174,7 +175,13 @@ class SafetensorsReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (a second call does nothing)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     @property
     def metadata(self) -> dict[str, str]:

@@ -289,3 +289,85 @@ def test_show_why_names_the_offending_global(hub, corpus):
     result = hub("show", files["os_system"], "--why", ok=False)
     assert result.code != 0 and "global os.system is not allowed" in result.err
     assert "Traceback" not in result.err
+
+
+# --- closing files ------------------------------------------------------------------------
+
+
+def open_fds(path: Path) -> list[int]:
+    """This process's descriptors open on ``path``, read from /proc/self/fd."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if Path(fd.readlink()) == path.resolve():
+                found.append(int(fd.name))
+    return found
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_safe_loaded_is_a_context_manager_that_closes_its_file(tmp_path, zip_format):
+    weight = torch.randn(3, 4)
+    path = tmp_path / "w.pt"
+    torch.save({"w": weight}, path, _use_new_zipfile_serialization=zip_format)
+    with safeload.load(path) as loaded:
+        assert torch.equal(_tensors(loaded)["w"], weight)
+        assert len(open_fds(path)) == zip_format  # the legacy reader keeps no file open
+    assert open_fds(path) == []
+    with pytest.raises(RuntimeError), safeload.load(path) as loaded:
+        raise RuntimeError("inside the block")
+    assert open_fds(path) == []
+
+
+def test_a_refused_zip_leaves_no_file_open(corpus):
+    files, _ = corpus
+    path = files["zip_tensor_beyond_storage"]  # refused after the zip is opened and read
+    with pytest.raises(safeload.PickleRefused) as err:
+        safeload.load(path)
+    assert "reaches element" in err.value.reason
+    assert open_fds(path) == []
+
+
+def test_safetensors_reader_closes_its_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from hub.safetensors_io import SafetensorsReader
+
+    path = tmp_path / "t.safetensors"
+    weight = torch.randn(4, 3)
+    save_file({"w": weight}, path)
+    with SafetensorsReader(path) as reader:
+        assert torch.equal(reader.tensor("w"), weight) and len(open_fds(path)) == 1
+    assert open_fds(path) == []
+    with pytest.raises(RuntimeError), SafetensorsReader(path) as reader:
+        raise RuntimeError("inside the block")
+    assert open_fds(path) == []
+    reader = SafetensorsReader(path)
+    reader.close()
+    reader.close()  # closing twice is harmless
+    assert open_fds(path) == []
+
+
+REFUSED_OPCODES = {
+    "INST",
+    "OBJ",
+    "PERSID",
+    "EXT1",
+    "EXT2",
+    "EXT4",
+    "NEWOBJ_EX",
+    "NEXT_BUFFER",
+    "READONLY_BUFFER",
+}
+
+
+def test_every_opcode_is_in_the_table_or_refused_by_name(tmp_path):
+    import pickletools
+
+    assert set(safeload.OPCODES) == {op.name for op in pickletools.opcodes} - REFUSED_OPCODES
+    for op in pickletools.opcodes:
+        if op.name in REFUSED_OPCODES:
+            path = tmp_path / f"{op.name}.pt"  # arguments that every refused opcode can parse
+            path.write_bytes(b"\x80\x05" + op.code.encode("latin-1") + b"a\nb\n\0\0\0\0.")
+            with pytest.raises(safeload.PickleRefused) as err:
+                safeload.load(path)
+            assert err.value.reason == f"opcode {op.name} refused", err.value.reason

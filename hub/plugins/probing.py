@@ -101,12 +101,9 @@ def make_subject(path: Path) -> Subject:
     if container in (Container.PICKLE, Container.TORCH_ZIP, Container.LEGACY_TAR):
         from hub import safeload
 
-        loaded = safeload.load(path)
-        try:
+        with safeload.load(path) as loaded:
             keys = {k: r.shape for k, r in loaded.tensor_refs().items()}
             return Subject(path, Format.PICKLE, keys=keys, fields=loaded.plain_fields())
-        finally:
-            loaded.close()
     header = read_header(path)
     keys = {k: v.shape for k, v in header.tensors.items()}
     return Subject(path, Format.SAFETENSORS, keys=keys, metadata=header.metadata)

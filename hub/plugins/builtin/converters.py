@@ -79,8 +79,7 @@ def _pickle_names(refs: dict[str, safeload.TensorRef], kind: str) -> dict[str, s
 
 
 def pickle_to_safetensors(job: ConvertJob) -> dict[str, Any]:
-    loaded = safeload.load(job.source)
-    try:
+    with safeload.load(job.source) as loaded:
         refs = loaded.tensor_refs()
         names = _pickle_names(refs, job.artifact["kind"])
         st = target_dtype(job)
@@ -110,8 +109,6 @@ def pickle_to_safetensors(job: ConvertJob) -> dict[str, Any]:
             for name, ref in by_out.items():
                 if not torch.equal(reader.tensor(name), _cast(loaded.tensor(ref), st)):
                     raise InvalidFileError(job.output, f"tensor {name} differs after writing")
-    finally:
-        loaded.close()
     return {"tensors": len(specs), "dtype": job.dtype, "prune": job.prune}
 
 

@@ -59,13 +59,10 @@ def _read_weights(artifact: dict[str, Any]) -> dict[str, Any]:
     if artifact["format"] == "pickle":
         from hub import safeload
 
-        loaded = safeload.load(path)
-        try:
+        with safeload.load(path) as loaded:
             return {
                 k: loaded.tensor(r) for k, r in loaded.tensor_refs().items() if k.startswith(_KEEP)
             }
-        finally:
-            loaded.close()
     raise InvalidFileError(path, f"a {artifact['format']} model cannot be loaded")
 
 
