@@ -127,11 +127,13 @@ def resolve_resource(reader: Reader, res: Resource) -> Resolution:
 
 # Hash forms a share site is asked by (Civitai's by-hash matches these widths exactly).
 SITE_FORMS = ("sha256", "autov3", "autov2")
+CIVITAI_DOWNLOAD = "https://civitai.com/api/download/models/"  # + a version id
 
 
 class SiteLookup:
-    """Asks the share sites, by hash, for the files an image names and the registry lacks.
-    After the first failure to reach a site it stops asking (one note says why)."""
+    """Asks the share sites, by hash or Civitai version id, for the files an image names and
+    the registry lacks. After the first failure to reach a site it stops asking (one note
+    says why)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -147,7 +149,10 @@ class SiteLookup:
         for res, how in pairs:
             if how.status != "unknown":
                 continue
-            for ref in [f"{f}:{res.hashes[f]}" for f in SITE_FORMS if f in res.hashes]:
+            asks = [(f"{f}:{res.hashes[f]}", f) for f in SITE_FORMS if f in res.hashes]
+            if res.version_id is not None:  # Civitai's download URL of a version
+                asks.append((f"{CIVITAI_DOWNLOAD}{res.version_id}", "version id"))
+            for ref, by in asks:
                 if self.failed:
                     return
                 try:
@@ -158,12 +163,9 @@ class SiteLookup:
                     self.failed = exc.message
                     found.notes.append(f"share site not asked further: {exc.message}")
                     return
-                how.status, how.by, how.install, how.remote = (
-                    "installable",
-                    ref.split(":", 1)[0],
-                    ref,
-                    remote.plan(),
-                )
+                if by == "version id":
+                    ref = f"civitai:{remote.ids['model_id']}@{remote.ids['version_id']}"
+                how.status, how.by, how.install, how.remote = "installable", by, ref, remote.plan()
                 break
 
 
@@ -213,7 +215,7 @@ def _toml(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-def _sampler(rec: ImageRecord) -> str | None:
+def sampler_name(rec: ImageRecord) -> str | None:
     """The record's sampler as ``hub generate`` names it (A1111), or None."""
     from hub.infotext import split_sampler
 
@@ -269,7 +271,7 @@ def stack_table(found: Inspection, name: str) -> str:
         prompt = rec.prompt or ""
     values |= {k: v for k, v in lists.items() if v}
     values |= {"prompt": prompt, "negative": rec.negative}
-    sampler = _sampler(rec)
+    sampler = sampler_name(rec)
     if rec.sampler and sampler is None:
         comments.append(f"# sampler {rec.sampler} {rec.scheduler or ''}: no equivalent here")
     values |= {"steps": rec.steps, "cfg": rec.cfg, "sampler": sampler, "seed": rec.seed}
