@@ -178,7 +178,9 @@ def from_image(
     _sampler(rec, job, ignored)
     notes = [*found.notes, *rec.notes]
     notes += [f"{f.resource.kind} {f.resolution.note}" for f in held if f.resolution.note]
-    return FromImage(path, rec.tool, job, held, list(refs.values()), ignored, notes)
+    return FromImage(
+        path, rec.tool, job, held, install=list(refs.values()), ignored=ignored, notes=notes
+    )
 
 
 def parse_settings(settings: list[str]) -> dict[str, Any]:
