@@ -76,18 +76,26 @@ def _named(res: Resource) -> str:
     return f"{res.kind} {res.name or '(unnamed)'}" + (f" ({', '.join(ids)})" if ids else "")
 
 
-def _refuse(path: Path, problems: list[Found], asked_site: bool) -> None:
-    """One line naming every file that is neither held nor installable."""
+def _refuse(path: Path, problems: list[Found], site: SiteLookup | None) -> None:
+    """One line naming every file that is neither held nor installable, and why."""
+    from hub.images import SITE_FORMS
+
     parts = []
     for f in problems:
-        how = f.resolution
+        how, res = f.resolution, f.resource
         if how.status == "ambiguous":
-            parts.append(f"{_named(f.resource)} is ambiguous: {', '.join(how.candidates)}")
+            parts.append(f"{_named(res)} is ambiguous: {', '.join(how.candidates)}")
+            continue
+        askable = res.version_id is not None or any(form in res.hashes for form in SITE_FORMS)
+        if site is None or not askable:
+            where = "the registry"
+        elif site.failed:
+            where = f"the registry (share site not reached: {site.failed})"
         else:
-            where = "the registry or the share site" if asked_site else "the registry"
-            parts.append(f"{_named(f.resource)} is not in {where}")
+            where = "the registry or on the share site"
+        parts.append(f"{_named(res)} is not in {where}")
     hint = "name the file by a ref (--set model=REF, --vae, --lora) or install it first"
-    if not asked_site:
+    if site is None:
         hint = "without --offline the share site is asked for it; or " + hint
     raise HubError(f"{path}: cannot re-run it: " + "; ".join(parts), hint=hint)
 
@@ -158,8 +166,9 @@ def from_image(
     if rec is None:
         why = f" ({'; '.join(found.notes)})" if found.notes else ""
         raise HubError(f"{path}: no generation metadata any reader knows{why}")
-    if ask_site:
-        SiteLookup(ctx).complete(found)
+    site = SiteLookup(ctx) if ask_site else None
+    if site is not None:
+        site.complete(found)
     pairs = [
         Found(r, how)
         for r, how in zip(rec.resources, found.resolutions, strict=True)
@@ -167,7 +176,7 @@ def from_image(
     ]
     problems = [f for f in pairs if f.resolution.status in ("unknown", "ambiguous")]
     if problems:
-        _refuse(path, problems, ask_site)
+        _refuse(path, problems, site)
     held = [f for f in pairs if f.resolution.status == "held"]
     refs: dict[str, Found] = {}
     for f in pairs:

@@ -247,3 +247,18 @@ def test_set_refuses_unknown_keys_and_bad_values(mini, tmp_path):
     ):
         result = mini("generate", "--from", str(image), "--offline", "--set", item, ok=False)
         assert result.err.splitlines()[0] == message
+
+
+def test_an_8_hex_model_hash_is_autov1_never_a_sha256_prefix(mini, tmp_path):
+    data = CHECKPOINT.read_bytes()
+    v1 = hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+    for given, found in ((v1, True), (sha(CHECKPOINT)[:8], False)):
+        text = f"a castle\nSteps: 2, Seed: 1, Size: 64x64, Model hash: {given}, Model: gone"
+        image = png(tmp_path / f"{given}.png", {"parameters": text})
+        result = mini(
+            "generate", "--from", str(image), "--offline", "--dry-run", "--json", ok=found
+        )
+        if found:
+            assert result.json()[0]["model"]["sha256"] == sha(CHECKPOINT)
+        else:
+            assert f"checkpoint gone (autov1 {given}) is not in the registry" in result.err
