@@ -219,7 +219,7 @@ def sampler_name(rec: ImageRecord) -> str | None:
     """The record's sampler as ``hub generate`` names it (A1111), or None."""
     from hub.infotext import split_sampler
 
-    if rec.reader == "a1111" and rec.sampler:
+    if rec.reader in ("a1111", "sd-hub") and rec.sampler:  # A1111's names already
         sampler, legacy = split_sampler(rec.sampler)
         schedule = rec.scheduler or (legacy if legacy != "Automatic" else None)
         return f"{sampler} {schedule}" if schedule and schedule != "Automatic" else sampler

@@ -262,3 +262,38 @@ def test_an_8_hex_model_hash_is_autov1_never_a_sha256_prefix(mini, tmp_path):
             assert result.json()[0]["model"]["sha256"] == sha(CHECKPOINT)
         else:
             assert f"checkpoint gone (autov1 {given}) is not in the registry" in result.err
+
+
+def test_an_sd_hub_record_pins_every_file_by_sha256(mini, tmp_path):
+    first = tm.hypernetwork("sd1")
+    mini("import", str(first), "--name", "anime")
+    out = tmp_path / "out.png"
+    mini(
+        "generate",
+        "a castle <hypernet:anime:0.5>",
+        "--model",
+        "mini",
+        "--steps",
+        "1",
+        "-W",
+        "64",
+        "-H",
+        "64",
+        "--seed",
+        "5",
+        "-o",
+        str(out),
+    )
+    [held] = [h for name, h in registry(mini) if name == "anime"]  # converted from a pickle
+    mini("import", str(tm.hypernetwork("sd1", seed=7)), "--name", "Anime")  # the name: ambiguous
+    [found] = mini("inspect", str(out), "--json", "--offline").json()
+    assert found["record"]["reader"] == "sd-hub"
+    [plan] = mini("generate", "--from", str(out), "--dry-run", "--json", "--offline").json()
+    assert plan["hypernetworks"] == [
+        {"name": "anime", "kind": "hypernetwork", "sha256": held, "strength": 0.5}
+    ]
+    assert plan["model"]["sha256"] == sha(CHECKPOINT)
+    with Image.open(out) as img:  # the A1111 text alone names the hypernetwork by name only
+        bare = png(tmp_path / "bare.png", {"parameters": img.text["parameters"]})
+    result = mini("generate", "--from", str(bare), "--dry-run", "--offline", ok=False)
+    assert "hypernetwork anime is ambiguous" in result.err
