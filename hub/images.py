@@ -201,6 +201,32 @@ COMFY_SCHEDULES = {
     "sgm_uniform": "SGM Uniform",
     "beta": "Beta",
 }
+# InvokeAI's scheduler names (its SCHEDULER_MAP; ``_k``: Karras sigmas) -> A1111's.
+INVOKEAI_SCHEDULERS = {
+    "ddim": "DDIM",
+    "lms": "LMS",
+    "lms_k": "LMS Karras",
+    "pndm": "PLMS",
+    "heun": "Heun",
+    "heun_k": "Heun Karras",
+    "euler": "Euler",
+    "euler_k": "Euler Karras",
+    "euler_a": "Euler a",
+    "kdpm_2": "DPM2",
+    "kdpm_2_a": "DPM2 a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_k": "DPM++ 2M Karras",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_k": "DPM++ 2M SDE Karras",
+    "unipc": "UniPC",
+}
+# NovelAI's sampler names -> A1111's.
+NOVELAI_SAMPLERS = {
+    "k_euler": "Euler",
+    "k_euler_ancestral": "Euler a",
+    "k_dpmpp_2m": "DPM++ 2M",
+    "ddim": "DDIM",
+}
 _TOML_KEY = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -223,6 +249,10 @@ def sampler_name(rec: ImageRecord) -> str | None:
         sampler, legacy = split_sampler(rec.sampler)
         schedule = rec.scheduler or (legacy if legacy != "Automatic" else None)
         return f"{sampler} {schedule}" if schedule and schedule != "Automatic" else sampler
+    if rec.reader == "invokeai":  # one name for both, in `scheduler`
+        return INVOKEAI_SCHEDULERS.get(rec.scheduler or "")
+    if rec.reader == "novelai":
+        return NOVELAI_SAMPLERS.get(rec.sampler or "")
     sampler = COMFY_SAMPLERS.get(rec.sampler or "")
     if sampler is None or (rec.scheduler or "normal") not in COMFY_SCHEDULES:
         return None

@@ -4,7 +4,7 @@ lacks (to install) and what sd-hub cannot honour (listed as ignored, never dropp
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,9 +217,9 @@ def apply_settings(job: Job, given: Job, values: dict[str, Any]) -> Job:
     out = replace(job, loras=[*job.loras, *given.loras])
     out.embeddings = [*job.embeddings, *given.embeddings]
     out.hypernetworks = [*job.hypernetworks, *given.hypernetworks]
-    for f in fields(Job):
-        if f.name in (*SETTABLE, "output", "trigger") and getattr(given, f.name) not in NOT_SET:
-            setattr(out, f.name, getattr(given, f.name))
+    for name in (*SETTABLE, "output", "trigger", "stack"):
+        if getattr(given, name) not in NOT_SET:
+            setattr(out, name, getattr(given, name))
     for key, value in values.items():
         setattr(out, key, value)
     return out

@@ -297,3 +297,58 @@ def test_an_sd_hub_record_pins_every_file_by_sha256(mini, tmp_path):
         bare = png(tmp_path / "bare.png", {"parameters": img.text["parameters"]})
     result = mini("generate", "--from", str(bare), "--dry-run", "--offline", ok=False)
     assert "hypernetwork anime is ambiguous" in result.err
+
+
+def test_invokeai_and_novelai_images_give_their_settings(mini, tmp_path):
+    lora = tm.kohya_lora("sd1")
+    mini("import", str(lora), "--name", "style")
+    invoke = {
+        "positive_prompt": "a castle",
+        "negative_prompt": "blurry",
+        "steps": 2,
+        "cfg_scale": 6,
+        "seed": 9,
+        "width": 64,
+        "height": 64,
+        "scheduler": "dpmpp_2m_k",
+        "model": {"model_name": "mini", "base_model": "sd-1", "model_type": "main"},
+        "loras": [{"lora": {"model_name": "style", "base_model": "sd-1"}, "weight": 0.75}],
+        "hrf_enabled": True,
+        "app_version": "3.6.2",
+    }
+    image = png(tmp_path / "invoke.png", {"invokeai_metadata": json.dumps(invoke)})
+    [plan] = mini("generate", "--from", str(image), "--dry-run", "--json", "--offline").json()
+    assert (plan["model"]["sha256"], plan["prompt"], plan["negative"]) == (
+        sha(CHECKPOINT),
+        "a castle",
+        "blurry",
+    )
+    assert plan["loras"] == [
+        {"name": "style", "kind": "lora", "sha256": sha(lora), "te": 0.75, "unet": 0.75}
+    ]
+    assert plan["settings"] == {
+        "steps": 2,
+        "cfg": 6.0,
+        "sampler": "DPM++ 2M",
+        "schedule": "Karras",
+        "seed": 9,
+        "size": [64, 64],
+        "clip_skip": 1,
+    }
+    assert plan["from"]["ignored"] == ["hrf_enabled: True"]
+
+    comment = {"steps": 2, "scale": 5, "seed": 4, "sampler": "k_euler_ancestral", "uc": "ugly"}
+    comment |= {"width": 64, "height": 64, "strength": 0.7, "noise": 0.2}
+    chunks = {"Software": "NovelAI", "Description": "a castle", "Comment": json.dumps(comment)}
+    image = png(tmp_path / "nai.png", chunks)
+    refused = mini("generate", "--from", str(image), "--dry-run", ok=False)
+    assert f"error: {image}: the NovelAI image names no checkpoint file\n" in refused.err
+    [plan] = mini(
+        "generate", "--from", str(image), "--set", "model=mini", "--dry-run", "--json"
+    ).json()
+    assert (plan["model"]["name"], plan["negative"], plan["settings"]["sampler"]) == (
+        "mini",
+        "ugly",
+        "Euler a",
+    )
+    assert plan["from"]["ignored"] == ["strength: 0.7", "noise: 0.2"]

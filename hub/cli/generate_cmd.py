@@ -106,6 +106,11 @@ def register(app: typer.Typer) -> None:
             values = parse_settings(list(settings or []))
             found = _from_image(hub, from_image, given, values, yes, offline, dry_run)
             jobs = [apply_settings(found.job, given, values)]
+            if not jobs[0].model and not jobs[0].stack:
+                raise HubError(
+                    f"{from_image}: the {found.tool} image names no checkpoint file",
+                    hint="pass --model REF or --set model=REF",
+                )
         elif batch is not None:
             jobs = read_batch(batch, given)
         else:
