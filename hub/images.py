@@ -127,11 +127,13 @@ def resolve_resource(reader: Reader, res: Resource) -> Resolution:
 
 # Hash forms a share site is asked by (Civitai's by-hash matches these widths exactly).
 SITE_FORMS = ("sha256", "autov3", "autov2")
+CIVITAI_DOWNLOAD = "https://civitai.com/api/download/models/"  # + a version id
 
 
 class SiteLookup:
-    """Asks the share sites, by hash, for the files an image names and the registry lacks.
-    After the first failure to reach a site it stops asking (one note says why)."""
+    """Asks the share sites, by hash or Civitai version id, for the files an image names and
+    the registry lacks. After the first failure to reach a site it stops asking (one note
+    says why)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -147,7 +149,10 @@ class SiteLookup:
         for res, how in pairs:
             if how.status != "unknown":
                 continue
-            for ref in [f"{f}:{res.hashes[f]}" for f in SITE_FORMS if f in res.hashes]:
+            asks = [(f"{f}:{res.hashes[f]}", f) for f in SITE_FORMS if f in res.hashes]
+            if res.version_id is not None:  # Civitai's download URL of a version
+                asks.append((f"{CIVITAI_DOWNLOAD}{res.version_id}", "version id"))
+            for ref, by in asks:
                 if self.failed:
                     return
                 try:
@@ -158,12 +163,9 @@ class SiteLookup:
                     self.failed = exc.message
                     found.notes.append(f"share site not asked further: {exc.message}")
                     return
-                how.status, how.by, how.install, how.remote = (
-                    "installable",
-                    ref.split(":", 1)[0],
-                    ref,
-                    remote.plan(),
-                )
+                if by == "version id":
+                    ref = f"civitai:{remote.ids['model_id']}@{remote.ids['version_id']}"
+                how.status, how.by, how.install, how.remote = "installable", by, ref, remote.plan()
                 break
 
 
@@ -199,6 +201,32 @@ COMFY_SCHEDULES = {
     "sgm_uniform": "SGM Uniform",
     "beta": "Beta",
 }
+# InvokeAI's scheduler names (its SCHEDULER_MAP; ``_k``: Karras sigmas) -> A1111's.
+INVOKEAI_SCHEDULERS = {
+    "ddim": "DDIM",
+    "lms": "LMS",
+    "lms_k": "LMS Karras",
+    "pndm": "PLMS",
+    "heun": "Heun",
+    "heun_k": "Heun Karras",
+    "euler": "Euler",
+    "euler_k": "Euler Karras",
+    "euler_a": "Euler a",
+    "kdpm_2": "DPM2",
+    "kdpm_2_a": "DPM2 a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_k": "DPM++ 2M Karras",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_k": "DPM++ 2M SDE Karras",
+    "unipc": "UniPC",
+}
+# NovelAI's sampler names -> A1111's.
+NOVELAI_SAMPLERS = {
+    "k_euler": "Euler",
+    "k_euler_ancestral": "Euler a",
+    "k_dpmpp_2m": "DPM++ 2M",
+    "ddim": "DDIM",
+}
 _TOML_KEY = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -213,14 +241,18 @@ def _toml(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-def _sampler(rec: ImageRecord) -> str | None:
+def sampler_name(rec: ImageRecord) -> str | None:
     """The record's sampler as ``hub generate`` names it (A1111), or None."""
     from hub.infotext import split_sampler
 
-    if rec.reader == "a1111" and rec.sampler:
+    if rec.reader in ("a1111", "sd-hub") and rec.sampler:  # A1111's names already
         sampler, legacy = split_sampler(rec.sampler)
         schedule = rec.scheduler or (legacy if legacy != "Automatic" else None)
         return f"{sampler} {schedule}" if schedule and schedule != "Automatic" else sampler
+    if rec.reader == "invokeai":  # one name for both, in `scheduler`
+        return INVOKEAI_SCHEDULERS.get(rec.scheduler or "")
+    if rec.reader == "novelai":
+        return NOVELAI_SAMPLERS.get(rec.sampler or "")
     sampler = COMFY_SAMPLERS.get(rec.sampler or "")
     if sampler is None or (rec.scheduler or "normal") not in COMFY_SCHEDULES:
         return None
@@ -269,7 +301,7 @@ def stack_table(found: Inspection, name: str) -> str:
         prompt = rec.prompt or ""
     values |= {k: v for k, v in lists.items() if v}
     values |= {"prompt": prompt, "negative": rec.negative}
-    sampler = _sampler(rec)
+    sampler = sampler_name(rec)
     if rec.sampler and sampler is None:
         comments.append(f"# sampler {rec.sampler} {rec.scheduler or ''}: no equivalent here")
     values |= {"steps": rec.steps, "cfg": rec.cfg, "sampler": sampler, "seed": rec.seed}

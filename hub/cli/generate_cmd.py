@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 
-from hub.cli.output import emit_json, error_line, out, status, step_progress
+from hub.cli.output import emit_json, error_line, human_size, out, status, step_progress
 from hub.cli.state import context
 from hub.errors import ExitCode, HubError
 
@@ -56,10 +56,19 @@ def register(app: typer.Typer) -> None:
             None, "--batch", help="Jobs: one prompt per line, a JSON list or TOML [[jobs]]."
         ),
         from_image: Path = typer.Option(
-            None, "--from", help="Re-run the stack a PNG records (A1111 infotext too)."
+            None,
+            "--from",
+            help="Re-run what an image records (sd-hub, A1111/Forge, Civitai, ComfyUI, "
+            "InvokeAI, Fooocus, NovelAI); the files it names are resolved by hash, then name.",
+        ),
+        settings: list[str] = typer.Option(
+            None, "--set", help="With --from: KEY=VALUE over the image's (steps=30; repeatable)."
         ),
         yes: bool = typer.Option(
             False, "--yes", "-y", help="Install missing files without asking."
+        ),
+        offline: bool = typer.Option(
+            False, "--offline", help="With --from: never ask the share site."
         ),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Resolve and check the stack; load nothing."
@@ -69,6 +78,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Generate images with a model and any set of add-ons, reproducibly."""
         from hub.generate import Hub, Job, read_batch
+        from hub.reproduce import apply_settings, parse_settings
 
         hub = Hub(ctx=context(ctx), device=device, dtype=dtype)
         given = Job(
@@ -89,8 +99,18 @@ def register(app: typer.Typer) -> None:
             trigger=trigger,
             stack=stack,
         )
+        found = None
+        if settings and from_image is None:
+            raise HubError("--set works with --from", hint="give settings as options: --steps 30")
         if from_image is not None:
-            jobs = [_from_image(hub, from_image, given, yes, quiet)]
+            values = parse_settings(list(settings or []))
+            found = _from_image(hub, from_image, given, values, yes, offline, dry_run)
+            jobs = [apply_settings(found.job, given, values)]
+            if not jobs[0].model and not jobs[0].stack:
+                raise HubError(
+                    f"{from_image}: the {found.tool} image names no checkpoint file",
+                    hint="pass --model REF or --set model=REF",
+                )
         elif batch is not None:
             jobs = read_batch(batch, given)
         else:
@@ -106,10 +126,19 @@ def register(app: typer.Typer) -> None:
                 ]
             else:
                 jobs = [replace(jobs[0], output=output)]
+        if found is not None:
+            _show_from(found)
+        if dry_run and found is not None and found.install:
+            if as_json:  # the files to install first: no plan can be checked yet
+                emit_json([{"from": found.as_dict(), "job": _job_json(jobs[0])}])
+            else:
+                out().print(f"job: {_job_json(jobs[0])}", markup=False)
+            return
         if dry_run:
             plans, failures = _each(jobs, hub.plan)
             if as_json:
-                emit_json([_plan_json(p) for p in plans])
+                extra = {"from": found.as_dict()} if found is not None else {}
+                emit_json([_plan_json(p) | extra for p in plans])
             else:
                 for p in plans:
                     _show_plan(p)
@@ -125,6 +154,7 @@ def register(app: typer.Typer) -> None:
                         "record": r.record,
                         "timings": r.timings,
                     }
+                    | ({"from": found.as_dict()} if found is not None else {})
                     for r in results
                 ]
             )
@@ -167,31 +197,71 @@ def _fail_if(failures: int, total: int) -> None:
         raise typer.Exit(ExitCode.FAILED)
 
 
-def _from_image(hub: object, path: Path, given: object, yes: bool, quiet: bool) -> object:
-    """The job an image records, with missing files installed by hash (asked unless -y) and
-    explicitly given settings on top."""
-    from hub.generate import job_from_image
-    from hub.install import install
+def _from_image(  # noqa: PLR0913
+    hub: object, path: Path, given: object, values: dict, yes: bool, offline: bool, dry_run: bool
+) -> object:
+    """What an image records, its missing files installed by hash or version id after one
+    question listing them all (``-y``: none; no terminal to ask on: an error)."""
+    import sys
 
-    job, missing = job_from_image(hub.ctx, path)
-    if missing:
-        for m in missing:
-            status(f"missing: {m.kind} {m.name} ({m.hash})")
-        if not yes and not typer.confirm(
-            f"install {len(missing)} missing file(s) by hash from the share site?", err=True
-        ):
+    from hub.install import install
+    from hub.reproduce import from_image
+
+    replaced = frozenset(
+        kind
+        for kind, key in (("checkpoint", "model"), ("vae", "vae"))
+        if values.get(key) or getattr(given, key)
+    )
+    found = from_image(hub.ctx, path, ask_site=not offline, replaced=replaced)
+    if not found.install or dry_run:
+        return found
+    for f in found.install:
+        status(f"to install: {_install_line(f)}")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise HubError(
+                f"{path}: {len(found.install)} missing file(s) to install: confirmation needed",
+                hint="pass -y to install them",
+            )
+        if not typer.confirm(f"install these {len(found.install)} file(s)?", err=True):
             raise HubError("cannot re-run without the missing files", hint="pass -y to install")
-        for m in missing:
-            result = install(hub.ctx, m.install_ref)
-            status(f"installed {result.artifact['kind']}:{result.artifact['name']}")
-        job, missing = job_from_image(hub.ctx, path)
-    overrides = {
-        f.name: getattr(given, f.name)
-        for f in fields(given)
-        if f.name in ("seed", "steps", "cfg", "sampler", "width", "height", "output")
-        and getattr(given, f.name) is not None
-    }
-    return replace(job, **overrides)
+    for f in found.install:
+        result = install(hub.ctx, f.resolution.install)
+        art = result.artifact or {}
+        status(f"installed {art.get('kind')}:{art.get('name')} ({art.get('path')})")
+    again = from_image(hub.ctx, path, ask_site=False, replaced=replaced)
+    again.installed = found.install
+    return again
+
+
+def _install_line(f: object) -> str:
+    res, how = f.resource, f.resolution
+    remote = how.remote or {}
+    size = f", {human_size(remote['size'])}" if remote.get("size") else ""
+    return (
+        f"{res.kind} {res.name or '(unnamed)'}: hub install {how.install} "
+        f"({remote.get('source')}: {remote.get('file')}{size})"
+    )
+
+
+def _show_from(found: object) -> None:
+    """The image's plan on stderr: tool, files held, files to install, what is ignored."""
+    status(f"from {found.path}: {found.tool}")
+    for f in found.held:
+        art = f.resolution.artifact
+        status(f"  {f.resource.kind} {f.resource.name or '(unnamed)'}: {art['kind']}:{art['name']}")
+    for f in found.install:
+        status(f"  to install: {_install_line(f)}")
+    for line in found.ignored:
+        status(f"  ignored: {line}")
+    for line in found.notes:
+        status(f"  note: {line}")
+
+
+def _job_json(job: object) -> dict:
+    keep = ("prompt", "negative", "model", "vae", "loras", "embeddings", "hypernetworks")
+    keep += ("steps", "cfg", "sampler", "seed", "width", "height", "clip_skip")
+    return {k: getattr(job, k) for k in keep}
 
 
 def _plan_json(p: object) -> dict:

@@ -29,6 +29,7 @@ BUILTIN_PLUGINS = (
     "hub.plugins.builtin.read_invokeai",
     "hub.plugins.builtin.read_fooocus",
     "hub.plugins.builtin.read_novelai",
+    "hub.plugins.builtin.read_sdhub",
 )
 
 _pm: pluggy.PluginManager | None = None
