@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fixtures import sd15_ldm_shapes
 from timing import measure
 
 BASELINE = """
@@ -31,21 +32,10 @@ save_file({k: (v.half() if v.is_floating_point() else v) for k, v in state.items
 def build_checkpoint(path: Path) -> None:
     """Write an SD1.5-shaped fp32 single-file checkpoint tensor by tensor."""
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from adapters import ldm_keys
     from hub.safetensors_io import TensorSpec, write_safetensors
-    from hub.topologies import CLIP_L, SD1_UNET, VAE
 
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**SD1_UNET)
-        vae = AutoencoderKL(**VAE)
-        clip = CLIPTextModel(CLIPTextConfig(**CLIP_L))
-    shapes = ldm_keys.unet_to_ldm(unet.state_dict(), dict(unet.config))
-    shapes |= ldm_keys.vae_to_ldm(vae.state_dict(), dict(vae.config))
-    shapes |= ldm_keys.clip_to_ldm(clip.state_dict(), ldm_keys.SD1_TEXT_PREFIX)
-    specs = [TensorSpec(k, "F32", tuple(v.shape)) for k, v in shapes.items()]
+    specs = [TensorSpec(k, "F32", shape) for k, shape in sd15_ldm_shapes().items()]
     gen = torch.Generator().manual_seed(0)
     write_safetensors(path, specs, lambda s: torch.randn(s.shape, generator=gen) * 0.02)
 

@@ -6,29 +6,48 @@ import json
 from pathlib import Path
 
 
+def sd15_modules():
+    """The SD1.5 UNet, VAE and CLIP-L text encoder on the meta device (shapes, no memory)."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from hub.topologies import CLIP_L, SD1_UNET, VAE
+
+    with torch.device("meta"):
+        return (
+            UNet2DConditionModel(**SD1_UNET),
+            AutoencoderKL(**VAE),
+            CLIPTextModel(CLIPTextConfig(**CLIP_L)),
+        )
+
+
+def sd15_ldm_shapes(unet=None, vae=None, clip=None) -> dict[str, tuple[int, ...]]:
+    """Every tensor of an SD1.5 single-file checkpoint: its LDM name and shape."""
+    from adapters import ldm_keys
+
+    if unet is None:
+        unet, vae, clip = sd15_modules()
+    shapes = ldm_keys.unet_to_ldm(unet.state_dict(), dict(unet.config))
+    shapes |= ldm_keys.vae_to_ldm(vae.state_dict(), dict(vae.config))
+    shapes |= ldm_keys.clip_to_ldm(clip.state_dict(), ldm_keys.SD1_TEXT_PREFIX)
+    return {k: tuple(v.shape) for k, v in shapes.items()}
+
+
 def build_sd15(work: Path, checkpoints: int, loras: int) -> tuple[list[Path], list[Path], Path]:
     """Full-size SD1.5-shaped fp16 checkpoints (random weights, real LDM names and shapes,
     about 2 GB each), kohya LoRAs of rank 64 on the UNet attention and every text-encoder
     Linear, and the diffusers config folder; under ``work``."""
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from adapters import ldm_keys
     from hub.safetensors_io import TensorSpec, write_safetensors
-    from hub.topologies import CLIP_L, SD1_UNET, VAE
 
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**SD1_UNET)
-        vae = AutoencoderKL(**VAE)
-        clip = CLIPTextModel(CLIPTextConfig(**CLIP_L))
+    unet, vae, clip = sd15_modules()
     config = work / "config"
     unet.save_config(config / "unet")
     clip.config.save_pretrained(config / "text_encoder")
     (config / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    shapes = ldm_keys.unet_to_ldm(unet.state_dict(), dict(unet.config))
-    shapes |= ldm_keys.vae_to_ldm(vae.state_dict(), dict(vae.config))
-    shapes |= ldm_keys.clip_to_ldm(clip.state_dict(), ldm_keys.SD1_TEXT_PREFIX)
+    shapes = sd15_ldm_shapes(unet, vae, clip)
     gen = torch.Generator().manual_seed(0)
     models = work / "models"
     ckpts = []
@@ -36,7 +55,7 @@ def build_sd15(work: Path, checkpoints: int, loras: int) -> tuple[list[Path], li
         path = models / f"sd15-{i}.safetensors"
         write_safetensors(
             path,
-            [TensorSpec(k, "F16", tuple(v.shape)) for k, v in shapes.items()],
+            [TensorSpec(k, "F16", v) for k, v in shapes.items()],
             lambda s: (torch.randn(s.shape, generator=gen) * 0.02).half(),
         )
         ckpts.append(path)

@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fixtures import sd15_ldm_shapes
 from timing import measure
 
 HERE = Path(__file__).resolve().parent
@@ -42,30 +43,12 @@ print(statistics.median(times))
 """
 
 
-def _sd15_shapes() -> dict[str, tuple[int, ...]]:
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from adapters import ldm_keys
-    from hub.topologies import CLIP_L, SD1_UNET, VAE
-
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**SD1_UNET)
-        vae = AutoencoderKL(**VAE)
-        clip = CLIPTextModel(CLIPTextConfig(**CLIP_L))
-    shapes = ldm_keys.unet_to_ldm(unet.state_dict(), dict(unet.config))
-    shapes |= ldm_keys.vae_to_ldm(vae.state_dict(), dict(vae.config))
-    shapes |= ldm_keys.clip_to_ldm(clip.state_dict(), ldm_keys.SD1_TEXT_PREFIX)
-    return {k: tuple(v.shape) for k, v in shapes.items()}
-
-
 def build_inputs(work: Path, full: bool) -> None:
     """``sd15.ckpt`` (one-element storages), ``train-state.pt`` and, if ``full``,
     ``models/sd15-fp16.ckpt`` (real-size random fp16 weights)."""
     import torch
 
-    shapes = _sd15_shapes()
+    shapes = sd15_ldm_shapes()
     wide = {k: torch.zeros(1).expand(s) for k, s in shapes.items()}
     torch.save({"epoch": 6, "global_step": 470000, "state_dict": wide}, work / "sd15.ckpt")
     log = {
