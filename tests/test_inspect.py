@@ -17,7 +17,7 @@ from hub import hookimpl, plugins
 from hub.images import read_image
 from hub.plugins.imaging import ImageRecord
 
-REAL = Path("/work/shared/realdata")
+REAL = Path(__file__).parent / "realdata"  # copies of shared/realdata, with provenance
 
 
 @pytest.fixture
