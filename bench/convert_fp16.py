@@ -33,7 +33,7 @@ def build_checkpoint(path: Path) -> None:
     """Write an SD1.5-shaped fp32 single-file checkpoint tensor by tensor."""
     import torch
 
-    from hub.safetensors_io import TensorSpec, write_safetensors
+    from hub.core.safetensors_io import TensorSpec, write_safetensors
 
     specs = [TensorSpec(k, "F32", shape) for k, shape in sd15_ldm_shapes().items()]
     gen = torch.Generator().manual_seed(0)

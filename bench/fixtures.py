@@ -12,7 +12,7 @@ def sd15_modules():
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from hub.topologies import CLIP_L, SD1_UNET, VAE
+    from hub.core.topologies import CLIP_L, SD1_UNET, VAE
 
     with torch.device("meta"):
         return (
@@ -40,7 +40,7 @@ def build_sd15(work: Path, checkpoints: int, loras: int) -> tuple[list[Path], li
     Linear, and the diffusers config folder; under ``work``."""
     import torch
 
-    from hub.safetensors_io import TensorSpec, write_safetensors
+    from hub.core.safetensors_io import TensorSpec, write_safetensors
 
     unet, vae, clip = sd15_modules()
     config = work / "config"
@@ -86,7 +86,7 @@ def write_lora(path: Path, targets: list, texts: list, rank: int, gen) -> None:
     """A kohya LoRA (fp16, alpha = rank / 2) of ``rank`` on the given modules."""
     import torch
 
-    from hub.safetensors_io import TensorSpec, write_safetensors
+    from hub.core.safetensors_io import TensorSpec, write_safetensors
 
     state = {}
     for prefix, mods in (("lora_unet_", targets), ("lora_te_text_model_", texts)):
@@ -116,7 +116,7 @@ def build_small_lora(path: Path, rank: int = 1) -> None:
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from hub.topologies import CLIP_L, SD1_UNET
+    from hub.core.topologies import CLIP_L, SD1_UNET
 
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SD1_UNET)

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 LOAD_TIMES = """
 import statistics, sys, time
-from hub import safeload
+from hub.core import safeload
 path, repeat = sys.argv[1], int(sys.argv[2])
 times = []
 for _ in range(repeat):

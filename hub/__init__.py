@@ -10,6 +10,6 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("hub")
 """Marker for plugin hook implementations: ``@hub.hookimpl``."""
 
-from hub.errors import HubError  # noqa: E402
+from hub.core.errors import HubError  # noqa: E402
 
 __all__ = ["HubError", "__version__", "hookimpl"]

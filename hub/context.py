@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from hub.config import Settings, load_settings
+from hub.core.config import Settings, load_settings
 from hub.registry.db import Database
 from hub.registry.store import Store
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.errors import HubError
-from hub.hashing import FileHashes, Hasher, hash_file, hash_folder
+from hub.core.errors import HubError
+from hub.core.hashing import FileHashes, Hasher, hash_file, hash_folder
+from hub.core.sidecars import Sidecars
 from hub.plugins.converting import ConvertJob, node_of, plan
 from hub.register import (
     Lineage,
@@ -20,7 +21,6 @@ from hub.register import (
     commit,
     identify_path,
 )
-from hub.sidecars import Sidecars
 
 TARGETS = {
     "safetensors": "safetensors",

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from hub import __version__, addons, infotext
+from hub import __version__
 from hub.context import Context
-from hub.errors import ConfigError, HubError, RefNotFoundError
+from hub.core import addons, infotext
+from hub.core.errors import ConfigError, HubError, RefNotFoundError
 from hub.merge import WeightedRef
 from hub.plugins.generating import Extras, LoadedModel, Request
 from hub.registry.queries import list_artifacts, resolve_json
@@ -205,7 +206,7 @@ def plan(
     """Resolve and check a job against the registry; nothing is loaded. A missing add-on or
     one that does not fit raises with a one-line message naming it. ``parsed(art, parse)``
     reads an add-on (a cache may answer)."""
-    from hub import ldm_models
+    from hub.core import ldm_models
 
     job = with_stack(job, ctx.settings.raw)
     if not job.model:
@@ -462,7 +463,7 @@ class Hub:
         """The job resolved and checked (see :func:`plan`)."""
 
         def shapes_of(model: dict[str, Any]) -> Any:
-            from hub import ldm_models
+            from hub.core import ldm_models
 
             key = model["hashes"]["xxh3_128"]
             if key not in self._shapes:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hub.errors import InvalidFileError
+from hub.core.errors import InvalidFileError
 from hub.plugins.imaging import ImageMetadata
 
 MAX_ENTRY = 4 << 20  # characters of one metadata entry; a larger one is skipped with a note

@@ -13,11 +13,11 @@ from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from hub.context import Context
-from hub.errors import HubError
+from hub.core.errors import HubError
+from hub.core.taxonomy import Kind, Ref
 from hub.imagemeta import read_metadata
 from hub.plugins.imaging import Declined, ImageReader, ImageRecord, Resource
 from hub.registry.db import Reader
-from hub.taxonomy import Kind, Ref
 
 _MODEL_EXT = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|sft|gguf)$", re.IGNORECASE)
 
@@ -141,7 +141,7 @@ class SiteLookup:
 
     def complete(self, found: Inspection) -> None:
         """Turn each ``unknown`` resolution that a site can serve into ``installable``."""
-        from hub.download import RemoteNotFoundError
+        from hub.core.download import RemoteNotFoundError
         from hub.install import pick_source
         from hub.plugins.sourcing import Choice
 
@@ -243,7 +243,7 @@ def _toml(value: Any) -> str:
 
 def sampler_name(rec: ImageRecord) -> str | None:
     """The record's sampler as ``hub generate`` names it (A1111), or None."""
-    from hub.infotext import split_sampler
+    from hub.core.infotext import split_sampler
 
     if rec.reader in ("a1111", "sd-hub") and rec.sampler:  # A1111's names already
         sampler, legacy = split_sampler(rec.sampler)
@@ -270,7 +270,7 @@ def stack_table(found: Inspection, name: str) -> str:
     """The image's stack as a ``[stacks.NAME]`` table for hub.toml: held files by SHA-256
     ref (a comment names them), settings ``hub generate`` honours, and comments for what it
     cannot use (unknown or ambiguous files, other parameters)."""
-    from hub.infotext import split_prompt
+    from hub.core.infotext import split_prompt
 
     rec = found.record
     if rec is None:

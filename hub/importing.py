@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.errors import InvalidFileError
-from hub.files import DurableWriter
-from hub.hashing import FileHashes, hash_file, hash_folder
+from hub.core.errors import InvalidFileError
+from hub.core.files import DurableWriter
+from hub.core.hashing import FileHashes, hash_file, hash_folder
+from hub.core.sidecars import Sidecars, read_sidecars
 from hub.plugins.probing import Identification
 from hub.register import (
     Lineage,
@@ -22,7 +23,6 @@ from hub.register import (
     default_name,
     identify_path,
 )
-from hub.sidecars import Sidecars, read_sidecars
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.errors import HubError
+from hub.core.errors import HubError
+from hub.core.sidecars import Sidecars, write_sidecars
 from hub.plugins.sourcing import Choice, RemoteFile, Source
 from hub.register import (
     Lineage,
@@ -22,7 +23,6 @@ from hub.register import (
     identify_path,
 )
 from hub.registry.store import safe_component
-from hub.sidecars import Sidecars, write_sidecars
 
 CONFIRM_BYTES = 1 << 30
 MAX_PREVIEW_BYTES = 32 << 20
@@ -97,7 +97,7 @@ def install(
     """Install one ref. Nothing is registered unless the bytes match what the site published.
 
     Afterwards the staging folder holds only what an interrupted download needs to resume."""
-    from hub.files import locked
+    from hub.core.files import locked
 
     source = pick_source(ctx, ref)
     remote = source.resolve(ref, choice)
@@ -149,8 +149,8 @@ def _download_folder(
 ) -> Any:
     """Each file of a folder verified on its own (resumable), then the folder hashed. After
     an interruption the files done and the partial one stay; after a refusal nothing does."""
-    from hub.download import Downloaded, DownloadInterrupted
-    from hub.hashing import hash_folder
+    from hub.core.download import Downloaded, DownloadInterrupted
+    from hub.core.hashing import hash_folder
     from hub.registry.store import safe_component
 
     root = folder / safe_component(remote.name)
@@ -186,7 +186,7 @@ def _download(
     attempts: int = 4,
 ) -> Any:
     """Download, resuming after dropped connections a bounded number of times."""
-    from hub.download import DownloadInterrupted
+    from hub.core.download import DownloadInterrupted
 
     def fetch() -> Any:
         return source.http.download(
@@ -210,8 +210,8 @@ def _download(
 def _registered(ctx: Context, sha256: str | None) -> dict[str, Any] | None:
     if not sha256:
         return None
+    from hub.core.taxonomy import Ref
     from hub.registry.queries import resolve_rows, tags_for, to_json
-    from hub.taxonomy import Ref
 
     with ctx.db.reader() as reader:
         rows = [

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
+from hub.core.sidecars import preview_of
+from hub.core.taxonomy import Base, Kind
 from hub.registry import writes
 from hub.registry.queries import resolve, tags_for, to_json
-from hub.sidecars import preview_of
-from hub.taxonomy import Base, Kind
 
 
 def _resolve_id(ctx: Context, ref: str) -> int:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.errors import HubError
-from hub.hashing import Hasher
+from hub.core.errors import HubError
+from hub.core.hashing import Hasher
+from hub.core.sidecars import Sidecars
 from hub.register import Lineage, Overrides, commit, identify_path
 from hub.registry.queries import resolve_json
-from hub.sidecars import Sidecars
 
 CHUNK_ELEMENTS = 1 << 22  # elementwise merges work on row slices of about this many values
 
@@ -83,8 +83,8 @@ def bake(
 ) -> MergeResult:
     """Bake LoRA-family add-ons into a single-file checkpoint and register the result."""
     from adapters import patch
-    from hub import addons
-    from hub.safetensors_io import SafetensorsReader, write_safetensors
+    from hub.core import addons
+    from hub.core.safetensors_io import SafetensorsReader, write_safetensors
 
     [base] = _load_meta(ctx, [base_ref], "checkpoint")
     inputs = _load_meta(ctx, [w.ref for w in loras], "lora")
@@ -210,7 +210,7 @@ def merge_checkpoints(
     import torch
 
     from hub import plugins
-    from hub.safetensors_io import SafetensorsReader, write_safetensors
+    from hub.core.safetensors_io import SafetensorsReader, write_safetensors
 
     ctx.load_plugins()
     methods = {n: r.value for n, r in plugins.collect("register_merge_methods").items()}
@@ -336,8 +336,8 @@ def merge_loras(
     """LoRAs into one: exact concatenation, or an SVD to ``rank``."""
     from adapters import combine
     from adapters import lora as lora_math
-    from hub import addons
-    from hub.safetensors_io import TensorSpec, st_dtype, write_safetensors
+    from hub.core import addons
+    from hub.core.safetensors_io import TensorSpec, st_dtype, write_safetensors
 
     arts = _load_meta(ctx, [w.ref for w in loras], "lora")
     bases = {a["base"] for a in arts}

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from adapters import ldm_keys
-from hub import topologies
+from hub.core import topologies
 
 # Mini = the real topology with reduced channels and one text layer (ARCHITECTURE.md).
 _SMALL = {"norm_num_groups": 32, "sample_size": 8}

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.errors import HubError
-from hub.hashing import FileHashes, FileStat
+from hub.core.errors import HubError
+from hub.core.hashing import FileHashes, FileStat
+from hub.core.sidecars import Sidecars
+from hub.core.taxonomy import ADDON_KINDS, Base, Format, Kind
 from hub.plugins.probing import Identification, Subject, identify, make_subject
-from hub.sidecars import Sidecars
-from hub.taxonomy import ADDON_KINDS, Base, Format, Kind
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def autov3_in_pass(kind: str | None) -> bool:
 
 
 def autov3_by_header(ctx: Context, fallback: str | None = None) -> Callable[[bytes], bool]:
-    """For :class:`hub.hashing.Hasher`: whether a file gets its AutoV3 in the pass, from its
+    """For :class:`hub.core.hashing.Hasher`: whether a file gets its AutoV3 in the pass, from its
     safetensors header (the probes' kind, or ``fallback`` when they cannot tell). A header
     the probes cannot read gets it, to be safe."""
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.errors import HubError
+from hub.core.errors import HubError
+from hub.core.sidecars import write_sidecars
 from hub.install import sources
 from hub.registry import writes
 from hub.registry.queries import list_artifacts, resolve_json
-from hub.sidecars import write_sidecars
 
 
 def civitai(ctx: Context) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.errors import HubError
+from hub.core.errors import HubError
 from hub.generate import Job
 from hub.images import COMFY_SAMPLERS, Resolution, SiteLookup, inspect_image, sampler_name
 from hub.plugins.imaging import Resource
@@ -107,7 +107,7 @@ def _weight(value: float | None, default: float) -> str:
 def _job(rec: Any, held: list[Found]) -> Job:
     """The job of a record whose files are all held: prompt tags pinned to the files they
     name, other add-ons given by SHA-256 with their strengths, each file once."""
-    from hub.infotext import find_tags
+    from hub.core.infotext import find_tags
 
     job = Job(prompt=rec.prompt or "", negative=rec.negative or None)
     tags, _errors = find_tags(f"{rec.prompt or ''}\n{rec.negative or ''}")
@@ -144,7 +144,7 @@ def _job(rec: Any, held: list[Found]) -> Job:
 
 def _sampler(rec: Any, job: Job, ignored: list[str]) -> None:
     """The record's sampler when ``hub generate`` has it; else it is listed as ignored."""
-    from hub.infotext import split_sampler
+    from hub.core.infotext import split_sampler
 
     name = sampler_name(rec)
     if name is not None and split_sampler(name)[0] in SAMPLERS:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.context import Context
-from hub.errors import HubError, InvalidFileError
-from hub.hashing import FileStat, hash_file, hash_folder
+from hub.core.errors import HubError, InvalidFileError
+from hub.core.hashing import FileStat, hash_file, hash_folder
+from hub.core.sidecars import read_sidecars
 from hub.register import (
     Overrides,
     artifact_values,
@@ -26,7 +27,6 @@ from hub.register import (
 from hub.registry import writes
 from hub.registry.queries import stat_index
 from hub.registry.store import STAGING
-from hub.sidecars import read_sidecars
 
 MODEL_SUFFIXES = {".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin"}
 

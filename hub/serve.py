@@ -463,7 +463,7 @@ def run(
 def background(env: dict[str, str], cwd: Path, *args: str) -> Iterator[str]:
     """``hub serve --port 0 ARGS`` in a child process (the home comes from ``env``); yields
     its URL once it listens, and stops it on exit."""
-    from hub.errors import HubError
+    from hub.core.errors import HubError
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub", "serve", "--port", "0", *args],

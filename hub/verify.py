@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.context import Context
-from hub.errors import HubError
-from hub.hashing import hash_file, hash_folder
+from hub.core.errors import HubError
+from hub.core.hashing import hash_file, hash_folder
+from hub.core.sidecars import PREVIEW_EXTS
 from hub.register import Overrides, artifact_values, autov3_in_pass, identify_path
 from hub.registry import writes
 from hub.registry.queries import list_artifacts, resolve_json
 from hub.registry.store import STAGING
-from hub.sidecars import PREVIEW_EXTS
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fake_sites import FakeSite, Hosted
 
-from hub.errors import HubError
+from hub.core.errors import HubError
 from hub.plugins.builtin.civitai import CivitaiSource, choose_file
 from hub.plugins.sourcing import Choice
 
@@ -216,7 +216,7 @@ def test_urls_on_the_sites_hosts_are_civitai_refs(hub, site, pixel, url):
 
 
 def test_download_url_hosts_are_followed_and_get_the_token(tmp_path):
-    from hub.config import Settings
+    from hub.core.config import Settings
 
     source = CivitaiSource(Settings(tmp_path, civitai_token="tok"), origin="https://civitai.com")
     model = real_model(43331)  # a search item whose downloadUrls use api.civitai.com

@@ -44,8 +44,8 @@ def _codes(text: str, pattern: str) -> set[int]:
 
 
 def test_every_exit_code_is_listed_in_help_and_readme(hub):
-    from hub import download
-    from hub.errors import EXIT_CODES, HubError
+    from hub.core import download
+    from hub.core.errors import EXIT_CODES, HubError
     from hub.plugins import sourcing
 
     assert download and sourcing  # their error classes are HubError subclasses too

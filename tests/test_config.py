@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.config import load_settings
-from hub.errors import ConfigError
+from hub.core.config import load_settings
+from hub.core.errors import ConfigError
 
 
 def test_precedence_of_config_files(tmp_path, monkeypatch):
@@ -65,7 +65,7 @@ def test_example_hub_toml_parses():
 
 
 def test_named_sources_are_parsed_with_their_token(tmp_path):
-    from hub.errors import ConfigError
+    from hub.core.errors import ConfigError
 
     (tmp_path / "hub.toml").write_text(
         '[sources.team]\ntype = "civitai"\nurl = "http://10.0.0.5:8470/"\ntoken_env = "T"\n'
@@ -91,7 +91,7 @@ def test_hub_config_shows_tokens_only_as_set(hub, tmp_path):
 
 
 def test_token_file_privacy_is_checked_where_the_mode_can_express_it(tmp_path):
-    from hub.config import read_token_file, token_file_is_private
+    from hub.core.config import read_token_file, token_file_is_private
 
     token = tmp_path / "civitai.token"
     token.write_text("tok\n")

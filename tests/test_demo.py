@@ -7,7 +7,7 @@ import sqlite3
 
 from PIL import Image
 
-from hub import infotext
+from hub.core import infotext
 
 
 def test_demo_serves_installs_merges_and_generates(hub, tmp_path):

@@ -97,7 +97,7 @@ def test_folder_install_leaves_an_empty_staging_folder(hub, tmp_path):
 def test_lock_is_exclusive_although_its_file_is_removed(tmp_path):
     """Each holder removes the lock file; a waiter blocked on the removed inode must not
     enter alongside a process that locked the new file (a lost update would show it)."""
-    from hub.files import locked
+    from hub.core.files import locked
 
     lock, counter = tmp_path / "x.lock", tmp_path / "count"
     counter.write_text("0")

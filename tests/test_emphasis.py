@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub import emphasis
+from hub.core import emphasis
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from hub import emphasis
+from hub.core import emphasis
 
 SMALL = dict(steps=3, width=64, height=64)
 
@@ -151,7 +151,7 @@ def test_peft_metadata_and_full_diff_biases_patch_exactly(hub, tmp_path):
     """Generation patches a PEFT LoRA with lora_adapter_metadata as diffusers fuses it, adds
     a full file's diff_b to the biases (reported in the fit check), and puts every weight and
     bias back bit for bit."""
-    from hub import lora_keys
+    from hub.core import lora_keys
 
     _run(hub, "warmup", tmp_path)
     weights = hub.loaded.weights
@@ -176,7 +176,7 @@ def test_peft_metadata_and_full_diff_biases_patch_exactly(hub, tmp_path):
 
 
 def test_embedding_changes_only_its_tokens(hub, tmp_path):
-    from hub import addons
+    from hub.core import addons
     from hub.plugins.generating import Extras
 
     _run(hub, "warmup", tmp_path)
@@ -244,7 +244,7 @@ def test_hypernetwork_keys_and_values_follow_the_a1111_formula(hub, tmp_path):
 
 
 def test_misfits_and_unknown_names_are_refused_before_loading(home, tmp_path):
-    from hub.errors import HubError
+    from hub.core.errors import HubError
     from hub.generate import Hub, Job
 
     fresh = Hub(home=home)
@@ -274,7 +274,7 @@ def test_cli_refusal_is_one_line(home, tmp_path):
 def test_from_png_reproduces_the_pixels_and_infotext(home, tmp_path):
     from conftest import HubRunner
 
-    from hub import infotext
+    from hub.core import infotext
 
     runner = HubRunner(home, tmp_path)
     first = tmp_path / "first.png"
@@ -491,7 +491,7 @@ def test_generate_with_emphasis_long_prompts_and_clip_skip(hub, tmp_path):
 
 
 def test_a_multi_vector_embedding_stays_in_one_chunk(hub, tmp_path):
-    from hub import addons
+    from hub.core import addons
     from hub.plugins.generating import Extras
 
     m = _model(hub, tmp_path, "sd1")

@@ -640,7 +640,7 @@ def test_invalid_utf16_user_comment_is_skipped(raw, readers, tmp_path):
 
 
 def test_damaged_files(readers, tmp_path):
-    from hub.errors import InvalidFileError
+    from hub.core.errors import InvalidFileError
 
     path = png(tmp_path / "p.png", {"parameters": FULL})
     data = path.read_bytes()
@@ -1023,7 +1023,7 @@ def test_damaged_exif_and_decompression_bomb_dimensions(readers, tmp_path):
     import struct
     import zlib
 
-    from hub.errors import InvalidFileError
+    from hub.core.errors import InvalidFileError
 
     path = png(tmp_path / "p.png", {"parameters": FULL})
     data = path.read_bytes()

@@ -458,7 +458,7 @@ def test_redirect_to_another_scheme_is_refused(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from hub.download import DownloadError, Http
+    from hub.core.download import DownloadError, Http
 
     class Redirect(BaseHTTPRequestHandler):
         def log_message(self, *args):

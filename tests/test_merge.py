@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from hub import lora_keys
+from hub.core import lora_keys
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:

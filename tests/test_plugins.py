@@ -7,10 +7,10 @@ import textwrap
 import pytest
 
 from hub import hookimpl, plugins
-from hub.errors import PluginError
+from hub.core.errors import PluginError
+from hub.core.taxonomy import Base, Kind
 from hub.plugins.probing import Verdict
 from hub.register import identify_path
-from hub.taxonomy import Base, Kind
 
 
 class MagicProbe:

@@ -15,7 +15,7 @@ import hostile
 import pytest
 import torch
 
-from hub import safeload
+from hub.core import safeload
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +330,7 @@ def test_a_refused_zip_leaves_no_file_open(corpus):
 def test_safetensors_reader_closes_its_file(tmp_path):
     from safetensors.torch import save_file
 
-    from hub.safetensors_io import SafetensorsReader
+    from hub.core.safetensors_io import SafetensorsReader
 
     path = tmp_path / "t.safetensors"
     weight = torch.randn(4, 3)

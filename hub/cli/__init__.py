@@ -13,7 +13,7 @@ import click
 import typer
 
 from hub import __version__
-from hub.errors import EXIT_CODES, ExitCode, HubError
+from hub.core.errors import EXIT_CODES, ExitCode, HubError
 
 app = typer.Typer(
     name="hub",
@@ -68,7 +68,7 @@ def _register_commands() -> None:
     if _command_name() in builtin:
         return  # a built-in command runs without loading third-party commands
     from hub import plugins
-    from hub.config import load_settings
+    from hub.core.config import load_settings
 
     config = _option_value("--config")
     plugins.configure(load_settings(config=config, home=_option_value("--home")).plugins_disabled)

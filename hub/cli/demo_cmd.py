@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from hub.cli.output import emit_json, status
-from hub.errors import HubError
+from hub.core.errors import HubError
 
 
 def register(app: typer.Typer) -> None:

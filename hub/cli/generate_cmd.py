@@ -10,7 +10,7 @@ import typer
 
 from hub.cli.output import emit_json, error_line, human_size, out, status, step_progress
 from hub.cli.state import context
-from hub.errors import ExitCode, HubError
+from hub.core.errors import ExitCode, HubError
 
 
 def register(app: typer.Typer) -> None:

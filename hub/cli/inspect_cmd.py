@@ -9,7 +9,7 @@ import typer
 
 from hub.cli.output import emit_json, error_line, out
 from hub.cli.state import context
-from hub.errors import HubError
+from hub.core.errors import HubError
 from hub.plugins.imaging import RESOURCE_KINDS
 
 if TYPE_CHECKING:

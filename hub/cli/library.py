@@ -19,7 +19,7 @@ from hub.cli.output import (
     status,
 )
 from hub.cli.state import context
-from hub.errors import HubError
+from hub.core.errors import HubError
 
 JSON = typer.Option(False, "--json", help="Print JSON on stdout.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
@@ -48,9 +48,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         """Copy files into the store and register them (the same bytes twice are one entry).
 
         Pickled files (.ckpt, .pt, .bin) are read safely and converted to safetensors."""
+        from hub.core.taxonomy import parse_base, parse_kind
         from hub.importing import import_path
         from hub.register import Overrides
-        from hub.taxonomy import parse_base, parse_kind
 
         if name and len(paths) > 1:
             raise HubError("--name applies to one path only")
@@ -576,13 +576,13 @@ def _show_file(hub, path: Path, as_json: bool) -> None:  # noqa: ANN001
 
 
 def _parse_kind(text: str):  # noqa: ANN202
-    from hub.taxonomy import parse_kind
+    from hub.core.taxonomy import parse_kind
 
     return parse_kind(text)
 
 
 def _parse_base(text: str):  # noqa: ANN202
-    from hub.taxonomy import parse_base
+    from hub.core.taxonomy import parse_base
 
     return parse_base(text)
 

@@ -9,7 +9,7 @@ import typer
 
 from hub.cli.output import emit_json, status
 from hub.cli.state import context
-from hub.errors import ConfigError
+from hub.core.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:

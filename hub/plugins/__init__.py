@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import pluggy
 
-from hub.errors import PluginError
+from hub.core.errors import PluginError
 from hub.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "hub"

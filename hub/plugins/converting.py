@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.errors import HubError
+from hub.core.errors import HubError
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class ConvertJob:
     artifact: dict[str, Any]
     dtype: str | None = None
     prune: bool = False
-    hasher: Any = None  # a hub.hashing.Hasher: the output is hashed while it is written
+    hasher: Any = None  # a hub.core.hashing.Hasher: the output is hashed while it is written
 
 
 @dataclass(frozen=True)

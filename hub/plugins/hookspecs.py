@@ -15,7 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
-    from hub.config import Settings
+    from hub.core.config import Settings
     from hub.plugins.converting import Converter
     from hub.plugins.generating import LoadedModel
     from hub.plugins.imaging import ImageReader

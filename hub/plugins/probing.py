@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.errors import InvalidFileError
-from hub.formats import Container, read_header, sniff
-from hub.taxonomy import Base, Format, Kind
+from hub.core.errors import InvalidFileError
+from hub.core.formats import Container, read_header, sniff
+from hub.core.taxonomy import Base, Format, Kind
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def make_subject(path: Path) -> Subject:
         raise InvalidFileError(path, f"cannot read: {exc.strerror or exc}") from None
     container = sniff(head, size)
     if container in (Container.PICKLE, Container.TORCH_ZIP, Container.LEGACY_TAR):
-        from hub import safeload
+        from hub.core import safeload
 
         with safeload.load(path) as loaded:
             keys = {k: r.shape for k, r in loaded.tensor_refs().items()}

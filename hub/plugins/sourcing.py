@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hub.errors import ExitCode, HubError
+from hub.core.errors import ExitCode, HubError
 
 if TYPE_CHECKING:
-    from hub.download import Http
+    from hub.core.download import Http
 
 
 @dataclass
@@ -52,7 +52,7 @@ class RemoteFile:
 
     def plan(self) -> dict[str, Any]:
         """What would be fetched and from where (``--dry-run``)."""
-        from hub.download import redact
+        from hub.core.download import redact
 
         return {
             "source": self.source,

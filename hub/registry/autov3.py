@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hub.errors import HubError
-from hub.hashing import FileStat, autov3_of
+from hub.core.errors import HubError
+from hub.core.hashing import FileStat, autov3_of
 from hub.registry.db import Database
 
 

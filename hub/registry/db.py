@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import RegistryError
+from hub.core.errors import RegistryError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

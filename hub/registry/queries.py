@@ -11,9 +11,9 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from hub.errors import AmbiguousRefError, RefNotFoundError
+from hub.core.errors import AmbiguousRefError, RefNotFoundError
+from hub.core.taxonomy import ADDON_KINDS, Ref
 from hub.registry.db import Reader
-from hub.taxonomy import ADDON_KINDS, Ref
 
 COLUMNS = (
     "id, kind, name, version, base, family, format, layout, algo, variant, prediction, path, "

@@ -12,7 +12,7 @@ import tempfile
 import unicodedata
 from pathlib import Path
 
-from hub.taxonomy import A1111_FOLDERS, Kind
+from hub.core.taxonomy import A1111_FOLDERS, Kind
 
 STAGING = ".incoming"
 MAX_NAME_BYTES = 200  # leaves room for suffixes on 255-byte file systems

@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from hub import hookimpl
-from hub.config import Settings
-from hub.errors import HubError
+from hub.core.config import Settings
+from hub.core.errors import HubError
+from hub.core.text import html_to_text
 from hub.plugins.sourcing import AmbiguousRemoteError, Choice, RemoteFile
-from hub.text import html_to_text
 
 KIND_TYPES = {
     "lora": ["LORA", "LoCon", "DoRA"],
@@ -155,7 +155,7 @@ class CivitaiSource:
         origin: str | None = None,
         token: str | None = None,
     ) -> None:
-        from hub.download import Http
+        from hub.core.download import Http
 
         self.name = name
         self.prefix = None if name == "civitai" else f"{name}:"

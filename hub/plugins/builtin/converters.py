@@ -13,16 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hub import hookimpl, ldm_models, safeload
-from hub.errors import HubError, InvalidFileError
-from hub.plugins.converting import Converter, ConvertJob
-from hub.safetensors_io import (
+from hub import hookimpl
+from hub.core import ldm_models, safeload
+from hub.core.errors import HubError, InvalidFileError
+from hub.core.safetensors_io import (
     TORCH_TO_ST,
     SafetensorsReader,
     TensorSpec,
     st_dtype,
     write_safetensors,
 )
+from hub.plugins.converting import Converter, ConvertJob
 
 FLOAT_ST = {"F32", "F16", "BF16", "F64"}
 DTYPES = {
@@ -256,7 +257,7 @@ def _lora_base(job: ConvertJob) -> str:
 
 def kohya_to_peft(job: ConvertJob) -> dict[str, Any]:
     from adapters import keys as lk
-    from hub import lora_keys
+    from hub.core import lora_keys
 
     base = _lora_base(job)
     by_diffusers, by_ldm, _ = lora_keys.topology_modules(base)
@@ -325,7 +326,7 @@ def peft_to_kohya(job: ConvertJob) -> dict[str, Any]:
 
     from adapters import keys as lk
     from adapters import lora as lora_math
-    from hub import addons, lora_keys
+    from hub.core import addons, lora_keys
 
     base = _lora_base(job)
     by_diffusers, _, to_ldm = lora_keys.topology_modules(base)

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapters import ldm_keys
-from hub import hookimpl, ldm_models
-from hub.errors import HubError, InvalidFileError
+from hub import hookimpl
+from hub.core import ldm_models
+from hub.core.errors import HubError, InvalidFileError
+from hub.core.tokenizer import clip_tokenizer
 from hub.plugins.generating import Extras, Request
-from hub.tokenizer import clip_tokenizer
 
 if TYPE_CHECKING:
     from adapters.patch import PatchSet
-    from hub.emphasis import Pieces
+    from hub.core.emphasis import Pieces
 
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Euler a": ("EulerAncestralDiscreteScheduler", {}),
@@ -57,7 +58,7 @@ def _read_weights(artifact: dict[str, Any]) -> dict[str, Any]:
     if artifact["format"] == "diffusers":
         return ldm_models.folder_to_ldm(path, artifact["base"])
     if artifact["format"] == "pickle":
-        from hub import safeload
+        from hub.core import safeload
 
         with safeload.load(path) as loaded:
             return {
@@ -220,8 +221,8 @@ class DiffusersModel:
     def prompt_inputs(self, prompt: str, negative: str, clip_skip: int) -> dict[str, Any]:
         """The pipeline's text inputs for a prompt pair (embedding names already rewritten):
         the plain texts where diffusers' own 77-token encoding gives the A1111 result, else
-        the encodings themselves, chunked and weighted (:mod:`hub.emphasis`)."""
-        from hub import emphasis
+        the encodings themselves, chunked and weighted (:mod:`hub.core.emphasis`)."""
+        from hub.core import emphasis
 
         parsed = [emphasis.parse(prompt), emphasis.parse(negative)]
         chunked = [self._chunks(p, 0) for p in parsed]
@@ -239,7 +240,7 @@ class DiffusersModel:
     def _chunks(self, pieces: Pieces, i: int) -> list[Any]:
         """A parsed prompt in chunks for tokenizer ``i``, keeping each multi-vector embedding
         (tokens ``<name>``, ``<name_1>``, ... as :meth:`_embeddings` adds them) in one chunk."""
-        from hub import emphasis
+        from hub.core import emphasis
 
         tok = self.pipe.tokenizer if i == 0 else self.pipe.tokenizer_2
         added = tok.get_added_vocab()
@@ -260,7 +261,7 @@ class DiffusersModel:
         shorter side padded with empty chunks; sdxl's pooled output from the first chunk."""
         import torch
 
-        from hub import emphasis
+        from hub.core import emphasis
 
         encoders = [(self.parts["text_encoder"], self.pipe.tokenizer)]
         if self.base == "sdxl":

@@ -11,8 +11,8 @@ import os
 import re
 
 from hub import hookimpl
-from hub.config import Settings
-from hub.errors import HubError
+from hub.core.config import Settings
+from hub.core.errors import HubError
 from hub.plugins.sourcing import Choice, RemoteFile
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -24,7 +24,7 @@ class HuggingFaceSource:
     def __init__(self, settings: Settings) -> None:
         from urllib.parse import urlsplit
 
-        from hub.download import Http
+        from hub.core.download import Http
 
         self.endpoint = settings.hf_endpoint
         self.token = settings.hf_token

@@ -11,8 +11,8 @@ import re
 
 from adapters import keys as lk
 from hub import hookimpl
+from hub.core.taxonomy import Base, Format, Kind
 from hub.plugins.probing import Subject, Verdict
-from hub.taxonomy import Base, Format, Kind
 
 UNET = "model.diffusion_model."
 CONTEXT_BASE = {768: Base.SD1, 1024: Base.SD2, 2048: Base.SDXL, 1280: Base.SDXL_REFINER}

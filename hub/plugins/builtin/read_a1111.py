@@ -1,7 +1,7 @@
 """Image reader for A1111-style infotext (A1111, Forge, reForge, SD.Next, Civitai's generator,
 Fooocus's ``a1111`` scheme): the ``parameters`` text, or the EXIF/XMP UserComment.
 
-Parsing is :func:`hub.infotext.parse_infotext` (the one parser sd-hub has); this maps its
+Parsing is :func:`hub.core.infotext.parse_infotext` (the one parser sd-hub has); this maps its
 pairs to a record (IMAGE_METADATA.md §2, §3, §8; FORMATS.md §9).
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hub import hookimpl, infotext
+from hub import hookimpl
+from hub.core import infotext
 from hub.plugins.imaging import (
     Declined,
     ImageMetadata,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from hub import hookimpl
-from hub.config import Settings
+from hub.core.config import Settings
 from hub.plugins.sourcing import Choice, RemoteFile
 
 
@@ -13,7 +13,7 @@ class UrlSource:
     name = "url"
 
     def __init__(self, settings: Settings) -> None:
-        from hub.download import Http
+        from hub.core.download import Http
 
         self.http = Http(timeout=settings.http_timeout)  # no token to an arbitrary host
 

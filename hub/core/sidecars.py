@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.text import html_to_text
+from hub.core.text import html_to_text
 
 PREVIEW_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 MAX_SIDECAR = 8 << 20

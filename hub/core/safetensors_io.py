@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hub.files import DurableWriter
-from hub.formats import DTYPE_BITS
+from hub.core.files import DurableWriter
+from hub.core.formats import DTYPE_BITS
 
 if TYPE_CHECKING:
     import torch
 
-    from hub.hashing import Hasher
+    from hub.core.hashing import Hasher
 
 TORCH_TO_ST = {
     "float32": "F32",
@@ -165,7 +165,7 @@ class SafetensorsReader:
     :meth:`close`): it holds the file open."""
 
     def __init__(self, path: Path) -> None:
-        from hub.formats import read_header
+        from hub.core.formats import read_header
 
         self.path = Path(path)
         self.header = read_header(self.path)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from hub.errors import HubError
+from hub.core.errors import HubError
 
 
 class Kind(StrEnum):

@@ -23,9 +23,9 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from hub import __version__
-from hub.errors import ExitCode, HubError
-from hub.files import DurableWriter
-from hub.hashing import FileHashes, Hasher, read_chunks
+from hub.core.errors import ExitCode, HubError
+from hub.core.files import DurableWriter
+from hub.core.hashing import FileHashes, Hasher, read_chunks
 
 USER_AGENT = f"sd-hub/{__version__} (+https://github.com/sd-hub)"
 CHUNK = 4 << 20

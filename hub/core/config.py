@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.errors import ConfigError
+from hub.core.errors import ConfigError
 
 APP_NAME = "sd-hub"
 CONFIG_NAME = "hub.toml"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from hub.errors import InvalidFileError
+from hub.core.errors import InvalidFileError
 
 MAX_HEADER = 100_000_000
 MAX_METADATA = 16 << 20

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Protocol
 
 import xxhash
 
-from hub.errors import InvalidFileError
+from hub.core.errors import InvalidFileError
 
 CHUNK_SIZE = 8 << 20
 AUTOV1_OFFSET = 0x100000

@@ -1,7 +1,7 @@
 """The real architectures of the supported bases, as diffusers/transformers configs.
 
 Mini models shrink the channels of these (hub.minimodels); LoRA key tables take module names
-from them (hub.lora_keys); benchmarks build full-size random checkpoints from them.
+from them (hub.core.lora_keys); benchmarks build full-size random checkpoints from them.
 """
 
 from __future__ import annotations

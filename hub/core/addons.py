@@ -14,8 +14,8 @@ from adapters import embedding as embedding_math
 from adapters import hypernetwork as hypernetwork_math
 from adapters import lora as lora_math
 from adapters import patch
-from hub import lora_keys
-from hub.errors import HubError
+from hub.core import lora_keys
+from hub.core.errors import HubError
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -36,7 +36,7 @@ def read_state(art: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             fields = {}
         return tensors, fields
     if art["format"] == "pickle":
-        from hub import safeload
+        from hub.core import safeload
 
         with safeload.load(path) as loaded:
             tensors = {k: loaded.tensor(ref) for k, ref in loaded.tensor_refs().items()}

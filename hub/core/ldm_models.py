@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import ldm_keys
-from hub.errors import HubError, InvalidFileError
+from hub.core.errors import HubError, InvalidFileError
 
 TEXT_LAYOUT = {  # base -> [(component, LDM prefix, OpenCLIP names?)]
     "sd1": [("text_encoder", ldm_keys.SD1_TEXT_PREFIX, False)],
@@ -147,7 +147,7 @@ def component_weights(folder: Path, meta: bool = False) -> dict[str, Any]:
     only, read from the headers)."""
     from safetensors.torch import load_file
 
-    from hub.formats import read_header
+    from hub.core.formats import read_header
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
@@ -185,14 +185,14 @@ def shapes(artifact: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """A registered model's single-file tensor shapes, without loading its weights."""
     path = Path(artifact["path"])
     if artifact["format"] == "safetensors":
-        from hub.formats import read_header
+        from hub.core.formats import read_header
 
         return {k: tuple(v.shape) for k, v in read_header(path).tensors.items()}
     if artifact["format"] == "diffusers":
         state = folder_to_ldm(path, artifact["base"], meta=True)
         return {k: tuple(v.shape) for k, v in state.items()}
     if artifact["format"] == "pickle":
-        from hub import safeload
+        from hub.core import safeload
 
         with safeload.load(path) as loaded:
             return {k: tuple(r.shape) for k, r in loaded.tensor_refs().items()}

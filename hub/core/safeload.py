@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hub.errors import InvalidFileError
+from hub.core.errors import InvalidFileError
 
 MAX_PICKLE_BYTES = 64 << 20
 MAX_OPCODES = 20_000_000

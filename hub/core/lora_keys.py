@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from adapters import ldm_keys
-from hub import topologies
+from hub.core import topologies
 
 _TEXT = re.compile(r"^(text_model_)?encoder_layers_(\d+)_(self_attn_(q|k|v|out)_proj|mlp_fc[12])$")
 
