@@ -64,13 +64,17 @@ def test_every_exit_code_is_listed_in_help_and_readme(hub):
 
 
 def test_every_command_has_json():
+    import importlib
+    import pkgutil
+
     import typer
 
-    from hub.cli import config_cmd, demo_cmd, generate_cmd, library, plugins_cmd, serve_cmd
+    import hub.cli
 
     app = typer.Typer()
-    for module in (library, generate_cmd, serve_cmd, plugins_cmd, config_cmd, demo_cmd):
-        module.register(app)
+    for info in pkgutil.iter_modules(hub.cli.__path__):
+        if info.name.endswith("_cmd"):  # every command module, also ones added later
+            importlib.import_module(f"hub.cli.{info.name}").register(app)
     commands = typer.main.get_command(app).commands
     assert {"rm", "serve", "demo", "generate", "import"} <= set(commands)
     missing = [n for n, c in commands.items() if not any("--json" in p.opts for p in c.params)]

@@ -49,15 +49,23 @@ def _root(
 def _register_commands() -> None:
     from hub.cli import (
         config_cmd,
+        convert_cmd,
         demo_cmd,
         generate_cmd,
         inspect_cmd,
-        library,
+        install_cmd,
+        library_cmd,
+        merge_cmd,
         plugins_cmd,
+        scan_cmd,
         serve_cmd,
     )
 
-    library.register(app)
+    install_cmd.register(app)
+    merge_cmd.register(app)
+    convert_cmd.register(app)
+    scan_cmd.register(app)
+    library_cmd.register(app)
     generate_cmd.register(app)
     inspect_cmd.register(app)
     serve_cmd.register(app)

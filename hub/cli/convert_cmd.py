@@ -1,0 +1,51 @@
+"""`hub convert`: formats and dtypes."""
+
+from __future__ import annotations
+
+import typer
+
+from hub.cli.options import (
+    JSON,
+    QUIET,
+)
+from hub.cli.output import (
+    emit_json,
+    spinner,
+    status,
+)
+from hub.cli.state import context
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("convert")(convert_command)
+
+
+def convert_command(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="The artifact to convert."),
+    to: str = typer.Option(
+        None,
+        "--to",
+        help="safetensors (single-file), diffusers, a1111, diffusers-embedding, kohya, peft.",
+    ),
+    dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16."),
+    prune: bool = typer.Option(False, "--prune", help="Drop EMA and unused keys."),
+    name: str = typer.Option(None, "--name", help="Name of the result."),
+    as_json: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    """Convert an artifact's format or dtype; the result is registered with lineage."""
+    from hub.convert import convert
+
+    with spinner("converting", not quiet):
+        result = convert(context(ctx), ref, to, dtype, prune, name)
+    if as_json:
+        emit_json({"status": result.status, "steps": result.steps, **result.artifact})
+        return
+    a = result.artifact
+    verb = "added" if result.status == "added" else "already registered"
+    status(
+        f"{verb}: {a['kind']}:{a['name']} ({a['format']}, {' -> '.join(result.steps)}) "
+        f"{a['hashes']['autov2']}"
+    )

@@ -1,0 +1,266 @@
+"""Commands on the registry: list, search, show, tag, untag, set, rm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hub.cli.options import (
+    BASE,
+    JSON,
+    KIND,
+    TAGS,
+    base_option,
+    kind_option,
+    parse_base_option,
+    parse_kind_option,
+)
+from hub.cli.output import (
+    artifact_table,
+    emit_json,
+    human_size,
+    out,
+    print_table,
+    status,
+)
+from hub.cli.state import context
+from hub.core.errors import HubError
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("list")(list_command)
+    app.command("search")(search_command)
+    app.command("show")(show_command)
+    app.command("tag")(tag_command)
+    app.command("untag")(untag_command)
+    app.command("set")(set_command)
+    app.command("rm")(rm_command)
+
+
+def list_command(
+    ctx: typer.Context,
+    kind: str = KIND,
+    base: str = BASE,
+    tag: list[str] = TAGS,
+    as_json: bool = JSON,
+) -> None:
+    """List registered artifacts."""
+    from hub.registry.queries import list_artifacts
+
+    with context(ctx).db.reader() as reader:
+        rows = list_artifacts(reader, kind_option(kind), base_option(base), tag)
+    emit_json(rows) if as_json else artifact_table(rows)
+
+
+def search_command(
+    ctx: typer.Context,
+    query: str = typer.Argument(
+        "", help="Words to find in names, tags, descriptions, trained words."
+    ),
+    kind: str = KIND,
+    base: str = BASE,
+    tag: list[str] = TAGS,
+    limit: int = typer.Option(50, "--limit", help="At most this many results."),
+    remote: bool = typer.Option(False, "--remote", help="Search Civitai instead."),
+    cursor: str = typer.Option(None, "--cursor", help="Next page of a remote search."),
+    as_json: bool = JSON,
+) -> None:
+    """Search the registry (full text, with kind/base/tag filters), or Civitai."""
+    from hub.registry.queries import search
+
+    if remote:
+        _search_remote(context(ctx), query, kind, base, tag, limit, cursor, as_json)
+        return
+    with context(ctx).db.reader() as reader:
+        rows = search(reader, query, kind_option(kind), base_option(base), tag, limit)
+    emit_json(rows) if as_json else artifact_table(rows)
+
+
+def show_command(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="kind:name[@version], a name, or a hash prefix."),
+    why: bool = typer.Option(False, "--why", help="Show every probe's verdict."),
+    as_json: bool = JSON,
+) -> None:
+    """Show one artifact."""
+    from hub.registry.queries import lineage_of, probe_record, resolve_json
+
+    hub = context(ctx)
+    if Path(ref).exists():  # a file on disk: identify it without registering anything
+        _show_file(hub, Path(ref), as_json)
+        return
+    with hub.db.reader() as reader:
+        art = resolve_json(reader, ref)
+        art["lineage"] = lineage_of(reader, art["id"])
+        if why:
+            art["why"] = probe_record(reader, art["id"])
+    if as_json:
+        emit_json(art)
+        return
+    console = out()
+    for key in (
+        "name",
+        "kind",
+        "base",
+        "family",
+        "format",
+        "layout",
+        "algo",
+        "variant",
+        "prediction",
+        "version",
+        "path",
+        "source",
+    ):
+        if art.get(key):
+            console.print(f"{key:>14}: {art[key]}", markup=False)
+    console.print(f"{'size':>14}: {human_size(art['size'])} ({art['size']} bytes)")
+    for hname, value in art["hashes"].items():
+        if value:
+            console.print(f"{hname:>14}: {value}")
+    for key in ("tags", "trained_words"):
+        if art[key]:
+            console.print(f"{key:>14}: {', '.join(art[key])}", markup=False)
+    if art["description"]:
+        console.print(f"{'description':>14}: {art['description'][:400]}", markup=False)
+    if art["overrides"]:
+        console.print(f"{'set by user':>14}: {', '.join(art['overrides'])}")
+    for parent in art["lineage"]:
+        console.print(
+            f"{'made from':>14}: {parent['kind']}:{parent['name']} ({parent['relation']})",
+            markup=False,
+        )
+    for verdict in art.get("why", []):
+        mark = "matched" if verdict["matched"] else "declined"
+        console.print(f"{verdict['probe']:>14}: {mark}: {verdict['reason']}", markup=False)
+
+
+def tag_command(ctx: typer.Context, ref: str, tags: list[str], as_json: bool = JSON) -> None:
+    """Add tags to an artifact."""
+    from hub.manage import tag
+
+    art = tag(context(ctx), ref, tags)
+    emit_json(art) if as_json else status(f"{art['name']}: {', '.join(art['tags'])}")
+
+
+def untag_command(ctx: typer.Context, ref: str, tags: list[str], as_json: bool = JSON) -> None:
+    """Remove tags from an artifact."""
+    from hub.manage import untag
+
+    art = untag(context(ctx), ref, tags)
+    emit_json(art) if as_json else status(f"{art['name']}: {', '.join(art['tags']) or '-'}")
+
+
+def set_command(
+    ctx: typer.Context, ref: str, kind: str = KIND, base: str = BASE, as_json: bool = JSON
+) -> None:
+    """Override an artifact's kind or base; later scans keep the override."""
+    from hub.manage import set_identity
+
+    art = set_identity(
+        context(ctx),
+        ref,
+        kind_option(kind) and parse_kind_option(kind),
+        base_option(base) and parse_base_option(base),
+    )
+    emit_json(art) if as_json else status(f"{art['kind']}:{art['name']} base {art['base']}")
+
+
+def rm_command(
+    ctx: typer.Context,
+    ref: str,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+    keep_file: bool = typer.Option(False, "--keep-file", help="Keep the file in the store."),
+    as_json: bool = JSON,
+) -> None:
+    """Remove an artifact from the registry (and its file, if the store owns it)."""
+    from hub.manage import remove
+    from hub.registry.queries import resolve_json
+
+    hub = context(ctx)
+    with hub.db.reader() as reader:
+        art = resolve_json(reader, ref)
+    if not yes:
+        what = "and delete its file" if art["in_store"] and not keep_file else "(file kept)"
+        if not typer.confirm(f"remove {art['kind']}:{art['name']} {what}?", err=True):
+            raise typer.Exit(1)
+    removal = remove(hub, ref, keep_file=keep_file)
+    if as_json:
+        emit_json({"status": "removed", "deleted_file": removal.deleted_file, **removal.artifact})
+        return
+    status(
+        f"removed {art['kind']}:{art['name']}"
+        + (f", deleted {art['path']}" if removal.deleted_file else "")
+    )
+
+
+def _search_remote(hub, query, kind, base, tag, limit, cursor, as_json) -> None:  # noqa: ANN001
+    from hub.remote import search_remote
+
+    tags = tag or []
+    if len(tags) > 1:
+        raise HubError("Civitai filters on one tag at a time")
+    items, next_cursor = search_remote(
+        hub,
+        query,
+        kind_option(kind),
+        base_option(base),
+        tags[0] if tags else None,
+        min(limit, 100),
+        cursor,
+    )
+    if as_json:
+        emit_json({"items": items, "next_cursor": next_cursor})
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("ref", "name", "type", "base", "version", "tags"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(
+            i["ref"],
+            i["name"] or "",
+            i["type"] or "",
+            i["family"] or "",
+            i["version"] or "",
+            ", ".join((i["tags"] or [])[:4]),
+        )
+    print_table(table)
+    if next_cursor:
+        status(f"more: hub search {query!r} --remote --cursor {next_cursor}")
+
+
+def _show_file(hub, path: Path, as_json: bool) -> None:  # noqa: ANN001
+    """Every probe's verdict on an unregistered file (exit 1 when the file is refused)."""
+    from hub.register import identify_path
+
+    try:
+        ident = identify_path(hub, path)
+    except HubError as exc:
+        if as_json:
+            emit_json({"path": str(path), "refused": getattr(exc, "reason", exc.message)})
+        raise
+    best = ident.best
+    result = {
+        "path": str(path),
+        "format": str(ident.format),
+        "kind": str(best.kind),
+        "base": str(best.base),
+        "layout": best.layout,
+        "algo": best.algo,
+        "variant": best.variant,
+        "why": ident.why(),
+    }
+    if as_json:
+        emit_json(result)
+        return
+    console = out()
+    for key in ("path", "format", "kind", "base", "layout", "algo", "variant"):
+        if result[key]:
+            console.print(f"{key:>14}: {result[key]}", markup=False)
+    for verdict in result["why"]:
+        mark = "matched" if verdict["matched"] else "declined"
+        console.print(f"{verdict['probe']:>14}: {mark}: {verdict['reason']}", markup=False)
