@@ -145,7 +145,32 @@ def commit(
     lineage: Lineage | list[Lineage] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Move a staged file or folder into the store and register it, in one immediate write
-    transaction: ``("added", json)``, or ``("exists", json)`` when the bytes are known."""
+    transaction: ``("added", json)``, or ``("exists", json)`` when the bytes are known.
+
+    Every new artifact (install, import, merge, convert) passes here: once committed, it is
+    linked into the UIs hub.toml marks ``auto_link`` (the json's ``ui_links`` says how)."""
+    status, artifact = _commit_to_store(
+        ctx, staged, ident, hashes, size, overrides, sidecars, filename, source, lineage
+    )
+    if status == "added" and ctx.settings.ui_auto_link:
+        from hub.uis import auto_link
+
+        artifact["ui_links"] = auto_link(ctx, [artifact["id"]])
+    return status, artifact
+
+
+def _commit_to_store(
+    ctx: Context,
+    staged: Path,
+    ident: Identification,
+    hashes: FileHashes,
+    size: int,
+    overrides: Overrides,
+    sidecars: Sidecars,
+    filename: str,
+    source: str,
+    lineage: Lineage | list[Lineage] | None,
+) -> tuple[str, dict[str, Any]]:
     from hub.registry import writes
     from hub.registry.queries import to_json
 

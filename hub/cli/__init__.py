@@ -50,6 +50,7 @@ def _register_commands() -> None:
     from hub.cli import (
         config_cmd,
         convert_cmd,
+        dedupe_cmd,
         demo_cmd,
         generate_cmd,
         inspect_cmd,
@@ -59,6 +60,7 @@ def _register_commands() -> None:
         plugins_cmd,
         scan_cmd,
         serve_cmd,
+        ui_cmd,
     )
 
     install_cmd.register(app)
@@ -72,7 +74,10 @@ def _register_commands() -> None:
     plugins_cmd.register(app)
     config_cmd.register(app)
     demo_cmd.register(app)
+    ui_cmd.register(app)
+    dedupe_cmd.register(app)
     builtin = {c.name or c.callback.__name__ for c in app.registered_commands}
+    builtin |= {g.name for g in app.registered_groups}
     if _command_name() in builtin:
         return  # a built-in command runs without loading third-party commands
     from hub import plugins

@@ -45,6 +45,7 @@ class Settings:
     hf_token: str | None = field(default=None, repr=False)
     named_sources: tuple[NamedSource, ...] = ()
     http_timeout: float = 60.0  # seconds without a byte from a share site before a retry
+    ui_auto_link: frozenset[str] = frozenset()  # [ui.NAME] auto_link = true: UIs to link into
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -161,6 +162,20 @@ def _seconds(value: Any, where: str) -> float:
     return seconds
 
 
+def _auto_link_uis(data: dict[str, Any]) -> frozenset[str]:
+    """The UI names whose ``[ui.NAME]`` table says ``auto_link = true``."""
+    names = []
+    for name, table in _table(data, "ui").items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"[ui.{name}] must be a table", hint="[ui.NAME] auto_link = true")
+        value = table.get("auto_link", False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"[ui.{name}] auto_link must be true or false, not {value!r}")
+        if value:
+            names.append(name)
+    return frozenset(names)
+
+
 def load_settings(
     config: str | os.PathLike[str] | None = None,
     home: str | os.PathLike[str] | None = None,
@@ -212,5 +227,6 @@ def load_settings(
             if env.get("HUB_HTTP_TIMEOUT")
             else _seconds(main.get("http_timeout", Settings.http_timeout), "[hub] http_timeout")
         ),
+        ui_auto_link=_auto_link_uis(data),
         raw=data,
     )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from hub.plugins.imaging import ImageReader
     from hub.plugins.probing import Probe
     from hub.plugins.sourcing import Source
+    from hub.plugins.ui_layouts import UiLayout
 
 hookspec = pluggy.HookspecMarker("hub")
 
@@ -87,3 +88,12 @@ def load_pipeline(artifact: dict[str, Any], device: str, dtype: str) -> LoadedMo
 @hookspec
 def register_commands(app: typer.Typer) -> None:
     """Add commands to the ``hub`` command line with ``@app.command()``. Returns nothing."""
+
+
+@hookspec
+def register_ui_layouts(register: Callable[[str, UiLayout], None]) -> None:
+    """Provide web-UI layouts: ``register(name, layout)`` with a
+    :class:`hub.plugins.ui_layouts.UiLayout` (how to recognise an install, and the folder of
+    each kind). ``hub ui add`` detects a type with them; ``hub ui link`` links into their
+    folders. Returns nothing.
+    """

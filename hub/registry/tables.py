@@ -102,4 +102,44 @@ class Lineage(SQLModel, table=True):
     params: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # JSON
 
 
+class Ui(SQLModel, table=True):
+    """A web UI install (``hub ui add``) that sd-hub links models into."""
+
+    __tablename__ = "ui"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    type: str
+    path: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UiLink(SQLModel, table=True):
+    """A link sd-hub made in a UI's folder: what it points at and how to know it is still
+    the one sd-hub made (the link's device and inode; a symlink's target)."""
+
+    __tablename__ = "ui_link"
+    __table_args__ = (UniqueConstraint("ui_id", "link_path"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ui_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("ui.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    artifact_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("artifact.id", ondelete="SET NULL"), index=True),
+    )
+    sha256: str
+    link_path: str
+    mode: str  # hardlink, reflink or symlink
+    target_path: str
+    device: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    inode: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    mtime_ns: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 SCHEMA = SQLModel.metadata  # every table above: what ``alembic revision --autogenerate`` diffs
