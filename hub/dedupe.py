@@ -127,7 +127,7 @@ def _candidates(paths: list[Path]) -> list[list[Seen]]:
 
 
 def find_duplicates(
-    paths: list[Path], on_hashed: Callable[[int], None] | None = None
+    paths: list[Path], on_hashed: Callable[[Path, int], None] | None = None
 ) -> list[list[list[Seen]]]:
     """Groups of identical content: per group, the inodes (each a list of its paths)."""
     groups = []
@@ -138,7 +138,7 @@ def find_duplicates(
             if seen.inode not in hashed:
                 hashed[seen.inode] = sha256_of(seen.path)
                 if on_hashed:
-                    on_hashed(seen.size)
+                    on_hashed(seen.path, seen.size)
             by_hash[hashed[seen.inode]][seen.inode].append(seen)
         groups += [list(inodes.values()) for inodes in by_hash.values() if len(inodes) > 1]
     return groups
@@ -168,7 +168,7 @@ def replace_with_link(kept: Path, dup: Seen) -> str | None:
 def dedupe(
     roots: list[Path],
     dry_run: bool = False,
-    on_hashed: Callable[[int], None] | None = None,
+    on_hashed: Callable[[Path, int], None] | None = None,
     on_replaced: Callable[[Path], None] | None = None,
 ) -> DedupeReport:
     """Hard-link identical files under ``roots`` to one copy (see the module docstring)."""
@@ -218,7 +218,7 @@ def dedupe_library(
     ctx: Context,
     roots: list[Path] | None = None,
     dry_run: bool = False,
-    on_hashed: Callable[[int], None] | None = None,
+    on_hashed: Callable[[Path, int], None] | None = None,
 ) -> DedupeReport:
     """:func:`dedupe` over ``roots``, or over every registered file when none are given;
     registry rows of replaced paths get their new inode and mtime (same bytes, same hashes)."""

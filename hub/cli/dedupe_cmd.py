@@ -30,7 +30,9 @@ def dedupe_command(
     from hub.dedupe import dedupe_library
 
     with open_progress("hashing", not quiet) as (_set_total, advance):
-        report = dedupe_library(context(ctx), list(paths or []), dry_run, on_hashed=advance)
+        report = dedupe_library(
+            context(ctx), list(paths or []), dry_run, on_hashed=lambda _path, n: advance(n)
+        )
     if as_json:
         emit_json(report.as_dict())
         return
