@@ -33,11 +33,13 @@ class Seen:
     size: int
     mtime_ns: int
     nlink: int
+    owner: tuple[int, int, int]  # uid, gid, permission bits: a link shares them
 
     @classmethod
     def of(cls, path: Path) -> Seen:
         st = os.lstat(path)
-        return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_nlink)
+        owner = (st.st_uid, st.st_gid, st.st_mode & 0o7777)
+        return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_nlink, owner)
 
     def unchanged(self) -> bool:
         try:
@@ -199,6 +201,8 @@ def _replace_inode(
         reason = None
         if not (kept.unchanged() and dup.unchanged()):
             reason = "changed since it was hashed"
+        elif dup.owner != kept.owner:
+            reason = f"owner or permissions differ from {kept.path} (a link would share them)"
         elif not same_bytes(kept.path, dup.path):
             reason = f"same SHA-256 as {kept.path} but different bytes"
         elif not dry_run:

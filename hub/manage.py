@@ -12,6 +12,7 @@ from hub.core.sidecars import preview_of
 from hub.core.taxonomy import Base, Kind
 from hub.registry import writes
 from hub.registry.queries import resolve, tags_for, to_json
+from hub.uis import unlink_artifact
 
 
 def _resolve_id(ctx: Context, ref: str) -> int:
@@ -66,6 +67,7 @@ def remove(ctx: Context, ref: str, keep_file: bool = False) -> Removal:
     art = _json(ctx, artifact_id)
     path = Path(art["path"])
     delete_file = art["in_store"] and not keep_file
+    unlink_artifact(ctx, artifact_id)  # a UI's hard link would keep the bytes alive
     with ctx.db.session() as session:
         writes.remove(session, writes.get(session, artifact_id))
     if delete_file:

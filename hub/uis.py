@@ -205,10 +205,7 @@ class _Linker:
 
     def remove_recorded(self, record: dict[str, Any]) -> bool:
         """Delete a recorded link if the path still is that link; forget the record."""
-        path = Path(record["link_path"])
-        ours = is_same_link(path, _stat_of(record), Path(record["target_path"]))
-        if ours and not self.dry_run:
-            path.unlink()
+        ours = _remove_if_ours(record, self.dry_run)
         self.forget(record["link_path"])
         return ours
 
@@ -245,6 +242,15 @@ class _Linker:
         self._make(wanted, "linked")
 
 
+def _remove_if_ours(record: dict[str, Any], dry_run: bool = False) -> bool:
+    """Delete the path of a link record if it still is that link; whether it was."""
+    path = Path(record["link_path"])
+    ours = is_same_link(path, _stat_of(record), Path(record["target_path"]))
+    if ours and not dry_run:
+        path.unlink()
+    return ours
+
+
 def _stat_of(record: dict[str, Any]) -> LinkStat:
     return LinkStat(
         record["mode"], record["device"], record["inode"], record["size"], record["mtime_ns"]
@@ -268,13 +274,18 @@ class Selection:
     ids: tuple[int, ...] | None = None
 
     def select(self, ctx: Context) -> list[dict[str, Any]]:
-        from hub.registry.queries import list_artifacts
+        from hub.registry.queries import COLUMNS, list_artifacts, tags_for, to_json
 
         with ctx.db.reader() as reader:
-            arts = list_artifacts(reader, self.kind, self.base, list(self.tags))
-        if self.ids is not None:
-            arts = [a for a in arts if a["id"] in self.ids]
-        return arts
+            if self.ids is None:
+                return list_artifacts(reader, self.kind, self.base, list(self.tags))
+            marks = ", ".join(f":i{n}" for n in range(len(self.ids))) or "NULL"
+            found = reader.rows(
+                f"SELECT {COLUMNS} FROM artifact WHERE id IN ({marks})",
+                {f"i{n}": i for n, i in enumerate(self.ids)},
+            )
+            tags = tags_for(reader, [r["id"] for r in found])
+        return [to_json(r, tags.get(r["id"], [])) for r in found]
 
 
 def link_ui(
@@ -345,6 +356,23 @@ def remove_ui(ctx: Context, name: str, keep_links: bool = False) -> list[LinkAct
     actions = [] if keep_links else unlink_ui(ctx, name)
     with ctx.db.session() as session:
         rows.delete_ui(session, ui["id"])
+    return actions
+
+
+def unlink_artifact(ctx: Context, artifact_id: int) -> list[LinkAction]:
+    """Remove the links sd-hub made of one artifact in every UI (before the artifact goes);
+    a path that no longer is that link is left and forgotten."""
+    with ctx.db.reader() as reader:
+        records = rows.links_of_artifact(reader, artifact_id)
+    if not records:
+        return []
+    actions = [
+        LinkAction("removed" if _remove_if_ours(r) else "kept", r["link_path"], r["target_path"])
+        for r in records
+    ]
+    with ctx.db.session() as session:
+        for r in records:
+            rows.forget_link(session, r["ui_id"], r["link_path"])
     return actions
 
 

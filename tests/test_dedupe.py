@@ -161,6 +161,7 @@ def test_cli_reports_bytes_reclaimed_and_updates_the_registry(hub, tmp_path, mod
     store_file = Path(imported["path"])
     copy = tmp_path / "copy.safetensors"
     copy.write_bytes(store_file.read_bytes())
+    copy.chmod(store_file.stat().st_mode & 0o7777)  # the store's 0600: links share modes
     os.utime(copy, ns=(1, 1))  # older: the copy is the one kept
 
     out = hub("dedupe", store_file, copy, "--json").json()
@@ -171,3 +172,12 @@ def test_cli_reports_bytes_reclaimed_and_updates_the_registry(hub, tmp_path, mod
     assert verified["changed"] == [] and verified["missing"] == []
     again = hub("scan", store_file.parent, "--json").json()
     assert again.get("hashed_bytes", 0) == 0
+
+
+def test_files_with_other_permissions_are_left_apart(tmp_path):
+    make_tree(tmp_path, groups=1, copies=2)
+    private = tmp_path / "ui1" / "Stable-diffusion" / "model-0.safetensors"
+    private.chmod(0o600)
+    report = dedupe([tmp_path])
+    assert report.replaced == [] and "permissions differ" in report.skipped[0]["reason"]
+    assert private.stat().st_nlink == 1

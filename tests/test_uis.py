@@ -198,6 +198,7 @@ def test_a_users_file_with_the_same_name_is_reported_and_left_alone(ctx, library
 
 def test_filters_and_removed_artifacts(ctx, library, tmp_path):
     from hub.manage import remove
+    from hub.registry import writes
 
     root = make_install(tmp_path / "forge", "forge")
     add_ui(ctx, root)
@@ -205,12 +206,18 @@ def test_filters_and_removed_artifacts(ctx, library, tmp_path):
     assert sorted(Path(p).name for p in by_status(actions, "linked")) == sorted(
         Path(library[k]["path"]).name for k in ("lora", "locon")
     )
-    link = root / "models/Lora" / Path(library["lora"]["path"]).name
-    remove(ctx, f"lora:{library['lora']['name']}", keep_file=True)
+    lora_link = root / "models/Lora" / Path(library["lora"]["path"]).name
+    locon_link = root / "models/Lora" / Path(library["locon"]["path"]).name
 
+    remove(ctx, f"lora:{library['lora']['name']}")  # `hub rm` takes its links too
+
+    assert not lora_link.exists() and not Path(library["lora"]["path"]).exists()
+    # a row gone by another way: the next full link run removes the stale link
+    with ctx.db.session() as session:
+        writes.remove(session, writes.get(session, library["locon"]["id"]))
     actions = link_ui(ctx, "forge")
-
-    assert str(link) in by_status(actions, "removed") and not link.exists()
+    assert by_status(actions, "removed") == [str(locon_link)] and not locon_link.exists()
+    assert list_uis(ctx)[0]["links"] == len(by_status(actions, "linked"))
 
 
 def test_dry_run_changes_nothing(ctx, library, tmp_path):
@@ -220,6 +227,22 @@ def test_dry_run_changes_nothing(ctx, library, tmp_path):
     assert by_status(actions, "linked")
     assert not (root / "Models").exists()
     assert list_uis(ctx)[0]["links"] == 0
+
+
+def test_reflink_mode_clones_or_fails_but_never_copies(ctx, library, tmp_path):
+    root = make_install(tmp_path / "c", "comfyui")
+    add_ui(ctx, root)
+    [action] = link_ui(ctx, "c", Selection(kind="embedding"), mode="reflink")
+    source = Path(library["emb"]["path"])
+    if action.status == "failed":  # ext4, tmpfs...: no FICLONE here, and no copy made
+        assert action.reason and not os.path.lexists(action.path)
+        return
+    assert action.status == "linked" and action.mode == "reflink"
+    clone = Path(action.path)
+    assert not os.path.samefile(clone, source)  # its own inode, shared extents
+    assert sha256(clone) == library["emb"]["hashes"]["sha256"]
+    clone.write_bytes(b"edited")  # an edited clone is the user's now
+    assert by_status(unlink_ui(ctx, "c"), "kept") == [str(clone)]
 
 
 def _other_file_system(tmp_path: Path) -> Path:

@@ -61,6 +61,14 @@ def links_of(reader: Reader, ui_id: int) -> list[dict[str, Any]]:
     )
 
 
+def links_of_artifact(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
+    """Every link sd-hub made of one artifact, in any UI."""
+    return reader.rows(
+        "SELECT * FROM ui_link WHERE artifact_id = :id ORDER BY link_path",
+        {"id": artifact_id},
+    )
+
+
 def save_link(session: Writer, values: dict[str, Any]) -> None:
     """Record a link (replacing the record of the same path in the same UI)."""
     session.execute(
