@@ -351,9 +351,14 @@ def unlink_ui(ctx: Context, name: str, dry_run: bool = False) -> list[LinkAction
 
 
 def remove_ui(ctx: Context, name: str, keep_links: bool = False) -> list[LinkAction]:
-    """Forget a UI; its sd-hub links are removed first unless ``keep_links``."""
+    """Forget a UI; its sd-hub links (and a ComfyUI's sd-hub yaml section) are removed
+    first unless ``keep_links``."""
     ui = get_ui(ctx, name)
     actions = [] if keep_links else unlink_ui(ctx, name)
+    if not keep_links and ui["type"] == "comfyui":
+        done = write_comfy_yaml(ctx, name, remove=True)
+        if done["status"] == "removed":
+            actions.append(LinkAction("removed", done["path"], reason="sd-hub's section"))
     with ctx.db.session() as session:
         rows.delete_ui(session, ui["id"])
     return actions

@@ -339,11 +339,12 @@ def test_comfy_yaml_section_keeps_the_users_text_byte_for_byte(ctx, tmp_path):
     write_comfy_yaml(ctx, "comfy")
     assert target.read_text().endswith("later: {}\n# a comment added after ours\n")
 
+    users = (COMFY_USER_YAML + "later: {}\n# a comment added after ours\n").encode()
     assert write_comfy_yaml(ctx, "comfy", remove=True)["status"] == "removed"
-    assert (
-        target.read_bytes()
-        == (COMFY_USER_YAML + "later: {}\n# a comment added after ours\n").encode()
-    )
+    assert target.read_bytes() == users
+    write_comfy_yaml(ctx, "comfy")
+    remove_ui(ctx, "comfy")  # forgetting the UI takes the section out too
+    assert target.read_bytes() == users
 
 
 def test_comfy_yaml_refuses_a_section_of_the_same_name_it_did_not_write(ctx, tmp_path):
