@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.core.errors import ConfigError, HubError, RefNotFoundError
-from hub.core.links import MODES, LinkError, LinkStat, is_same_link, make_link
+from hub.core.errors import HubError, RefNotFoundError
+from hub.core.links import MODES, LinkStat, is_same_link, make_link
 from hub.plugins.ui_layouts import UiLayout
 from hub.registry import uis as rows
 
@@ -183,7 +183,7 @@ class _Linker:
         except FileExistsError:
             self._clash(wanted, None)
             return
-        except (LinkError, OSError) as exc:
+        except OSError as exc:  # LinkError: this mode cannot be made here
             action.status, action.reason = "failed", f"{exc.strerror or exc}"
             self.actions.append(action)
             return
@@ -218,9 +218,9 @@ class _Linker:
         made_now[str(dest)] = wanted.target
         if record is not None:
             ours = is_same_link(dest, _stat_of(record), Path(record["target_path"]))
-            same = (
-                record["target_path"] == str(wanted.target)
-                and record["artifact_id"] == (wanted.artifact["id"])
+            same = (record["target_path"], record["artifact_id"]) == (
+                str(wanted.target),
+                wanted.artifact["id"],
             )
             if ours and same and self.mode in ("auto", record["mode"]):
                 self.actions.append(
@@ -312,10 +312,7 @@ def link_ui(
     wanted = [w for w in map(linker.want, selection.select(ctx)) if w is not None]
     wanted_ids = {w.artifact["id"]: str(w.dest) for w in wanted}
     for record in records:  # an artifact now wanted elsewhere, or no longer registered
-        moved = (
-            record["artifact_id"] in wanted_ids
-            and wanted_ids[record["artifact_id"]] != (record["link_path"])
-        )
+        moved = wanted_ids.get(record["artifact_id"], record["link_path"]) != record["link_path"]
         dropped = not record["registered"] and selection.ids is None
         if moved or dropped:
             ours = linker.remove_recorded(record)
@@ -396,7 +393,7 @@ def auto_link(ctx: Context, artifact_ids: Iterable[int]) -> list[dict[str, Any]]
     for name in auto_link_names(ctx):
         try:
             actions = link_ui(ctx, name, Selection(ids=ids))
-        except (RefNotFoundError, ConfigError, HubError) as exc:
+        except HubError as exc:
             done.append({"ui": name, "status": "failed", "reason": exc.message})
             continue
         done += [{"ui": name, **a.as_dict()} for a in actions if a.status != "skipped"]
