@@ -12,7 +12,7 @@ from hub.cli.state import context
 
 ui_app = typer.Typer(
     name="ui",
-    help="Web UIs (A1111, Forge, ComfyUI, Fooocus, SwarmUI) that see the library.",
+    help="Web UIs (A1111, Forge, SD.Next, ComfyUI, Fooocus, SwarmUI) that see the library.",
     no_args_is_help=True,
 )
 DRY_RUN = typer.Option(False, "--dry-run", help="Show what would change; change nothing.")
@@ -29,7 +29,9 @@ def add_command(
     path: Path = typer.Argument(..., help="The UI's install folder."),
     name: str = typer.Option(None, "--name", help="What to call it (default: folder name)."),
     ui_type: str = typer.Option(
-        None, "--type", help="a1111, forge, comfyui, fooocus, swarmui (default: detected)."
+        None,
+        "--type",
+        help="a1111, forge, sdnext, comfyui, fooocus, swarmui or a plugin's (default: detected).",
     ),
     as_json: bool = JSON,
 ) -> None:

@@ -1,4 +1,4 @@
-"""Built-in UI layouts: A1111, Forge, ComfyUI, Fooocus and SwarmUI (docs/UIS.md §1-3).
+"""Built-in UI layouts: A1111, Forge, SD.Next, ComfyUI, Fooocus, SwarmUI (docs/UIS.md §1-3).
 
 Folders and name endings follow each UI's own listing code: A1111 ``modules/sd_models.py``
 (``.ckpt .safetensors``), ``extensions-builtin/Lora`` (``.pt .ckpt .safetensors`` from
@@ -6,7 +6,8 @@ Folders and name endings follow each UI's own listing code: A1111 ``modules/sd_m
 hypernetworks and VAE by case-sensitive globs; Forge adds ``.gguf`` checkpoints and reads
 LoRA from ``models/Lora`` only; ComfyUI ``folder_paths.supported_pt_extensions`` for every
 kind; Fooocus ``get_model_filenames`` (lower-cased endings); SwarmUI's
-``T2IModelHandler`` (case-sensitive extensions).
+``T2IModelHandler`` (case-sensitive extensions); SD.Next's own ``modules/`` listings
+(checkpoints and VAE ``.safetensors`` only).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ A1111 = UiLayout(
     name="a1111",
     label="AUTOMATIC1111 stable-diffusion-webui",
     markers=_A1111_MARKERS,
-    excludes=("modules_forge",),
+    excludes=("modules_forge", "modules/sd_checkpoint.py"),
     folders={
         "checkpoint": UiFolder("models/Stable-diffusion", _A1111_CKPT),
         "lora": UiFolder("models/Lora", _A1111_LORA),
@@ -41,6 +42,7 @@ FORGE = UiLayout(
     name="forge",
     label="Stable Diffusion WebUI Forge (and reForge)",
     markers=(*_A1111_MARKERS, "modules_forge"),
+    excludes=("modules/sd_checkpoint.py",),
     folders={
         "checkpoint": UiFolder("models/Stable-diffusion", (*_A1111_CKPT, ".gguf")),
         "lora": UiFolder("models/Lora", _A1111_LORA),
@@ -49,6 +51,19 @@ FORGE = UiLayout(
         "vae": UiFolder(
             "models/VAE", ("ckpt", "pt", "bin", "safetensors", "gguf"), case_sensitive=True
         ),
+    },
+)
+
+SDNEXT = UiLayout(
+    name="sdnext",
+    label="SD.Next",
+    markers=("installer.py", "launch.py", "webui.py", "modules/sd_checkpoint.py"),
+    folders={
+        "checkpoint": UiFolder("models/Stable-diffusion", (".safetensors",), case_sensitive=True),
+        "lora": UiFolder("models/Lora", _A1111_LORA, case_sensitive=True),
+        "embedding": UiFolder("models/embeddings", (".safetensors", ".pt"), case_sensitive=True),
+        "vae": UiFolder("models/VAE", (".safetensors",), case_sensitive=True),
+        "diffusers": UiFolder("models/Diffusers"),
     },
 )
 
@@ -97,5 +112,5 @@ SWARMUI = UiLayout(
 
 @hookimpl
 def register_ui_layouts(register: Callable[[str, UiLayout], None]) -> None:
-    for layout in (A1111, FORGE, COMFYUI, FOOOCUS, SWARMUI):
+    for layout in (A1111, FORGE, SDNEXT, COMFYUI, FOOOCUS, SWARMUI):
         register(layout.name, layout)
