@@ -9,6 +9,7 @@ since it was hashed is skipped.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 from collections import defaultdict
@@ -82,6 +83,9 @@ def walk_files(roots: Iterable[Path], clean: bool = True) -> Iterator[Path]:
     for root in roots:
         if root.is_symlink() or root.is_file():
             if root.is_file() and not root.is_symlink():
+                if clean:  # a killed run's temporary link of this very file
+                    for left in root.parent.glob(f"{TEMP_PREFIX}*-{glob.escape(root.name)}"):
+                        left.unlink(missing_ok=True)
                 yield root
             continue
         if not root.is_dir():
@@ -129,11 +133,17 @@ def _candidates(paths: list[Path]) -> list[list[Seen]]:
 
 
 def find_duplicates(
-    paths: list[Path], on_hashed: Callable[[Path, int], None] | None = None
+    paths: list[Path],
+    on_hashed: Callable[[Path, int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> list[list[list[Seen]]]:
-    """Groups of identical content: per group, the inodes (each a list of its paths)."""
+    """Groups of identical content: per group, the inodes (each a list of its paths).
+    ``on_total`` hears how many bytes will be hashed, ``on_hashed`` each file hashed."""
     groups = []
-    for same_size in _candidates(paths):
+    candidates = _candidates(paths)
+    if on_total:
+        on_total(sum(s.size for g in candidates for s in {s.inode: s for s in g}.values()))
+    for same_size in candidates:
         by_hash: dict[str, dict[int, list[Seen]]] = defaultdict(lambda: defaultdict(list))
         hashed: dict[int, str] = {}
         for seen in same_size:
@@ -172,11 +182,12 @@ def dedupe(
     dry_run: bool = False,
     on_hashed: Callable[[Path, int], None] | None = None,
     on_replaced: Callable[[Path], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> DedupeReport:
     """Hard-link identical files under ``roots`` to one copy (see the module docstring)."""
     paths = sorted(set(walk_files(roots, clean=not dry_run)))
     report = DedupeReport(files=len(paths), dry_run=dry_run)
-    groups = find_duplicates(paths, on_hashed)
+    groups = find_duplicates(paths, on_hashed, on_total)
     report.groups = len(groups)
     for inodes in groups:
         keep = _keeper(inodes)
@@ -223,6 +234,7 @@ def dedupe_library(
     roots: list[Path] | None = None,
     dry_run: bool = False,
     on_hashed: Callable[[Path, int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> DedupeReport:
     """:func:`dedupe` over ``roots``, or over every registered file when none are given;
     registry rows of replaced paths get their new inode and mtime (same bytes, same hashes)."""
@@ -232,7 +244,8 @@ def dedupe_library(
         with ctx.db.reader() as reader:
             rows = reader.rows("SELECT path FROM artifact")
         roots = [Path(r["path"]) for r in rows if Path(r["path"]).is_file()]
-    report = dedupe([p.expanduser().absolute() for p in roots], dry_run, on_hashed)
+    roots = [p.expanduser().absolute() for p in roots]
+    report = dedupe(roots, dry_run, on_hashed, on_total=on_total)
     if report.replaced and not dry_run:
         with ctx.db.session() as session:
             for item in report.replaced:

@@ -29,9 +29,13 @@ def dedupe_command(
     one copy; each replacement atomic; files changed since hashed are skipped."""
     from hub.dedupe import dedupe_library
 
-    with open_progress("hashing", not quiet) as (_set_total, advance):
+    with open_progress("hashing", not quiet) as (set_total, advance):
         report = dedupe_library(
-            context(ctx), list(paths or []), dry_run, on_hashed=lambda _path, n: advance(n)
+            context(ctx),
+            list(paths or []),
+            dry_run,
+            on_hashed=lambda _path, n: advance(n),
+            on_total=set_total,
         )
     if as_json:
         emit_json(report.as_dict())
