@@ -15,7 +15,8 @@ import pytest
 
 from hub.importing import import_path
 from hub.register import Overrides
-from hub.uis import Selection, add_ui, link_ui, list_uis, remove_ui, unlink_ui, write_comfy_yaml
+from hub.ui_yaml import write_comfy_yaml
+from hub.uis import Selection, add_ui, link_ui, list_uis, remove_ui, unlink_ui
 
 MARKERS = {
     "a1111": ["webui.py", "launch.py", "modules/paths_internal.py", "extensions-builtin/Lora/"],

@@ -127,7 +127,7 @@ def yaml_command(
 ) -> None:
     """Point a ComfyUI install at sd-hub's store through its extra_model_paths.yaml (a
     section of its own; the user's other sections and comments are kept)."""
-    from hub.uis import write_comfy_yaml
+    from hub.ui_yaml import write_comfy_yaml
 
     result = write_comfy_yaml(context(ctx), name, remove, dry_run)
     if as_json:
