@@ -64,6 +64,15 @@ def register_sources(register: Callable[[str, Callable[[Settings], Source]], Non
 
 
 @hookspec
+def configured_sources(settings: Settings) -> list[Source]:
+    """The share sites hub.toml configures (``[sources.NAME]`` with a url and a token) that
+    this plugin can speak to: return a list of :class:`hub.plugins.sourcing.Source` (empty
+    when none is yours). The built-in ``civitai`` plugin serves the Civitai-API sites, so
+    disabling it disables them too.
+    """
+
+
+@hookspec
 def register_merge_methods(register: Callable[[str, Any], None]) -> None:
     """Provide checkpoint merge methods: ``register(name, method)`` with a
     :class:`hub.plugins.builtin.merge_methods.MergeMethod` (inputs, A1111 label, and a

@@ -6,10 +6,12 @@ from urllib.parse import unquote, urlsplit
 
 from hub import hookimpl
 from hub.core.config import Settings
-from hub.plugins.sourcing import Choice, RemoteFile
+from hub.plugins.sourcing import BaseSource, Choice, RemoteFile
 
 
-class UrlSource:
+class UrlSource(BaseSource):
+    """Resolves and downloads any http(s) URL; nothing else."""
+
     name = "url"
 
     def __init__(self, settings: Settings) -> None:
