@@ -23,6 +23,18 @@ TYPE_KIND = {
     "VAE": "vae",
 }
 LYCORIS_TYPE = "LoCon"  # Civitai labels LyCORIS files LoCon; the header decides the algo
+# the site's own hosts (API, web, and its other domains); a URL on one of them is Civitai's
+CIVITAI_HOSTS = frozenset(
+    {
+        "civitai.com",
+        "www.civitai.com",
+        "api.civitai.com",
+        "civitai.green",
+        "www.civitai.green",
+        "civitai.red",
+        "www.civitai.red",
+    }
+)
 # sd-hub base -> the Civitai ``baseModel`` labels of that base
 BASES = {
     "sd1": ("SD 1.4", "SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper"),

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from hub import hookimpl
-from hub.core.civitai_tables import BASES, KIND_TYPES, TYPE_KIND, map_base
+from hub.core.civitai_tables import BASES, CIVITAI_HOSTS, KIND_TYPES, TYPE_KIND, map_base
 from hub.core.config import Settings
 from hub.core.errors import HubError
 from hub.core.text import html_to_text
@@ -35,18 +35,6 @@ KIND_FILE_TYPES = {"embedding": ("Negative",), "vae": ("VAE",)}
 # and Core ML are not loaded); an `Other` (or missing) format counts when the name says weights
 WEIGHT_FORMATS = ("SafeTensor", "PickleTensor")
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
-# the site's own hosts (API, web, and its other domains); a URL on one of them is Civitai's
-CIVITAI_HOSTS = frozenset(
-    {
-        "civitai.com",
-        "www.civitai.com",
-        "api.civitai.com",
-        "civitai.green",
-        "www.civitai.green",
-        "civitai.red",
-        "www.civitai.red",
-    }
-)
 SIZE_KB_SLACK = 1024  # sizeKB is KiB, sometimes rounded: the size is known within 1 KiB
 
 
