@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -132,7 +133,7 @@ def third_party(tmp_path, hub):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hub-hello\nVersion: 1.2.3\n")
     (dist / "entry_points.txt").write_text("[hub]\nhello = hub_hello\n")
-    hub.env["PYTHONPATH"] = str(site)
+    hub.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), hub.env.get("PYTHONPATH")) if p)
     return site
 
 
