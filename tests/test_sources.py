@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from fake_sites import Hosted
+from fake_sites import FakeHub, Hosted
 
 from hub.core.errors import ExitCode
 
@@ -86,3 +86,16 @@ def test_named_source_prefix_picks_the_source(hub, site, pixel):
     url = f"{site.storage_origin}/files/1001"
     plan = hub("install", f"url:{url}", "--dry-run", "--json").json()
     assert plan["remote"]["source"] == "url" and plan["remote"]["url"] == url
+
+
+def test_source_name_prefix_reaches_a_source_whose_refs_look_otherwise(hub, models):
+    data = models["kohya-sdxl"].read_bytes()
+    fake = FakeHub({"owner/repo/xl.safetensors": data})
+    hub.env["HF_ENDPOINT"] = fake.endpoint
+    try:
+        plan = hub("install", "huggingface:owner/repo/xl.safetensors", "--dry-run", "--json")
+    finally:
+        fake.close()
+    remote = plan.json()["remote"]
+    assert (remote["source"], remote["size"]) == ("huggingface", len(data))
+    assert remote["sha256"] == hashlib.sha256(data).hexdigest()
