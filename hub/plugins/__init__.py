@@ -41,7 +41,11 @@ BUILTIN_PLUGINS = (
 BUILTIN_NAMES = frozenset(m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS)
 # the hooks that hand a ``register(name, value)`` callback to every plugin
 REGISTRATION_HOOKS = tuple(
-    name for name in dir(hookspecs) if name.startswith("register_") and name != "register_commands"
+    name
+    for name in dir(hookspecs)
+    if name.startswith("register_")
+    and name != "register_commands"
+    and hasattr(getattr(hookspecs, name), "hub_spec")
 )
 
 T = TypeVar("T")
