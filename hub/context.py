@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from hub.plugins.converting import Converter
     from hub.plugins.imaging import ImageReader
     from hub.plugins.probing import Probe
+    from hub.plugins.sourcing import Source
 
 
 @dataclass
@@ -65,3 +66,11 @@ class Context:
 
         self.load_plugins()
         return {n: reg.value for n, reg in plugins.collect("register_image_readers").items()}
+
+    @cached_property
+    def sources(self) -> dict[str, Source]:
+        """Every share site the loaded plugins provide, hub.toml's ``[sources.NAME]`` included."""
+        from hub.plugins.sourcing import load_sources
+
+        self.load_plugins()
+        return load_sources(self.settings)

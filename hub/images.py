@@ -156,7 +156,8 @@ class SiteLookup:
                 if self.failed:
                     return
                 try:
-                    remote = pick_source(self.ctx, ref).resolve(ref, Choice())
+                    source, source_ref = pick_source(self.ctx, ref)
+                    remote = source.resolve(source_ref, Choice())
                 except RemoteNotFoundError:
                     continue
                 except HubError as exc:

@@ -36,34 +36,12 @@ class InstallResult:
     notes: list[str] = field(default_factory=list)
 
 
-def sources(ctx: Context) -> dict[str, Source]:
-    """Every share site: the plugins' sources, then hub.toml's named Civitai-API sites."""
-    from hub import plugins
-    from hub.plugins.builtin.civitai import named_sources
+def pick_source(ctx: Context, ref: str) -> tuple[Source, str]:
+    """The source for a ref, and the ref as that source reads it (``NAME:REF`` picks NAME;
+    Civitai handles ``kind:name`` and hashes)."""
+    from hub.plugins import sourcing
 
-    ctx.load_plugins()
-    found = {
-        name: reg.value(ctx.settings) for name, reg in plugins.collect("register_sources").items()
-    }
-    for name, source in named_sources(ctx.settings).items():
-        if name in found:
-            raise HubError(f"[sources.{name}] clashes with the source plugin '{name}'")
-        found[name] = source
-    return found
-
-
-def pick_source(ctx: Context, ref: str) -> Source:
-    """The source that claims a ref; Civitai handles ``kind:name`` and hashes."""
-    available = sources(ctx)
-    named = [n for n in available if n not in ("civitai", "url")]
-    for name in (*named, "civitai", "url"):
-        source = available.get(name)
-        if source is not None and source.claims(ref):
-            return source
-    raise HubError(
-        f"no share site handles '{ref}'",
-        hint="use kind:name, civitai:ID, hf:OWNER/REPO/FILE or an https URL",
-    )
+    return sourcing.pick_source(ctx.sources, ref)
 
 
 def needs_confirmation(remote: RemoteFile) -> str | None:
@@ -99,8 +77,8 @@ def install(
     Afterwards the staging folder holds only what an interrupted download needs to resume."""
     from hub.core.files import locked
 
-    source = pick_source(ctx, ref)
-    remote = source.resolve(ref, choice)
+    source, source_ref = pick_source(ctx, ref)
+    remote = source.resolve(source_ref, choice)
     if on_remote is not None:
         on_remote(remote)
     if dry_run:
@@ -189,15 +167,7 @@ def _download(
     from hub.core.download import DownloadInterrupted
 
     def fetch() -> Any:
-        return source.http.download(
-            remote.url,
-            part,
-            remote.size,
-            remote.sha256,
-            progress,
-            slack=remote.size_slack,
-            autov3=autov3,
-        )
+        return source.download(remote, part, progress, autov3)
 
     for _ in range(attempts - 1):
         try:

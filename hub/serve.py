@@ -25,15 +25,19 @@ from urllib.parse import urlencode
 
 from hub import __version__
 from hub.context import Context
+from hub.core.civitai_tables import (
+    BASE_LABEL,
+    KIND_TYPES,
+    LABEL_BASE,
+    LYCORIS_TYPE,
+    TYPE_KIND,
+    kind_type,
+)
 from hub.registry.queries import list_artifacts, search
 
-TYPES = {"checkpoint": "Checkpoint", "embedding": "TextualInversion", "vae": "VAE"}
-TYPES |= {"hypernetwork": "Hypernetwork", "lora": "LORA"}
-LYCORIS_TYPE = "LoCon"  # Civitai labels LyCORIS files LoCon; the header decides the algo
-BASE_LABEL = {"sd1": "SD 1.5", "sd2": "SD 2.1", "sdxl": "SDXL 1.0", "sdxl-refiner": "SDXL 1.0"}
-BASE_LABEL |= {"sd3": "SD 3", "flux": "Flux.1 D"}
 FORMATS = {"safetensors": "SafeTensor", "pickle": "PickleTensor"}
 MAX_LIMIT = 100
+SERVED_KINDS = sorted(k for k in KIND_TYPES if k != "dreambooth")  # dreambooth is a checkpoint
 
 
 class Catalog:
@@ -107,6 +111,13 @@ class Catalog:
         wanted = {h.lower() for h in hashes}
         return [a for a in self.artifacts() if a["hashes"]["sha256"] in wanted]
 
+    def download_path(self, artifact_id: int, file_id: str | None) -> Path | None:
+        """The file ``/api/download/models/ID[?fileId=]`` serves, or None (no such file)."""
+        a = self.one(artifact_id)
+        if a is None or (file_id is not None and file_id != str(a["id"])):
+            return None
+        return self.servable(a["path"])
+
     # -- Civitai shapes ----------------------------------------------------------------------
 
     @staticmethod
@@ -123,7 +134,7 @@ class Catalog:
     def model_type(a: dict[str, Any]) -> str:
         if a["kind"] == "lora" and a["algo"] not in (None, "lora"):
             return LYCORIS_TYPE
-        return TYPES.get(a["kind"], "Other")
+        return kind_type(a["kind"])
 
     def _file(self, a: dict[str, Any], origin: str) -> dict[str, Any]:
         return {
@@ -199,143 +210,149 @@ class Catalog:
 def _kinds_of(types: list[str]) -> list[str] | None:
     if not types:
         return None
-    back = {v: k for k, v in TYPES.items()} | {LYCORIS_TYPE: "lora", "DoRA": "lora"}
-    return [back[t] for t in types if t in back] or ["-"]
+    return [TYPE_KIND[t] for t in types if t in TYPE_KIND] or ["-"]
 
 
 def _bases_of(labels: list[str]) -> list[str] | None:
     if not labels:
         return None
-    from hub.plugins.builtin.civitai import LABEL_BASE
-
     return [LABEL_BASE.get(label, label) for label in labels]
 
 
-def create_app(ctx: Context, token: str | None = None) -> Any:
-    """The Starlette application serving ``ctx``'s registry."""
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.requests import Request
-    from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
-    from starlette.routing import Route
+def models_page(catalog: Catalog, q: Any, origin: str) -> tuple[int, dict[str, Any]]:
+    """``/api/v1/models``: the status and body of one page of search results (query
+    parameters ``q`` as Starlette's multi-dict), with the next page's cursor and URL."""
+    try:
+        limit = int(q.get("limit", MAX_LIMIT))
+        offset = int(q.get("cursor") or 0)
+    except ValueError:
+        return 400, {"error": "limit and cursor must be integers"}
+    if not 0 <= limit <= MAX_LIMIT:
+        return 400, {"error": f"limit must be between 0 and {MAX_LIMIT}"}
+    if q.get("page") and q.get("query"):
+        return 400, {
+            "error": "Cannot use page param with query search. Use cursor-based pagination."
+        }
+    ids = [int(i) for i in q.get("ids", "").split(",") if i.strip().isdigit()] or None
+    rows = catalog.artifacts(
+        q.get("query", ""),
+        _kinds_of(q.getlist("types")),
+        _bases_of(q.getlist("baseModels")),
+        q.get("tag"),
+        ids,
+    )
+    page = rows[offset : offset + limit]
+    metadata: dict[str, Any] = {}
+    if offset + limit < len(rows) and limit:
+        nxt = str(offset + limit)
+        params = [(k, v) for k, v in q.multi_items() if k != "cursor"] + [("cursor", nxt)]
+        metadata = {"nextCursor": nxt, "nextPage": f"{origin}/api/v1/models?{urlencode(params)}"}
+    return 200, {"items": [catalog.model(a, origin) for a in page], "metadata": metadata}
 
-    catalog = Catalog(ctx)
 
-    def origin(request: Request) -> str:
+def _hash_list(body: Any) -> bool:
+    """Whether a by-hash request body is a JSON array of at most 100 SHA-256 hashes."""
+    return (
+        isinstance(body, list)
+        and len(body) <= 100
+        and all(isinstance(h, str) and len(h) == 64 for h in body)
+    )
+
+
+class Handlers:
+    """The request handlers of the API and the web page, over one :class:`Catalog`."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        from starlette import responses
+
+        self.catalog = catalog
+        self.responses = responses
+
+    @staticmethod
+    def origin(request: Any) -> str:
         return str(request.base_url).rstrip("/")
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+    def error(self, status: int, message: str) -> Any:
+        return self.responses.JSONResponse({"error": message}, status_code=status)
 
-    def models(request: Request) -> Response:
-        q = request.query_params
-        try:
-            limit = int(q.get("limit", MAX_LIMIT))
-            offset = int(q.get("cursor") or 0)
-        except ValueError:
-            return error(400, "limit and cursor must be integers")
-        if not 0 <= limit <= MAX_LIMIT:
-            return error(400, f"limit must be between 0 and {MAX_LIMIT}")
-        if q.get("page") and q.get("query"):
-            return error(
-                400, "Cannot use page param with query search. Use cursor-based pagination."
-            )
-        ids = [int(i) for i in q.get("ids", "").split(",") if i.strip().isdigit()] or None
-        rows = catalog.artifacts(
-            q.get("query", ""),
-            _kinds_of(q.getlist("types")),
-            _bases_of(q.getlist("baseModels")),
-            q.get("tag"),
-            ids,
-        )
-        page = rows[offset : offset + limit]
-        metadata: dict[str, Any] = {}
-        if offset + limit < len(rows) and limit:
-            nxt = str(offset + limit)
-            params = [(k, v) for k, v in q.multi_items() if k != "cursor"] + [("cursor", nxt)]
-            metadata = {
-                "nextCursor": nxt,
-                "nextPage": f"{origin(request)}/api/v1/models?{urlencode(params)}",
-            }
-        return JSONResponse(
-            {"items": [catalog.model(a, origin(request)) for a in page], "metadata": metadata}
-        )
+    def shaped(self, a: dict[str, Any] | None, shape: Callable[..., Any], request: Any) -> Any:
+        """``shape(a)`` as JSON, or Civitai's 404 when there is no such artifact."""
+        if a is None:
+            return self.error(404, "Model not found")
+        return self.responses.JSONResponse(shape(a, self.origin(request)))
 
-    def model_detail(request: Request) -> Response:
-        a = catalog.one(request.path_params["id"])
-        return (
-            JSONResponse(catalog.model(a, origin(request))) if a else error(404, "Model not found")
-        )
+    def models(self, request: Any) -> Any:
+        status, body = models_page(self.catalog, request.query_params, self.origin(request))
+        return self.responses.JSONResponse(body, status_code=status)
 
-    def version_detail(request: Request) -> Response:
-        a = catalog.one(request.path_params["id"])
-        return (
-            JSONResponse(catalog.version(a, origin(request)))
-            if a
-            else error(404, "Model not found")
-        )
+    def model_detail(self, request: Any) -> Any:
+        return self.shaped(self.catalog.one(request.path_params["id"]), self.catalog.model, request)
 
-    def by_hash(request: Request) -> Response:
-        a = catalog.by_hash(request.path_params["hash"])
-        return (
-            JSONResponse(catalog.version(a, origin(request)))
-            if a
-            else error(404, "Model not found")
-        )
+    def version_detail(self, request: Any) -> Any:
+        a = self.catalog.one(request.path_params["id"])
+        return self.shaped(a, self.catalog.version, request)
 
-    async def by_hash_bulk(request: Request) -> Response:
+    def by_hash(self, request: Any) -> Any:
+        a = self.catalog.by_hash(request.path_params["hash"])
+        return self.shaped(a, self.catalog.version, request)
+
+    async def by_hash_bulk(self, request: Any) -> Any:
         try:
             body = await request.json()
         except ValueError:
-            return error(400, "the body must be a JSON array of SHA-256 hashes")
-        if (
-            not isinstance(body, list)
-            or len(body) > 100
-            or not all(isinstance(h, str) and len(h) == 64 for h in body)
-        ):
-            return error(400, "the body must be a JSON array of at most 100 SHA-256 hashes")
-        found = catalog.by_sha256(body)
-        return JSONResponse([catalog.version(a, origin(request)) for a in found])
+            body = None
+        if not _hash_list(body):
+            return self.error(400, "the body must be a JSON array of at most 100 SHA-256 hashes")
+        found = self.catalog.by_sha256(body)
+        return self.responses.JSONResponse(
+            [self.catalog.version(a, self.origin(request)) for a in found]
+        )
 
-    def download(request: Request) -> Response:
-        a = catalog.one(request.path_params["id"])
-        file_id = request.query_params.get("fileId")
-        if a is None or (file_id is not None and file_id != str(a["id"])):
-            return error(404, "File not found")
-        path = catalog.servable(a["path"])
+    def download(self, request: Any) -> Any:
+        path = self.catalog.download_path(
+            request.path_params["id"], request.query_params.get("fileId")
+        )
         if path is None:
-            return error(404, "File not found")
-        return FileResponse(
+            return self.error(404, "File not found")
+        return self.responses.FileResponse(
             path,
             filename=path.name,
             media_type="application/octet-stream",
             headers={"Cache-Control": "no-store"},
         )
 
-    def preview(request: Request) -> Response:
-        a = catalog.one(request.path_params["id"])
-        path = catalog.servable(a["preview"]) if a else None
-        return FileResponse(path) if path else error(404, "No preview")
+    def preview(self, request: Any) -> Any:
+        a = self.catalog.one(request.path_params["id"])
+        path = self.catalog.servable(a["preview"]) if a else None
+        return self.responses.FileResponse(path) if path else self.error(404, "No preview")
 
-    def page(request: Request) -> Response:
+    def page(self, request: Any) -> Any:
         q = request.query_params
-        rows = catalog.artifacts(
+        rows = self.catalog.artifacts(
             q.get("q", ""),
             [q["kind"]] if q.get("kind") else None,
             [q["base"]] if q.get("base") else None,
             q.get("tag") or None,
         )
-        return HTMLResponse(render_page(rows, dict(q)))
+        return self.responses.HTMLResponse(render_page(rows, dict(q)))
 
+
+def create_app(ctx: Context, token: str | None = None) -> Any:
+    """The Starlette application serving ``ctx``'s registry."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
+
+    h = Handlers(Catalog(ctx))
     routes = [
-        Route("/", page),
-        Route("/api/v1/models", models),
-        Route("/api/v1/models/{id:int}", model_detail),
-        Route("/api/v1/model-versions/by-hash", by_hash_bulk, methods=["POST"]),
-        Route("/api/v1/model-versions/by-hash/{hash:str}", by_hash),
-        Route("/api/v1/model-versions/{id:int}", version_detail),
-        Route("/api/download/models/{id:int}", download, methods=["GET", "HEAD"]),
-        Route("/preview/{id:int}", preview),
+        Route("/", h.page),
+        Route("/api/v1/models", h.models),
+        Route("/api/v1/models/{id:int}", h.model_detail),
+        Route("/api/v1/model-versions/by-hash", h.by_hash_bulk, methods=["POST"]),
+        Route("/api/v1/model-versions/by-hash/{hash:str}", h.by_hash),
+        Route("/api/v1/model-versions/{id:int}", h.version_detail),
+        Route("/api/download/models/{id:int}", h.download, methods=["GET", "HEAD"]),
+        Route("/preview/{id:int}", h.preview),
     ]
     middleware = [Middleware(BearerToken, token=token)] if token else []
     return Starlette(routes=routes, middleware=middleware)
@@ -413,7 +430,7 @@ def render_page(rows: list[dict[str, Any]], query: dict[str, str]) -> str:
         f"<title>sd-hub collection</title><style>{_STYLE}</style></head><body>"
         f"<h1>sd-hub collection</h1><form method='get' action='/'>"
         f"<input name='q' placeholder='search' value='{e(query.get('q', ''))}'>"
-        f"{option('kind', sorted(TYPES))}{option('base', ['sd1', 'sd2', 'sdxl'])}"
+        f"{option('kind', SERVED_KINDS)}{option('base', ['sd1', 'sd2', 'sdxl'])}"
         f"<input name='tag' placeholder='tag' value='{e(query.get('tag', ''))}'>"
         f"<button>search</button></form><p id='count'>{heading}</p>"
         f"<ul id='artifacts'>{''.join(cards)}</ul>"

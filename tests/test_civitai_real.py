@@ -312,7 +312,8 @@ def test_every_real_answer_parses(ctx):
             answer = json.loads(path.read_text(encoding="utf-8"))
             if "items" in answer:  # a search page
                 site.real_search = answer
-                items, cursor = source.search("", None, None, None, 10, None)
+                page = source.search("", None, None, None, 10, None)
+                items, cursor = page.items, page.next_cursor
                 assert [i["ref"] for i in items] == [f"civitai:{m['id']}" for m in answer["items"]]
                 assert [i["name"] for i in items] == [m["name"] for m in answer["items"]]
                 assert cursor == answer["metadata"].get("nextCursor"), path.name

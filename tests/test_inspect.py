@@ -533,7 +533,7 @@ def test_a_third_party_reader_registers_through_the_plugin_manager(readers, tmp_
 
             register("mytool", read)
 
-    plugins.load_plugins().register(MyTool(), name="mytool-plugin")
+    plugins.add_plugin(MyTool(), name="mytool-plugin")
     mine = {n: r.value for n, r in plugins.collect("register_image_readers").items()}
     assert plugins.collect("register_image_readers")["mytool"].plugin == "mytool-plugin"
     path = png(tmp_path / "m.png", {"mytool": '{"p": "hello", "n": 9}', "parameters": FULL})

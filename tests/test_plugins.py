@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -30,7 +31,7 @@ def test_register_probes_hook_adds_a_probe_that_runs_on_every_file(ctx, tmp_path
     import torch
     from safetensors.torch import save_file
 
-    plugins.load_plugins().register(MagicProbe(), name="magic-plugin")
+    plugins.add_plugin(MagicProbe(), name="magic-plugin")
     path = tmp_path / "m.safetensors"
     save_file({"magic": torch.zeros(3)}, path)
     ident = identify_path(ctx, path)
@@ -46,10 +47,12 @@ def test_duplicate_probe_name_fails_naming_both_plugins(ctx):
         def register_probes(self, register):
             register("lora", lambda subject: None)
 
-    plugins.load_plugins().register(Dupe(), name="dupe-plugin")
     with pytest.raises(PluginError) as err:
-        plugins.collect("register_probes")
-    assert "probes" in err.value.message and "dupe-plugin" in err.value.message
+        plugins.add_plugin(Dupe(), name="dupe-plugin")
+    message = err.value.message
+    assert "probes" in message and "'dupe-plugin'" in message and "'probes'" in message
+    assert plugins.load_plugins().get_plugin("dupe-plugin") is None  # refused, not half-loaded
+    assert plugins.collect("register_probes")["lora"].plugin == "probes"
 
 
 def test_load_plugins_is_lazy_and_idempotent():
@@ -57,6 +60,51 @@ def test_load_plugins_is_lazy_and_idempotent():
     first = plugins.load_plugins()
     assert plugins.load_plugins() is first
     assert first.get_plugin("probes") is not None
+
+
+def test_configure_after_loading_reloads_with_the_new_disabled_set():
+    plugins.reset_plugins()
+    plugins.configure(frozenset())
+    assert "civitai" in plugins.collect("register_sources")
+    plugins.configure(frozenset({"civitai"}))
+    pm = plugins.load_plugins()
+    assert pm.get_plugin("civitai") is None and "civitai" not in plugins.collect("register_sources")
+    assert "huggingface" in plugins.collect("register_sources")
+    plugins.configure(frozenset())
+    assert plugins.load_plugins().get_plugin("civitai") is not None
+    plugins.reset_plugins()
+
+
+def test_a_hook_wrapper_sees_every_hook_call_and_its_result(ctx):
+    calls: list[tuple[str, object]] = []
+
+    class Recorder:
+        """Wraps the hooks sd-hub calls; a wrapper may take a subset of the arguments."""
+
+        @hookimpl(wrapper=True)
+        def register_probes(self, register):
+            result = yield
+            calls.append(("register_probes", result))
+            return result
+
+        @hookimpl(wrapper=True)
+        def load_pipeline(self, artifact):
+            result = yield
+            calls.append(("load_pipeline", artifact["name"]))
+            return result
+
+    class Backend:
+        @hookimpl
+        def load_pipeline(self, artifact, device, dtype):
+            return f"model of {artifact['name']} on {device}"
+
+    plugins.add_plugin(Backend(), name="backend")
+    plugins.add_plugin(Recorder(), name="recorder")
+    # adding a plugin collects again: one call per providing plugin (only the built-in probes)
+    assert calls == [("register_probes", [])]
+    hook = plugins.load_plugins().hook
+    answer = hook.load_pipeline(artifact={"name": "m"}, device="cpu", dtype="float32")
+    assert answer == "model of m on cpu" and calls[-1] == ("load_pipeline", "m")
 
 
 @pytest.fixture
@@ -85,7 +133,7 @@ def third_party(tmp_path, hub):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hub-hello\nVersion: 1.2.3\n")
     (dist / "entry_points.txt").write_text("[hub]\nhello = hub_hello\n")
-    hub.env["PYTHONPATH"] = str(site)
+    hub.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), hub.env.get("PYTHONPATH")) if p)
     return site
 
 

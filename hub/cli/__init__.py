@@ -85,8 +85,7 @@ def _register_commands() -> None:
 
     config = _option_value("--config")
     plugins.configure(load_settings(config=config, home=_option_value("--home")).plugins_disabled)
-    for impl in reversed(plugins.load_plugins().hook.register_commands.get_hookimpls()):
-        impl.function(app=app)
+    plugins.load_plugins().hook.register_commands(app=app)
 
 
 def _command_name() -> str | None:

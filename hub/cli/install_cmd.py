@@ -176,12 +176,16 @@ def install_command(
 def identify_command(
     ctx: typer.Context,
     refs: list[str] = typer.Argument(None, help="Artifacts to look up (default: all)."),
+    source: str = typer.Option(
+        None, "--source", help="Ask this source only (default: every source that can)."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """Look local files up on Civitai by SHA-256 and store what it knows about them."""
+    """Look local files up on the share sites (Civitai...) by SHA-256 and store what they
+    know about them."""
     from hub.remote import identify
 
-    report = identify(context(ctx), refs or None)
+    report = identify(context(ctx), refs or None, source)
     if as_json:
         emit_json({"matched": report.matched, "unknown": report.unknown, "notes": report.notes})
         return
@@ -189,10 +193,10 @@ def identify_command(
         status(f"note: {note}")
     for m in report.matched:
         status(
-            f"identified {m['name']}: civitai:{m.get('model_id')}@{m.get('version_id')}"
-            f" ({m.get('version')})"
+            f"identified {m['name']}: {m['site']} model {m.get('model_id')} version "
+            f"{m.get('version_id')} ({m.get('version')})"
         )
-    status(f"{len(report.matched)} identified, {len(report.unknown)} not on Civitai")
+    status(f"{len(report.matched)} identified, {len(report.unknown)} not on a share site")
 
 
 def outdated_command(ctx: typer.Context, as_json: bool = JSON) -> None:

@@ -63,15 +63,18 @@ def search_command(
     base: str = BASE,
     tag: list[str] = TAGS,
     limit: int = typer.Option(50, "--limit", help="At most this many results."),
-    remote: bool = typer.Option(False, "--remote", help="Search Civitai instead."),
+    remote: bool = typer.Option(
+        False, "--remote", help="Search the share sites instead (every source that can search)."
+    ),
+    source: str = typer.Option(None, "--source", help="With --remote: search this source only."),
     cursor: str = typer.Option(None, "--cursor", help="Next page of a remote search."),
     as_json: bool = JSON,
 ) -> None:
-    """Search the registry (full text, with kind/base/tag filters), or Civitai."""
+    """Search the registry (full text, with kind/base/tag filters), or the share sites."""
     from hub.registry.queries import search
 
-    if remote:
-        _search_remote(context(ctx), query, kind, base, tag, limit, cursor, as_json)
+    if remote or source:
+        _search_remote(context(ctx), query, kind, base, tag, limit, cursor, source, as_json)
         return
     with context(ctx).db.reader() as reader:
         rows = search(reader, query, kind_option(kind), base_option(base), tag, limit)
@@ -196,13 +199,13 @@ def rm_command(
     )
 
 
-def _search_remote(hub, query, kind, base, tag, limit, cursor, as_json) -> None:  # noqa: ANN001
+def _search_remote(hub, query, kind, base, tag, limit, cursor, source, as_json) -> None:  # noqa: ANN001
     from hub.remote import search_remote
 
     tags = tag or []
     if len(tags) > 1:
-        raise HubError("Civitai filters on one tag at a time")
-    items, next_cursor = search_remote(
+        raise HubError("share sites filter on one tag at a time")
+    found = search_remote(
         hub,
         query,
         kind_option(kind),
@@ -210,16 +213,18 @@ def _search_remote(hub, query, kind, base, tag, limit, cursor, as_json) -> None:
         tags[0] if tags else None,
         min(limit, 100),
         cursor,
+        source,
     )
+    cursors = found.cursors
     if as_json:
-        emit_json({"items": items, "next_cursor": next_cursor})
+        emit_json({"items": found.items, "next_cursor": found.next_cursor, "cursors": cursors})
         return
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
     for col in ("ref", "name", "type", "base", "version", "tags"):
         table.add_column(col)
-    for i in items:
+    for i in found.items:
         table.add_row(
             i["ref"],
             i["name"] or "",
@@ -229,8 +234,9 @@ def _search_remote(hub, query, kind, base, tag, limit, cursor, as_json) -> None:
             ", ".join((i["tags"] or [])[:4]),
         )
     print_table(table)
-    if next_cursor:
-        status(f"more: hub search {query!r} --remote --cursor {next_cursor}")
+    for name, next_cursor in cursors.items():
+        more = f"--source {name} " if len(found.searched) > 1 else ""
+        status(f"more: hub search {query!r} --remote {more}--cursor {next_cursor}")
 
 
 def _show_file(hub, path: Path, as_json: bool) -> None:  # noqa: ANN001

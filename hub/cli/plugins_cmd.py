@@ -1,4 +1,4 @@
-"""``hub plugins``: what is loaded, with versions and hooks."""
+"""``hub plugins``: what is loaded, with versions, hooks and what each plugin provides."""
 
 from __future__ import annotations
 
@@ -12,25 +12,12 @@ def register(app: typer.Typer) -> None:
     def plugins_command(
         ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     ) -> None:
-        """List loaded plugins, their versions and the hooks they implement."""
+        """List loaded plugins, their versions, the hooks they implement and what they provide."""
         from hub.cli.state import context
-        from hub.plugins import collect, plugin_info
+        from hub.plugins import plugin_info
 
         context(ctx).load_plugins()
         rows = plugin_info()
-        provided: dict[str, list[str]] = {}
-        for hook in (
-            "register_probes",
-            "register_converters",
-            "register_sources",
-            "register_merge_methods",
-        ):
-            for name, reg in collect(hook).items():
-                provided.setdefault(reg.plugin, []).append(
-                    f"{hook.removeprefix('register_')}:{name}"
-                )
-        for row in rows:
-            row["provides"] = provided.get(row["name"], [])
         if as_json:
             emit_json(rows)
             return

@@ -1,8 +1,16 @@
 """The hooks sd-hub calls. Plugins implement them with ``@hub.hookimpl``.
 
-"Collect" hooks receive a ``register`` callback and call it once per thing they provide;
-their return value is ignored. A name registered twice is a start-up error naming both
-plugins.
+Every hook is called through pluggy's hook caller, so an implementation may take a subset
+of the arguments, and a hook wrapper (``@hub.hookimpl(wrapper=True)``, a generator that
+``yield``s once and returns the result) sees every call.
+
+Registration hooks (``register_*`` but ``register_commands``) receive a ``register(name,
+value)`` callback and call it once per thing they provide; their return value is ignored.
+They are collected once per process, when the plugins load, one call per providing plugin
+so that each thing is attributed to its plugin; a name registered twice is a start-up error
+naming both plugins (a built-in included: disable it to replace it). Built-in
+implementations are marked ``trylast``. ``firstresult`` hooks ("who handles this?") stop at
+the first implementation that returns something other than None.
 """
 
 from __future__ import annotations
@@ -48,8 +56,20 @@ def register_converters(register: Callable[[str, Converter], None]) -> None:
 @hookspec
 def register_sources(register: Callable[[str, Callable[[Settings], Source]], None]) -> None:
     """Provide share sites: ``register(name, factory)``; ``factory(settings)`` returns a
-    :class:`hub.plugins.sourcing.Source`. ``hub install`` asks each source whether it claims
-    a ref; ``kind:name`` and hash refs go to the default source. Returns nothing.
+    :class:`hub.plugins.sourcing.Source` (resolve, search, by-hash, versions, download; a
+    source lists what it can in ``capabilities`` and raises
+    :class:`hub.plugins.sourcing.NotSupported` for the rest). ``hub install NAME:REF`` goes to
+    the source NAME; another ref to the source that claims it (third-party sources first,
+    then ``civitai``, then ``url``). Returns nothing.
+    """
+
+
+@hookspec
+def configured_sources(settings: Settings) -> list[Source]:
+    """The share sites hub.toml configures (``[sources.NAME]`` with a url and a token) that
+    this plugin can speak to: return a list of :class:`hub.plugins.sourcing.Source` (empty
+    when none is yours). The built-in ``civitai`` plugin serves the Civitai-API sites, so
+    disabling it disables them too.
     """
 
 
@@ -87,7 +107,8 @@ def load_pipeline(artifact: dict[str, Any], device: str, dtype: str) -> LoadedMo
 
 @hookspec
 def register_commands(app: typer.Typer) -> None:
-    """Add commands to the ``hub`` command line with ``@app.command()``. Returns nothing."""
+    """Add commands to the ``hub`` command line with ``@app.command()`` (called when the
+    command line is not one of the built-in commands). Returns nothing."""
 
 
 @hookspec

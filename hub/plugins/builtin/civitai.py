@@ -14,46 +14,20 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from hub import hookimpl
+from hub.core.civitai_tables import BASES, CIVITAI_HOSTS, KIND_TYPES, TYPE_KIND, map_base
 from hub.core.config import Settings
 from hub.core.errors import HubError
 from hub.core.text import html_to_text
-from hub.plugins.sourcing import AmbiguousRemoteError, Choice, RemoteFile
+from hub.plugins.sourcing import (
+    CAPABILITIES,
+    AmbiguousRemoteError,
+    BaseSource,
+    Choice,
+    RemoteFile,
+    RemoteVersion,
+    SearchPage,
+)
 
-KIND_TYPES = {
-    "lora": ["LORA", "LoCon", "DoRA"],
-    "embedding": ["TextualInversion"],
-    "hypernetwork": ["Hypernetwork"],
-    "checkpoint": ["Checkpoint"],
-    "dreambooth": ["Checkpoint"],
-    "vae": ["VAE"],
-}
-TYPE_KIND = {
-    "LORA": "lora",
-    "LoCon": "lora",
-    "DoRA": "lora",
-    "TextualInversion": "embedding",
-    "Hypernetwork": "hypernetwork",
-    "Checkpoint": "checkpoint",
-    "VAE": "vae",
-}
-BASES = {
-    "sd1": ("SD 1.4", "SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper"),
-    "sd2": ("SD 2.0", "SD 2.0 768", "SD 2.1", "SD 2.1 768", "SD 2.1 Unclip"),
-    "sdxl": (
-        "SDXL 0.9",
-        "SDXL 1.0",
-        "SDXL 1.0 LCM",
-        "SDXL Lightning",
-        "SDXL Hyper",
-        "SDXL Turbo",
-        "SDXL Distilled",
-        "Pony",
-        "Illustrious",
-        "NoobAI",
-    ),
-    "sd3": ("SD 3", "SD 3.5", "SD 3.5 Large", "SD 3.5 Large Turbo", "SD 3.5 Medium"),
-}
-LABEL_BASE = {label: base for base, labels in BASES.items() for label in labels}
 MAIN_TYPES = ("Model", "Pruned Model")
 # file types that are the weights asked for when the kind is: a negative embedding, a VAE
 KIND_FILE_TYPES = {"embedding": ("Negative",), "vae": ("VAE",)}
@@ -61,29 +35,7 @@ KIND_FILE_TYPES = {"embedding": ("Negative",), "vae": ("VAE",)}
 # and Core ML are not loaded); an `Other` (or missing) format counts when the name says weights
 WEIGHT_FORMATS = ("SafeTensor", "PickleTensor")
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
-# the site's own hosts (API, web, and its other domains); a URL on one of them is Civitai's
-CIVITAI_HOSTS = frozenset(
-    {
-        "civitai.com",
-        "www.civitai.com",
-        "api.civitai.com",
-        "civitai.green",
-        "www.civitai.green",
-        "civitai.red",
-        "www.civitai.red",
-    }
-)
 SIZE_KB_SLACK = 1024  # sizeKB is KiB, sometimes rounded: the size is known within 1 KiB
-
-
-def map_base(label: str | None, base_type: str | None = None) -> str:
-    """A Civitai ``baseModel`` label as an sd-hub base (the file's own tensors decide later)."""
-    if not label:
-        return "unknown"
-    if label.startswith("Flux"):
-        return "flux"
-    base = LABEL_BASE.get(label, "unknown")
-    return "sdxl-refiner" if base == "sdxl" and base_type == "Refiner" else base
 
 
 def _file_score(f: dict[str, Any], choice: Choice) -> tuple[int, ...]:
@@ -144,9 +96,11 @@ def choose_file(
     return best
 
 
-class CivitaiSource:
+class CivitaiSource(BaseSource):
     """Civitai, or any site speaking its API. ``prefix`` names a site configured as
     ``[sources.NAME]``: it claims only refs ``NAME:...`` and resolves what follows."""
+
+    capabilities = frozenset(CAPABILITIES)
 
     def __init__(
         self,
@@ -198,7 +152,7 @@ class CivitaiSource:
         tag: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> SearchPage:
         """One page of ``/models`` results as summaries, and the cursor of the next page."""
         params: list[tuple[str, Any]] = [("limit", limit), ("nsfw", "true")]
         if query:
@@ -215,7 +169,7 @@ class CivitaiSource:
             latest = (m.get("modelVersions") or [{}])[0]
             items.append(
                 {
-                    "ref": f"civitai:{m['id']}",
+                    "ref": f"{self.prefix or ''}civitai:{m['id']}",
                     "name": m.get("name"),
                     "type": m.get("type"),
                     "kind": TYPE_KIND.get(m.get("type", "")),
@@ -229,7 +183,7 @@ class CivitaiSource:
                     "downloads": (m.get("stats") or {}).get("downloadCount"),
                 }
             )
-        return items, (page.get("metadata") or {}).get("nextCursor")
+        return SearchPage(items, (page.get("metadata") or {}).get("nextCursor"))
 
     def lookup_sha256(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
         """SHA-256 (lower case) -> version object, through the bulk by-hash endpoint (100 per
@@ -246,6 +200,36 @@ class CivitaiSource:
                     if sha in wanted:
                         found[sha] = version
         return found
+
+    def by_hash(self, sha256s: list[str]) -> dict[str, RemoteFile]:
+        """What the site knows of files by SHA-256: the bulk by-hash lookup, then the models of
+        the versions found (for tags, creator and description), many per request."""
+        found = self.lookup_sha256(sha256s)
+        models = self.models([int(v["modelId"]) for v in found.values() if v.get("modelId")])
+        return {
+            sha: self.remote_for_version(version, sha, models.get(int(version.get("modelId") or 0)))
+            for sha, version in found.items()
+        }
+
+    def versions(self, source_refs: list[dict[str, Any]]) -> list[list[RemoteVersion]]:
+        """Each installed model's versions, newest first (models fetched many per request)."""
+        ids = [int(r["model_id"]) for r in source_refs if r.get("model_id")]
+        models = self.models(ids)
+        out = []
+        for r in source_refs:
+            model = models.get(int(r.get("model_id") or 0)) or {}
+            out.append(
+                [
+                    RemoteVersion(
+                        v.get("id"),
+                        v.get("name"),
+                        v.get("baseModel"),
+                        f"{self.prefix or ''}civitai:{model['id']}@{v.get('id')}",
+                    )
+                    for v in model.get("modelVersions") or []
+                ]
+            )
+        return out
 
     def remote_for_version(
         self, version: dict[str, Any], sha256: str, model: dict[str, Any] | None = None
@@ -458,6 +442,7 @@ def register_sources(register):
     register("civitai", CivitaiSource)
 
 
-def named_sources(settings: Settings) -> dict[str, CivitaiSource]:
-    """The ``[sources.NAME]`` sites of hub.toml that speak Civitai's API."""
-    return {s.name: CivitaiSource(settings, s.name, s.url, s.token) for s in settings.named_sources}
+@hookimpl(trylast=True)
+def configured_sources(settings: Settings) -> list[CivitaiSource]:
+    """The ``[sources.NAME]`` sites of hub.toml: they speak Civitai's API."""
+    return [CivitaiSource(settings, s.name, s.url, s.token) for s in settings.named_sources]

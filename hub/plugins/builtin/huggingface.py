@@ -13,12 +13,15 @@ import re
 from hub import hookimpl
 from hub.core.config import Settings
 from hub.core.errors import HubError
-from hub.plugins.sourcing import Choice, RemoteFile
+from hub.plugins.sourcing import BaseSource, Choice, RemoteFile
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class HuggingFaceSource:
+class HuggingFaceSource(BaseSource):
+    """Resolves and downloads (files and whole diffusers folders); it does not search, look
+    files up by hash or list versions."""
+
     name = "huggingface"
 
     def __init__(self, settings: Settings) -> None:
@@ -38,6 +41,8 @@ class HuggingFaceSource:
         return ref.lower().startswith("hf:")
 
     def resolve(self, ref: str, choice: Choice) -> RemoteFile:
+        """``hf:OWNER/REPO[/PATH][@REV]``; as ``huggingface:REF`` the ``hf:`` may be left out."""
+        ref = ref if self.claims(ref) else f"hf:{ref}"
         body, _, revision = ref[3:].partition("@")
         parts = body.strip("/").split("/")
         if len(parts) < 2:

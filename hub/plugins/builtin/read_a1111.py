@@ -202,6 +202,6 @@ def read_a1111(meta: ImageMetadata) -> ImageRecord | Declined:
     return record_from_infotext(info)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def register_image_readers(register: Any) -> None:
     register("a1111", read_a1111)

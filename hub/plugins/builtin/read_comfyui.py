@@ -405,6 +405,6 @@ def read_comfyui(meta: ImageMetadata) -> ImageRecord | Declined:
     return Declined("comfyui", "; ".join(notes) or "neither chunk is a ComfyUI graph")
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def register_image_readers(register: Any) -> None:
     register("comfyui", read_comfyui)

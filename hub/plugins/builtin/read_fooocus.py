@@ -92,6 +92,6 @@ def read_fooocus(meta: ImageMetadata) -> ImageRecord | Declined:
     return rec
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def register_image_readers(register: Any) -> None:
     register("fooocus", read_fooocus)

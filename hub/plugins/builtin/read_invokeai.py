@@ -73,6 +73,6 @@ def read_invokeai(meta: ImageMetadata) -> ImageRecord | Declined:
     return rec
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def register_image_readers(register: Any) -> None:
     register("invokeai", read_invokeai)

@@ -55,6 +55,6 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def register_image_readers(register: Any) -> None:
     register("novelai", read_novelai)

@@ -50,6 +50,6 @@ def read_sdhub(meta: ImageMetadata) -> ImageRecord | Declined:
     return rec
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def register_image_readers(register: Any) -> None:
     register("sd-hub", read_sdhub)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from hub import hookimpl
+from hub.core.civitai_tables import CIVITAI_HOSTS
 from hub.core.config import Settings
-from hub.plugins.sourcing import Choice, RemoteFile
+from hub.plugins.sourcing import BaseSource, Choice, RemoteFile
 
 
-class UrlSource:
+class UrlSource(BaseSource):
+    """Resolves and downloads any http(s) URL (Civitai's excepted); nothing else."""
+
     name = "url"
 
     def __init__(self, settings: Settings) -> None:
@@ -18,7 +21,12 @@ class UrlSource:
         self.http = Http(timeout=settings.http_timeout)  # no token to an arbitrary host
 
     def claims(self, ref: str) -> bool:
-        return ref.startswith(("https://", "http://"))
+        """An http(s) URL, except a Civitai page or API URL: a model page is no file, and
+        with the civitai plugin disabled such a URL has no source."""
+        return (
+            ref.startswith(("https://", "http://"))
+            and urlsplit(ref).netloc.lower() not in CIVITAI_HOSTS
+        )
 
     def resolve(self, ref: str, choice: Choice) -> RemoteFile:
         path = unquote(urlsplit(ref).path)
