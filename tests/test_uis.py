@@ -406,7 +406,7 @@ def test_a_plugin_adds_a_ui_layout(ctx, library, tmp_path):
                 ),
             )
 
-    plugins.load_plugins().register(TinyUi(), name="tinyui")
+    plugins.add_plugin(TinyUi(), name="tinyui")
     root = tmp_path / "tiny"
     root.mkdir()
     (root / "tiny.cfg").write_text("")
