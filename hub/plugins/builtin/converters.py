@@ -386,20 +386,47 @@ def peft_to_kohya(job: ConvertJob) -> dict[str, Any]:
 
 _ANY = frozenset({"checkpoint", "lora", "vae", "hypernetwork", "unknown"})
 _CKPT, _EMB, _LORA = frozenset({"checkpoint"}), frozenset({"embedding"}), frozenset({"lora"})
+_SINGLE_FILE = ("ldm", "single-file")
 BUILTIN = [
-    # name, source node, target node, cost, function, kinds
-    ("pickle-to-safetensors", "pickle", "safetensors", 2, pickle_to_safetensors, _ANY),
-    (
+    Converter("rewrite", "safetensors", "safetensors", 1, rewrite, _ANY | _EMB),
+    Converter(
+        "pickle-to-safetensors",
+        "pickle",
+        "safetensors",
+        2,
+        pickle_to_safetensors,
+        _ANY,
+        aliases=_SINGLE_FILE,
+    ),
+    Converter(
         "pickle-embedding-to-safetensors",
         "pickle",
         "a1111-embedding",
         2,
         pickle_to_safetensors,
         _EMB,
+        aliases=("a1111",),
     ),
-    ("ldm-to-diffusers", "safetensors", "diffusers", 5, ldm_to_diffusers, _CKPT),
-    ("diffusers-to-ldm", "diffusers", "safetensors", 3, diffusers_to_ldm, _CKPT),
-    (
+    Converter(
+        "ldm-to-diffusers",
+        "safetensors",
+        "diffusers",
+        5,
+        ldm_to_diffusers,
+        _CKPT,
+        writes="diffusers",
+        suffix="",
+    ),
+    Converter(
+        "diffusers-to-ldm",
+        "diffusers",
+        "safetensors",
+        3,
+        diffusers_to_ldm,
+        _CKPT,
+        aliases=_SINGLE_FILE,
+    ),
+    Converter(
         "embedding-to-diffusers",
         "a1111-embedding",
         "diffusers-embedding",
@@ -407,13 +434,21 @@ BUILTIN = [
         embedding_to_diffusers,
         _EMB,
     ),
-    ("embedding-to-a1111", "diffusers-embedding", "a1111-embedding", 1, embedding_to_a1111, _EMB),
-    ("kohya-to-peft", "kohya", "peft", 1, kohya_to_peft, _LORA),
-    ("peft-to-kohya", "peft", "kohya", 1, peft_to_kohya, _LORA),
+    Converter(
+        "embedding-to-a1111",
+        "diffusers-embedding",
+        "a1111-embedding",
+        1,
+        embedding_to_a1111,
+        _EMB,
+        aliases=("a1111",),
+    ),
+    Converter("kohya-to-peft", "kohya", "peft", 1, kohya_to_peft, _LORA),
+    Converter("peft-to-kohya", "peft", "kohya", 1, peft_to_kohya, _LORA),
 ]
 
 
 @hookimpl(trylast=True)
 def register_converters(register):
-    for name, source, target, cost, run, kinds in BUILTIN:
-        register(name, Converter(name, source, target, cost, run, kinds))
+    for converter in BUILTIN:
+        register(converter.name, converter)
