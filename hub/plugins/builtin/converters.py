@@ -23,6 +23,7 @@ from hub.core.safetensors_io import (
     st_dtype,
     write_safetensors,
 )
+from hub.core.state_dicts import PICKLE_FIELDS_META
 from hub.plugins.converting import Converter, ConvertJob
 
 FLOAT_ST = {"F32", "F16", "BF16", "F64"}
@@ -96,7 +97,7 @@ def pickle_to_safetensors(job: ConvertJob) -> dict[str, Any]:
         fields = loaded.plain_fields()
         metadata = {"sd_hub.converted_from": "pickle"}
         if fields:
-            metadata["sd_hub.pickle_fields"] = json.dumps(fields, default=str)[: 1 << 20]
+            metadata[PICKLE_FIELDS_META] = json.dumps(fields, default=str)[: 1 << 20]
         write_safetensors(
             job.output,
             specs.values(),
