@@ -167,7 +167,7 @@ def test_plugin_merge_method_takes_its_option(installed):
     assert bad.code == 64 and "merge method clamp has no option 'lim'" in bad.err
     assert "limit=1.0 (float)" in bad.err and "Traceback" not in bad.err
     bad = installed(*args, "--option", "limit=lots", "--name", "x", ok=False)
-    assert bad.code == 64 and "option limit takes a float, not 'lots'" in bad.err
+    assert bad.code == 64 and "option limit takes a number, not 'lots'" in bad.err
     bad = installed(*args, "--density", "0.3", "--name", "x", ok=False)
     assert bad.code == 64 and "clamp has no option 'density'" in bad.err
     assert len(installed("list", "--json").json()) == 3
@@ -192,3 +192,22 @@ def load_metadata(path: str) -> dict[str, str]:
 
     with safe_open(path, "np") as fh:
         return fh.metadata()
+
+
+def test_merge_options_are_validated_against_the_declared_ones(ctx):
+    from hub.core.errors import UsageError
+    from hub.merge import merge_method, merge_methods
+
+    plugins.load_plugins().register(_plugin("merging"), name="ext_merging")
+    assert {"weighted-sum", "add-difference", "ties", "dare", "clamp"} <= set(merge_methods(ctx))
+    clamp = merge_method(ctx, "clamp")
+    assert clamp.settings({}) == {"limit": 1.0}
+    assert clamp.settings({"limit": "0.5"}) == {"limit": 0.5}
+    assert merge_method(ctx, "dare").settings({"seed": "7"}) == {"density": 0.2, "seed": 7}
+    with pytest.raises(UsageError) as err:
+        merge_method(ctx, "dare").settings({"seed": "1.5"})
+    assert err.value.message == "merge method dare: option seed takes an integer, not '1.5'"
+    assert err.value.hint == "dare options: density=0.2 (float), seed=0 (int)"
+    with pytest.raises(UsageError) as err:
+        merge_method(ctx, "nope")
+    assert "clamp" in err.value.hint

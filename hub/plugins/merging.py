@@ -13,6 +13,7 @@ from hub.core.errors import UsageError
 OptionValue = float | int | str | bool
 MergeFunction = Callable[[list[Any], float, dict[str, Any], str], Any]
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+_WANTED = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ class MergeMethod:
                 values[key] = option.parse(text)
             except ValueError:
                 raise UsageError(
-                    f"merge method {self.name}: option {key} takes a "
-                    f"{option.type.__name__}, not '{text}'",
+                    f"merge method {self.name}: option {key} takes "
+                    f"{_WANTED.get(option.type, option.type.__name__)}, not '{text}'",
                     self.usage(),
                 ) from None
         return values
