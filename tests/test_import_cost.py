@@ -21,19 +21,6 @@ sys.__stdout__.write("\\nHEAVY=" + json.dumps([m for m in {HEAVY!r} if m in sys.
 """
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        [],
-        ["--help"],
-        ["list"],
-        ["list", "--json"],
-        ["search", "pixel"],
-        ["show", "nothing"],
-        ["plugins"],
-        ["import", "--help"],
-    ],
-)
 def run_probe(hub, args: list[str]) -> tuple[str, list[str]]:
     """Run ``hub ARGS`` in a fresh interpreter: its stdout and the heavy modules it imported."""
     proc = subprocess.run(
@@ -48,6 +35,21 @@ def run_probe(hub, args: list[str]) -> tuple[str, list[str]]:
     return body, json.loads(heavy)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--help"],
+        ["list"],
+        ["list", "--json"],
+        ["search", "pixel"],
+        ["show", "nothing"],
+        ["plugins"],
+        ["import", "--help"],
+        ["convert", "--help"],  # lists the converters' targets: plugins load, torch does not
+        ["merge", "--help"],
+    ],
+)
 def test_light_commands_import_no_torch(hub, args):
     heavy = run_probe(hub, args)[1]
     assert heavy == [], f"hub {' '.join(args)} imported {heavy}"
