@@ -1,38 +1,26 @@
 """``hub convert``: plan a chain of converter plugins, run it in the staging folder, and
 register the result with lineage to its source. Nothing appears in the store or the registry
-until the last step has finished."""
+until the last step has finished.
+
+The formats are the ones the loaded converters declare (:func:`hub.plugins.converting.targets`);
+an output no probe can read (a plugin's own format) keeps the input's kind and base."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hub.context import Context
 from hub.core.errors import HubError
-from hub.core.hashing import FileHashes, Hasher, hash_file, hash_folder
 from hub.core.sidecars import Sidecars
-from hub.plugins.converting import ConvertJob, node_of, plan
-from hub.register import (
-    Lineage,
-    Overrides,
-    autov3_in_pass,
-    commit,
-    identify_path,
-)
+from hub.core.taxonomy import Base, Format, Kind
+from hub.plugins.converting import Converter, ConvertJob, node_of, plan, rewriter, targets
+from hub.plugins.probing import Identification, Verdict
+from hub.register import Lineage, Overrides, autov3_in_pass, identify_path
+from hub.staging import StagedOutput, staged_output
 
-TARGETS = {
-    "safetensors": "safetensors",
-    "ldm": "safetensors",
-    "single-file": "safetensors",
-    "diffusers": "diffusers",
-    "kohya": "kohya",
-    "peft": "peft",
-    "a1111": "a1111-embedding",
-    "a1111-embedding": "a1111-embedding",
-    "diffusers-embedding": "diffusers-embedding",
-}
+PROBED_FORMATS = {str(f) for f in Format if f is not Format.UNKNOWN}
 
 
 @dataclass(frozen=True)
@@ -42,63 +30,133 @@ class ConvertResult:
     steps: list[str]
 
 
+@dataclass(frozen=True)
+class Converted:
+    """The last output of a chain, what it is, and the steps that made it."""
+
+    path: Path
+    ident: Identification
+    steps: list[str]
+
+
 def _default_goal(art: dict[str, Any]) -> str:
     if art["format"] == "pickle":
         return "a1111-embedding" if art["kind"] == "embedding" else "safetensors"
     return node_of(art)
 
 
+def _identify_output(
+    ctx: Context, path: Path, conv: Converter, source: dict[str, Any]
+) -> Identification:
+    """What a step wrote: the probes' answer for a format they read; otherwise, or when they
+    cannot tell its kind, the kind and base of the step's input carry over."""
+    found = None
+    if conv.writes in PROBED_FORMATS:
+        found = identify_path(ctx, path)
+        if found.best.kind is not Kind.UNKNOWN:
+            return found
+    carried = Verdict(
+        "convert",
+        False,
+        f"no probe recognised the {conv.writes} output of {conv.name}; kind and base "
+        f"carried over from {source['name']}",
+        kind=Kind(source["kind"]),
+        base=Base(source["base"]),
+        prediction=source.get("prediction"),
+    )
+    if found is None:
+        return Identification(carried, conv.writes)
+    return Identification(carried, found.format, found.verdicts, found.metadata)
+
+
+def _chain(ctx: Context, art: dict[str, Any], goal: str | None, rewrite: bool) -> list[Converter]:
+    goal = goal or _default_goal(art)
+    chain = plan(ctx.converters, node_of(art), goal, art["kind"])
+    if chain:
+        return chain
+    if not rewrite:
+        raise HubError(f"{art['name']} is already {goal}", hint="ask for --dtype or --prune")
+    same = rewriter(ctx.converters, art)
+    if same is None:
+        raise HubError(
+            f"no converter rewrites {art['name']} ({art['format']}) in place",
+            hint="see `hub plugins` for the converters that are loaded",
+        )
+    return [same]
+
+
 def convert_file(
     ctx: Context,
+    staged: StagedOutput,
     source: Path,
     art: dict[str, Any],
     goal: str | None,
     dtype: str | None = None,
     prune: bool = False,
-) -> tuple[Path, list[str], FileHashes | None]:
-    """Run the planned chain on ``source``; returns the staged output, the step names, and
-    the output's hashes when the last step wrote a single file (hashed as it was written).
-    The caller owns (and removes) the staging folder, ``output.parent``."""
-    start = node_of(art)
-    goal = goal or _default_goal(art)
-    chain = plan(ctx.converters, start, goal, art["kind"])
-    if not chain and not (dtype or prune):
-        raise HubError(f"{art['name']} is already {goal}", hint="ask for --dtype or --prune")
-    work = ctx.store.staging_dir()
+) -> Converted:
+    """Run the planned chain (or the in-place rewrite, for ``dtype``/``prune`` alone) on
+    ``source`` inside ``staged.folder``; the last step feeds ``staged.hasher``."""
+    chain = _chain(ctx, art, goal, bool(dtype or prune))
     current, current_art, steps = source, art, []
-    hasher = None
-    try:
-        todo = chain or [None]
-        for i, conv in enumerate(todo):
-            folder = conv is not None and conv.target == "diffusers"
-            out = work / (f"step{i}" + ("" if folder else ".safetensors"))
-            last = i == len(todo) - 1 and not folder
-            hasher = Hasher(autov3=autov3_in_pass(art["kind"])) if last else None
-            job = ConvertJob(current, out, current_art, dtype, prune, hasher)
-            if conv is None:
-                from hub.plugins.builtin.converters import rewrite
+    ident = None
+    for i, conv in enumerate(chain):
+        out = staged.folder / f"step{i}{conv.suffix}"
+        last = i == len(chain) - 1
+        hasher = staged.hasher if last and conv.suffix else None
+        conv.run(ConvertJob(current, out, current_art, dtype, prune, hasher))
+        steps.append(conv.name)
+        ident = _identify_output(ctx, out, conv, current_art)
+        current, current_art = (
+            out,
+            {
+                **current_art,
+                "format": str(ident.format),
+                "layout": ident.best.layout,
+                "kind": str(ident.best.kind),
+                "base": str(ident.best.base),
+            },
+        )
+    assert ident is not None  # a chain has at least one step
+    return Converted(current, ident, steps)
 
-                rewrite(job)
-                steps.append("rewrite")
-            else:
-                conv.run(job)
-                steps.append(conv.name)
-            best = identify_path(ctx, out).best
-            current, current_art = (
-                out,
-                {
-                    **current_art,
-                    "format": "diffusers" if out.is_dir() else "safetensors",
-                    "layout": best.layout,
-                    "kind": str(best.kind) if best.kind != "unknown" else current_art["kind"],
-                },
-            )
-    except BaseException:
-        if hasher is not None:
-            hasher.abort()
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return current, steps, hasher.finish() if hasher is not None else None
+
+def ingest_pickle(
+    ctx: Context,
+    path: Path,
+    ident: Identification,
+    name: str,
+    kind: str,
+    pickle_sha256: str,
+    overrides: Overrides,
+    sidecars: Sidecars,
+    source: str = "local",
+    parent_id: int | None = None,
+) -> tuple[str, dict[str, Any], list[str]]:
+    """Register a pickle as the safetensors file converted from it (read by the safe
+    unpickler), with the pickle's hash (and ``parent_id``, when the pickle is registered
+    too) in its lineage. ``ident`` is the pickle's identification, ``kind`` the kind it is
+    registered as. Returns the commit status, the artifact and the conversion steps."""
+    art = {
+        "name": name,
+        "kind": kind,
+        "base": str(ident.best.base),
+        "format": "pickle",
+        "layout": ident.best.layout,
+        "prediction": ident.best.prediction,
+    }
+    with staged_output(ctx, autov3_in_pass(art["kind"])) as staged:
+        result = convert_file(ctx, staged, path, art, goal=None)
+        lineage = Lineage(parent_id, pickle_sha256, "convert", {"steps": result.steps})
+        status, artifact = staged.commit(
+            result.path,
+            f"{art['name']}.safetensors",
+            lineage=lineage,
+            source=source,
+            overrides=overrides,
+            sidecars=sidecars,
+            ident=result.ident,
+        )
+    return status, artifact, result.steps
 
 
 def convert(
@@ -116,42 +174,27 @@ def convert(
         art = resolve_json(reader, ref)
     goal = None
     if to is not None:
-        if to.lower() not in TARGETS:
-            raise HubError(f"unknown target format '{to}'", hint="one of: " + ", ".join(TARGETS))
-        goal = TARGETS[to.lower()]
-    output, steps, hashes = convert_file(ctx, Path(art["path"]), art, goal, dtype, prune)
-    try:
-        ident = identify_path(ctx, output)
-        if hashes is None:
-            if output.is_dir():
-                hashes, fstat = hash_folder(output)
-            else:
-                hashes, fstat = hash_file(output, autov3=autov3_in_pass(art["kind"]))
-            size = fstat.size
-        else:
-            size = output.stat().st_size
+        names = targets(ctx.converters)
+        if to.lower() not in names:
+            raise HubError(f"unknown target format '{to}'", hint="one of: " + ", ".join(names))
+        goal = names[to.lower()]
+    with staged_output(ctx, autov3_in_pass(art["kind"])) as staged:
+        result = convert_file(ctx, staged, Path(art["path"]), art, goal, dtype, prune)
         label = "-".join(p for p in (to, dtype, "pruned" if prune else None) if p)
         new_name = name or f"{art['name']}-{label}"
-        filename = new_name + ("" if output.is_dir() else ".safetensors")
-        overrides = Overrides(name=new_name, base=None)
+        suffix = "" if result.path.is_dir() else "".join(result.path.suffixes[-1:])
         lineage = Lineage(
             art["id"],
             art["hashes"]["sha256"],
             "convert",
-            {"steps": steps, "to": to, "dtype": dtype, "prune": prune},
+            {"steps": result.steps, "to": to, "dtype": dtype, "prune": prune},
         )
-        status, artifact = commit(
-            ctx,
-            output,
-            ident,
-            hashes,
-            size,
-            overrides,
-            Sidecars(),
-            filename,
-            source="convert",
+        status, artifact = staged.commit(
+            result.path,
+            new_name + suffix,
             lineage=lineage,
+            source="convert",
+            overrides=Overrides(name=new_name),
+            ident=result.ident,
         )
-    finally:
-        shutil.rmtree(output.parent, ignore_errors=True)
-    return ConvertResult(status, artifact, steps)
+    return ConvertResult(status, artifact, result.steps)

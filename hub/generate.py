@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from hub import __version__
 from hub.context import Context
 from hub.core import addons, infotext
 from hub.core.errors import ConfigError, HubError, RefNotFoundError
+from hub.core.state_dicts import read_state_dict
 from hub.merge import WeightedRef
 from hub.plugins.generating import Extras, LoadedModel, Request
 from hub.registry.queries import list_artifacts, resolve_json
@@ -122,10 +124,16 @@ class Generated:
     timings: dict[str, float]
 
 
+def _check_dtype(dtype: str) -> None:
+    if dtype not in ("auto", "float32", "float16", "bfloat16"):
+        raise HubError(f"unknown dtype '{dtype}'", hint="use float32, float16 or bfloat16")
+
+
 def choose_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
     """``auto``: cuda, then mps, then cpu; float16 on a GPU, float32 on the CPU."""
     import torch
 
+    _check_dtype(dtype)
     if device == "auto":
         if torch.cuda.is_available():
             device = "cuda"
@@ -135,8 +143,6 @@ def choose_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
             device = "cpu"
     if dtype == "auto":
         dtype = "float32" if device == "cpu" else "float16"
-    if dtype not in ("float32", "float16", "bfloat16"):
-        raise HubError(f"unknown dtype '{dtype}'", hint="use float32, float16 or bfloat16")
     return device, dtype
 
 
@@ -206,30 +212,17 @@ def plan(
     """Resolve and check a job against the registry; nothing is loaded. A missing add-on or
     one that does not fit raises with a one-line message naming it. ``parsed(art, parse)``
     reads an add-on (a cache may answer)."""
-    from hub.core import ldm_models
+    from hub.core import ldm_models, state_dicts
 
     job = with_stack(job, ctx.settings.raw)
     if not job.model:
         raise HubError("no model to generate with", hint="pass --model REF (or --stack NAME)")
     model = _resolve(ctx, job.model, "checkpoint", "--model")
     ldm_models.check_base(model["base"], model["path"])
-    shapes = (shapes_of or ldm_models.shapes)(model)
+    shapes = (shapes_of or state_dicts.shapes)(model)
     prompt_text, tags = infotext.split_prompt(job.prompt)
     negative_text, negative_tags = infotext.split_prompt(job.negative or "")
-    loras: list[Addon] = []
-    hypernetworks: list[Addon] = []
-    for tag in [*tags, *negative_tags]:
-        kind = "lora" if tag.network == "lora" else "hypernetwork"
-        art = _resolve(ctx, _pinned_ref(job, kind, tag.name), kind, f"<{tag.network}:{tag.name}>")
-        (loras if kind == "lora" else hypernetworks).append(Addon(art, tag.te, tag.unet, tag.name))
-    for text in job.loras:
-        w = WeightedRef.parse(text)
-        loras.append(Addon(_resolve(ctx, w.ref, "lora", f"--lora {text}"), w.te, w.unet))
-    for text in job.hypernetworks:
-        w = WeightedRef.parse(text)
-        hypernetworks.append(
-            Addon(_resolve(ctx, w.ref, "hypernetwork", f"--hypernetwork {text}"), w.unet, w.unet)
-        )
+    loras, hypernetworks = _networks(ctx, job, [*tags, *negative_tags])
     embeddings = [Addon(_resolve(ctx, r, "embedding", f"--embedding {r}")) for r in job.embeddings]
     for name, pin in job.pinned.items():
         if name.startswith("embedding:"):
@@ -247,19 +240,7 @@ def plan(
         addons.check_base(model, addon.art)
     for addon in embeddings:
         addons.fit_embedding(model, addon.art, parsed(addon.art, addons.embedding))
-    written = job.prompt
-    for addon in loras:
-        if not addon.written:
-            weights = f"{addon.te:g}" if addon.te == addon.unet else f"{addon.te:g}:{addon.unet:g}"
-            written += f" <lora:{addon.art['name']}:{weights}>"
-    for addon in hypernetworks:
-        if not addon.written:
-            written += f" <hypernet:{addon.art['name']}:{addon.unet:g}>"
-    if job.trigger:
-        words = [w for a in [*loras, *hypernetworks] for w in a.art["trained_words"]]
-        if words:
-            prompt_text = ", ".join([prompt_text, *words]) if prompt_text else ", ".join(words)
-            written = ", ".join([job.prompt, *words]) + written[len(job.prompt) :]
+    prompt_text, written = _prompts(job, prompt_text, loras, hypernetworks)
     sampler, schedule = infotext.split_sampler(job.sampler or "Euler a")
     size = DEFAULT_SIZE[model["base"]]
     request = Request(
@@ -280,6 +261,46 @@ def plan(
     return Plan(
         model, loras, embeddings, hypernetworks, vae, request, written.strip(), fits, job.output
     )
+
+
+def _networks(ctx: Context, job: Job, tags: list[Any]) -> tuple[list[Addon], list[Addon]]:
+    """The LoRAs and hypernetworks of a job: its prompt tags, then its options."""
+    loras: list[Addon] = []
+    hypernetworks: list[Addon] = []
+    for tag in tags:
+        kind = "lora" if tag.network == "lora" else "hypernetwork"
+        art = _resolve(ctx, _pinned_ref(job, kind, tag.name), kind, f"<{tag.network}:{tag.name}>")
+        (loras if kind == "lora" else hypernetworks).append(Addon(art, tag.te, tag.unet, tag.name))
+    for text in job.loras:
+        w = WeightedRef.parse(text)
+        loras.append(Addon(_resolve(ctx, w.ref, "lora", f"--lora {text}"), w.te, w.unet))
+    for text in job.hypernetworks:
+        w = WeightedRef.parse(text)
+        hypernetworks.append(
+            Addon(_resolve(ctx, w.ref, "hypernetwork", f"--hypernetwork {text}"), w.unet, w.unet)
+        )
+    return loras, hypernetworks
+
+
+def _prompts(
+    job: Job, prompt_text: str, loras: list[Addon], hypernetworks: list[Addon]
+) -> tuple[str, str]:
+    """The prompt the model sees and the prompt as written in the infotext (every add-on
+    tagged, trigger words added with ``job.trigger``)."""
+    written = job.prompt
+    for addon in loras:
+        if not addon.written:
+            weights = f"{addon.te:g}" if addon.te == addon.unet else f"{addon.te:g}:{addon.unet:g}"
+            written += f" <lora:{addon.art['name']}:{weights}>"
+    for addon in hypernetworks:
+        if not addon.written:
+            written += f" <hypernet:{addon.art['name']}:{addon.unet:g}>"
+    if job.trigger:
+        words = [w for a in [*loras, *hypernetworks] for w in a.art["trained_words"]]
+        if words:
+            prompt_text = ", ".join([prompt_text, *words]) if prompt_text else ", ".join(words)
+            written = ", ".join([job.prompt, *words]) + written[len(job.prompt) :]
+    return prompt_text, written
 
 
 class ByteCache:
@@ -437,13 +458,28 @@ class Hub:
         self.ctx = ctx or Context.load(
             config=str(config) if config else None, home=str(home) if home else None
         )
-        self.device, self.dtype = choose_device(device, dtype)
+        _check_dtype(dtype)
+        self._asked = (device, dtype)  # chosen when first needed: choosing imports torch
         self._loaded: tuple[str, LoadedModel] | None = None
         self._shapes: dict[str, Any] = {}
         # parsed add-ons and VAE weights by content hash, sized by their files: a new stack
         # reuses what an earlier one parsed (and patches stay the same objects)
         self.addon_cache = ByteCache(addon_cache_bytes)
         self.vae_cache = ByteCache(vae_cache_bytes)
+
+    @cached_property
+    def _target(self) -> tuple[str, str]:
+        return choose_device(*self._asked)
+
+    @property
+    def device(self) -> str:
+        """The device generation runs on (``auto`` resolved)."""
+        return self._target[0]
+
+    @property
+    def dtype(self) -> str:
+        """The dtype weights are loaded in (``auto`` resolved)."""
+        return self._target[1]
 
     def parsed(self, art: dict[str, Any], parse: Parser) -> Any:
         """An add-on read by ``parse`` (``addons.lora`` ...), from the cache when it is there."""
@@ -452,7 +488,7 @@ class Hub:
 
     def _vae_state(self, art: dict[str, Any]) -> dict[str, Any]:
         key = art["hashes"]["xxh3_128"]
-        return self.vae_cache.get(key, art["size"], lambda: addons.read_state(art)[0])
+        return self.vae_cache.get(key, art["size"], lambda: read_state_dict(art).tensors)
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -463,11 +499,11 @@ class Hub:
         """The job resolved and checked (see :func:`plan`)."""
 
         def shapes_of(model: dict[str, Any]) -> Any:
-            from hub.core import ldm_models
+            from hub.core import state_dicts
 
             key = model["hashes"]["xxh3_128"]
             if key not in self._shapes:
-                self._shapes = {key: ldm_models.shapes(model)}
+                self._shapes = {key: state_dicts.shapes(model)}
             return self._shapes[key]
 
         return plan(self.ctx, job, shapes_of, self.parsed)

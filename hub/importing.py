@@ -16,7 +16,6 @@ from hub.core.hashing import FileHashes, hash_file, hash_folder
 from hub.core.sidecars import Sidecars, read_sidecars
 from hub.plugins.probing import Identification
 from hub.register import (
-    Lineage,
     Overrides,
     autov3_in_pass,
     commit,
@@ -102,7 +101,7 @@ def _import_pickle(
 ) -> ImportResult:
     """A pickle is registered as the safetensors file converted from it (with the pickle's
     hash in its lineage); ``keep_pickle`` registers the original too."""
-    from hub.convert import convert_file
+    from hub.convert import ingest_pickle
 
     parent = None
     if keep_pickle:
@@ -116,32 +115,16 @@ def _import_pickle(
         pickle_sha = parent.artifact["hashes"]["sha256"]
     else:
         pickle_sha = hash_file(path, autov3=False)[0].sha256
-    art = {
-        "name": overrides.name or default_name(path),
-        "kind": str(overrides.kind or ident.best.kind),
-        "base": str(ident.best.base),
-        "format": "pickle",
-        "layout": ident.best.layout,
-        "prediction": ident.best.prediction,
-    }
-    staged, steps, hashes = convert_file(ctx, path, art, goal=None)
-    try:
-        out_ident = identify_path(ctx, staged)
-        lineage = Lineage(
-            parent.artifact["id"] if parent else None, pickle_sha, "convert", {"steps": steps}
-        )
-        status, artifact = commit(
-            ctx,
-            staged,
-            out_ident,
-            hashes,
-            staged.stat().st_size,
-            overrides,
-            sidecars,
-            f"{art['name']}.safetensors",
-            lineage=lineage,
-        )
-        artifact["converted_from"] = {"format": "pickle", "sha256": pickle_sha}
-        return ImportResult(path, status, artifact)
-    finally:
-        _discard(staged.parent)
+    status, artifact, _ = ingest_pickle(
+        ctx,
+        path,
+        ident,
+        overrides.name or default_name(path),
+        str(overrides.kind or ident.best.kind),
+        pickle_sha,
+        overrides,
+        sidecars,
+        parent_id=parent.artifact["id"] if parent else None,
+    )
+    artifact["converted_from"] = {"format": "pickle", "sha256": pickle_sha}
+    return ImportResult(path, status, artifact)

@@ -16,7 +16,6 @@ from hub.core.errors import HubError
 from hub.core.sidecars import Sidecars, write_sidecars
 from hub.plugins.sourcing import Choice, RemoteFile, Source
 from hub.register import (
-    Lineage,
     Overrides,
     autov3_by_header,
     commit,
@@ -205,7 +204,7 @@ def _register(
     tags: tuple[str, ...],
     confirm: Callable[[str], bool],
 ) -> InstallResult:
-    from hub.convert import convert_file
+    from hub.convert import ingest_pickle
 
     notes: list[str] = []
     ident = identify_path(ctx, got.path)
@@ -234,44 +233,35 @@ def _register(
             **({"verified": False} if remote.unverified else {}),
         },
     )
-    staged, lineage, cleanup = got.path, None, None
-    hashes, size = got.hashes, got.size
     if ident.format == "pickle":
-        art = {
-            "name": stem,
-            "kind": str(kind),
-            "base": str(ident.best.base),
-            "format": "pickle",
-            "layout": ident.best.layout,
-            "prediction": ident.best.prediction,
-        }
-        staged, steps, hashes = convert_file(ctx, got.path, art, goal=None)
-        cleanup = staged.parent
-        ident = identify_path(ctx, staged)
-        size = staged.stat().st_size
-        lineage = Lineage(None, got.hashes.sha256, "convert", {"steps": steps})
+        status, artifact, _ = ingest_pickle(
+            ctx,
+            got.path,
+            ident,
+            stem,
+            str(kind),
+            got.hashes.sha256,
+            overrides,
+            sidecars,
+            source=remote.source,
+        )
         notes.append(f"converted the pickle {got.hashes.sha256[:10]} to safetensors")
-        filename = f"{stem}.safetensors"
-    elif remote.files:
-        filename = stem
-    elif name:
-        filename = stem + "." + filename.rsplit(".", 1)[-1] if "." in filename else stem
-    try:
+    else:
+        if remote.files:
+            filename = stem
+        elif name:
+            filename = stem + "." + filename.rsplit(".", 1)[-1] if "." in filename else stem
         status, artifact = commit(
             ctx,
-            staged,
+            got.path,
             ident,
-            hashes,
-            size,
+            got.hashes,
+            got.size,
             overrides,
             sidecars,
             filename,
             source=remote.source,
-            lineage=lineage,
         )
-    finally:
-        if cleanup is not None:
-            shutil.rmtree(cleanup, ignore_errors=True)
     if status == "added":
         model = Path(artifact["path"])
         write_sidecars(

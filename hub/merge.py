@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.core.errors import HubError
-from hub.core.hashing import Hasher
-from hub.core.sidecars import Sidecars
-from hub.register import Lineage, Overrides, commit, identify_path
+from hub.core.errors import HubError, UsageError
+from hub.plugins.merging import MergeMethod
+from hub.register import Lineage, Overrides
 from hub.registry.queries import resolve_json
+from hub.staging import StagedOutput, staged_output
 
 CHUNK_ELEMENTS = 1 << 22  # elementwise merges work on row slices of about this many values
 
@@ -122,13 +122,16 @@ def bake(
             ],
         }
         metadata = dict(ckpt.metadata) | _recipe_metadata(base, inputs, ckpt.metadata, recipe)
-        work = ctx.store.staging_dir()
-        staged = work / f"{name}.safetensors"
-        hasher = Hasher(autov3=False)  # a checkpoint: AutoV3 when asked
-        try:
+        lineage = [Lineage(base["id"], base["hashes"]["sha256"], "merge-base", {"recipe": recipe})]
+        lineage += [
+            Lineage(a["id"], a["hashes"]["sha256"], "merge-lora", {"te": w.te, "unet": w.unet})
+            for a, w in zip(inputs, loras, strict=True)
+        ]
+        with staged_output(ctx) as staged:  # a checkpoint: AutoV3 when asked
+            path = staged.folder / f"{name}.safetensors"
             specs = [ckpt.spec(k) for k in ckpt.header.tensors]
             write_safetensors(
-                staged,
+                path,
                 specs,
                 lambda s: (
                     patch.patched(ckpt.tensor(s.name), changes[s.name])
@@ -136,50 +139,24 @@ def bake(
                     else ckpt.tensor(s.name)
                 ),
                 metadata,
-                hasher=hasher,
+                hasher=staged.hasher,
             )
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-    lineage = [Lineage(base["id"], base["hashes"]["sha256"], "merge-base", {"recipe": recipe})]
-    lineage += [
-        Lineage(a["id"], a["hashes"]["sha256"], "merge-lora", {"te": w.te, "unet": w.unet})
-        for a, w in zip(inputs, loras, strict=True)
-    ]
-    status, artifact = _register(ctx, work, staged, name, lineage, output, hasher)
+            status, artifact = _commit(staged, path, name, lineage, output)
     return MergeResult(status, artifact, texts)
 
 
-def _register(
-    ctx: Context,
-    work: Path,
-    staged: Path,
-    name: str,
-    lineage: list[Lineage],
-    output: Path | None,
-    hasher: Hasher,
+def _commit(
+    staged: StagedOutput, path: Path, name: str, lineage: list[Lineage], output: Path | None
 ) -> tuple[str, dict[str, Any]]:
-    """Identify and register a merge result hashed while it was written (and copy it to
-    ``output``)."""
-    try:
-        hashes = hasher.finish()
-        if output is not None:
-            shutil.copyfile(staged, output)
-        ident = identify_path(ctx, staged)
-        return commit(
-            ctx,
-            staged,
-            ident,
-            hashes,
-            staged.stat().st_size,
-            Overrides(name=name),
-            Sidecars(),
-            f"{name}.safetensors",
-            source="merge",
-            lineage=lineage,
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    """Register a merge result (and copy it to ``output``)."""
+    return staged.commit(
+        path,
+        f"{name}.safetensors",
+        lineage=lineage,
+        source="merge",
+        overrides=Overrides(name=name),
+        copy_to=output,
+    )
 
 
 def _load_meta(ctx: Context, refs: list[str], kind: str) -> list[dict[str, Any]]:
@@ -195,34 +172,28 @@ def _load_meta(ctx: Context, refs: list[str], kind: str) -> list[dict[str, Any]]
     return arts
 
 
-def merge_checkpoints(
-    ctx: Context,
-    refs: list[str],
-    method_name: str,
-    alpha: float,
-    name: str,
-    density: float = 0.2,
-    seed: int = 0,
-    output: Path | None = None,
-) -> MergeResult:
-    """Merge checkpoints tensor by tensor (primary first); keys only in the primary are
-    copied; a key whose shape differs between inputs is refused."""
-    import torch
+def merge_method(ctx: Context, name: str) -> MergeMethod:
+    """The loaded merge method called ``name``."""
+    methods = merge_methods(ctx)
+    if name not in methods:
+        raise UsageError(f"unknown merge method '{name}'", hint="methods: " + ", ".join(methods))
+    return methods[name]
 
+
+def merge_methods(ctx: Context) -> dict[str, MergeMethod]:
+    """Every merge method the loaded plugins provide, by name."""
     from hub import plugins
-    from hub.core.safetensors_io import SafetensorsReader, write_safetensors
 
     ctx.load_plugins()
-    methods = {n: r.value for n, r in plugins.collect("register_merge_methods").items()}
-    if method_name not in methods:
-        raise HubError(
-            f"unknown merge method '{method_name}'", hint="methods: " + ", ".join(sorted(methods))
-        )
-    method = methods[method_name]
+    return {n: r.value for n, r in sorted(plugins.collect("register_merge_methods").items())}
+
+
+def _checked_inputs(ctx: Context, refs: list[str], method: MergeMethod) -> list[dict[str, Any]]:
+    """The checkpoints to merge: as many as the method takes, single files of one base."""
     lo, hi = method.inputs
     if not lo <= len(refs) <= hi:
         raise HubError(
-            f"{method_name} merges {lo}"
+            f"{method.name} merges {lo}"
             + (f" to {hi}" if hi != lo else "")
             + f" checkpoints; {len(refs)} given"
         )
@@ -237,35 +208,71 @@ def merge_checkpoints(
                 f"cannot merge {arts[0]['name']} ({arts[0]['base']}) with "
                 f"{art['name']} ({art['base']}): different architectures"
             )
+    return arts
+
+
+def _check_shapes(readers: list[Any], arts: list[dict[str, Any]]) -> None:
+    """Refuse a key whose shape differs between the primary and another input."""
+    primary = readers[0]
+    for r, art in zip(readers[1:], arts[1:], strict=True):
+        for key, info in primary.header.tensors.items():
+            other = r.header.tensors.get(key)
+            if other is not None and other.shape != info.shape:
+                raise HubError(
+                    f"{art['name']}: {key} has shape {list(other.shape)}, "
+                    f"{arts[0]['name']} has {list(info.shape)}: the "
+                    "architectures differ (an inpaint model?)"
+                )
+
+
+def _merged_tensors(
+    readers: list[Any], method: MergeMethod, alpha: float, options: dict[str, Any]
+) -> Callable[[Any], Any]:
+    """The function giving each output tensor (a generator of row slices for elementwise
+    methods): keys only in the primary, or not floating point, are copied."""
+    import torch
+
+    primary = readers[0]
+
+    def produce(spec: Any) -> Any:
+        present = all(spec.name in r.header.tensors for r in readers[1:])
+        info = primary.header.tensors[spec.name]
+        floating = info.dtype in ("F32", "F16", "BF16", "F64")
+        if not (present and floating):
+            return primary.tensor(spec.name)
+        if not method.elementwise or not info.shape:
+            first = primary.tensor(spec.name)
+            tensors = [first.float()] + [r.tensor(spec.name).float() for r in readers[1:]]
+            with torch.no_grad():
+                return method.run(tensors, alpha, options, spec.name).to(first.dtype)
+        row = max(1, info.numel // info.shape[0])
+        step = max(1, CHUNK_ELEMENTS // row)
+        return _row_slices(readers, spec.name, info.shape[0], step, method, alpha, options)
+
+    return produce
+
+
+def merge_checkpoints(
+    ctx: Context,
+    refs: list[str],
+    method_name: str,
+    alpha: float,
+    name: str,
+    options: Mapping[str, str] | None = None,
+    output: Path | None = None,
+) -> MergeResult:
+    """Merge checkpoints tensor by tensor (primary first) with a merge method and its
+    options (``KEY -> text``, validated against what the method declares); keys only in the
+    primary are copied; a key whose shape differs between inputs is refused."""
+    from hub.core.safetensors_io import SafetensorsReader, write_safetensors
+
+    method = merge_method(ctx, method_name)
+    settings = method.settings(options or {})
+    arts = _checked_inputs(ctx, refs, method)
     with contextlib.ExitStack() as opened:
         readers = [opened.enter_context(SafetensorsReader(Path(a["path"]))) for a in arts]
+        _check_shapes(readers, arts)
         primary = readers[0]
-        for r, art in zip(readers[1:], arts[1:], strict=True):
-            for key, info in primary.header.tensors.items():
-                other = r.header.tensors.get(key)
-                if other is not None and other.shape != info.shape:
-                    raise HubError(
-                        f"{art['name']}: {key} has shape {list(other.shape)}, "
-                        f"{arts[0]['name']} has {list(info.shape)}: the "
-                        "architectures differ (an inpaint model?)"
-                    )
-        options = {"density": density, "seed": seed}
-
-        def produce(spec: Any) -> Any:
-            present = all(spec.name in r.header.tensors for r in readers[1:])
-            info = primary.header.tensors[spec.name]
-            floating = info.dtype in ("F32", "F16", "BF16", "F64")
-            if not (present and floating):
-                return primary.tensor(spec.name)
-            if not method.elementwise or not info.shape:
-                first = primary.tensor(spec.name)
-                tensors = [first.float()] + [r.tensor(spec.name).float() for r in readers[1:]]
-                with torch.no_grad():
-                    return method.run(tensors, alpha, options, spec.name).to(first.dtype)
-            row = max(1, info.numel // info.shape[0])
-            step = max(1, CHUNK_ELEMENTS // row)
-            return _row_slices(readers, spec.name, info.shape[0], step, method, alpha, options)
-
         recipe = {
             "type": "sd-hub",
             "primary_model_hash": arts[0]["hashes"]["sha256"],
@@ -274,36 +281,30 @@ def merge_checkpoints(
             "interp_method": method.label,
             "multiplier": alpha,
             "method": method_name,
-            "density": density if method_name in ("ties", "dare") else None,
-            "seed": seed if method_name == "dare" else None,
+            **settings,
             "save_as_half": False,
             "custom_name": name,
         }
         metadata = _recipe_metadata(arts[0], arts[1:], primary.metadata, recipe)
-        work = ctx.store.staging_dir()
-        staged = work / f"{name}.safetensors"
-        hasher = Hasher(autov3=False)  # a checkpoint: AutoV3 when asked
-        try:
-            write_safetensors(
-                staged,
-                [primary.spec(k) for k in primary.header.tensors],
-                produce,
-                metadata,
-                hasher=hasher,
+        lineage = [
+            Lineage(
+                a["id"],
+                a["hashes"]["sha256"],
+                "merge",
+                {"role": i, "method": method_name, "alpha": alpha, **settings},
             )
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-    lineage = [
-        Lineage(
-            a["id"],
-            a["hashes"]["sha256"],
-            "merge",
-            {"role": i, "method": method_name, "alpha": alpha},
-        )
-        for i, a in enumerate(arts)
-    ]
-    status, artifact = _register(ctx, work, staged, name, lineage, output, hasher)
+            for i, a in enumerate(arts)
+        ]
+        with staged_output(ctx) as staged:  # a checkpoint: AutoV3 when asked
+            path = staged.folder / f"{name}.safetensors"
+            write_safetensors(
+                path,
+                [primary.spec(k) for k in primary.header.tensors],
+                _merged_tensors(readers, method, alpha, settings),
+                metadata,
+                hasher=staged.hasher,
+            )
+            status, artifact = _commit(staged, path, name, lineage, output)
     return MergeResult(status, artifact, [])
 
 
@@ -367,14 +368,13 @@ def merge_loras(
     metadata = _recipe_metadata(arts[0], arts[1:], {}, recipe) | {
         "ss_network_module": "networks.lora"
     }
-    work = ctx.store.staging_dir()
-    staged = work / f"{name}.safetensors"
     specs = [TensorSpec(k, st_dtype(v), tuple(v.shape)) for k, v in tensors.items()]
-    hasher = Hasher()
-    write_safetensors(staged, specs, lambda s: tensors[s.name], metadata, hasher=hasher)
     lineage = [
         Lineage(a["id"], a["hashes"]["sha256"], "merge-lora", {"weight": w.unet})
         for a, w in zip(arts, loras, strict=True)
     ]
-    status, artifact = _register(ctx, work, staged, name, lineage, output, hasher)
+    with staged_output(ctx, autov3=True) as staged:  # an add-on: AutoV3 in the pass
+        path = staged.folder / f"{name}.safetensors"
+        write_safetensors(path, specs, lambda s: tensors[s.name], metadata, hasher=staged.hasher)
+        status, artifact = _commit(staged, path, name, lineage, output)
     return MergeResult(status, artifact, [])

@@ -21,6 +21,20 @@ sys.__stdout__.write("\\nHEAVY=" + json.dumps([m for m in {HEAVY!r} if m in sys.
 """
 
 
+def run_probe(hub, args: list[str]) -> tuple[str, list[str]]:
+    """Run ``hub ARGS`` in a fresh interpreter: its stdout and the heavy modules it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        cwd=hub.cwd,
+        env=hub.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    body, heavy = proc.stdout.rsplit("HEAVY=", 1)
+    return body, json.loads(heavy)
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -32,28 +46,35 @@ sys.__stdout__.write("\\nHEAVY=" + json.dumps([m for m in {HEAVY!r} if m in sys.
         ["show", "nothing"],
         ["plugins"],
         ["import", "--help"],
+        ["convert", "--help"],  # lists the converters' targets: plugins load, torch does not
+        ["merge", "--help"],
     ],
 )
 def test_light_commands_import_no_torch(hub, args):
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(args)],
-        cwd=hub.cwd,
-        env=hub.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    heavy = json.loads(proc.stdout.rsplit("HEAVY=", 1)[1])
+    heavy = run_probe(hub, args)[1]
     assert heavy == [], f"hub {' '.join(args)} imported {heavy}"
 
 
 def test_import_of_a_safetensors_file_imports_no_torch(hub, models):
+    assert run_probe(hub, ["import", str(models["kohya-sd1"])])[1] == []
+
+
+def test_import_of_hub_generate_imports_no_torch():
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(["import", str(models["kohya-sd1"])])],
-        cwd=hub.cwd,
-        env=hub.env,
+        [sys.executable, "-X", "importtime", "-c", "import hub.generate"],
         capture_output=True,
         text=True,
         timeout=120,
+        check=True,
     )
-    assert json.loads(proc.stdout.rsplit("HEAVY=", 1)[1]) == []
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "hub.generate" in imported
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_generate_dry_run_imports_no_torch(hub, models):
+    hub("import", models["mini-sd1"], "--name", "m")
+    args = ["generate", "a castle", "--model", "m", "--steps", "3", "--dry-run", "--json"]
+    body, heavy = run_probe(hub, args)
+    assert json.loads(body)[0]["model"]["name"] == "m"
+    assert heavy == []

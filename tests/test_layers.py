@@ -11,14 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Known violations in other engineers' areas, left for the lead to clear: (importer,
-# imported). Each entry must still be a violation (the last test fails on a stale one).
-ALLOWED: set[tuple[str, str]] = {
-    # convert.py runs the built-in converters' dtype/prune ``rewrite`` when no format
-    # changes; the converter-formats work (#13, its other half) reaches it through the
-    # plugin manager instead.
-    ("hub.convert", "hub.plugins.builtin.converters"),
-}
+# Known violations, each with its reason: (importer, imported). Each entry must still be a
+# violation (the last test fails on a stale one).
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

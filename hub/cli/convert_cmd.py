@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from hub.cli.options import (
     JSON,
     QUIET,
+    PluginHelpCommand,
 )
 from hub.cli.output import (
     emit_json,
@@ -15,10 +18,23 @@ from hub.cli.output import (
 )
 from hub.cli.state import context
 
+if TYPE_CHECKING:
+    from hub.context import Context
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command("convert")(convert_command)
+    app.command("convert", cls=ConvertCommand)(convert_command)
+
+
+class ConvertCommand(PluginHelpCommand):
+    """``hub convert``, whose ``--help`` lists the targets the loaded converters declare."""
+
+    def describe(self, hub: Context) -> None:
+        from hub.plugins.converting import targets
+
+        names = ", ".join(sorted(targets(hub.converters)))
+        self.option("to").help = f"The target format, one of: {names}."
 
 
 def convert_command(
@@ -27,7 +43,7 @@ def convert_command(
     to: str = typer.Option(
         None,
         "--to",
-        help="safetensors (single-file), diffusers, a1111, diffusers-embedding, kohya, peft.",
+        help="The target format (`hub convert --help` lists those the converters declare).",
     ),
     dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16."),
     prune: bool = typer.Option(False, "--prune", help="Drop EMA and unused keys."),

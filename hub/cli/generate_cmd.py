@@ -135,14 +135,7 @@ def register(app: typer.Typer) -> None:
                 out().print(f"job: {_job_json(jobs[0])}", markup=False)
             return
         if dry_run:
-            plans, failures = _each(jobs, hub.plan)
-            if as_json:
-                extra = {"from": found.as_dict()} if found is not None else {}
-                emit_json([_plan_json(p) | extra for p in plans])
-            else:
-                for p in plans:
-                    _show_plan(p)
-            _fail_if(failures, len(jobs))
+            _dry_run(hub, jobs, found, as_json)
             return
         results, failures = _each(jobs, lambda job: _generate(hub, job, quiet, as_json))
         if as_json:
@@ -159,6 +152,18 @@ def register(app: typer.Typer) -> None:
                 ]
             )
         _fail_if(failures, len(jobs))
+
+
+def _dry_run(hub: object, jobs: list, found: object, as_json: bool) -> None:
+    """Resolve and check every job (nothing loads); show the plans."""
+    plans, failures = _each(jobs, hub.plan)
+    if as_json:
+        extra = {"from": found.as_dict()} if found is not None else {}
+        emit_json([_plan_json(p) | extra for p in plans])
+    else:
+        for p in plans:
+            _show_plan(p)
+    _fail_if(failures, len(jobs))
 
 
 def _generate(hub: object, job: object, quiet: bool, as_json: bool) -> object:

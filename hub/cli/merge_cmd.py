@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from hub.cli.options import (
     JSON,
     QUIET,
+    PluginHelpCommand,
 )
 from hub.cli.output import (
     emit_json,
@@ -18,10 +20,40 @@ from hub.cli.output import (
 from hub.cli.state import context
 from hub.core.errors import HubError
 
+if TYPE_CHECKING:
+    from hub.context import Context
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command("merge")(merge_command)
+    app.command("merge", cls=MergeCommand)(merge_command)
+
+
+class MergeCommand(PluginHelpCommand):
+    """``hub merge``, whose ``--help`` lists the loaded merge methods and their options."""
+
+    def describe(self, hub: Context) -> None:
+        from hub.merge import merge_methods
+
+        methods = merge_methods(hub)
+        self.option("method").help = "With --with: " + ", ".join(methods) + " (see below)."
+        lines = []
+        for m in methods.values():
+            lo, hi = m.inputs
+            count = f"{lo}" if lo == hi else f"{lo} to {hi}"
+            options = "; ".join(o.describe() for o in m.options) or "no options"
+            lines.append(f"{m.name} ({count} checkpoints): {options}")
+        self.epilog = "Merge methods and their --option KEY=VALUE:\n\n" + "\n\n".join(lines)
+
+
+def method_options(density: float | None, seed: int | None, pairs: list[str]) -> dict[str, str]:
+    """The merge method's options as given: ``--density``/``--seed`` are shorthands for
+    ``--option density=X``/``seed=N`` (an explicit ``--option`` wins)."""
+    from hub.plugins.merging import parse_option_pairs
+
+    given = {"density": density, "seed": seed}
+    shorthands = {k: str(v) for k, v in given.items() if v is not None}
+    return shorthands | parse_option_pairs(pairs)
 
 
 def merge_command(
@@ -36,11 +68,14 @@ def merge_command(
     method: str = typer.Option(
         "weighted-sum",
         "--method",
-        help="weighted-sum, add-difference, ties, dare (with --with).",
+        help="The merge method, with --with (`hub merge --help` lists them).",
     ),
     alpha: float = typer.Option(0.5, "--alpha", help="The multiplier M."),
-    density: float = typer.Option(0.2, "--density", help="TIES/DARE: fraction kept."),
-    seed: int = typer.Option(0, "--seed", help="DARE's random seed."),
+    option: list[str] = typer.Option(
+        None, "--option", help="KEY=VALUE: an option of the merge method (repeatable)."
+    ),
+    density: float = typer.Option(None, "--density", help="Shorthand for --option density=X."),
+    seed: int = typer.Option(None, "--seed", help="Shorthand for --option seed=N."),
     loras: list[str] = typer.Option(
         None, "--loras", help="Merge LoRAs REF[:W] into one (repeatable; no BASE)."
     ),
@@ -61,9 +96,8 @@ def merge_command(
         if loras:
             result = merge_loras(hub, [WeightedRef.parse(x) for x in loras], name, rank, output)
         elif base and with_:
-            result = merge_checkpoints(
-                hub, [base, *with_], method, alpha, name, density, seed, output
-            )
+            options = method_options(density, seed, option or [])
+            result = merge_checkpoints(hub, [base, *with_], method, alpha, name, options, output)
         elif base and lora:
             result = bake(hub, base, [WeightedRef.parse(x) for x in lora], name, unet_only, output)
         else:

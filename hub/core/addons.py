@@ -8,40 +8,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adapters import embedding as embedding_math
-from adapters import hypernetwork as hypernetwork_math
-from adapters import lora as lora_math
-from adapters import patch
 from hub.core import lora_keys
 from hub.core.errors import HubError
+from hub.core.state_dicts import read_state_dict
+
+if TYPE_CHECKING:  # the adapters (torch) load when an add-on is read, not on import
+    from adapters import embedding as embedding_math
+    from adapters import hypernetwork as hypernetwork_math
+    from adapters import lora as lora_math
+    from adapters import patch
 
 Shapes = dict[str, tuple[int, ...]]
-
-
-def read_state(art: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """An add-on file's tensors (flat names) and plain fields, from safetensors or, through
-    the safe unpickler, from a pickle; never executes a pickle."""
-    path = Path(art["path"])
-    if art["format"] == "safetensors":
-        from safetensors import safe_open
-
-        with safe_open(path, "pt") as fh:
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-            meta = fh.metadata() or {}
-        try:
-            fields = json.loads(meta.get("sd_hub.pickle_fields") or "{}")
-        except ValueError:
-            fields = {}
-        return tensors, fields
-    if art["format"] == "pickle":
-        from hub.core import safeload
-
-        with safeload.load(path) as loaded:
-            tensors = {k: loaded.tensor(ref) for k, ref in loaded.tensor_refs().items()}
-            return tensors, loaded.plain_fields()
-    raise HubError(f"{path}: a {art['format']} {art['kind']} cannot be read as an add-on")
 
 
 def label(art: dict[str, Any]) -> str:
@@ -56,13 +35,13 @@ def _adapter_error(art: dict[str, Any], exc: Exception) -> HubError:
 
 def lora(art: dict[str, Any]) -> lora_math.Adapter:
     """The LoRA-family adapter of a registered add-on, PEFT scales from its metadata."""
-    tensors, _ = read_state(art)
+    from adapters import lora as lora_math
+    from hub.core.formats import read_header
+
+    tensors = read_state_dict(art).tensors
     config = {}
     if art["format"] == "safetensors":
-        from safetensors import safe_open
-
-        with safe_open(Path(art["path"]), "pt") as fh:
-            config = peft_config(art["path"], fh.metadata())
+        config = peft_config(art["path"], read_header(Path(art["path"])).metadata)
     try:
         return lora_math.parse(tensors, config)
     except lora_math.AdapterError as exc:
@@ -87,7 +66,10 @@ def peft_config(path: str | Path, metadata: dict[str, str] | None) -> dict[str, 
 
 def embedding(art: dict[str, Any]) -> embedding_math.Embedding:
     """The textual-inversion vectors of a registered embedding."""
-    tensors, _ = read_state(art)
+    from adapters import embedding as embedding_math
+    from adapters import lora as lora_math
+
+    tensors = read_state_dict(art).tensors
     params = {k: v for k, v in tensors.items() if k.startswith("string_to_param.")}
     try:
         return embedding_math.parse(params or tensors)
@@ -97,9 +79,12 @@ def embedding(art: dict[str, Any]) -> embedding_math.Embedding:
 
 def hypernetwork(art: dict[str, Any]) -> hypernetwork_math.Hypernetwork:
     """The key/value modules of a registered A1111 hypernetwork."""
-    tensors, fields = read_state(art)
+    from adapters import hypernetwork as hypernetwork_math
+    from adapters import lora as lora_math
+
+    state = read_state_dict(art)
     try:
-        return hypernetwork_math.parse(tensors, fields)
+        return hypernetwork_math.parse(state.tensors, state.fields)
     except lora_math.AdapterError as exc:
         raise _adapter_error(art, exc) from None
 
@@ -130,6 +115,8 @@ def fit_lora(
 ) -> patch.Report:
     """The compatibility report of a LoRA-family add-on against a model; a misfit raises
     with the report in the message."""
+    from adapters import patch
+
     rep = patch.report(art["name"], adapter, shapes, resolver(model["base"], shapes))
     if art["base"] not in ("unknown", model["base"]) or not rep.ok:
         raise HubError(

@@ -50,6 +50,12 @@ class ConfigError(HubError):
     exit_code = ExitCode.CONFIG
 
 
+class UsageError(HubError):
+    """A command-line value is malformed or unknown (an option a merge method lacks...)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class InvalidFileError(HubError):
     """A file is not what it claims to be, or is damaged (names the file and the reason)."""
 

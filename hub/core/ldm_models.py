@@ -179,21 +179,3 @@ def folder_to_ldm(folder: Path, base: str, meta: bool = False) -> dict[str, Any]
             else ldm_keys.clip_to_ldm(weights, prefix)
         )
     return state
-
-
-def shapes(artifact: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """A registered model's single-file tensor shapes, without loading its weights."""
-    path = Path(artifact["path"])
-    if artifact["format"] == "safetensors":
-        from hub.core.formats import read_header
-
-        return {k: tuple(v.shape) for k, v in read_header(path).tensors.items()}
-    if artifact["format"] == "diffusers":
-        state = folder_to_ldm(path, artifact["base"], meta=True)
-        return {k: tuple(v.shape) for k, v in state.items()}
-    if artifact["format"] == "pickle":
-        from hub.core import safeload
-
-        with safeload.load(path) as loaded:
-            return {k: tuple(r.shape) for k, r in loaded.tensor_refs().items()}
-    raise InvalidFileError(path, f"a {artifact['format']} model cannot be loaded")

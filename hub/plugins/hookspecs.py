@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from hub.plugins.converting import Converter
     from hub.plugins.generating import LoadedModel
     from hub.plugins.imaging import ImageReader
+    from hub.plugins.merging import MergeMethod
     from hub.plugins.probing import Probe
     from hub.plugins.sourcing import Source
     from hub.plugins.ui_layouts import UiLayout
@@ -49,7 +50,9 @@ def register_converters(register: Callable[[str, Converter], None]) -> None:
     """Provide format converters: ``register(name, converter)``.
 
     A :class:`hub.plugins.converting.Converter` declares an edge (source node, target node,
-    cost) and the kinds it handles; ``hub convert`` plans the cheapest chain. Returns nothing.
+    cost), the kinds it handles and what it writes (registry format, file suffix, aliases of
+    the target); ``hub convert --to`` accepts every declared target and plans the cheapest
+    chain. Returns nothing.
     """
 
 
@@ -74,10 +77,10 @@ def configured_sources(settings: Settings) -> list[Source]:
 
 
 @hookspec
-def register_merge_methods(register: Callable[[str, Any], None]) -> None:
+def register_merge_methods(register: Callable[[str, MergeMethod], None]) -> None:
     """Provide checkpoint merge methods: ``register(name, method)`` with a
-    :class:`hub.plugins.builtin.merge_methods.MergeMethod` (inputs, A1111 label, and a
-    per-tensor function). Returns nothing.
+    :class:`hub.plugins.merging.MergeMethod` (inputs, A1111 label, a per-tensor function and
+    its declared options, passed as ``hub merge --option KEY=VALUE``). Returns nothing.
     """
 
 

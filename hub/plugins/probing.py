@@ -61,7 +61,7 @@ class Identification:
     """The winning verdict and every probe's answer."""
 
     best: Verdict
-    format: Format
+    format: Format | str  # a str: a plugin's own format (a converter wrote it)
     verdicts: list[Verdict] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)  # the safetensors __metadata__
 

@@ -23,6 +23,7 @@ from hub.core.safetensors_io import (
     st_dtype,
     write_safetensors,
 )
+from hub.core.state_dicts import PICKLE_FIELDS_META
 from hub.plugins.converting import Converter, ConvertJob
 
 FLOAT_ST = {"F32", "F16", "BF16", "F64"}
@@ -96,7 +97,7 @@ def pickle_to_safetensors(job: ConvertJob) -> dict[str, Any]:
         fields = loaded.plain_fields()
         metadata = {"sd_hub.converted_from": "pickle"}
         if fields:
-            metadata["sd_hub.pickle_fields"] = json.dumps(fields, default=str)[: 1 << 20]
+            metadata[PICKLE_FIELDS_META] = json.dumps(fields, default=str)[: 1 << 20]
         write_safetensors(
             job.output,
             specs.values(),
@@ -386,20 +387,47 @@ def peft_to_kohya(job: ConvertJob) -> dict[str, Any]:
 
 _ANY = frozenset({"checkpoint", "lora", "vae", "hypernetwork", "unknown"})
 _CKPT, _EMB, _LORA = frozenset({"checkpoint"}), frozenset({"embedding"}), frozenset({"lora"})
+_SINGLE_FILE = ("ldm", "single-file")
 BUILTIN = [
-    # name, source node, target node, cost, function, kinds
-    ("pickle-to-safetensors", "pickle", "safetensors", 2, pickle_to_safetensors, _ANY),
-    (
+    Converter("rewrite", "safetensors", "safetensors", 1, rewrite, _ANY | _EMB),
+    Converter(
+        "pickle-to-safetensors",
+        "pickle",
+        "safetensors",
+        2,
+        pickle_to_safetensors,
+        _ANY,
+        aliases=_SINGLE_FILE,
+    ),
+    Converter(
         "pickle-embedding-to-safetensors",
         "pickle",
         "a1111-embedding",
         2,
         pickle_to_safetensors,
         _EMB,
+        aliases=("a1111",),
     ),
-    ("ldm-to-diffusers", "safetensors", "diffusers", 5, ldm_to_diffusers, _CKPT),
-    ("diffusers-to-ldm", "diffusers", "safetensors", 3, diffusers_to_ldm, _CKPT),
-    (
+    Converter(
+        "ldm-to-diffusers",
+        "safetensors",
+        "diffusers",
+        5,
+        ldm_to_diffusers,
+        _CKPT,
+        writes="diffusers",
+        suffix="",
+    ),
+    Converter(
+        "diffusers-to-ldm",
+        "diffusers",
+        "safetensors",
+        3,
+        diffusers_to_ldm,
+        _CKPT,
+        aliases=_SINGLE_FILE,
+    ),
+    Converter(
         "embedding-to-diffusers",
         "a1111-embedding",
         "diffusers-embedding",
@@ -407,13 +435,21 @@ BUILTIN = [
         embedding_to_diffusers,
         _EMB,
     ),
-    ("embedding-to-a1111", "diffusers-embedding", "a1111-embedding", 1, embedding_to_a1111, _EMB),
-    ("kohya-to-peft", "kohya", "peft", 1, kohya_to_peft, _LORA),
-    ("peft-to-kohya", "peft", "kohya", 1, peft_to_kohya, _LORA),
+    Converter(
+        "embedding-to-a1111",
+        "diffusers-embedding",
+        "a1111-embedding",
+        1,
+        embedding_to_a1111,
+        _EMB,
+        aliases=("a1111",),
+    ),
+    Converter("kohya-to-peft", "kohya", "peft", 1, kohya_to_peft, _LORA),
+    Converter("peft-to-kohya", "peft", "kohya", 1, peft_to_kohya, _LORA),
 ]
 
 
 @hookimpl(trylast=True)
 def register_converters(register):
-    for name, source, target, cost, run, kinds in BUILTIN:
-        register(name, Converter(name, source, target, cost, run, kinds))
+    for converter in BUILTIN:
+        register(converter.name, converter)

@@ -8,13 +8,13 @@ import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapters import ldm_keys
 from hub import hookimpl
 from hub.core import ldm_models
-from hub.core.errors import HubError, InvalidFileError
+from hub.core.errors import HubError
+from hub.core.state_dicts import read_state_dict
 from hub.core.tokenizer import clip_tokenizer
 from hub.plugins.generating import Extras, Request
 
@@ -49,24 +49,6 @@ DTYPES = ("float32", "float16", "bfloat16")
 _KEEP = (ldm_keys.UNET_PREFIX, ldm_keys.VAE_PREFIX, "cond_stage_model.", "conditioner.")
 
 
-def _read_weights(artifact: dict[str, Any]) -> dict[str, Any]:
-    path = Path(artifact["path"])
-    if artifact["format"] == "safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    if artifact["format"] == "diffusers":
-        return ldm_models.folder_to_ldm(path, artifact["base"])
-    if artifact["format"] == "pickle":
-        from hub.core import safeload
-
-        with safeload.load(path) as loaded:
-            return {
-                k: loaded.tensor(r) for k, r in loaded.tensor_refs().items() if k.startswith(_KEEP)
-            }
-    raise InvalidFileError(path, f"a {artifact['format']} model cannot be loaded")
-
-
 class DiffusersModel:
     """A Stable Diffusion pipeline whose weights are also reachable by single-file key."""
 
@@ -80,10 +62,10 @@ class DiffusersModel:
         self.prediction = artifact.get("prediction")
         ldm_models.check_base(self.base, artifact["path"])
         torch_dtype = getattr(torch, dtype)
+        state = read_state_dict(artifact, keep=lambda k: k.startswith(_KEEP))
         weights = {
             k: (v.to(device, torch_dtype) if v.is_floating_point() else v.to(device))
-            for k, v in _read_weights(artifact).items()
-            if k.startswith(_KEEP)
+            for k, v in state.tensors.items()
         }
         self.parts = ldm_models.components(weights, self.base)
         self._weights = weights

@@ -1,28 +1,19 @@
 """Built-in checkpoint merge methods (FORMATS.md §7), per tensor, in float32.
 
 Each method takes the tensors of the inputs in order (primary first), the multiplier and
-options, and returns the merged tensor.
+its declared options, and returns the merged tensor.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 from hub import hookimpl
+from hub.plugins.merging import MergeMethod, MergeOption
 
-
-@dataclass(frozen=True)
-class MergeMethod:
-    """``inputs``: how many checkpoints it combines (primary included); ``label``: A1111's
-    ``interp_method`` name."""
-
-    name: str
-    inputs: tuple[int, int]
-    label: str
-    run: Any  # (tensors, alpha, options, key) -> tensor
-    elementwise: bool = False  # may be run on row slices (bounded memory for big tensors)
+DENSITY = MergeOption("density", float, 0.2, "fraction of each task vector kept")
+SEED = MergeOption("seed", int, 0, "random seed of the drop mask")
 
 
 def weighted_sum(t: list[Any], alpha: float, options: dict[str, Any], key: str) -> Any:
@@ -57,7 +48,7 @@ def _elect(taus: list[Any], weights: list[float]) -> Any:
 
 
 def ties(t: list[Any], alpha: float, options: dict[str, Any], key: str) -> Any:
-    density = float(options.get("density", 0.2))
+    density = float(options["density"])
     taus = [_trim(x - t[0], density) for x in t[1:]]
     return t[0] + _elect(taus, [alpha] * len(taus))
 
@@ -67,8 +58,8 @@ def dare(t: list[Any], alpha: float, options: dict[str, Any], key: str) -> Any:
     rescale the survivors by 1/(1-p), and add the weighted sum."""
     import torch
 
-    density = float(options.get("density", 0.2))
-    seed = int(options.get("seed", 0)) ^ zlib.crc32(key.encode())
+    density = float(options["density"])
+    seed = int(options["seed"]) ^ zlib.crc32(key.encode())
     gen = torch.Generator().manual_seed(seed)
     out = t[0].clone()
     for x in t[1:]:
@@ -80,8 +71,8 @@ def dare(t: list[Any], alpha: float, options: dict[str, Any], key: str) -> Any:
 BUILTIN = [
     MergeMethod("weighted-sum", (2, 2), "Weighted sum", weighted_sum, elementwise=True),
     MergeMethod("add-difference", (3, 3), "Add difference", add_difference, elementwise=True),
-    MergeMethod("ties", (2, 8), "TIES", ties),
-    MergeMethod("dare", (2, 8), "DARE", dare),
+    MergeMethod("ties", (2, 8), "TIES", ties, options=(DENSITY,)),
+    MergeMethod("dare", (2, 8), "DARE", dare, options=(DENSITY, SEED)),
 ]
 
 
