@@ -79,7 +79,7 @@ def read_gguf(path: Path) -> tuple[int, dict, dict[str, np.ndarray], list[int]]:
 
 
 def test_a_plugin_converter_adds_a_target_whose_output_keeps_kind_and_base(ctx, models):
-    plugins.load_plugins().register(_plugin("converters"), name="ext_converters")
+    plugins.add_plugin(_plugin("converters"), name="ext_converters")
     imported = import_path(ctx, models["mini-sd1"], Overrides(name="base"))
     result = convert(ctx, "base", to="GGUF")
     art = result.artifact
@@ -198,7 +198,7 @@ def test_merge_options_are_validated_against_the_declared_ones(ctx):
     from hub.core.errors import UsageError
     from hub.merge import merge_method, merge_methods
 
-    plugins.load_plugins().register(_plugin("merging"), name="ext_merging")
+    plugins.add_plugin(_plugin("merging"), name="ext_merging")
     assert {"weighted-sum", "add-difference", "ties", "dare", "clamp"} <= set(merge_methods(ctx))
     clamp = merge_method(ctx, "clamp")
     assert clamp.settings({}) == {"limit": 1.0}
