@@ -85,7 +85,6 @@ def artifact_values(
         "name": overrides.name or default_name(path),
         "version": side.version,
         "base": str(overrides.base or best.base),
-        "family": side.family or header.get("ss_base_model_version") or None,
         "format": str(ident.format),
         "layout": best.layout,
         "algo": best.algo,
@@ -146,6 +145,7 @@ def commit(
 ) -> tuple[str, dict[str, Any]]:
     """Move a staged file or folder into the store and register it, in one immediate write
     transaction: ``("added", json)``, or ``("exists", json)`` when the bytes are known."""
+    from hub.families import settle_in
     from hub.registry import writes
     from hub.registry.queries import to_json
 
@@ -172,6 +172,8 @@ def commit(
             )
             tags = tag_list(overrides, sidecars)
             artifact = writes.insert(session, values, tags)
+            settle_in(session)  # the family, from the evidence (hub.families)
+            artifact = writes.get(session, artifact.id)
             parents = lineage if isinstance(lineage, list) else [lineage] if lineage else []
             for link in parents:
                 parent = writes.get(session, link.parent_id) if link.parent_id else None

@@ -51,6 +51,7 @@ def _register_commands() -> None:
         config_cmd,
         convert_cmd,
         demo_cmd,
+        family_cmd,
         generate_cmd,
         inspect_cmd,
         install_cmd,
@@ -72,6 +73,7 @@ def _register_commands() -> None:
     plugins_cmd.register(app)
     config_cmd.register(app)
     demo_cmd.register(app)
+    family_cmd.register(app)
     builtin = {c.name or c.callback.__name__ for c in app.registered_commands}
     if _command_name() in builtin:
         return  # a built-in command runs without loading third-party commands

@@ -87,3 +87,12 @@ def load_pipeline(artifact: dict[str, Any], device: str, dtype: str) -> LoadedMo
 @hookspec
 def register_commands(app: typer.Typer) -> None:
     """Add commands to the ``hub`` command line with ``@app.command()``. Returns nothing."""
+
+
+@hookspec
+def register_families(register: Callable[[str, Any], None]) -> None:
+    """Provide family knowledge: ``register(name, table)`` with a
+    :class:`hub.families.FamilyTable` (family labels and their base, which add-on families
+    a model family accepts, checkpoint SHA-256s of base releases, metadata values that name
+    a family). Tables of every plugin are merged. Returns nothing.
+    """
