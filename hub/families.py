@@ -108,6 +108,12 @@ def mismatch_warning(model: Mapping[str, Any], addon: Mapping[str, Any]) -> str 
     )
 
 
+def family_warnings(model: Mapping[str, Any], addons: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The mismatch warnings of the add-ons used with ``model`` (one per add-on)."""
+    warnings = (mismatch_warning(model, a) for a in addons)
+    return [w for w in warnings if w]
+
+
 # -- evidence -------------------------------------------------------------------------------
 
 
@@ -147,7 +153,9 @@ class TrainingBases:
             value = str(header.get(key) or "").strip().lower()
             if not value:
                 continue
-            row = self.by_hash.get(value) or self.by_hash.get(value[:10] if len(value) == 64 else "")
+            row = self.by_hash.get(value) or self.by_hash.get(
+                value[:10] if len(value) == 64 else ""
+            )
             if row is not None and (row["family"] or UNKNOWN) != UNKNOWN:
                 return Evidence(
                     "training-base",
