@@ -120,8 +120,7 @@ def register(app: typer.Typer) -> None:
             if not prompt and not stack:
                 raise HubError("no prompt", hint='hub generate "a castle" --model NAME')
             jobs = [given]
-        if allow_family:
-            jobs = [replace(j, allow_family=True) for j in jobs]
+        jobs = [replace(j, allow_family=j.allow_family or allow_family) for j in jobs]
         if output is not None:
             if batch is not None:
                 output.mkdir(parents=True, exist_ok=True)

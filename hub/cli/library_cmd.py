@@ -157,11 +157,16 @@ def show_command(
         mark = "matched" if verdict["matched"] else "declined"
         console.print(f"{verdict['probe']:>14}: {mark}: {verdict['reason']}", markup=False)
     if why:
-        evidence = art["family_evidence"] or [{"source": "none", "family": "unknown"}]
-        for n, e in enumerate(evidence):
-            mark = "family" if n == 0 else "also"
-            detail = f" ({e['detail']})" if e.get("detail") else ": no evidence"
-            console.print(f"{mark:>14}: {e['family']} by {e['source']}{detail}", markup=False)
+        _print_family_evidence(console, art)
+
+
+def _print_family_evidence(console, art) -> None:  # noqa: ANN001
+    """The family and every piece of evidence for it, strongest first."""
+    evidence = art["family_evidence"] or [{"source": "none", "family": "unknown"}]
+    for n, e in enumerate(evidence):
+        mark = "family" if n == 0 else "also"
+        detail = f" ({e['detail']})" if e.get("detail") else ": no evidence"
+        console.print(f"{mark:>14}: {e['family']} by {e['source']}{detail}", markup=False)
 
 
 def tag_command(ctx: typer.Context, ref: str, tags: list[str], as_json: bool = JSON) -> None:
