@@ -60,6 +60,7 @@ def _register_commands() -> None:
         plugins_cmd,
         scan_cmd,
         serve_cmd,
+        update_cmd,
     )
 
     install_cmd.register(app)
@@ -74,6 +75,7 @@ def _register_commands() -> None:
     config_cmd.register(app)
     demo_cmd.register(app)
     family_cmd.register(app)
+    update_cmd.register(app)
     builtin = {c.name or c.callback.__name__ for c in app.registered_commands}
     if _command_name() in builtin:
         return  # a built-in command runs without loading third-party commands

@@ -73,6 +73,8 @@ CIVITAI_HOSTS = frozenset(
         "www.civitai.red",
     }
 )
+MODELS_PER_REQUEST = 100  # `limit` tops out at 100
+HASHES_PER_ID_REQUEST = 10_000
 SIZE_KB_SLACK = 1024  # sizeKB is KiB, sometimes rounded: the size is known within 1 KiB
 
 
@@ -266,6 +268,31 @@ class CivitaiSource:
             for m in page.get("items") or []:
                 out[int(m["id"])] = m
         return out
+
+    # -- bulk look-ups for identify and outdated (hub.identify, hub.updates) ----------------
+
+    def models_page(self, model_ids: list[int]) -> list[dict[str, Any]]:
+        """Up to 100 models by id in one request (``/models?ids=...&limit=100``)."""
+        ids = ",".join(map(str, sorted(set(model_ids))[:MODELS_PER_REQUEST]))
+        params = [("ids", ids), ("limit", MODELS_PER_REQUEST), ("nsfw", "true")]
+        return list(self.api("models", params=params).get("items") or [])
+
+    def version_ids_by_sha256(self, hashes: list[str]) -> list[dict[str, Any]]:
+        """``{"modelVersionId", "modelId", "hash"}`` for the SHA-256s the site knows, up to
+        10,000 per request (``POST /model-versions/by-hash/ids``)."""
+        body = sorted({h.upper() for h in hashes})[:HASHES_PER_ID_REQUEST]
+        url = f"{self.origin}/api/v1/model-versions/by-hash/ids"
+        return list(self.http.post_json(url, body) or [])
+
+    def version_by_hash(self, value: str) -> dict[str, Any] | None:
+        """The version a hash of any type names (``GET /model-versions/by-hash/:hash``), or
+        None when the site does not know it."""
+        from hub.core.download import RemoteNotFoundError
+
+        try:
+            return self.api(f"model-versions/by-hash/{value.upper()}")
+        except RemoteNotFoundError:
+            return None
 
     # -- resolution --------------------------------------------------------------------------
 
