@@ -95,6 +95,18 @@ def _installed_version(art: dict[str, Any], model: dict[str, Any]) -> dict[str, 
     return art.get("_site_json")
 
 
+def _held(version: dict[str, Any], held_versions: set[int], held_sha256: set[str]) -> bool:
+    """Whether the registry holds a version: by its id, or by a file's SHA-256."""
+    files = version.get("files") or []
+    shas = {str((f.get("hashes") or {}).get("SHA256", "")).lower() for f in files}
+    return version.get("id") in held_versions or bool(shas & held_sha256)
+
+
+def _same_base(site_base: str, base: str) -> bool:
+    """Whether a version's mapped base can be the held file's (unknown on either side: yes)."""
+    return "unknown" in (site_base, base) or site_base == base
+
+
 def newer_versions(
     art: dict[str, Any],
     model: dict[str, Any],
@@ -115,22 +127,18 @@ def newer_versions(
     kind = _file_kind(held_file)
     family = art["family"] if art["family"] != "unknown" else mine.get("baseModel")
     variant = mine.get("baseModelType") or "Standard"
-    found = []
-    for v in model.get("modelVersions") or []:
-        published = _published(v)
-        if (
-            v.get("id") in held_versions
-            or published is None
-            or published <= when + RELEASE_WINDOW
-            or v.get("baseModel") != family
-            or (v.get("baseModelType") or "Standard") != variant
-            or map_base(v.get("baseModel"), v.get("baseModelType")) not in ("unknown", art["base"])
-        ):
-            continue
-        shas = {str((f.get("hashes") or {}).get("SHA256", "")).lower() for f in v["files"] or []}
-        if shas & held_sha256 or not any(_file_kind(f) == kind for f in v.get("files") or []):
-            continue
-        found.append(v)
+    same_line = [
+        v
+        for v in model.get("modelVersions") or []
+        if _published(v) is not None
+        and v.get("baseModel") == family
+        and (v.get("baseModelType") or "Standard") == variant
+        and _same_base(map_base(v.get("baseModel"), v.get("baseModelType")), art["base"])
+        and any(_file_kind(f) == kind for f in v.get("files") or [])
+    ]
+    held = [v for v in same_line if _held(v, held_versions, held_sha256)]
+    newest_held = max([when, *(_published(v) for v in held)])
+    found = [v for v in same_line if v not in held and _published(v) > newest_held + RELEASE_WINDOW]
     return sorted(found, key=lambda v: _published(v), reverse=True)
 
 
