@@ -60,6 +60,7 @@ class Hosted:
     published_at: str = ""  # ISO date; default: one day per version id after 2020-01-01
     base_model_type: str = "Standard"
     file_type: str = "Model"
+    size_kb: float | None = None  # the listed sizeKB, when not the real one
 
     def __post_init__(self) -> None:
         self.etag = '"' + hashlib.md5(self.data).hexdigest() + '"'
@@ -90,6 +91,7 @@ class FakeSite:
         self.real_search: dict[str, Any] | None = None  # a real search page, answered as is
         self.version_order: dict[int, list[int]] = {}  # model id -> versions in creator order
         self.failing_models: set[int] = set()  # a /models?ids= naming one of these: 500
+        self.stall_models = 0  # how many /models?ids= answers hang (until release)
         self.preview_png = _png()
         self.release = threading.Event()  # ends every stall
         self.api = _Server(("127.0.0.1", 0), self._api_handler())
@@ -176,7 +178,7 @@ class FakeSite:
         obj = {
             "id": h.file_id,
             "name": h.name,
-            "sizeKB": len(h.data) / 1024,
+            "sizeKB": len(h.data) / 1024 if h.size_kb is None else h.size_kb,
             "type": h.file_type,
             "metadata": {"format": h.fmt, "size": "pruned", "fp": "fp16"},
             "pickleScanResult": "Success",
@@ -377,6 +379,10 @@ class FakeSite:
                 only = {int(i) for i in (q.get("ids") or [""])[0].split(",") if i}
                 if only & site.failing_models:
                     return self._json(500, {"error": "Internal error"}, {"Retry-After": "0"})
+                if only and site.stall_models > 0:
+                    site.stall_models -= 1
+                    site.release.wait(120)
+                    return None
                 if query and site.types_ignored_with_query:
                     types = set()
                 ids = sorted({h.model_id for h in site.files if h.listed} | set(site.real_models))
