@@ -219,8 +219,7 @@ def _apply(
             report.notes.append(f"{art['path']}: same SHA-256 but Civitai lists another size")
         else:
             hits.append((art, answer[1]))
-    if hits:
-        _store_identities(ctx, report, hits)
+    if _store_identities(ctx, report, hits):
         settle(ctx.db)
     _suggest(ctx, report, edited)
 
@@ -247,23 +246,32 @@ def _suggest(ctx: Context, report: IdentifyReport, edited: list[dict[str, Any]])
 
 def _store_identities(
     ctx: Context, report: IdentifyReport, hits: list[tuple[dict[str, Any], dict[str, Any]]]
-) -> None:
-    """Write what the site says about each verified hit (already stored ones are only
-    listed), then their sidecars."""
+) -> int:
+    """Write what the site says about each verified hit (one identified before is only
+    listed), then their sidecars. Returns how many artifacts were written."""
+    updates = []
+    fresh = []
+    for art, version in hits:
+        if art["source"].get("version_id") == version.get("id"):  # identified before
+            ref = {"site": SITE, **{k: v for k, v in art["source"].items() if k != "name"}}
+            report.matched.append(
+                {"name": art["name"], "path": art["path"], **ref, "version": art["version"]}
+            )
+        else:
+            fresh.append((art, version))
+    if not fresh:
+        return 0
     from hub.remote import civitai
 
     source = civitai(ctx)
-    models = answers.load(ctx.db, SITE, {f"model:{v.get('modelId')}" for _, v in hits})
-    updates = []
-    for art, version in hits:
+    models = answers.load(ctx.db, SITE, {f"model:{v.get('modelId')}" for _, v in fresh})
+    for art, version in fresh:
         model = (models.get(f"model:{version.get('modelId')}") or (False, None))[1]
         remote = source.remote_for_version(version, art["hashes"]["sha256"], model)
         ref = {"site": SITE, **{k: v for k, v in remote.ids.items() if v}}
         report.matched.append(
             {"name": art["name"], "path": art["path"], **ref, "version": remote.version}
         )
-        if art["source"].get("version_id") == version.get("id"):
-            continue  # identified before: nothing new to write
         if remote.base not in (None, "unknown", art["base"]) and art["base"] != "unknown":
             report.notes.append(
                 f"{art['name']}: Civitai says {remote.family} ({remote.base}); "
@@ -288,3 +296,4 @@ def _store_identities(
         write_sidecars(
             Path(art["path"]), version, remote.description, remote.trained_words, art["base"]
         )
+    return len(updates)

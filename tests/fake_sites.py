@@ -80,6 +80,7 @@ class FakeSite:
     def __init__(self, token: str = "secret-token-123") -> None:
         self.token = token
         self.files: list[Hosted] = []
+        self._by_model: dict[int, list[Hosted]] = {}  # model id -> its files (an index)
         self.api_requests: list[dict[str, Any]] = []
         self.storage_requests: list[dict[str, Any]] = []
         self.storage_bytes_sent = 0
@@ -109,6 +110,7 @@ class FakeSite:
 
     def add(self, hosted: Hosted) -> Hosted:
         self.files.append(hosted)
+        self._by_model.setdefault(hosted.model_id, []).append(hosted)
         return hosted
 
     def serve_real(
@@ -226,7 +228,7 @@ class FakeSite:
             return copy.deepcopy(self.real_models[model_id])
         order = self.version_order.get(model_id, [])
         hs = sorted(
-            (h for h in self.files if h.model_id == model_id and h.listed),
+            (h for h in self._by_model.get(model_id, []) if h.listed),
             key=lambda h: (
                 (order.index(h.version_id), 0)
                 if h.version_id in order
@@ -385,8 +387,9 @@ class FakeSite:
                     return None
                 if query and site.types_ignored_with_query:
                     types = set()
-                ids = sorted({h.model_id for h in site.files if h.listed} | set(site.real_models))
-                models = [site.model_shape(i) for i in ids if not only or i in only]
+                ids = sorted(set(site._by_model) | set(site.real_models))
+                shapes = (site.model_shape(i) for i in ids if not only or i in only)
+                models = [m for m in shapes if m is not None]
                 hits = [
                     m
                     for m in models
