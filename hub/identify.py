@@ -156,6 +156,18 @@ class Identifier:
             answers.store(self.ctx.db, SITE, {key: version})
 
 
+def training_bases(arts: list[dict[str, Any]], headers: dict[int, Any]) -> list[str]:
+    """``sha256:HEX`` keys of the checkpoints LoRAs name as their training base
+    (``ss_new_sd_model_hash``) that are not registered: the site may know their family."""
+    held = {a["hashes"]["sha256"] for a in arts}
+    keys = set()
+    for art in arts:
+        value = str((headers.get(art["id"]) or {}).get("ss_new_sd_model_hash") or "").lower()
+        if len(value) == 64 and value not in held and art["kind"] != "checkpoint":
+            keys.add(f"sha256:{value}")
+    return sorted(keys)
+
+
 def _targets(ctx: Context, refs: list[str] | None) -> tuple[list[dict[str, Any]], dict[int, Any]]:
     with ctx.db.reader() as reader:
         arts = [resolve_json(reader, r) for r in refs] if refs else list_artifacts(reader)
@@ -179,12 +191,13 @@ def identify(
     """Identify registered files (``refs``, or all) on Civitai; see the module docstring."""
     run = Identifier(ctx, refresh, offline, progress, throttle)
     arts, headers = _targets(ctx, refs)
-    keys = [f"sha256:{a['hashes']['sha256']}" for a in arts]
-    stored = answers.load(ctx.db, SITE, keys)
-    todo = [k.split(":", 1)[1] for k in keys if refresh or not answers.fresh(stored.get(k))]
+    bases = training_bases(arts, headers)
+    asked = [f"sha256:{a['hashes']['sha256']}" for a in arts] + bases
+    stored = answers.load(ctx.db, SITE, asked)
+    todo = [k.split(":", 1)[1] for k in asked if refresh or not answers.fresh(stored.get(k))]
     if todo and not offline:
         run.ask_hashes(sorted(set(todo)))
-        stored = answers.load(ctx.db, SITE, keys)
+        stored = answers.load(ctx.db, SITE, asked)
     edited = [
         a
         for a in arts
@@ -194,7 +207,8 @@ def identify(
     ]
     if edited and not offline:
         run.ask_autov3(edited)
-    _apply(ctx, run.report, arts, stored, edited)
+    answered = any((stored.get(k) or (False,))[0] for k in bases) and bool(todo)
+    _apply(ctx, run.report, arts, stored, edited, answered)
     return run.report
 
 
@@ -204,6 +218,7 @@ def _apply(
     arts: list[dict[str, Any]],
     stored: dict[str, Any],
     edited: list[dict[str, Any]],
+    bases_answered: bool = False,
 ) -> None:
     """Store verified identities (one transaction), list the rest, decide families again."""
     from hub.families import settle
@@ -219,7 +234,7 @@ def _apply(
             report.notes.append(f"{art['path']}: same SHA-256 but Civitai lists another size")
         else:
             hits.append((art, answer[1]))
-    if _store_identities(ctx, report, hits):
+    if _store_identities(ctx, report, hits) or bases_answered:
         settle(ctx.db)
     _suggest(ctx, report, edited)
 

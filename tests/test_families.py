@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import HubRunner
-from fake_sites import TOKEN, FakeSite
+from fake_sites import TOKEN, FakeSite, Hosted
 
 REAL = Path(__file__).parent / "realdata" / "civitai"
 ILLUSTRIOUS_MODEL, ILLUSTRIOUS_FILE = 1580878, 1865079
@@ -185,3 +185,57 @@ def test_generate_warns_on_family_and_refuses_another_base(scanned):
     assert "warning" not in hub(*args, "--lora", "lora-xl").err
     refused = hub(*args, "--lora", "lora-sd1", ok=False)
     assert refused.code != 0 and "does not fit" in refused.err
+
+
+def test_training_base_known_to_the_site_by_hash(hub, site, models, tmp_path):
+    """A LoRA trained on a checkpoint nobody here holds: `hub identify` asks the site for
+    that checkpoint's SHA-256 (in the same bulk request) and the LoRA inherits its label."""
+    base_bytes = b"checkpoint bytes the site knows" * 100
+    base_sha = hashlib.sha256(base_bytes).hexdigest()
+    site.add(
+        Hosted(
+            60,
+            600,
+            6000,
+            base_bytes,
+            "ponyish.safetensors",
+            "Ponyish",
+            "Checkpoint",
+            base_model="Pony",
+        )
+    )
+    folder = tmp_path / "l"
+    folder.mkdir()
+    with_metadata(
+        models["kohya-sdxl"],
+        folder / "trained.safetensors",
+        {"ss_new_sd_model_hash": base_sha, "ss_base_model_version": "sdxl_base_v1-0"},
+    )
+    hub("scan", folder)
+    assert evidence(hub, "trained")[0] == "SDXL 1.0"
+    report = hub("identify", "--json").json()
+    assert report["matched"] == [] and report["requests"] <= 2
+    assert any(base_sha.upper() in r.get("body", []) for r in site.api_requests)
+    family, ev = evidence(hub, "trained")
+    assert family == "Pony" and ev[0]["source"] == "training-base"
+    assert "civitai version 600" in ev[0]["detail"]
+
+
+def test_a_plugin_extends_the_family_tables(ctx):
+    from hub import families, hookimpl, plugins
+
+    class MoreFamilies:
+        @hookimpl
+        def register_families(self, register):
+            register("more", families.FamilyTable(accepts={"Pony": ("SDXL 1.0",)}))
+
+    families.tables.cache_clear()
+    assert families.family_fit("Pony", "SDXL 1.0") == "mismatch"
+    plugins.load_plugins().register(MoreFamilies(), name="more-families")
+    families.tables.cache_clear()
+    try:
+        assert families.family_fit("Pony", "SDXL 1.0") == "accepted"
+        assert families.family_fit("Illustrious", "NoobAI") == "accepted"  # built-in kept
+        assert families.family_fit("SDXL 1.0", "Pony") == "mismatch"  # one way only
+    finally:
+        families.tables.cache_clear()
