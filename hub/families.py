@@ -282,12 +282,30 @@ def settle(db: Any, ids: Iterable[int] | None = None) -> int:
         return settle_in(session, ids)
 
 
+def _rows_to_settle(session: Any, wanted: set[int] | None) -> list[dict[str, Any]]:
+    """Every row (``wanted`` None, or a checkpoint among them: add-ons trained on it may
+    change), else the checkpoints (training bases) and the wanted rows."""
+    everything = f"SELECT {ROW_FIELDS} FROM artifact ORDER BY id"
+    if wanted is None:
+        return session.rows(everything)
+    params = {f"i{n}": i for n, i in enumerate(sorted(wanted))}
+    marks = ", ".join(f":{k}" for k in params) or "NULL"
+    rows = session.rows(
+        f"SELECT {ROW_FIELDS} FROM artifact WHERE kind IN ('checkpoint', 'dreambooth') "
+        f"OR id IN ({marks}) ORDER BY id",
+        params,
+    )
+    if any(r["id"] in wanted and r["kind"] in ("checkpoint", "dreambooth") for r in rows):
+        return session.rows(everything)
+    return rows
+
+
 def settle_in(session: Any, ids: Iterable[int] | None = None) -> int:
     """:func:`settle` inside the caller's write transaction."""
     wanted = None if ids is None else set(ids)
-    changed = 0
-    rows = session.rows(f"SELECT {ROW_FIELDS} FROM artifact ORDER BY id")
+    rows = _rows_to_settle(session, wanted)
     bases = TrainingBases(rows, _site_versions(session))
+    changed = 0
     # checkpoints first: the add-ons trained on them read their new family
     for row in sorted(rows, key=lambda r: r["kind"] not in ("checkpoint", "dreambooth")):
         is_addon = row["kind"] not in ("checkpoint", "dreambooth")

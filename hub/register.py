@@ -172,7 +172,7 @@ def commit(
             )
             tags = tag_list(overrides, sidecars)
             artifact = writes.insert(session, values, tags)
-            settle_in(session)  # the family, from the evidence (hub.families)
+            settle_in(session, [artifact.id])  # its family, from the evidence (hub.families)
             artifact = writes.get(session, artifact.id)
             parents = lineage if isinstance(lineage, list) else [lineage] if lineage else []
             for link in parents:

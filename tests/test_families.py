@@ -239,3 +239,11 @@ def test_a_plugin_extends_the_family_tables(ctx):
         assert families.family_fit("SDXL 1.0", "Pony") == "mismatch"  # one way only
     finally:
         families.tables.cache_clear()
+
+
+def test_merge_warns_on_family(scanned):
+    baked = scanned("merge", "ckpt-xl", "--lora", "lora-pony", "--name", "baked", "--json")
+    [line] = [x for x in baked.err.splitlines() if x.startswith("warning:")]
+    assert "lora-pony is for Pony" in line and "ckpt-xl is SDXL 1.0" in line
+    assert "--allow-family" in line
+    scanned("rm", "baked", "-y")
