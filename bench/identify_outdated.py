@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -125,10 +126,16 @@ def main() -> None:
         home, folder = Path(tmp) / "home", Path(tmp) / "lib"
         folder.mkdir()
         shas = build(home, folder, site, args.files)
-        rows = [
-            ("hub identify", *run_hub(home, site, "identify", "--json", "-q")),
-            ("hub outdated", *run_hub(home, site, "outdated", "--json")),
-            ("hub identify (again)", *run_hub(home, site, "identify", "--json", "-q")),
+        other = Path(tmp) / "home2"
+        shutil.copytree(home, other)  # the same registry, for a run without sidecars
+        rows = [("hub identify", *run_hub(home, site, "identify", "--json", "-q"))]
+        rows += [("hub outdated", *run_hub(home, site, "outdated", "--json"))]
+        rows += [("hub identify (again)", *run_hub(home, site, "identify", "--json", "-q"))]
+        rows += [
+            (
+                "hub identify --no-sidecars",
+                *run_hub(other, site, "identify", "--no-sidecars", "--json", "-q"),
+            )
         ]
         (b_ident, b_out) = baseline(site, shas)
         rows += [

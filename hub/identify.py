@@ -187,8 +187,10 @@ def identify(
     offline: bool = False,
     progress: Callable[[int, int], None] | None = None,
     throttle: float = THROTTLE_S,
+    sidecars: bool = True,
 ) -> IdentifyReport:
-    """Identify registered files (``refs``, or all) on Civitai; see the module docstring."""
+    """Identify registered files (``refs``, or all) on Civitai; see the module docstring.
+    ``sidecars``: write ``.civitai.info`` and A1111's ``.json`` beside identified files."""
     run = Identifier(ctx, refresh, offline, progress, throttle)
     arts, headers = _targets(ctx, refs)
     bases = training_bases(arts, headers)
@@ -208,7 +210,7 @@ def identify(
     if edited and not offline:
         run.ask_autov3(edited)
     answered = any((stored.get(k) or (False,))[0] for k in bases) and bool(todo)
-    _apply(ctx, run.report, arts, stored, edited, answered)
+    _apply(ctx, run.report, arts, stored, edited, answered, sidecars)
     return run.report
 
 
@@ -219,6 +221,7 @@ def _apply(
     stored: dict[str, Any],
     edited: list[dict[str, Any]],
     bases_answered: bool = False,
+    sidecars: bool = True,
 ) -> None:
     """Store verified identities (one transaction), list the rest, decide families again."""
     from hub.families import settle
@@ -234,7 +237,7 @@ def _apply(
             report.notes.append(f"{art['path']}: same SHA-256 but Civitai lists another size")
         else:
             hits.append((art, answer[1]))
-    if _store_identities(ctx, report, hits) or bases_answered:
+    if _store_identities(ctx, report, hits, sidecars) or bases_answered:
         settle(ctx.db)
     _suggest(ctx, report, edited)
 
@@ -260,7 +263,10 @@ def _suggest(ctx: Context, report: IdentifyReport, edited: list[dict[str, Any]])
 
 
 def _store_identities(
-    ctx: Context, report: IdentifyReport, hits: list[tuple[dict[str, Any], dict[str, Any]]]
+    ctx: Context,
+    report: IdentifyReport,
+    hits: list[tuple[dict[str, Any], dict[str, Any]]],
+    sidecars: bool = True,
 ) -> int:
     """Write what the site says about each verified hit (one identified before is only
     listed), then their sidecars. Returns how many artifacts were written."""
@@ -307,7 +313,7 @@ def _store_identities(
             row = writes.get(session, art["id"])
             writes.update(session, row, values)
             writes.add_tags(session, row, remote.tags, origin="site")
-    for art, version, remote, _ in updates:
+    for art, version, remote, _ in updates if sidecars else []:
         write_sidecars(
             Path(art["path"]), version, remote.description, remote.trained_words, art["base"]
         )

@@ -26,6 +26,9 @@ def identify_command(
         False, "--refresh", help="Ask again what the site did not know (else after a week)."
     ),
     offline: bool = OFFLINE,
+    sidecars: bool = typer.Option(
+        True, "--sidecars/--no-sidecars", help="Write .civitai.info and .json beside files."
+    ),
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
@@ -39,6 +42,7 @@ def identify_command(
             refresh,
             offline,
             progress=lambda done, total: tick(f"{done}/{total}"),
+            sidecars=sidecars,
         )
     if as_json:
         emit_json(report.as_dict())
