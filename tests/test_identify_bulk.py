@@ -36,18 +36,27 @@ def hosted(i: int, data: bytes, **kw) -> Hosted:
     )
 
 
-@pytest.fixture
-def library(hub, site, tmp_path):
-    """1,000 registered files; the site knows the first 300 (30 models of 10 versions)."""
-    folder = tmp_path / "lib"
+def make_library(hub, site, folder, files: int, hits: int) -> None:
+    """``files`` registered files; the site knows the first ``hits`` (10 versions a model)."""
     folder.mkdir()
-    for i in range(FILES):
+    for i in range(files):
         data = tiny(i)
         (folder / f"f{i:04d}.safetensors").write_bytes(data)
-        if i < HITS:
+        if i < hits:
             site.add(hosted(i, data))
     hub("scan", folder)
-    return folder
+
+
+@pytest.fixture
+def library(hub, site, tmp_path):
+    """1,000 registered files; the site knows 300 of them (30 models)."""
+    make_library(hub, site, tmp_path / "lib", FILES, HITS)
+
+
+@pytest.fixture
+def small_library(hub, site, tmp_path):
+    """100 registered files; the site knows 30 of them."""
+    make_library(hub, site, tmp_path / "lib", 100, 30)
 
 
 def posts(site) -> list[dict]:
@@ -70,7 +79,7 @@ def test_a_handful_of_requests_then_only_what_is_missing(hub, site, library):
     assert len(posts(site)[-1]["body"]) == FILES
 
 
-def test_resumes_after_a_kill(hub, site, library):
+def test_resumes_after_a_kill(hub, site, small_library):
     site.stall_models = 1
     proc = hub.popen("identify", "--json")
     deadline = time.time() + 60
@@ -79,9 +88,9 @@ def test_resumes_after_a_kill(hub, site, library):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     report = hub("identify", "--json").json()
-    assert len(report["matched"]) == HITS
+    assert len(report["matched"]) == 30
     second = posts(site)[-1]["body"]
-    assert len(posts(site)) == 2 and len(second) == HITS  # the misses were kept as such
+    assert len(posts(site)) == 2 and len(second) == 30  # the misses were kept as such
 
 
 def test_sizes_are_verified(hub, site, tmp_path):
@@ -131,12 +140,12 @@ def test_edited_headers_get_autov3_suggestions_only(hub, site, models, tmp_path)
     assert named["suggestions"][0]["name"] == "plain"
 
 
-def test_offline_afterwards(hub, site, library):
+def test_offline_afterwards(hub, site, small_library):
     hub("identify")
     hub.env["HUB_CIVITAI_URL"] = "http://127.0.0.1:9"  # nothing listens there
     report = hub("identify", "--offline", "--json").json()
-    assert len(report["matched"]) == HITS and len(report["unknown"]) == FILES - HITS
+    assert len(report["matched"]) == 30 and len(report["unknown"]) == 70
     assert report["requests"] == 0
-    art = hub("show", "f0042", "--json").json()
-    assert art["source"]["version_id"] == 9042 and art["family"] == "SD 1.5"
-    assert len(hub("list", "--family", "SD 1.5", "--json").json()) == HITS
+    art = hub("show", "f0012", "--json").json()
+    assert art["source"]["version_id"] == 9012 and art["family"] == "SD 1.5"
+    assert len(hub("list", "--family", "SD 1.5", "--json").json()) == 30
