@@ -24,6 +24,7 @@ from hub.context import Context
 from hub.core import addons, infotext
 from hub.core.errors import ConfigError, HubError, RefNotFoundError
 from hub.core.state_dicts import read_state_dict
+from hub.families import family_warnings
 from hub.merge import WeightedRef
 from hub.plugins.generating import Extras, LoadedModel, Request
 from hub.registry.queries import list_artifacts, resolve_json
@@ -63,6 +64,7 @@ class Job:
     stack: str | None = None
     pinned: dict[str, str] = field(default_factory=dict)
     output: Path | None = None
+    allow_family: bool = False  # no warning for an add-on of another family
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
@@ -105,10 +107,11 @@ class Plan:
     prompt_written: str
     fits: list[Any]  # adapters.patch.Report per LoRA, in order
     output: Path | None
+    warnings: list[str] = field(default_factory=list)  # family mismatches
 
     @property
     def reports(self) -> list[str]:
-        return [r.summary() for r in self.fits]
+        return [r.summary() for r in self.fits] + [f"warning: {w}" for w in self.warnings]
 
 
 @dataclass
@@ -235,6 +238,7 @@ def plan(
     ]
     vae = _resolve(ctx, job.vae, "vae", "--vae") if job.vae else None
     _fill_autov3(ctx, loras)
+    addons_used = [*loras, *embeddings, *hypernetworks]
     fits = [addons.fit_lora(model, shapes, a.art, parsed(a.art, addons.lora)) for a in loras]
     for addon in [*embeddings, *hypernetworks]:
         addons.check_base(model, addon.art)
@@ -258,8 +262,18 @@ def plan(
     for side in (request.width, request.height):
         if side % 8:
             raise HubError(f"image sizes are multiples of 8, not {side}")
+    warnings = [] if job.allow_family else family_warnings(model, [a.art for a in addons_used])
     return Plan(
-        model, loras, embeddings, hypernetworks, vae, request, written.strip(), fits, job.output
+        model,
+        loras,
+        embeddings,
+        hypernetworks,
+        vae,
+        request,
+        written.strip(),
+        fits,
+        job.output,
+        warnings,
     )
 
 

@@ -40,8 +40,13 @@ def untag(ctx: Context, ref: str, names: list[str]) -> dict[str, Any]:
     return _json(ctx, artifact_id)
 
 
-def set_identity(ctx: Context, ref: str, kind: Kind | None, base: Base | None) -> dict[str, Any]:
-    """Override kind and/or base; the override sticks through later scans."""
+def set_identity(
+    ctx: Context, ref: str, kind: Kind | None, base: Base | None, family: str | None = None
+) -> dict[str, Any]:
+    """Override kind, base and/or family; the override sticks through later scans. The
+    family ``auto`` goes back to what the evidence says (:mod:`hub.families`)."""
+    from hub import families
+
     artifact_id = _resolve_id(ctx, ref)
     values: dict[str, Any] = {}
     if kind is not None:
@@ -50,6 +55,9 @@ def set_identity(ctx: Context, ref: str, kind: Kind | None, base: Base | None) -
         values |= {"base": str(base), "base_locked": True}
     with ctx.db.session() as session:
         writes.update(session, writes.get(session, artifact_id), values)
+    if family is not None:
+        auto = family.strip().lower() == "auto"
+        families.lock(ctx.db, artifact_id, None if auto else families.normalize_label(family))
     return _json(ctx, artifact_id)
 
 

@@ -80,8 +80,11 @@ def bake(
     name: str,
     unet_only: bool = False,
     output: Path | None = None,
+    allow_family: bool = False,
 ) -> MergeResult:
-    """Bake LoRA-family add-ons into a single-file checkpoint and register the result."""
+    """Bake LoRA-family add-ons into a single-file checkpoint and register the result. An
+    add-on of a family the checkpoint does not take is a warning in the reports (none with
+    ``allow_family``)."""
     from adapters import patch
     from hub.core import addons
     from hub.core.safetensors_io import SafetensorsReader, write_safetensors
@@ -142,6 +145,10 @@ def bake(
                 hasher=staged.hasher,
             )
             status, artifact = _commit(staged, path, name, lineage, output)
+    if not allow_family:
+        from hub.families import family_warnings
+
+        texts += [f"warning: {w}" for w in family_warnings(base, inputs)]
     return MergeResult(status, artifact, texts)
 
 

@@ -85,7 +85,6 @@ def artifact_values(
         "name": overrides.name or default_name(path),
         "version": side.version,
         "base": str(overrides.base or best.base),
-        "family": side.family or header.get("ss_base_model_version") or None,
         "format": str(ident.format),
         "layout": best.layout,
         "algo": best.algo,
@@ -171,6 +170,7 @@ def _commit_to_store(
     source: str,
     lineage: Lineage | list[Lineage] | None,
 ) -> tuple[str, dict[str, Any]]:
+    from hub.families import settle_in
     from hub.registry import writes
     from hub.registry.queries import to_json
 
@@ -197,6 +197,8 @@ def _commit_to_store(
             )
             tags = tag_list(overrides, sidecars)
             artifact = writes.insert(session, values, tags)
+            settle_in(session, [artifact.id])  # its family, from the evidence (hub.families)
+            artifact = writes.get(session, artifact.id)
             parents = lineage if isinstance(lineage, list) else [lineage] if lineage else []
             for link in parents:
                 parent = writes.get(session, link.parent_id) if link.parent_id else None

@@ -129,6 +129,10 @@ def scan(ctx: Context, root: Path, progress: Callable[[str], None] | None = None
             report.skipped.append((key, getattr(exc, "reason", exc.message)))
         except FileNotFoundError:
             report.skipped.append((key, "vanished during the scan"))
+    if report.added or report.updated:
+        from hub.families import settle
+
+        settle(ctx.db)  # families (and add-ons trained on what was added) from the evidence
     return report
 
 

@@ -14,6 +14,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
@@ -56,9 +57,16 @@ class Hosted:
     stall_headers: int = 0  # how many responses hang before their headers
     stall_at_half: int = 0  # how many responses hang at 50% of the body
     listed: bool = True  # False: the bytes of a file of a real answer (see serve_real)
+    published_at: str = ""  # ISO date; default: one day per version id after 2020-01-01
+    base_model_type: str = "Standard"
+    file_type: str = "Model"
+    size_kb: float | None = None  # the listed sizeKB, when not the real one
 
     def __post_init__(self) -> None:
         self.etag = '"' + hashlib.md5(self.data).hexdigest() + '"'
+        if not self.published_at:
+            day = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(days=self.version_id)
+            self.published_at = day.isoformat().replace("+00:00", ".000Z")
 
 
 class _Server(ThreadingHTTPServer):
@@ -72,6 +80,7 @@ class FakeSite:
     def __init__(self, token: str = "secret-token-123") -> None:
         self.token = token
         self.files: list[Hosted] = []
+        self._by_model: dict[int, list[Hosted]] = {}  # model id -> its files (an index)
         self.api_requests: list[dict[str, Any]] = []
         self.storage_requests: list[dict[str, Any]] = []
         self.storage_bytes_sent = 0
@@ -81,6 +90,9 @@ class FakeSite:
         self.real_models: dict[int, dict[str, Any]] = {}  # real answers (realdata/civitai)
         self.real_versions: dict[int, dict[str, Any]] = {}
         self.real_search: dict[str, Any] | None = None  # a real search page, answered as is
+        self.version_order: dict[int, list[int]] = {}  # model id -> versions in creator order
+        self.failing_models: set[int] = set()  # a /models?ids= naming one of these: 500
+        self.stall_models = 0  # how many /models?ids= answers hang (until release)
         self.preview_png = _png()
         self.release = threading.Event()  # ends every stall
         self.api = _Server(("127.0.0.1", 0), self._api_handler())
@@ -98,6 +110,7 @@ class FakeSite:
 
     def add(self, hosted: Hosted) -> Hosted:
         self.files.append(hosted)
+        self._by_model.setdefault(hosted.model_id, []).append(hosted)
         return hosted
 
     def serve_real(
@@ -167,8 +180,8 @@ class FakeSite:
         obj = {
             "id": h.file_id,
             "name": h.name,
-            "sizeKB": len(h.data) / 1024,
-            "type": "Model",
+            "sizeKB": len(h.data) / 1024 if h.size_kb is None else h.size_kb,
+            "type": h.file_type,
             "metadata": {"format": h.fmt, "size": "pruned", "fp": "fp16"},
             "pickleScanResult": "Success",
             "virusScanResult": "Success",
@@ -199,7 +212,8 @@ class FakeSite:
             "modelId": h.model_id,
             "name": h.version_name,
             "baseModel": h.base_model,
-            "baseModelType": "Standard",
+            "baseModelType": h.base_model_type,
+            "publishedAt": h.published_at,
             "trainedWords": h.trained_words,
             "description": "<p>version notes</p>",
             "model": {"name": h.model_name, "type": h.model_type, "nsfw": False, "poi": False},
@@ -212,9 +226,14 @@ class FakeSite:
     def model_shape(self, model_id: int) -> dict[str, Any] | None:
         if model_id in self.real_models:
             return copy.deepcopy(self.real_models[model_id])
+        order = self.version_order.get(model_id, [])
         hs = sorted(
-            (h for h in self.files if h.model_id == model_id and h.listed),
-            key=lambda h: -h.version_id,
+            (h for h in self._by_model.get(model_id, []) if h.listed),
+            key=lambda h: (
+                (order.index(h.version_id), 0)
+                if h.version_id in order
+                else (len(order), -h.version_id)
+            ),
         )
         if not hs:
             return None
@@ -224,7 +243,8 @@ class FakeSite:
                 "id": h.version_id,
                 "name": h.version_name,
                 "baseModel": h.base_model,
-                "baseModelType": "Standard",
+                "baseModelType": h.base_model_type,
+                "publishedAt": h.published_at,
                 "trainedWords": h.trained_words,
                 "files": [self._file_obj(h)],
                 "images": self._images(h, False),
@@ -270,6 +290,8 @@ class FakeSite:
                 site.api_requests.append(
                     {"path": self.path, "headers": dict(self.headers), "body": body}
                 )
+                if urlsplit(self.path).path == "/api/v1/model-versions/by-hash/ids":
+                    return self._by_hash_ids(body)
                 if urlsplit(self.path).path != "/api/v1/model-versions/by-hash":
                     return self._json(404, {"error": "not found"})
                 if not isinstance(body, list) or len(body) > 100 or any(len(h) != 64 for h in body):
@@ -281,6 +303,30 @@ class FakeSite:
                     if h.listed and file_hashes(h.data)["SHA256"] in want
                 ]
                 hits += [v for v in map(site._real_by_hash, sorted(want)) if v]
+                return self._json(200, hits)
+
+            def _by_hash_ids(self, body: Any) -> None:
+                if not isinstance(body, list) or len(body) > 10_000:
+                    return self._json(400, {"error": "bad body"})
+                want = {str(h).upper() for h in body}
+                hits = []
+                for h in site.files:
+                    sha = file_hashes(h.data)["SHA256"]
+                    if h.listed and sha in want:
+                        hits.append(
+                            {"modelVersionId": h.version_id, "modelId": h.model_id, "hash": sha}
+                        )
+                for version in site._real_all_versions():
+                    for f in version.get("files") or []:
+                        sha = str((f.get("hashes") or {}).get("SHA256", "")).upper()
+                        if sha and sha in want:
+                            hits.append(
+                                {
+                                    "modelVersionId": version["id"],
+                                    "modelId": version["modelId"],
+                                    "hash": sha,
+                                }
+                            )
                 return self._json(200, hits)
 
             def do_GET(self) -> None:  # noqa: N802
@@ -333,10 +379,17 @@ class FakeSite:
                 bases = set(q.get("baseModels") or [])
                 tag = (q.get("tag") or [""])[0]
                 only = {int(i) for i in (q.get("ids") or [""])[0].split(",") if i}
+                if only & site.failing_models:
+                    return self._json(500, {"error": "Internal error"}, {"Retry-After": "0"})
+                if only and site.stall_models > 0:
+                    site.stall_models -= 1
+                    site.release.wait(120)
+                    return None
                 if query and site.types_ignored_with_query:
                     types = set()
-                ids = sorted({h.model_id for h in site.files if h.listed} | set(site.real_models))
-                models = [site.model_shape(i) for i in ids if not only or i in only]
+                ids = sorted(set(site._by_model) | set(site.real_models))
+                shapes = (site.model_shape(i) for i in ids if not only or i in only)
+                models = [m for m in shapes if m is not None]
                 hits = [
                     m
                     for m in models

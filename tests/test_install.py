@@ -370,7 +370,7 @@ def test_outdated_lists_newer_versions_of_the_same_family(hub, site, models):
             base_model="Pony",
         )
     )
-    assert hub("outdated", "--json").json() == []  # another family is no update
+    assert hub("outdated", "--json").json()["outdated"] == []  # another family is no update
     site.add(
         Hosted(
             40,
@@ -383,13 +383,16 @@ def test_outdated_lists_newer_versions_of_the_same_family(hub, site, models):
             version_name="v3",
         )
     )
-    rows = hub("outdated", "--json").json()
+    rows = hub("outdated", "--json").json()["outdated"]
+    for row in rows:
+        del row["id"], row["sha256"]
     assert rows == [
         {
             "name": "v1",
             "kind": "embedding",
             "installed": "v1",
             "newest": "v3",
+            "published": "2021-02-06T00:00:00.000Z",  # version 402: day 402 after 2020-01-01
             "ref": "civitai:40@402",
             "family": "SD 1.5",
         }

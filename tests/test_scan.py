@@ -143,8 +143,9 @@ def test_records_are_one_line_in_a_pipe_whatever_their_length(hub, tmp_path, mod
     assert line.startswith(f"skipped {refused}: ") and len(line) > len(str(refused)) + 10
     autov2 = hashlib.sha256(good.read_bytes()).hexdigest()[:10]
     rows = [x.split() for x in hub("list").out.splitlines()]
-    assert rows[0] == ["name", "kind", "base", "algo/layout", "size", "autov2", "tags"]
-    assert rows[1][:4] == [stem, "embedding", "sd2", "a1111"] and rows[1][-1] == autov2
+    assert rows[0] == ["name", "kind", "base", "family", "algo/layout", "size", "autov2", "tags"]
+    assert rows[1][:5] == [stem, "embedding", "sd2", "unknown", "a1111"]
+    assert rows[1][-1] == autov2
     assert len(rows) == 2
 
 

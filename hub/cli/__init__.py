@@ -52,6 +52,7 @@ def _register_commands() -> None:
         convert_cmd,
         dedupe_cmd,
         demo_cmd,
+        family_cmd,
         generate_cmd,
         inspect_cmd,
         install_cmd,
@@ -61,6 +62,7 @@ def _register_commands() -> None:
         scan_cmd,
         serve_cmd,
         ui_cmd,
+        update_cmd,
     )
 
     install_cmd.register(app)
@@ -76,6 +78,8 @@ def _register_commands() -> None:
     demo_cmd.register(app)
     ui_cmd.register(app)
     dedupe_cmd.register(app)
+    family_cmd.register(app)
+    update_cmd.register(app)
     builtin = {c.name or c.callback.__name__ for c in app.registered_commands}
     builtin |= {g.name for g in app.registered_groups}
     if _command_name() in builtin:

@@ -73,6 +73,9 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Resolve and check the stack; load nothing."
         ),
+        allow_family: bool = typer.Option(
+            False, "--allow-family", help="No warning for add-ons of another family."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     ) -> None:
@@ -117,6 +120,7 @@ def register(app: typer.Typer) -> None:
             if not prompt and not stack:
                 raise HubError("no prompt", hint='hub generate "a castle" --model NAME')
             jobs = [given]
+        jobs = [replace(j, allow_family=j.allow_family or allow_family) for j in jobs]
         if output is not None:
             if batch is not None:
                 output.mkdir(parents=True, exist_ok=True)

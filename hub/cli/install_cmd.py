@@ -1,4 +1,4 @@
-"""Commands that bring files in: import, install, identify, outdated."""
+"""Commands that bring files in: import, install."""
 
 from __future__ import annotations
 
@@ -31,8 +31,6 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("import")(import_command)
     app.command("install")(install_command)
-    app.command("identify")(identify_command)
-    app.command("outdated")(outdated_command)
 
 
 def import_command(
@@ -171,46 +169,3 @@ def install_command(
         f"{a.get('algo') or a.get('layout')}) {a.get('hashes', {}).get('autov2')} -> "
         f"{a.get('path')}"
     )
-
-
-def identify_command(
-    ctx: typer.Context,
-    refs: list[str] = typer.Argument(None, help="Artifacts to look up (default: all)."),
-    source: str = typer.Option(
-        None, "--source", help="Ask this source only (default: every source that can)."
-    ),
-    as_json: bool = JSON,
-) -> None:
-    """Look local files up on the share sites (Civitai...) by SHA-256 and store what they
-    know about them."""
-    from hub.remote import identify
-
-    report = identify(context(ctx), refs or None, source)
-    if as_json:
-        emit_json({"matched": report.matched, "unknown": report.unknown, "notes": report.notes})
-        return
-    for note in report.notes:
-        status(f"note: {note}")
-    for m in report.matched:
-        status(
-            f"identified {m['name']}: {m['site']} model {m.get('model_id')} version "
-            f"{m.get('version_id')} ({m.get('version')})"
-        )
-    status(f"{len(report.matched)} identified, {len(report.unknown)} not on a share site")
-
-
-def outdated_command(ctx: typer.Context, as_json: bool = JSON) -> None:
-    """List installed artifacts with a newer version on their share site."""
-    from hub.remote import outdated
-
-    rows = outdated(context(ctx))
-    if as_json:
-        emit_json(rows)
-        return
-    for r in rows:
-        out().print(
-            f"{r['kind']}:{r['name']} {r['installed']} -> {r['newest']} (hub install {r['ref']})",
-            markup=False,
-        )
-    if not rows:
-        status("everything is up to date")

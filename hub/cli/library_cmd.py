@@ -39,18 +39,36 @@ def register(app: typer.Typer) -> None:
     app.command("rm")(rm_command)
 
 
+FITS = typer.Option(None, "--fits", help="Only add-ons that fit this model (base and family).")
+FAMILY = typer.Option(None, "--family", help="Only this family (Pony, Illustrious, SDXL 1.0...).")
+
+
+def _fit_filters(reader, fits, family, base):  # noqa: ANN001, ANN202
+    """(base, Filters) for --fits MODEL and --family F."""
+    from hub.families import fit_filters, normalize_label
+    from hub.registry.queries import Filters, resolve_json
+
+    family = normalize_label(family) if family else None
+    if not fits:
+        return base_option(base), Filters(families=(family,) if family else None)
+    return fit_filters(resolve_json(reader, fits, "checkpoint"), family)
+
+
 def list_command(
     ctx: typer.Context,
     kind: str = KIND,
     base: str = BASE,
     tag: list[str] = TAGS,
+    fits: str = FITS,
+    family: str = FAMILY,
     as_json: bool = JSON,
 ) -> None:
     """List registered artifacts."""
     from hub.registry.queries import list_artifacts
 
     with context(ctx).db.reader() as reader:
-        rows = list_artifacts(reader, kind_option(kind), base_option(base), tag)
+        base, more = _fit_filters(reader, fits, family, base)
+        rows = list_artifacts(reader, kind_option(kind), base, tag, more)
     emit_json(rows) if as_json else artifact_table(rows)
 
 
@@ -68,6 +86,8 @@ def search_command(
     ),
     source: str = typer.Option(None, "--source", help="With --remote: search this source only."),
     cursor: str = typer.Option(None, "--cursor", help="Next page of a remote search."),
+    fits: str = FITS,
+    family: str = FAMILY,
     as_json: bool = JSON,
 ) -> None:
     """Search the registry (full text, with kind/base/tag filters), or the share sites."""
@@ -77,7 +97,8 @@ def search_command(
         _search_remote(context(ctx), query, kind, base, tag, limit, cursor, source, as_json)
         return
     with context(ctx).db.reader() as reader:
-        rows = search(reader, query, kind_option(kind), base_option(base), tag, limit)
+        base, more = _fit_filters(reader, fits, family, base)
+        rows = search(reader, query, kind_option(kind), base, tag, limit, more)
     emit_json(rows) if as_json else artifact_table(rows)
 
 
@@ -138,6 +159,17 @@ def show_command(
     for verdict in art.get("why", []):
         mark = "matched" if verdict["matched"] else "declined"
         console.print(f"{verdict['probe']:>14}: {mark}: {verdict['reason']}", markup=False)
+    if why:
+        _print_family_evidence(console, art)
+
+
+def _print_family_evidence(console, art) -> None:  # noqa: ANN001
+    """The family and every piece of evidence for it, strongest first."""
+    evidence = art["family_evidence"] or [{"source": "none", "family": "unknown"}]
+    for n, e in enumerate(evidence):
+        mark = "family" if n == 0 else "also"
+        detail = f" ({e['detail']})" if e.get("detail") else ": no evidence"
+        console.print(f"{mark:>14}: {e['family']} by {e['source']}{detail}", markup=False)
 
 
 def tag_command(ctx: typer.Context, ref: str, tags: list[str], as_json: bool = JSON) -> None:
@@ -157,9 +189,16 @@ def untag_command(ctx: typer.Context, ref: str, tags: list[str], as_json: bool =
 
 
 def set_command(
-    ctx: typer.Context, ref: str, kind: str = KIND, base: str = BASE, as_json: bool = JSON
+    ctx: typer.Context,
+    ref: str,
+    kind: str = KIND,
+    base: str = BASE,
+    family: str = typer.Option(
+        None, "--family", help="The family (a share-site label); 'auto': from the evidence."
+    ),
+    as_json: bool = JSON,
 ) -> None:
-    """Override an artifact's kind or base; later scans keep the override."""
+    """Override an artifact's kind, base or family; later scans keep the override."""
     from hub.manage import set_identity
 
     art = set_identity(
@@ -167,8 +206,12 @@ def set_command(
         ref,
         kind_option(kind) and parse_kind_option(kind),
         base_option(base) and parse_base_option(base),
+        family,
     )
-    emit_json(art) if as_json else status(f"{art['kind']}:{art['name']} base {art['base']}")
+    if as_json:
+        emit_json(art)
+    else:
+        status(f"{art['kind']}:{art['name']} base {art['base']} family {art['family']}")
 
 
 def rm_command(

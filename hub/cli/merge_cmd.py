@@ -85,6 +85,9 @@ def merge_command(
     name: str = typer.Option(..., "--name", help="Name of the result."),
     unet_only: bool = typer.Option(False, "--unet-only", help="Leave text encoders as they are."),
     output: Path = typer.Option(None, "--output", help="Also write the result here."),
+    allow_family: bool = typer.Option(
+        False, "--allow-family", help="No warning for LoRAs of another family than BASE."
+    ),
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
@@ -99,7 +102,15 @@ def merge_command(
             options = method_options(density, seed, option or [])
             result = merge_checkpoints(hub, [base, *with_], method, alpha, name, options, output)
         elif base and lora:
-            result = bake(hub, base, [WeightedRef.parse(x) for x in lora], name, unet_only, output)
+            result = bake(
+                hub,
+                base,
+                [WeightedRef.parse(x) for x in lora],
+                name,
+                unet_only,
+                output,
+                allow_family,
+            )
         else:
             raise HubError(
                 "nothing to merge",

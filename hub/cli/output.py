@@ -66,13 +66,14 @@ def artifact_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for col in ("name", "kind", "base", "algo/layout", "size", "autov2", "tags"):
+    for col in ("name", "kind", "base", "family", "algo/layout", "size", "autov2", "tags"):
         table.add_column(col)
     for a in rows:
         table.add_row(
             a["name"],
             a["kind"],
             a["base"],
+            a.get("family") or "unknown",
             a["algo"] or a["layout"] or "",
             human_size(a["size"]),
             a["hashes"]["autov2"],

@@ -59,6 +59,12 @@ BASE_LABEL = {"sd1": "SD 1.5", "sd2": "SD 2.1", "sdxl": "SDXL 1.0", "sdxl-refine
 BASE_LABEL |= {"sd3": "SD 3", "flux": "Flux.1 D"}
 
 
+# the API's page sizes, and how exactly it knows a file's size
+MODELS_PER_REQUEST = 100  # `limit` tops out at 100
+HASHES_PER_ID_REQUEST = 10_000
+SIZE_KB_SLACK = 1024  # sizeKB is KiB, sometimes rounded: the size is known within 1 KiB
+
+
 def map_base(label: str | None, base_type: str | None = None) -> str:
     """A Civitai ``baseModel`` label as an sd-hub base (the file's own tensors decide later)."""
     if not label:

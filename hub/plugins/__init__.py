@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = (
     "hub.plugins.builtin.read_novelai",
     "hub.plugins.builtin.read_sdhub",
     "hub.plugins.builtin.ui_layouts",
+    "hub.plugins.builtin.families",
 )
 BUILTIN_NAMES = frozenset(m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS)
 # the hooks that hand a ``register(name, value)`` callback to every plugin

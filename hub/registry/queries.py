@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from hub.core.errors import AmbiguousRefError, RefNotFoundError
@@ -19,7 +20,7 @@ COLUMNS = (
     "id, kind, name, version, base, family, format, layout, algo, variant, prediction, path, "
     "in_store, size, mtime_ns, inode, xxh3_128, sha256, autov1, autov3, hash_status, source, "
     "source_ref, trained_words, preferred_weight, description, preview, kind_locked, base_locked, "
-    "created_at, updated_at"
+    "family_locked, family_evidence, created_at, updated_at"
 )
 
 
@@ -40,7 +41,8 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
         "kind": row["kind"],
         "version": row["version"],
         "base": row["base"],
-        "family": row["family"],
+        "family": row["family"] or "unknown",
+        "family_evidence": _loads(row.get("family_evidence"), []),
         "format": row["format"],
         "layout": row["layout"],
         "algo": row["algo"],
@@ -67,11 +69,7 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
             if row["source_ref"]
             else {"name": row["source"]}
         ),
-        "overrides": (
-            [f for f in ("kind", "base") if row[f"{f}_locked"]]
-            if row["kind_locked"] or row["base_locked"]
-            else []
-        ),
+        "overrides": [f for f in ("kind", "base", "family") if row.get(f"{f}_locked")],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
@@ -95,8 +93,30 @@ def tags_for(reader: Reader, ids: list[int] | None = None) -> dict[int, list[str
     return out
 
 
+@dataclass(frozen=True)
+class Filters:
+    """What ``list`` and ``search`` keep: kind, base, tags, and families (``families``: the
+    family is one of them; ``kinds``: the kind is one of them)."""
+
+    kind: str | None = None
+    base: str | None = None
+    tags: tuple[str, ...] = ()
+    families: tuple[str, ...] | None = None
+    kinds: tuple[str, ...] | None = None
+
+
+def _in(column: str, values: tuple[str, ...], prefix: str, params: dict[str, Any]) -> str:
+    marks = ", ".join(f":{prefix}{n}" for n in range(len(values))) or "NULL"
+    params.update({f"{prefix}{n}": v for n, v in enumerate(values)})
+    return f"{column} IN ({marks})"
+
+
 def _filters(
-    kind: str | None, base: str | None, tags: list[str] | None, params: dict[str, Any]
+    kind: str | None,
+    base: str | None,
+    tags: list[str] | None,
+    params: dict[str, Any],
+    more: Filters | None = None,
 ) -> str:
     clauses = []
     if kind:
@@ -105,6 +125,10 @@ def _filters(
     if base:
         clauses.append("a.base = :base")
         params["base"] = base
+    if more is not None and more.families is not None:
+        clauses.append(_in("COALESCE(a.family, 'unknown')", more.families, "fam", params))
+    if more is not None and more.kinds is not None:
+        clauses.append(_in("a.kind", more.kinds, "kinds", params))
     for n, tag in enumerate(tags or []):
         clauses.append(
             f"EXISTS (SELECT 1 FROM tag t WHERE t.artifact_id = a.id AND t.name = :t{n})"
@@ -121,11 +145,15 @@ def _with_tags(
 
 
 def list_artifacts(
-    reader: Reader, kind: str | None = None, base: str | None = None, tags: list[str] | None = None
+    reader: Reader,
+    kind: str | None = None,
+    base: str | None = None,
+    tags: list[str] | None = None,
+    more: Filters | None = None,
 ) -> list[dict[str, Any]]:
     """Every artifact matching the filters, by kind then name."""
     params: dict[str, Any] = {}
-    where = _filters(kind, base, tags, params)
+    where = _filters(kind, base, tags, params, more)
     rows = reader.rows(
         f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
         "ORDER BY a.kind, a.name COLLATE NOCASE, a.id",
@@ -150,10 +178,11 @@ def search(
     base: str | None = None,
     tags: list[str] | None = None,
     limit: int = 50,
+    more: Filters | None = None,
 ) -> list[dict[str, Any]]:
     """Full-text search over name, tags, description and trained words, with filters."""
     params: dict[str, Any] = {"limit": limit}
-    where = _filters(kind, base, tags, params)
+    where = _filters(kind, base, tags, params, more)
     match = fts_query(query)
     if match is None and query.strip():
         return []  # punctuation only: nothing can match

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlmodel import Field, SQLModel
 
 
@@ -62,6 +63,10 @@ class Artifact(SQLModel, table=True):
     )  # JSON: every probe's verdict
     kind_locked: bool = False  # the user set the kind: identification keeps it
     base_locked: bool = False
+    family_locked: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    family_evidence: str | None = Field(
+        default=None, sa_column=Column(Text)
+    )  # JSON: what says which family, strongest first (hub.families)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -140,6 +145,21 @@ class UiLink(SQLModel, table=True):
     size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     mtime_ns: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class SiteAnswer(SQLModel, table=True):
+    """What a share site answered for one key (``sha256:HEX``, ``version:ID``, ``model:ID``,
+    ``autov3:HEX``): the JSON, or a "not found" (``found`` false) re-asked after a while."""
+
+    __tablename__ = "site_answer"
+    __table_args__ = (UniqueConstraint("site", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    site: str
+    key: str
+    found: bool
+    body: str | None = Field(default=None, sa_column=Column(Text))  # JSON
+    fetched_at: datetime
 
 
 SCHEMA = SQLModel.metadata  # every table above: what ``alembic revision --autogenerate`` diffs

@@ -39,6 +39,8 @@ ARTIFACT_DEFAULTS: dict[str, Any] = {
     "probe_json": None,
     "kind_locked": False,
     "base_locked": False,
+    "family_locked": False,
+    "family_evidence": None,
 }
 
 

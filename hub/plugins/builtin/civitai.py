@@ -14,7 +14,16 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from hub import hookimpl
-from hub.core.civitai_tables import BASES, CIVITAI_HOSTS, KIND_TYPES, TYPE_KIND, map_base
+from hub.core.civitai_tables import (
+    BASES,
+    CIVITAI_HOSTS,
+    HASHES_PER_ID_REQUEST,
+    KIND_TYPES,
+    MODELS_PER_REQUEST,
+    SIZE_KB_SLACK,
+    TYPE_KIND,
+    map_base,
+)
 from hub.core.config import Settings
 from hub.core.errors import HubError
 from hub.core.text import html_to_text
@@ -35,7 +44,6 @@ KIND_FILE_TYPES = {"embedding": ("Negative",), "vae": ("VAE",)}
 # and Core ML are not loaded); an `Other` (or missing) format counts when the name says weights
 WEIGHT_FORMATS = ("SafeTensor", "PickleTensor")
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
-SIZE_KB_SLACK = 1024  # sizeKB is KiB, sometimes rounded: the size is known within 1 KiB
 
 
 def _file_score(f: dict[str, Any], choice: Choice) -> tuple[int, ...]:
@@ -250,6 +258,31 @@ class CivitaiSource(BaseSource):
             for m in page.get("items") or []:
                 out[int(m["id"])] = m
         return out
+
+    # -- bulk look-ups for identify and outdated (hub.identify, hub.updates) ----------------
+
+    def models_page(self, model_ids: list[int]) -> list[dict[str, Any]]:
+        """Up to 100 models by id in one request (``/models?ids=...&limit=100``)."""
+        ids = ",".join(map(str, sorted(set(model_ids))[:MODELS_PER_REQUEST]))
+        params = [("ids", ids), ("limit", MODELS_PER_REQUEST), ("nsfw", "true")]
+        return list(self.api("models", params=params).get("items") or [])
+
+    def version_ids_by_sha256(self, hashes: list[str]) -> list[dict[str, Any]]:
+        """``{"modelVersionId", "modelId", "hash"}`` for the SHA-256s the site knows, up to
+        10,000 per request (``POST /model-versions/by-hash/ids``)."""
+        body = sorted({h.upper() for h in hashes})[:HASHES_PER_ID_REQUEST]
+        url = f"{self.origin}/api/v1/model-versions/by-hash/ids"
+        return list(self.http.post_json(url, body) or [])
+
+    def version_by_hash(self, value: str) -> dict[str, Any] | None:
+        """The version a hash of any type names (``GET /model-versions/by-hash/:hash``), or
+        None when the site does not know it."""
+        from hub.core.download import RemoteNotFoundError
+
+        try:
+            return self.api(f"model-versions/by-hash/{value.upper()}")
+        except RemoteNotFoundError:
+            return None
 
     # -- resolution --------------------------------------------------------------------------
 
