@@ -22,26 +22,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePath
 from typing import Any
 
+from hub.plugins.families import FamilyTable
+
 UNKNOWN = "unknown"
 SOURCES = ("user", "training-base", "share-site", "metadata", "known-hash")
 NO_LABEL = ("", "Other")  # the site's "no idea"
-
-
-@dataclass(frozen=True)
-class FamilyTable:
-    """What one plugin knows about families."""
-
-    labels: dict[str, str] = field(default_factory=dict)  # family label -> sd-hub base
-    # model family -> add-on families it takes besides its own
-    accepts: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    known_checkpoints: dict[str, str] = field(default_factory=dict)  # SHA-256 -> family
-    kohya_versions: dict[str, str] = field(default_factory=dict)  # ss_base_model_version
-    modelspec_architectures: dict[str, str] = field(default_factory=dict)  # before any "/"
 
 
 @cache

@@ -191,6 +191,10 @@ def identify(
 ) -> IdentifyReport:
     """Identify registered files (``refs``, or all) on Civitai; see the module docstring.
     ``sidecars``: write ``.civitai.info`` and A1111's ``.json`` beside identified files."""
+    if not offline:
+        from hub.remote import civitai
+
+        civitai(ctx)  # no Civitai source (its plugin disabled): say so before anything
     run = Identifier(ctx, refresh, offline, progress, throttle)
     arts, headers = _targets(ctx, refs)
     bases = training_bases(arts, headers)

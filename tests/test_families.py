@@ -231,7 +231,7 @@ def test_a_plugin_extends_the_family_tables(ctx):
 
     families.tables.cache_clear()
     assert families.family_fit("Pony", "SDXL 1.0") == "mismatch"
-    plugins.load_plugins().register(MoreFamilies(), name="more-families")
+    plugins.add_plugin(MoreFamilies(), name="more-families")
     families.tables.cache_clear()
     try:
         assert families.family_fit("Pony", "SDXL 1.0") == "accepted"

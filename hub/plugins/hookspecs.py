@@ -126,7 +126,7 @@ def register_ui_layouts(register: Callable[[str, UiLayout], None]) -> None:
 @hookspec
 def register_families(register: Callable[[str, Any], None]) -> None:
     """Provide family knowledge: ``register(name, table)`` with a
-    :class:`hub.families.FamilyTable` (family labels and their base, which add-on families
+    :class:`hub.plugins.families.FamilyTable` (family labels and their base, which add-on families
     a model family accepts, checkpoint SHA-256s of base releases, metadata values that name
     a family). Tables of every plugin are merged. Returns nothing.
     """

@@ -5,7 +5,7 @@ what kohya's and ModelSpec's metadata values say."""
 from __future__ import annotations
 
 from hub import hookimpl
-from hub.families import FamilyTable
+from hub.plugins.families import FamilyTable
 
 SD1 = ("SD 1.4", "SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper")
 SD2 = ("SD 2.0", "SD 2.0 768", "SD 2.1", "SD 2.1 768", "SD 2.1 Unclip")
