@@ -1,14 +1,18 @@
 """Read queries: listing, full-text search, ref resolution, and the JSON view of artifacts.
 
 Plain SQL with ``:name`` parameters through :class:`hub.registry.db.Reader`, so listing and
-searching never load the ORM.
+searching never load the ORM. The SQL is the subset SQLite and PostgreSQL share; the two places
+where they differ (the full-text index, reading a JSON field) pick their form by
+``reader.dialect``. Names compare and sort by ``lower(name)`` (a functional index on both).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from hub.core.errors import AmbiguousRefError, RefNotFoundError
@@ -30,6 +34,11 @@ def _loads(text: str | None, default: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return default
+
+
+def _stamp(value: Any) -> Any:
+    """A timestamp as SQLite stores it (PostgreSQL hands back ``datetime``)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
 
 
 def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
@@ -72,8 +81,8 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
             if row["kind_locked"] or row["base_locked"]
             else []
         ),
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "created_at": _stamp(row["created_at"]),
+        "updated_at": _stamp(row["updated_at"]),
     }
 
 
@@ -127,8 +136,7 @@ def list_artifacts(
     params: dict[str, Any] = {}
     where = _filters(kind, base, tags, params)
     rows = reader.rows(
-        f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
-        "ORDER BY a.kind, a.name COLLATE NOCASE, a.id",
+        f"SELECT {COLUMNS} FROM artifact a WHERE {where} ORDER BY a.kind, lower(a.name), a.id",
         params,
     )
     return _with_tags(reader, rows, all_rows=not params)
@@ -141,6 +149,34 @@ def fts_query(text: str) -> str | None:
     """User text as an FTS5 query: every word quoted (no operators) and prefix-matched."""
     terms = _TERM.findall(text)
     return " ".join('"' + t.replace('"', '""') + '"*' for t in terms) or None
+
+
+def search_text(text: str) -> str:
+    """Text as the PostgreSQL index holds it: lower case, diacritics removed (what FTS5's
+    ``unicode61 remove_diacritics 2`` tokenizer does on SQLite)."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def tsquery(text: str) -> str | None:
+    """User text as a PostgreSQL ``to_tsquery`` string with FTS5's meaning: every word
+    prefix-matched, all of them required, no operators."""
+    terms = _TERM.findall(search_text(text))
+    return " & ".join(f"'{t}':*" for t in terms) or None
+
+
+_SELECTED = ", ".join("a." + c.strip() for c in COLUMNS.split(","))
+# Full-text search per engine, best first: FTS5's bm25 on SQLite, ts_rank normalised by
+# document length (as bm25 is) on PostgreSQL; ties by name then id on both.
+_SEARCH_SQL = {
+    "sqlite": f"SELECT {_SELECTED} FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
+    "WHERE artifact_fts MATCH :match AND {where} "
+    "ORDER BY bm25(artifact_fts), lower(a.name), a.id LIMIT :limit",
+    "postgresql": f"SELECT {_SELECTED} FROM artifact_search s JOIN artifact a "
+    "ON a.id = s.artifact_id WHERE s.doc @@ to_tsquery('simple', :match) AND {where} "
+    "ORDER BY ts_rank(s.doc, to_tsquery('simple', :match), 1) DESC, lower(a.name), a.id "
+    "LIMIT :limit",
+}
 
 
 def search(
@@ -159,31 +195,13 @@ def search(
         return []  # punctuation only: nothing can match
     if match is None:
         rows = reader.rows(
-            f"SELECT {COLUMNS} FROM artifact a WHERE {where} ORDER BY a.name LIMIT :limit", params
-        )
-    elif reader.has_fts:
-        params["match"] = match
-        rows = reader.rows(
-            f"SELECT {', '.join('a.' + c.strip() for c in COLUMNS.split(','))} "
-            "FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
-            f"WHERE artifact_fts MATCH :match AND {where} ORDER BY bm25(artifact_fts) "
-            "LIMIT :limit",
+            f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
+            "ORDER BY lower(a.name), a.id LIMIT :limit",
             params,
         )
     else:
-        likes = []
-        for n, term in enumerate(_TERM.findall(query)):
-            params[f"q{n}"] = f"%{term.lower()}%"
-            likes.append(
-                f"(LOWER(a.name) LIKE :q{n} OR LOWER(COALESCE(a.description, '')) "
-                f"LIKE :q{n} OR LOWER(a.trained_words) LIKE :q{n} OR EXISTS (SELECT 1 "
-                f"FROM tag t WHERE t.artifact_id = a.id AND t.name LIKE :q{n}))"
-            )
-        rows = reader.rows(
-            f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND "
-            f"{' AND '.join(likes)} ORDER BY a.name LIMIT :limit",
-            params,
-        )
+        params["match"] = match if reader.dialect == "sqlite" else tsquery(query)
+        rows = reader.rows(_SEARCH_SQL[reader.dialect].format(where=where), params)
     return _with_tags(reader, rows)
 
 
@@ -219,10 +237,13 @@ def rows_by_hash_form(reader: Reader, form: str, value: str) -> list[dict[str, A
 
 def rows_by_source_version(reader: Reader, site: str, version_id: int) -> list[dict[str, Any]]:
     """Artifacts installed from ``site`` as that version id (``source_ref.version_id``)."""
+    version = {
+        "sqlite": "CAST(json_extract(a.source_ref, '$.version_id') AS TEXT)",
+        "postgresql": "(CAST(a.source_ref AS JSONB) ->> 'version_id')",
+    }[reader.dialect]
     return reader.rows(
-        f"SELECT {COLUMNS} FROM artifact a WHERE a.source = :site AND "
-        "json_extract(a.source_ref, '$.version_id') = :vid",
-        {"site": site, "vid": version_id},
+        f"SELECT {COLUMNS} FROM artifact a WHERE a.source = :site AND {version} = :vid",
+        {"site": site, "vid": str(version_id)},
     )
 
 
@@ -246,7 +267,7 @@ def resolve_rows(reader: Reader, ref: Ref) -> list[dict[str, Any]]:
         if rows or ref.name is None:
             return rows
     params: dict[str, Any] = {"name": ref.name}
-    sql = f"SELECT {COLUMNS} FROM artifact a WHERE a.name = :name COLLATE NOCASE"
+    sql = f"SELECT {COLUMNS} FROM artifact a WHERE lower(a.name) = lower(:name)"
     if ref.kind:
         sql += " AND a.kind = :kind"
         params["kind"] = ref.kind.value

@@ -1,0 +1,32 @@
+"""Case-insensitive names by a functional index on ``lower(name)`` (both engines), and on
+PostgreSQL the full-text index: one ``tsvector`` per artifact under a GIN index (SQLite keeps
+its FTS5 table from 0001).
+
+Revision ID: 0002_postgres
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002_postgres"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_artifact_name_lower", "artifact", [sa.text("lower(name)")])
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE TABLE artifact_search ("
+            "artifact_id INTEGER PRIMARY KEY REFERENCES artifact(id) ON DELETE CASCADE, "
+            "doc TSVECTOR NOT NULL)"
+        )
+        op.execute("CREATE INDEX ix_artifact_search_doc ON artifact_search USING GIN (doc)")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TABLE artifact_search")
+    op.drop_index("ix_artifact_name_lower", "artifact")
