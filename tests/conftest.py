@@ -27,11 +27,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_engines: run the test on SQLite and on a real PostgreSQL registry"
     )
+    config.addinivalue_line("markers", "sqlite_only: about SQLite itself (in a both_engines file)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked ``both_engines`` run once per registry engine (``registry_url``)."""
-    if metafunc.definition.get_closest_marker("both_engines") is None:
+    marked = metafunc.definition.get_closest_marker("both_engines") is not None
+    if not marked or metafunc.definition.get_closest_marker("sqlite_only") is not None:
         return
     if "registry_url" in metafunc.fixturenames:
         metafunc.parametrize("registry_url", ENGINES, indirect=True)

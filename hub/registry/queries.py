@@ -12,7 +12,7 @@ import json
 import re
 import unicodedata
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.core.errors import AmbiguousRefError, RefNotFoundError
@@ -37,8 +37,10 @@ def _loads(text: str | None, default: Any) -> Any:
 
 
 def _stamp(value: Any) -> Any:
-    """A timestamp as SQLite stores it (PostgreSQL hands back ``datetime``)."""
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
+    """A timestamp as SQLite stores it, in UTC (PostgreSQL hands back a ``datetime``)."""
+    if not isinstance(value, datetime):
+        return value
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:

@@ -55,11 +55,9 @@ class Row(dict[str, Any]):
 
 def utcnow(session: Writer) -> datetime | str:
     """Now in UTC, as the database stores it (SQLite: text with microseconds; PostgreSQL: a
-    ``timestamp without time zone``)."""
+    ``timestamp with time zone``)."""
     now = datetime.now(UTC)
-    if session.dialect == "sqlite":
-        return now.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return now.replace(tzinfo=None)
+    return now.strftime("%Y-%m-%d %H:%M:%S.%f") if session.dialect == "sqlite" else now
 
 
 def _one(session: Writer, where: str, params: dict[str, Any]) -> Row | None:
