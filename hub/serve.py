@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 from hub import __version__
 from hub.context import Context
+from hub.registry import queries
 from hub.registry.queries import list_artifacts, search
 
 TYPES = {"checkpoint": "Checkpoint", "embedding": "TextualInversion", "vae": "VAE"}
@@ -76,36 +77,62 @@ class Catalog:
             and self.servable(a["path"])
         ]
 
+    def page(
+        self,
+        query: str = "",
+        kinds: list[str] | None = None,
+        bases: list[str] | None = None,
+        tag: str | None = None,
+        ids: list[int] | None = None,
+        after: int = 0,
+        limit: int = MAX_LIMIT,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of servable artifacts and the cursor of the next page (None: last page).
+
+        Filters, order and the cut are SQL's (keyset by id without a query); only the page's
+        files are checked on disk."""
+        if limit <= 0:
+            return [], None
+        with self.ctx.db.reader() as reader:
+            rows = queries.page(
+                reader,
+                query,
+                any_of={"kind": kinds, "base": bases, "id": ids},
+                tag=tag,
+                after=after,
+                limit=limit + 1,
+            )
+        more, rows = len(rows) > limit, rows[:limit]
+        cursor = (rows[-1]["id"] if not query.strip() else after + limit) if more else None
+        return [a for a in rows if self.servable(a["path"])], cursor
+
     def one(self, artifact_id: int) -> dict[str, Any] | None:
-        rows = self.artifacts(ids=[artifact_id])
+        rows, _ = self.page(ids=[artifact_id], limit=1)
         return rows[0] if rows else None
 
     def by_hash(self, value: str) -> dict[str, Any] | None:
         """The artifact any of whose published hashes equals ``value`` (case-insensitive)."""
         want = value.upper()
-        rows = self._ids_by_hash(want.lower())
+        rows = self._by_published_hash(want.lower())
         if not rows and len(want) == 12:  # an AutoV3 not computed yet (checkpoints, VAEs)
             from hub.registry import autov3
 
             if autov3.fill(self.ctx.db):
-                rows = self._ids_by_hash(want.lower())
-        for row in rows:
-            art = self.one(row["id"])
-            if art is not None and want in self._hashes(art).values():
+                rows = self._by_published_hash(want.lower())
+        for art in rows:
+            if want in self._hashes(art).values() and self.servable(art["path"]):
                 return art
         return None
 
-    def _ids_by_hash(self, value: str) -> list[dict[str, Any]]:
+    def _by_published_hash(self, value: str) -> list[dict[str, Any]]:
         with self.ctx.db.reader() as reader:
-            return reader.rows(
-                "SELECT id FROM artifact WHERE sha256 = :v OR substr(sha256, 1, 10) = :v "
-                "OR substr(autov3, 1, 12) = :v OR autov1 = :v ORDER BY id",
-                {"v": value},
-            )
+            return queries.rows_by_published_hash(reader, value)
 
     def by_sha256(self, hashes: list[str]) -> list[dict[str, Any]]:
-        wanted = {h.lower() for h in hashes}
-        return [a for a in self.artifacts() if a["hashes"]["sha256"] in wanted]
+        """The servable artifacts with these SHA-256 hashes (one query for all of them)."""
+        with self.ctx.db.reader() as reader:
+            rows = queries.rows_by_sha256(reader, sorted({h.lower() for h in hashes}))
+        return [a for a in rows if self.servable(a["path"])]
 
     # -- Civitai shapes ----------------------------------------------------------------------
 
@@ -241,17 +268,18 @@ def create_app(ctx: Context, token: str | None = None) -> Any:
                 400, "Cannot use page param with query search. Use cursor-based pagination."
             )
         ids = [int(i) for i in q.get("ids", "").split(",") if i.strip().isdigit()] or None
-        rows = catalog.artifacts(
+        page, cursor = catalog.page(
             q.get("query", ""),
             _kinds_of(q.getlist("types")),
             _bases_of(q.getlist("baseModels")),
             q.get("tag"),
             ids,
+            after=offset,
+            limit=limit,
         )
-        page = rows[offset : offset + limit]
         metadata: dict[str, Any] = {}
-        if offset + limit < len(rows) and limit:
-            nxt = str(offset + limit)
+        if cursor is not None:
+            nxt = str(cursor)
             params = [(k, v) for k, v in q.multi_items() if k != "cursor"] + [("cursor", nxt)]
             metadata = {
                 "nextCursor": nxt,

@@ -107,9 +107,21 @@ def tags_for(reader: Reader, ids: list[int] | None = None) -> dict[int, list[str
 
 
 def _filters(
-    kind: str | None, base: str | None, tags: list[str] | None, params: dict[str, Any]
+    kind: str | None,
+    base: str | None,
+    tags: list[str] | None,
+    params: dict[str, Any],
+    *,
+    any_of: dict[str, list[Any] | None] | None = None,
 ) -> str:
+    """The WHERE clause of the filters; ``any_of`` maps a column (kind, base, id) to the
+    values it may take (None: any)."""
     clauses = []
+    for column, values in (any_of or {}).items():
+        if values is not None:
+            names = [f"{column}_{n}" for n in range(len(values))]
+            params |= dict(zip(names, values, strict=True))
+            clauses.append(f"a.{column} IN ({', '.join(':' + n for n in names) or 'NULL'})")
     if kind:
         clauses.append("a.kind = :kind")
         params["kind"] = kind
@@ -204,6 +216,60 @@ def search(
     else:
         params["match"] = match if reader.dialect == "sqlite" else tsquery(query)
         rows = reader.rows(_SEARCH_SQL[reader.dialect].format(where=where), params)
+    return _with_tags(reader, rows)
+
+
+def page(
+    reader: Reader,
+    query: str = "",
+    *,
+    any_of: dict[str, list[Any] | None] | None = None,
+    tag: str | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """One page of artifacts, filtered and cut in SQL (what ``hub serve`` pages through).
+
+    Without a query: by id, those after id ``after`` (keyset). With one: best first (as
+    :func:`search`), skipping the first ``after``."""
+    params: dict[str, Any] = {"limit": limit}
+    where = _filters(None, None, [tag] if tag else None, params, any_of=any_of)
+    match = fts_query(query)
+    if match is None and query.strip():
+        return []
+    if match is None:
+        params["after"] = after
+        sql = f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND a.id > :after "
+        rows = reader.rows(sql + "ORDER BY a.id LIMIT :limit", params)
+    else:
+        params |= {"match": match if reader.dialect == "sqlite" else tsquery(query), "skip": after}
+        rows = reader.rows(
+            _SEARCH_SQL[reader.dialect].format(where=where) + " OFFSET :skip", params
+        )
+    return _with_tags(reader, rows)
+
+
+def rows_by_published_hash(reader: Reader, value: str) -> list[dict[str, Any]]:
+    """Artifacts one of whose published hashes (SHA-256, AutoV2, AutoV3, AutoV1; lower case)
+    equals ``value``, by id."""
+    rows = reader.rows(
+        f"SELECT {COLUMNS} FROM artifact a WHERE sha256 = :v OR substr(sha256, 1, 10) = :v "
+        "OR substr(autov3, 1, 12) = :v OR autov1 = :v ORDER BY id",
+        {"v": value},
+    )
+    return _with_tags(reader, rows)
+
+
+def rows_by_sha256(reader: Reader, hashes: list[str]) -> list[dict[str, Any]]:
+    """Artifacts whose SHA-256 is one of ``hashes`` (lower case), in one query, by id."""
+    marks = {f"h{n}": h for n, h in enumerate(hashes)}
+    if not marks:
+        return []
+    rows = reader.rows(
+        f"SELECT {COLUMNS} FROM artifact a WHERE sha256 IN "
+        f"({', '.join(':' + m for m in marks)}) ORDER BY id",
+        marks,
+    )
     return _with_tags(reader, rows)
 
 
