@@ -463,14 +463,38 @@ class Bound:
         return f"http://{shown}:{self.port}"
 
 
+WORKER_TOKEN_ENV = "HUB_SERVE_WORKER_TOKEN"  # how the token reaches worker processes
+
+
+def app_from_environment() -> Any:
+    """The application of one ``--workers`` process: the home, config and database come from
+    the ``HUB_*`` variables :func:`run` set, the token from :data:`WORKER_TOKEN_ENV`."""
+    return create_app(Context.load(), os.environ.get(WORKER_TOKEN_ENV) or None)
+
+
+def _worker_environment(ctx: Context, token: str | None) -> dict[str, str]:
+    settings = ctx.settings
+    env = {"HUB_HOME": str(settings.home)}
+    if settings.config_path is not None:
+        env["HUB_CONFIG"] = str(settings.config_path)
+    if settings.database_url:
+        env["HUB_DATABASE_URL"] = settings.database_url
+    if token:
+        env[WORKER_TOKEN_ENV] = token
+    return env
+
+
 def run(
     ctx: Context,
     host: str,
     port: int,
     token: str | None,
     on_ready: Callable[[Bound], None] | None = None,
+    workers: int = 1,
 ) -> None:
-    """Serve until interrupted; ``on_ready`` gets the bound address once the socket listens."""
+    """Serve until interrupted; ``on_ready`` gets the bound address once the socket listens.
+    With ``workers`` > 1, that many processes (uvicorn's workers) accept on one socket, each
+    with its own connections to the registry."""
     import socket
 
     import uvicorn
@@ -478,10 +502,22 @@ def run(
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(128)  # connections wait in the backlog until uvicorn accepts
+    sock.listen(1024)  # connections wait in the backlog until uvicorn accepts
     bound = Bound(*sock.getsockname()[:2])
-    config = uvicorn.Config(create_app(ctx, token), log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False}
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        ctx.db.ensure_schema()  # migrate once, before the workers open the registry
+        os.environ.update(_worker_environment(ctx, token))
+        config = uvicorn.Config(
+            "hub.serve:app_from_environment", factory=True, workers=workers, **options
+        )
+        if on_ready is not None:
+            on_ready(bound)
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx, token), **options))
     if on_ready is not None:
         on_ready(bound)
     server.run(sockets=[sock])

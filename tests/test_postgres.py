@@ -6,9 +6,13 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from pathlib import Path
 
 import pytest
+import requests
 from pg import PASSWORD, start_server
+
+from hub.serve import background
 
 
 @pytest.fixture
@@ -132,3 +136,52 @@ def test_case_insensitive_names_and_search_same_on_both_engines(hub, models):
     assert [a["name"] for a in hub("search", "art pix", "--json").json()] == ["Pixel_Art"]
     assert [a["name"] for a in hub("search", "ret", "--json").json()] == ["Pixel_Art"]
     assert [a["name"] for a in hub("search", "noir OR water", "--json").json()] == []
+
+
+def _fill(url: str, store: Path, count: int) -> list[str]:
+    """``count`` artifacts inserted directly (COPY), each with a small file in the store;
+    returns their SHA-256 hashes."""
+    import psycopg
+
+    folder = store / "Lora"
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = (
+        "kind, name, base, format, path, in_store, size, mtime_ns, inode, xxh3_128, sha256, "
+        "hash_status, source, trained_words, kind_locked, base_locked, created_at, updated_at"
+    )
+    hashes = []
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as con, con.cursor() as cur:
+        with cur.copy(f"COPY artifact ({columns}) FROM STDIN") as copy:
+            for n in range(count):
+                data = f"artifact {n}".encode()
+                path = folder / f"a{n:05}.safetensors"
+                path.write_bytes(data)
+                sha = hashlib.sha256(data).hexdigest()
+                hashes.append(sha)
+                copy.write_row(
+                    ("lora", f"a{n:05}", "sd1", "safetensors", str(path), True, len(data), 0, 0)
+                    + (hashlib.md5(data).hexdigest(), sha, "ok", "local", "[]", False, False)
+                    + ("2026-01-01 00:00:00+00", "2026-01-01 00:00:00+00")
+                )
+    return hashes
+
+
+def test_serve_two_workers_pages_ten_thousand_artifacts_exactly_once(pg_hub, tmp_path):
+    url = pg_hub.env["HUB_DATABASE_URL"]
+    pg_hub("list")  # creates the schema
+    hashes = _fill(url, pg_hub.home / "models", 10_000)
+    env = {k: v for k, v in pg_hub.env.items()}
+    with background(env, pg_hub.cwd, "--workers", "2") as origin:
+        seen: list[str] = []
+        page = requests.get(f"{origin}/api/v1/models", params={"limit": 100}, timeout=30).json()
+        while True:
+            seen += [m["modelVersions"][0]["files"][0]["hashes"]["SHA256"] for m in page["items"]]
+            if not page["metadata"].get("nextPage"):
+                break
+            page = requests.get(page["metadata"]["nextPage"], timeout=30).json()
+        assert len(seen) == 10_000 and {s.lower() for s in seen} == set(hashes)
+        wanted = hashes[::100]
+        bulk = requests.post(f"{origin}/api/v1/model-versions/by-hash", json=wanted, timeout=30)
+        got = [v["files"][0]["hashes"]["SHA256"].lower() for v in bulk.json()]
+        assert sorted(got) == sorted(wanted) and len(wanted) == 100
