@@ -151,19 +151,22 @@ def _fill(url: str, store: Path, count: int) -> list[str]:
     )
     hashes = []
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn) as con, con.cursor() as cur:
-        with cur.copy(f"COPY artifact ({columns}) FROM STDIN") as copy:
-            for n in range(count):
-                data = f"artifact {n}".encode()
-                path = folder / f"a{n:05}.safetensors"
-                path.write_bytes(data)
-                sha = hashlib.sha256(data).hexdigest()
-                hashes.append(sha)
-                copy.write_row(
-                    ("lora", f"a{n:05}", "sd1", "safetensors", str(path), True, len(data), 0, 0)
-                    + (hashlib.md5(data).hexdigest(), sha, "ok", "local", "[]", False, False)
-                    + ("2026-01-01 00:00:00+00", "2026-01-01 00:00:00+00")
-                )
+    with (
+        psycopg.connect(dsn) as con,
+        con.cursor() as cur,
+        cur.copy(f"COPY artifact ({columns}) FROM STDIN") as copy,
+    ):
+        for n in range(count):
+            data = f"artifact {n}".encode()
+            path = folder / f"a{n:05}.safetensors"
+            path.write_bytes(data)
+            sha = hashlib.sha256(data).hexdigest()
+            hashes.append(sha)
+            copy.write_row(
+                ("lora", f"a{n:05}", "sd1", "safetensors", str(path), True, len(data), 0, 0)
+                + (hashlib.md5(data).hexdigest(), sha, "ok", "local", "[]", False, False)
+                + ("2026-01-01 00:00:00+00", "2026-01-01 00:00:00+00")
+            )
     return hashes
 
 
