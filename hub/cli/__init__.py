@@ -55,6 +55,7 @@ def _register_commands() -> None:
         inspect_cmd,
         install_cmd,
         library_cmd,
+        lock_cmd,
         merge_cmd,
         plugins_cmd,
         scan_cmd,
@@ -69,6 +70,7 @@ def _register_commands() -> None:
     generate_cmd.register(app)
     inspect_cmd.register(app)
     serve_cmd.register(app)
+    lock_cmd.register(app)
     plugins_cmd.register(app)
     config_cmd.register(app)
     demo_cmd.register(app)
