@@ -51,6 +51,7 @@ def _register_commands() -> None:
         config_cmd,
         convert_cmd,
         demo_cmd,
+        export_cmd,
         generate_cmd,
         inspect_cmd,
         install_cmd,
@@ -71,6 +72,7 @@ def _register_commands() -> None:
     inspect_cmd.register(app)
     serve_cmd.register(app)
     lock_cmd.register(app)
+    export_cmd.register(app)
     plugins_cmd.register(app)
     config_cmd.register(app)
     demo_cmd.register(app)

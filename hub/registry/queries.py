@@ -36,7 +36,7 @@ def _loads(text: str | None, default: Any) -> Any:
         return default
 
 
-def _stamp(value: Any) -> Any:
+def timestamp_text(value: Any) -> Any:
     """A timestamp as SQLite stores it, in UTC (PostgreSQL hands back a ``datetime``)."""
     if not isinstance(value, datetime):
         return value
@@ -83,8 +83,8 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
             if row["kind_locked"] or row["base_locked"]
             else []
         ),
-        "created_at": _stamp(row["created_at"]),
-        "updated_at": _stamp(row["updated_at"]),
+        "created_at": timestamp_text(row["created_at"]),
+        "updated_at": timestamp_text(row["updated_at"]),
     }
 
 
