@@ -20,8 +20,12 @@ def register(app: typer.Typer) -> None:
 def export_command(
     ctx: typer.Context,
     out_file: Path = typer.Option(None, "--out", help="Write here instead of stdout."),
+    as_json: bool = typer.Option(
+        False, "--json", help="With --out: print the path and count as JSON."
+    ),
 ) -> None:
-    """Write the registry's metadata (artifacts, tags, lineage, share-site JSON) as JSON."""
+    """Write the registry's metadata (artifacts, tags, lineage, share-site JSON) as JSON
+    (on stdout without --out)."""
     from hub import registry_export
 
     data = registry_export.export(context(ctx))
@@ -29,6 +33,9 @@ def export_command(
         emit_json(data)
         return
     registry_export.write(data, out_file)
+    if as_json:
+        emit_json({"path": str(out_file), "artifacts": len(data["artifacts"])})
+        return
     status(f"exported {len(data['artifacts'])} artifacts to {out_file}")
 
 
