@@ -25,6 +25,7 @@ COLUMNS = (
     "source_ref, trained_words, preferred_weight, description, preview, kind_locked, base_locked, "
     "created_at, updated_at"
 )
+MAX_BOUND_IDS = 500  # ids bound in one IN (...) before tags are read in one scan instead
 
 
 def _loads(text: str | None, default: Any) -> Any:
@@ -139,7 +140,10 @@ def _filters(
 def _with_tags(
     reader: Reader, rows: list[dict[str, Any]], all_rows: bool = False
 ) -> list[dict[str, Any]]:
-    tags = tags_for(reader, None if all_rows else [r["id"] for r in rows])
+    # past a few hundred ids, one scan of the tag table beats a statement with that many
+    # parameters (tens of thousands for `list --kind lora` of a large registry)
+    many = len(rows) > MAX_BOUND_IDS
+    tags = tags_for(reader, None if all_rows or many else [r["id"] for r in rows])
     return [to_json(r, tags.get(r["id"], [])) for r in rows]
 
 
