@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.context import Context
-from hub.core.errors import HubError, InvalidFileError
+from hub.core.errors import HubError, InvalidFileError, RegistryError
 from hub.core.hashing import FileStat, hash_file, hash_folder
 from hub.core.sidecars import read_sidecars
 from hub.register import (
@@ -125,6 +125,8 @@ def scan(ctx: Context, root: Path, progress: Callable[[str], None] | None = None
             progress(key)
         try:
             _register_one(ctx, real, report)
+        except RegistryError:
+            raise  # the registry itself failed (its server went away): stop, not skip
         except HubError as exc:
             report.skipped.append((key, getattr(exc, "reason", exc.message)))
         except FileNotFoundError:

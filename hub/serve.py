@@ -33,6 +33,7 @@ from hub.core.civitai_tables import (
     TYPE_KIND,
     kind_type,
 )
+from hub.registry import queries
 from hub.registry.queries import list_artifacts, search
 
 FORMATS = {"safetensors": "SafeTensor", "pickle": "PickleTensor"}
@@ -80,36 +81,62 @@ class Catalog:
             and self.servable(a["path"])
         ]
 
+    def page(
+        self,
+        query: str = "",
+        kinds: list[str] | None = None,
+        bases: list[str] | None = None,
+        tag: str | None = None,
+        ids: list[int] | None = None,
+        after: int = 0,
+        limit: int = MAX_LIMIT,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of servable artifacts and the cursor of the next page (None: last page).
+
+        Filters, order and the cut are SQL's (keyset by id without a query); only the page's
+        files are checked on disk."""
+        if limit <= 0:
+            return [], None
+        with self.ctx.db.reader() as reader:
+            rows = queries.page(
+                reader,
+                query,
+                any_of={"kind": kinds, "base": bases, "id": ids},
+                tag=tag,
+                after=after,
+                limit=limit + 1,
+            )
+        more, rows = len(rows) > limit, rows[:limit]
+        cursor = (rows[-1]["id"] if not query.strip() else after + limit) if more else None
+        return [a for a in rows if self.servable(a["path"])], cursor
+
     def one(self, artifact_id: int) -> dict[str, Any] | None:
-        rows = self.artifacts(ids=[artifact_id])
+        rows, _ = self.page(ids=[artifact_id], limit=1)
         return rows[0] if rows else None
 
     def by_hash(self, value: str) -> dict[str, Any] | None:
         """The artifact any of whose published hashes equals ``value`` (case-insensitive)."""
         want = value.upper()
-        rows = self._ids_by_hash(want.lower())
+        rows = self._by_published_hash(want.lower())
         if not rows and len(want) == 12:  # an AutoV3 not computed yet (checkpoints, VAEs)
             from hub.registry import autov3
 
             if autov3.fill(self.ctx.db):
-                rows = self._ids_by_hash(want.lower())
-        for row in rows:
-            art = self.one(row["id"])
-            if art is not None and want in self._hashes(art).values():
+                rows = self._by_published_hash(want.lower())
+        for art in rows:
+            if want in self._hashes(art).values() and self.servable(art["path"]):
                 return art
         return None
 
-    def _ids_by_hash(self, value: str) -> list[dict[str, Any]]:
+    def _by_published_hash(self, value: str) -> list[dict[str, Any]]:
         with self.ctx.db.reader() as reader:
-            return reader.rows(
-                "SELECT id FROM artifact WHERE sha256 = :v OR substr(sha256, 1, 10) = :v "
-                "OR substr(autov3, 1, 12) = :v OR autov1 = :v ORDER BY id",
-                {"v": value},
-            )
+            return queries.rows_by_published_hash(reader, value)
 
     def by_sha256(self, hashes: list[str]) -> list[dict[str, Any]]:
-        wanted = {h.lower() for h in hashes}
-        return [a for a in self.artifacts() if a["hashes"]["sha256"] in wanted]
+        """The servable artifacts with these SHA-256 hashes (one query for all of them)."""
+        with self.ctx.db.reader() as reader:
+            rows = queries.rows_by_sha256(reader, sorted({h.lower() for h in hashes}))
+        return [a for a in rows if self.servable(a["path"])]
 
     def download_path(self, artifact_id: int, file_id: str | None) -> Path | None:
         """The file ``/api/download/models/ID[?fileId=]`` serves, or None (no such file)."""
@@ -234,17 +261,18 @@ def models_page(catalog: Catalog, q: Any, origin: str) -> tuple[int, dict[str, A
             "error": "Cannot use page param with query search. Use cursor-based pagination."
         }
     ids = [int(i) for i in q.get("ids", "").split(",") if i.strip().isdigit()] or None
-    rows = catalog.artifacts(
+    page, cursor = catalog.page(
         q.get("query", ""),
         _kinds_of(q.getlist("types")),
         _bases_of(q.getlist("baseModels")),
         q.get("tag"),
         ids,
+        after=offset,
+        limit=limit,
     )
-    page = rows[offset : offset + limit]
     metadata: dict[str, Any] = {}
-    if offset + limit < len(rows) and limit:
-        nxt = str(offset + limit)
+    if cursor is not None:
+        nxt = str(cursor)
         params = [(k, v) for k, v in q.multi_items() if k != "cursor"] + [("cursor", nxt)]
         metadata = {"nextCursor": nxt, "nextPage": f"{origin}/api/v1/models?{urlencode(params)}"}
     return 200, {"items": [catalog.model(a, origin) for a in page], "metadata": metadata}
@@ -452,14 +480,38 @@ class Bound:
         return f"http://{shown}:{self.port}"
 
 
+WORKER_TOKEN_ENV = "HUB_SERVE_WORKER_TOKEN"  # how the token reaches worker processes
+
+
+def app_from_environment() -> Any:
+    """The application of one ``--workers`` process: the home, config and database come from
+    the ``HUB_*`` variables :func:`run` set, the token from :data:`WORKER_TOKEN_ENV`."""
+    return create_app(Context.load(), os.environ.get(WORKER_TOKEN_ENV) or None)
+
+
+def _worker_environment(ctx: Context, token: str | None) -> dict[str, str]:
+    settings = ctx.settings
+    env = {"HUB_HOME": str(settings.home)}
+    if settings.config_path is not None:
+        env["HUB_CONFIG"] = str(settings.config_path)
+    if settings.database_url:
+        env["HUB_DATABASE_URL"] = settings.database_url
+    if token:
+        env[WORKER_TOKEN_ENV] = token
+    return env
+
+
 def run(
     ctx: Context,
     host: str,
     port: int,
     token: str | None,
     on_ready: Callable[[Bound], None] | None = None,
+    workers: int = 1,
 ) -> None:
-    """Serve until interrupted; ``on_ready`` gets the bound address once the socket listens."""
+    """Serve until interrupted; ``on_ready`` gets the bound address once the socket listens.
+    With ``workers`` > 1, that many processes (uvicorn's workers) accept on one socket, each
+    with its own connections to the registry."""
     import socket
 
     import uvicorn
@@ -467,10 +519,22 @@ def run(
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(128)  # connections wait in the backlog until uvicorn accepts
+    sock.listen(1024)  # connections wait in the backlog until uvicorn accepts
     bound = Bound(*sock.getsockname()[:2])
-    config = uvicorn.Config(create_app(ctx, token), log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False}
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        ctx.db.ensure_schema()  # migrate once, before the workers open the registry
+        os.environ.update(_worker_environment(ctx, token))
+        config = uvicorn.Config(
+            "hub.serve:app_from_environment", factory=True, workers=workers, **options
+        )
+        if on_ready is not None:
+            on_ready(bound)
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx, token), **options))
     if on_ready is not None:
         on_ready(bound)
     server.run(sockets=[sock])

@@ -18,6 +18,38 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import minimodels  # noqa: E402
 from fake_sites import TOKEN, FakeSite  # noqa: E402
+from pg import pg_server  # noqa: E402, F401  (the session's PostgreSQL server)
+
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_engines: run the test on SQLite and on a real PostgreSQL registry"
+    )
+    config.addinivalue_line("markers", "sqlite_only: about SQLite itself (in a both_engines file)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_engines`` run once per registry engine (``registry_url``)."""
+    marked = metafunc.definition.get_closest_marker("both_engines") is not None
+    if not marked or metafunc.definition.get_closest_marker("sqlite_only") is not None:
+        return
+    if "registry_url" in metafunc.fixturenames:
+        metafunc.parametrize("registry_url", ENGINES, indirect=True)
+
+
+@pytest.fixture
+def registry_url(request: pytest.FixtureRequest):
+    """None for the default SQLite registry in the home; with the ``postgresql`` param, the
+    URL of a fresh database on the session's PostgreSQL server (dropped afterwards)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    server = request.getfixturevalue("pg_server")
+    name = server.new_database()
+    yield server.url(name)
+    server.drop_database(name)
 
 
 @dataclass
@@ -80,14 +112,17 @@ class HubRunner:
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> HubRunner:
+def hub(tmp_path: Path, registry_url: str | None) -> HubRunner:
     work = tmp_path / "work"
     work.mkdir()
-    return HubRunner(tmp_path / "home", work)
+    runner = HubRunner(tmp_path / "home", work)
+    if registry_url:
+        runner.env["HUB_DATABASE_URL"] = registry_url
+    return runner
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry_url: str | None):
     """An in-process Context on a fresh home."""
     from hub import plugins
     from hub.context import Context
@@ -95,6 +130,8 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     for key in [k for k in os.environ if k.startswith("HUB_")]:
         monkeypatch.delenv(key)
+    if registry_url:
+        monkeypatch.setenv("HUB_DATABASE_URL", registry_url)
     plugins.reset_plugins()
     context = Context.load(home=str(tmp_path / "home"))
     yield context

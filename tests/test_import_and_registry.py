@@ -10,6 +10,8 @@ import struct
 
 import pytest
 
+pytestmark = pytest.mark.both_engines  # SQLite and a real PostgreSQL (tests/pg.py)
+
 
 def store_files(home):
     root = home / "models"
@@ -275,6 +277,7 @@ def test_verify_detects_changed_and_missing_and_adopts_orphans(hub, models, tmp_
     assert rows["orphan"]["kind"] == "lora" and rows["orphan"]["base"] == "sdxl"
 
 
+@pytest.mark.sqlite_only
 def test_database_is_wal_and_versioned(hub, models):
     hub("import", models["emb-sd1"])
     con = sqlite3.connect(hub.home / "registry.db")

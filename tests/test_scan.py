@@ -10,6 +10,8 @@ import struct
 
 import pytest
 
+pytestmark = pytest.mark.both_engines  # SQLite and a real PostgreSQL (tests/pg.py)
+
 
 @pytest.fixture
 def webui(tmp_path, models):

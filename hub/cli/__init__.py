@@ -53,10 +53,12 @@ def _register_commands() -> None:
         dedupe_cmd,
         demo_cmd,
         family_cmd,
+        export_cmd,
         generate_cmd,
         inspect_cmd,
         install_cmd,
         library_cmd,
+        lock_cmd,
         merge_cmd,
         plugins_cmd,
         scan_cmd,
@@ -73,6 +75,8 @@ def _register_commands() -> None:
     generate_cmd.register(app)
     inspect_cmd.register(app)
     serve_cmd.register(app)
+    lock_cmd.register(app)
+    export_cmd.register(app)
     plugins_cmd.register(app)
     config_cmd.register(app)
     demo_cmd.register(app)

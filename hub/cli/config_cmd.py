@@ -14,12 +14,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show the settings in force; tokens only as set or unset."""
         from hub.cli.state import context
+        from hub.core.config import masked_url
 
         s = context(ctx).settings
         rows = {
             "config file": str(s.config_path) if s.config_path else None,
             "home": str(s.home),
-            "database": s.db_url.split("@")[-1] if "@" in s.db_url else s.db_url,
+            "database": masked_url(s.db_url),
             "civitai url": s.civitai_url,
             "huggingface endpoint": s.hf_endpoint,
             "civitai token": "set" if s.civitai_token else "unset",

@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         token_env: str = typer.Option(
             None, "--token-env", help="Require the bearer token held in this variable."
         ),
+        workers: int = typer.Option(
+            1, "--workers", min=1, help="Processes serving requests (over one registry)."
+        ),
         as_json: bool = typer.Option(
             False, "--json", help="Print the bound host, port and URL as one JSON line."
         ),
@@ -50,11 +53,12 @@ def register(app: typer.Typer) -> None:
             status(
                 f"serving {context(ctx).settings.home} at {bound.url}"
                 + (" (token required)" if token else "")
+                + (f" with {workers} workers" if workers > 1 else "")
                 + "; Ctrl-C stops"
             )
 
         try:
-            run(context(ctx), host, port, token, ready)
+            run(context(ctx), host, port, token, ready, workers=workers)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         except KeyboardInterrupt:

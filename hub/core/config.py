@@ -61,6 +61,17 @@ class Settings:
         return self.database_url or f"sqlite:///{self.db_path}"
 
 
+def masked_url(url: str) -> str:
+    """A database URL fit to print: only the password (if any) becomes ``***``; scheme, user,
+    host:port and database stay readable."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}"
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 

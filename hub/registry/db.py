@@ -3,8 +3,12 @@
 SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
 ``BEGIN IMMEDIATE`` so concurrent writers queue on the lock instead of failing with
 "database is locked". Reads and writes are plain SQL on ``sqlite3`` connections: no ORM is
-imported. Any other database URL (PostgreSQL) goes through SQLAlchemy Core for both;
-migrations go through Alembic.
+imported. Any other database URL (PostgreSQL 15+) goes through SQLAlchemy Core for both, and
+a write transaction takes one transaction-scoped advisory lock first: writers from every
+process on every machine queue as they do on SQLite, so "find by hash, else insert" keeps one
+row per content. Migrations go through Alembic on both. A database that cannot be reached is
+one :class:`RegistryError` naming it (password masked); a transaction cut by the server going
+away is rolled back by the server, so nothing is half-written.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.core.config import masked_url
 from hub.core.errors import RegistryError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-HEAD_REVISION = "0003_family"  # the newest migration in migrations/versions (a test checks it)
+HEAD_REVISION = "0004_postgres"  # the newest migration in migrations/versions (tested)
 BUSY_TIMEOUT_S = 60
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE_LOCK = 0x5D_4B_0001  # pg_advisory_xact_lock key every write transaction takes
+MIGRATION_LOCK = 0x5D_4B_0002  # ... and every migration
 
 
 class Database:
@@ -41,6 +48,28 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.sqlite_path is not None
 
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql`` (the URL's scheme without its driver)."""
+        return self.url.split(":", 1)[0].split("+", 1)[0]
+
+    @contextmanager
+    def _server_errors(self) -> Iterator[None]:
+        """A database server error (down, refused, cut mid-transaction) as one line."""
+        if self.is_sqlite:
+            yield
+            return
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            yield
+        except DBAPIError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc) else ""
+            raise RegistryError(
+                f"{masked_url(self.url)}: {reason or type(exc).__name__}",
+                hint="is the database server running and reachable?",
+            ) from None
+
     # -- schema ------------------------------------------------------------------------------
 
     def _current_revision(self) -> str | None:
@@ -55,7 +84,7 @@ class Database:
                 return row[0] if row else None
         from sqlalchemy import inspect, text
 
-        with self.engine.connect() as con:
+        with self._server_errors(), self.engine.connect() as con:
             if not inspect(con).has_table("alembic_version"):
                 return None
             return con.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -66,7 +95,8 @@ class Database:
             return
         current = self._current_revision()
         if current != HEAD_REVISION:
-            self._migrate(current)
+            with self._server_errors():
+                self._migrate(current)
         self._ready = True
 
     def _migrate(self, current: str | None) -> None:
@@ -86,12 +116,17 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self.engine.begin() as con:
+                if self.dialect == "postgresql":  # one process migrates, the others wait
+                    from sqlalchemy import text
+
+                    con.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
                 cfg.attributes["connection"] = con
                 command.upgrade(cfg, "head")
         except Exception as exc:
             where = f"; the database before migrating is at {backup}" if backup else ""
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RegistryError(
-                f"{self.url}: migration from {current} failed: {exc}{where}"
+                f"{masked_url(self.url)}: migration from {current} failed: {reason}{where}"
             ) from exc
 
     # -- connections -------------------------------------------------------------------------
@@ -117,7 +152,11 @@ class Database:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
         self.ensure_schema()
         if self.sqlite_path is None:
-            with self.engine.begin() as con:
+            from sqlalchemy import text
+
+            with self._server_errors(), self.engine.begin() as con:
+                if self.dialect == "postgresql":
+                    con.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK})
                 yield Writer(con, native=False, db=self)
             return
         with self._sqlite() as con:
@@ -140,7 +179,7 @@ class Database:
             with self._sqlite(readonly=True) as con:
                 yield Reader(con, native=True, db=self)
         else:
-            with self.engine.connect() as con:
+            with self._server_errors(), self.engine.connect() as con:
                 yield Reader(con, native=False, db=self)
 
     def write(self, sql: str, params: dict[str, Any]) -> None:
@@ -150,10 +189,8 @@ class Database:
             with self._sqlite() as con, con:
                 con.execute(sql, params)
             return
-        from sqlalchemy import text
-
-        with self.engine.begin() as con:
-            con.execute(text(sql), params)
+        with self.session() as writer:
+            writer.execute(sql, params)
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -169,8 +206,9 @@ class Reader:
         self.db = db  # where a query that must store what it computed writes
 
     @property
-    def has_fts(self) -> bool:
-        return self._native
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``: which full-text index and JSON functions apply."""
+        return "sqlite" if self._native or self.db is None else self.db.dialect
 
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         if self._native:

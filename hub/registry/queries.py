@@ -1,15 +1,19 @@
 """Read queries: listing, full-text search, ref resolution, and the JSON view of artifacts.
 
 Plain SQL with ``:name`` parameters through :class:`hub.registry.db.Reader`, so listing and
-searching never load the ORM.
+searching never load the ORM. The SQL is the subset SQLite and PostgreSQL share; the two places
+where they differ (the full-text index, reading a JSON field) pick their form by
+``reader.dialect``. Names compare and sort by ``lower(name)`` (a functional index on both).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.core.errors import AmbiguousRefError, RefNotFoundError
@@ -22,6 +26,7 @@ COLUMNS = (
     "source_ref, trained_words, preferred_weight, description, preview, kind_locked, base_locked, "
     "family_locked, family_evidence, created_at, updated_at"
 )
+MAX_BOUND_IDS = 500  # ids bound in one IN (...) before tags are read in one scan instead
 
 
 def _loads(text: str | None, default: Any) -> Any:
@@ -31,6 +36,13 @@ def _loads(text: str | None, default: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return default
+
+
+def timestamp_text(value: Any) -> Any:
+    """A timestamp as SQLite stores it, in UTC (PostgreSQL hands back a ``datetime``)."""
+    if not isinstance(value, datetime):
+        return value
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
@@ -70,8 +82,8 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
             else {"name": row["source"]}
         ),
         "overrides": [f for f in ("kind", "base", "family") if row.get(f"{f}_locked")],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "created_at": timestamp_text(row["created_at"]),
+        "updated_at": timestamp_text(row["updated_at"]),
     }
 
 
@@ -117,8 +129,17 @@ def _filters(
     tags: list[str] | None,
     params: dict[str, Any],
     more: Filters | None = None,
+    *,
+    any_of: dict[str, list[Any] | None] | None = None,
 ) -> str:
+    """The WHERE clause of the filters; ``any_of`` maps a column (kind, base, id) to the
+    values it may take (None: any)."""
     clauses = []
+    for column, values in (any_of or {}).items():
+        if values is not None:
+            names = [f"{column}_{n}" for n in range(len(values))]
+            params |= dict(zip(names, values, strict=True))
+            clauses.append(f"a.{column} IN ({', '.join(':' + n for n in names) or 'NULL'})")
     if kind:
         clauses.append("a.kind = :kind")
         params["kind"] = kind
@@ -140,7 +161,10 @@ def _filters(
 def _with_tags(
     reader: Reader, rows: list[dict[str, Any]], all_rows: bool = False
 ) -> list[dict[str, Any]]:
-    tags = tags_for(reader, None if all_rows else [r["id"] for r in rows])
+    # past a few hundred ids, one scan of the tag table beats a statement with that many
+    # parameters (tens of thousands for `list --kind lora` of a large registry)
+    many = len(rows) > MAX_BOUND_IDS
+    tags = tags_for(reader, None if all_rows or many else [r["id"] for r in rows])
     return [to_json(r, tags.get(r["id"], [])) for r in rows]
 
 
@@ -155,8 +179,7 @@ def list_artifacts(
     params: dict[str, Any] = {}
     where = _filters(kind, base, tags, params, more)
     rows = reader.rows(
-        f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
-        "ORDER BY a.kind, a.name COLLATE NOCASE, a.id",
+        f"SELECT {COLUMNS} FROM artifact a WHERE {where} ORDER BY a.kind, lower(a.name), a.id",
         params,
     )
     return _with_tags(reader, rows, all_rows=not params)
@@ -169,6 +192,34 @@ def fts_query(text: str) -> str | None:
     """User text as an FTS5 query: every word quoted (no operators) and prefix-matched."""
     terms = _TERM.findall(text)
     return " ".join('"' + t.replace('"', '""') + '"*' for t in terms) or None
+
+
+def search_text(text: str) -> str:
+    """Text as the PostgreSQL index holds it: lower case, diacritics removed (what FTS5's
+    ``unicode61 remove_diacritics 2`` tokenizer does on SQLite)."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def tsquery(text: str) -> str | None:
+    """User text as a PostgreSQL ``to_tsquery`` string with FTS5's meaning: every word
+    prefix-matched, all of them required, no operators."""
+    terms = _TERM.findall(search_text(text))
+    return " & ".join(f"'{t}':*" for t in terms) or None
+
+
+_SELECTED = ", ".join("a." + c.strip() for c in COLUMNS.split(","))
+# Full-text search per engine, best first: FTS5's bm25 on SQLite, ts_rank normalised by
+# document length (as bm25 is) on PostgreSQL; ties by name then id on both.
+_SEARCH_SQL = {
+    "sqlite": f"SELECT {_SELECTED} FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
+    "WHERE artifact_fts MATCH :match AND {where} "
+    "ORDER BY bm25(artifact_fts), lower(a.name), a.id LIMIT :limit",
+    "postgresql": f"SELECT {_SELECTED} FROM artifact_search s JOIN artifact a "
+    "ON a.id = s.artifact_id WHERE s.doc @@ to_tsquery('simple', :match) AND {where} "
+    "ORDER BY ts_rank(s.doc, to_tsquery('simple', :match), 1) DESC, lower(a.name), a.id "
+    "LIMIT :limit",
+}
 
 
 def search(
@@ -188,31 +239,67 @@ def search(
         return []  # punctuation only: nothing can match
     if match is None:
         rows = reader.rows(
-            f"SELECT {COLUMNS} FROM artifact a WHERE {where} ORDER BY a.name LIMIT :limit", params
-        )
-    elif reader.has_fts:
-        params["match"] = match
-        rows = reader.rows(
-            f"SELECT {', '.join('a.' + c.strip() for c in COLUMNS.split(','))} "
-            "FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
-            f"WHERE artifact_fts MATCH :match AND {where} ORDER BY bm25(artifact_fts) "
-            "LIMIT :limit",
+            f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
+            "ORDER BY lower(a.name), a.id LIMIT :limit",
             params,
         )
     else:
-        likes = []
-        for n, term in enumerate(_TERM.findall(query)):
-            params[f"q{n}"] = f"%{term.lower()}%"
-            likes.append(
-                f"(LOWER(a.name) LIKE :q{n} OR LOWER(COALESCE(a.description, '')) "
-                f"LIKE :q{n} OR LOWER(a.trained_words) LIKE :q{n} OR EXISTS (SELECT 1 "
-                f"FROM tag t WHERE t.artifact_id = a.id AND t.name LIKE :q{n}))"
-            )
+        params["match"] = match if reader.dialect == "sqlite" else tsquery(query)
+        rows = reader.rows(_SEARCH_SQL[reader.dialect].format(where=where), params)
+    return _with_tags(reader, rows)
+
+
+def page(
+    reader: Reader,
+    query: str = "",
+    *,
+    any_of: dict[str, list[Any] | None] | None = None,
+    tag: str | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """One page of artifacts, filtered and cut in SQL (what ``hub serve`` pages through).
+
+    Without a query: by id, those after id ``after`` (keyset). With one: best first (as
+    :func:`search`), skipping the first ``after``."""
+    params: dict[str, Any] = {"limit": limit}
+    where = _filters(None, None, [tag] if tag else None, params, any_of=any_of)
+    match = fts_query(query)
+    if match is None and query.strip():
+        return []
+    if match is None:
+        params["after"] = after
+        sql = f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND a.id > :after "
+        rows = reader.rows(sql + "ORDER BY a.id LIMIT :limit", params)
+    else:
+        params |= {"match": match if reader.dialect == "sqlite" else tsquery(query), "skip": after}
         rows = reader.rows(
-            f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND "
-            f"{' AND '.join(likes)} ORDER BY a.name LIMIT :limit",
-            params,
+            _SEARCH_SQL[reader.dialect].format(where=where) + " OFFSET :skip", params
         )
+    return _with_tags(reader, rows)
+
+
+def rows_by_published_hash(reader: Reader, value: str) -> list[dict[str, Any]]:
+    """Artifacts one of whose published hashes (SHA-256, AutoV2, AutoV3, AutoV1; lower case)
+    equals ``value``, by id."""
+    rows = reader.rows(
+        f"SELECT {COLUMNS} FROM artifact a WHERE sha256 = :v OR substr(sha256, 1, 10) = :v "
+        "OR substr(autov3, 1, 12) = :v OR autov1 = :v ORDER BY id",
+        {"v": value},
+    )
+    return _with_tags(reader, rows)
+
+
+def rows_by_sha256(reader: Reader, hashes: list[str]) -> list[dict[str, Any]]:
+    """Artifacts whose SHA-256 is one of ``hashes`` (lower case), in one query, by id."""
+    marks = {f"h{n}": h for n, h in enumerate(hashes)}
+    if not marks:
+        return []
+    rows = reader.rows(
+        f"SELECT {COLUMNS} FROM artifact a WHERE sha256 IN "
+        f"({', '.join(':' + m for m in marks)}) ORDER BY id",
+        marks,
+    )
     return _with_tags(reader, rows)
 
 
@@ -248,10 +335,13 @@ def rows_by_hash_form(reader: Reader, form: str, value: str) -> list[dict[str, A
 
 def rows_by_source_version(reader: Reader, site: str, version_id: int) -> list[dict[str, Any]]:
     """Artifacts installed from ``site`` as that version id (``source_ref.version_id``)."""
+    version = {
+        "sqlite": "CAST(json_extract(a.source_ref, '$.version_id') AS TEXT)",
+        "postgresql": "(CAST(a.source_ref AS JSONB) ->> 'version_id')",
+    }[reader.dialect]
     return reader.rows(
-        f"SELECT {COLUMNS} FROM artifact a WHERE a.source = :site AND "
-        "json_extract(a.source_ref, '$.version_id') = :vid",
-        {"site": site, "vid": version_id},
+        f"SELECT {COLUMNS} FROM artifact a WHERE a.source = :site AND {version} = :vid",
+        {"site": site, "vid": str(version_id)},
     )
 
 
@@ -275,7 +365,7 @@ def resolve_rows(reader: Reader, ref: Ref) -> list[dict[str, Any]]:
         if rows or ref.name is None:
             return rows
     params: dict[str, Any] = {"name": ref.name}
-    sql = f"SELECT {COLUMNS} FROM artifact a WHERE a.name = :name COLLATE NOCASE"
+    sql = f"SELECT {COLUMNS} FROM artifact a WHERE lower(a.name) = lower(:name)"
     if ref.kind:
         sql += " AND a.kind = :kind"
         params["kind"] = ref.kind.value

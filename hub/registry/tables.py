@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy import false as sa_false
 from sqlmodel import Field, SQLModel
 
@@ -69,6 +78,10 @@ class Artifact(SQLModel, table=True):
     )  # JSON: what says which family, strongest first (hub.families)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+# Names are looked up and sorted case-insensitively on every engine.
+Index("ix_artifact_name_lower", func.lower(Artifact.__table__.c.name))
 
 
 class Tag(SQLModel, table=True):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.registry.db import Writer
+from hub.registry.queries import search_text
 
 ARTIFACT_DEFAULTS: dict[str, Any] = {
     "version": None,
@@ -55,9 +56,10 @@ class Row(dict[str, Any]):
 
 
 def utcnow(session: Writer) -> datetime | str:
-    """Now in UTC, as the database stores it (SQLite: text with microseconds)."""
+    """Now in UTC, as the database stores it (SQLite: text with microseconds; PostgreSQL: a
+    ``timestamp with time zone``)."""
     now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%d %H:%M:%S.%f") if session.has_fts else now
+    return now.strftime("%Y-%m-%d %H:%M:%S.%f") if session.dialect == "sqlite" else now
 
 
 def _one(session: Writer, where: str, params: dict[str, Any]) -> Row | None:
@@ -170,24 +172,33 @@ def add_lineage(
 
 
 def _drop_search(session: Writer, artifact_id: int) -> None:
-    if session.has_fts:
+    if session.dialect == "sqlite":
         session.execute("DELETE FROM artifact_fts WHERE rowid = :id", {"id": artifact_id})
+    else:
+        session.execute("DELETE FROM artifact_search WHERE artifact_id = :id", {"id": artifact_id})
 
 
 def refresh_search(session: Writer, artifact: Row) -> None:
-    """Rewrite the artifact's full-text entry (SQLite FTS5; other databases search by LIKE)."""
-    if not session.has_fts:
-        return
+    """Rewrite the artifact's full-text entry: FTS5 on SQLite, a ``tsvector`` on PostgreSQL
+    (same words, diacritics removed as FTS5's tokenizer does)."""
     _drop_search(session, artifact.id)
     words = json.loads(artifact.trained_words or "[]")
+    fields = {
+        "id": artifact.id,
+        "name": artifact.name.replace("_", " ").replace("-", " ") + " " + artifact.name,
+        "tags": " ".join(_tag_names(session, artifact.id)),
+        "description": artifact.description or "",
+        "words": " ".join(words),
+    }
+    if session.dialect == "sqlite":
+        session.execute(
+            "INSERT INTO artifact_fts(rowid, name, tags, description, trained_words) "
+            "VALUES (:id, :name, :tags, :description, :words)",
+            fields,
+        )
+        return
+    doc = " ".join(fields[k] for k in ("name", "tags", "description", "words"))
     session.execute(
-        "INSERT INTO artifact_fts(rowid, name, tags, description, trained_words) "
-        "VALUES (:id, :name, :tags, :description, :words)",
-        {
-            "id": artifact.id,
-            "name": artifact.name.replace("_", " ").replace("-", " ") + " " + artifact.name,
-            "tags": " ".join(_tag_names(session, artifact.id)),
-            "description": artifact.description or "",
-            "words": " ".join(words),
-        },
+        "INSERT INTO artifact_search (artifact_id, doc) VALUES (:id, to_tsvector('simple', :doc))",
+        {"id": artifact.id, "doc": search_text(doc)},
     )
