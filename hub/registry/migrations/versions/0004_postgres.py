@@ -13,6 +13,14 @@ revision = "0004_postgres"
 down_revision = "0003_family"
 branch_labels = None
 depends_on = None
+# every timestamp column the earlier migrations made
+TIMESTAMPS = (
+    ("artifact", "created_at"),
+    ("artifact", "updated_at"),
+    ("ui", "created_at"),
+    ("ui_link", "created_at"),
+    ("site_answer", "fetched_at"),
+)
 
 
 def upgrade() -> None:
@@ -24,9 +32,9 @@ def upgrade() -> None:
             "doc TSVECTOR NOT NULL)"
         )
         op.execute("CREATE INDEX ix_artifact_search_doc ON artifact_search USING GIN (doc)")
-        for column in ("created_at", "updated_at"):
+        for table, column in TIMESTAMPS:
             op.alter_column(
-                "artifact",
+                table,
                 column,
                 type_=sa.DateTime(timezone=True),
                 postgresql_using=f"{column} AT TIME ZONE 'UTC'",
@@ -35,7 +43,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        for column in ("created_at", "updated_at"):
-            op.alter_column("artifact", column, type_=sa.DateTime(timezone=False))
+        for table, column in TIMESTAMPS:
+            op.alter_column(table, column, type_=sa.DateTime(timezone=False))
         op.execute("DROP TABLE artifact_search")
     op.drop_index("ix_artifact_name_lower", "artifact")
