@@ -13,6 +13,7 @@ from hub.cli.options import (
 from hub.cli.output import (
     emit_json,
     human_size,
+    scan_progress,
     spinner,
     status,
 )
@@ -34,19 +35,20 @@ def scan_command(
     """Register the models under a folder where they are (no copy); incremental."""
     from hub.scan import scan
 
-    with spinner("scanning", not quiet) as tick:
-        report = scan(context(ctx), folder, progress=tick)
+    with scan_progress(not quiet) as on_progress:
+        report = scan(context(ctx), folder, progress=on_progress)
     if as_json:
         emit_json(report.as_dict())
         return
     for path, reason in report.skipped:
         status(f"skipped {path}: {reason}")
-    for path, same in report.duplicates:
-        status(f"duplicate {path}: same bytes as {same}")
+    for path, primary in report.locations_added:
+        status(f"new location {path}: same bytes as {primary}")
     status(
         f"{len(report.added)} added, {len(report.updated)} updated, "
-        f"{report.unchanged} unchanged, {len(report.duplicates)} duplicates, "
-        f"{len(report.skipped)} skipped ({human_size(report.hashed_bytes)} hashed)"
+        f"{report.unchanged} unchanged, {len(report.locations_added)} locations added, "
+        f"{len(report.skipped)} skipped ({human_size(report.hashed_bytes)} hashed"
+        + (f", {report.pending} hash pending)" if report.pending else ")")
     )
 
 
