@@ -75,7 +75,7 @@ def artifact_table(rows: list[dict[str, Any]]) -> None:
             a["base"],
             a["algo"] or a["layout"] or "",
             human_size(a["size"]),
-            a["hashes"]["autov2"],
+            a["hashes"]["autov2"] or "hash pending",
             ", ".join(a["tags"]),
         )
     print_table(table)

@@ -19,6 +19,8 @@ from hub.cli.output import (
 )
 from hub.cli.state import context
 
+SHOWN = 20  # new locations listed one per line; the rest are counted
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
@@ -42,8 +44,10 @@ def scan_command(
         return
     for path, reason in report.skipped:
         status(f"skipped {path}: {reason}")
-    for path, primary in report.locations_added:
+    for path, primary in report.locations_added[:SHOWN]:
         status(f"new location {path}: same bytes as {primary}")
+    if len(report.locations_added) > SHOWN:
+        status(f"... and {len(report.locations_added) - SHOWN} more new locations (see --json)")
     status(
         f"{len(report.added)} added, {len(report.updated)} updated, "
         f"{report.unchanged} unchanged, {len(report.locations_added)} locations added, "
@@ -74,6 +78,8 @@ def verify_command(
             status(f"registered orphan: {path}")
         for path, reason in report.problems:
             status(f"problem: {path}: {reason}")
+        for path in report.pending:
+            status(f"hash pending: {path} (run hub scan on its folder)")
         status(f"{len(report.ok)} ok, {len(report.missing)} missing, {len(report.changed)} changed")
     if not report.clean:
         raise typer.Exit(1)
