@@ -23,7 +23,18 @@ import minimodels
 REALDATA = Path(__file__).parent / "realdata" / "lora_headers"
 KOHYA_METADATA = REALDATA / "kohya_sdxl_pony_metadata.as_stored_by_civitai.json"
 DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8, "U8": 1}
-WORDS = "pixel watercolor ink neon castle forest portrait anime sketch chrome".split()
+WORDS = [
+    "pixel",
+    "watercolor",
+    "ink",
+    "neon",
+    "castle",
+    "forest",
+    "portrait",
+    "anime",
+    "sketch",
+    "chrome",
+]
 
 
 def _templates() -> list[tuple[str, Path, str]]:
