@@ -29,7 +29,7 @@ from typing import Any
 from hub.context import Context
 from hub.core.errors import HubError, InvalidFileError
 from hub.core.hashing import FileHashes, FileStat, hash_folder, hash_small_file
-from hub.core.sidecars import read_sidecars
+from hub.core.sidecars import Sidecars, read_sidecars, sidecar_names
 from hub.register import (
     Overrides,
     artifact_values,
@@ -105,9 +105,12 @@ class _Found:
     autov3: bool = False
 
 
-def walk_models(root: Path, report: ScanReport) -> Iterator[tuple[str, os.stat_result]]:
-    """(real path, stat) of the model files and diffusers folders under ``root``, following
-    symlinks without loops; a dangling or vanished entry is reported and skipped."""
+def walk_models(
+    root: Path, report: ScanReport
+) -> Iterator[tuple[str, os.stat_result, frozenset[str] | None]]:
+    """(real path, stat, the names in its folder) of the model files and diffusers folders
+    under ``root``, following symlinks without loops (names None when the path was reached
+    through a link); a dangling or vanished entry is reported and skipped."""
     seen_dirs: set[tuple[int, int]] = set()
     stack = [os.path.realpath(root)]
     while stack:
@@ -122,7 +125,7 @@ def walk_models(root: Path, report: ScanReport) -> Iterator[tuple[str, os.stat_r
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
         if os.path.isfile(os.path.join(folder, "model_index.json")):
-            yield folder, st
+            yield folder, st, None
             continue
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -130,10 +133,12 @@ def walk_models(root: Path, report: ScanReport) -> Iterator[tuple[str, os.stat_r
             report.skipped.append((folder, f"cannot list folder: {exc.strerror}"))
             continue
         subdirs = []
+        names = frozenset(e.name for e in entries)
         for entry in entries:
             if entry.name.startswith(".") or entry.name == STAGING:
                 continue
-            real = os.path.realpath(entry.path) if entry.is_symlink() else entry.path
+            linked = entry.is_symlink()
+            real = os.path.realpath(entry.path) if linked else entry.path
             try:
                 is_dir = entry.is_dir()
             except OSError:
@@ -142,7 +147,7 @@ def walk_models(root: Path, report: ScanReport) -> Iterator[tuple[str, os.stat_r
                 subdirs.append(real)
             elif os.path.splitext(entry.name)[1].lower() in MODEL_SUFFIXES:
                 try:
-                    yield real, os.stat(real)
+                    yield real, os.stat(real), None if linked else names
                 except OSError:
                     report.skipped.append((entry.path, "vanished or dangling link"))
         stack.extend(reversed(subdirs))
@@ -190,8 +195,8 @@ class _Scan:
         batches = _Batches(self.ctx, self._write_headers)
         done = 0
         with _flush_on_interrupt(batches):
-            for order, (path, st) in enumerate(walk_models(Path(self.root), self.report)):
-                self._meet(path, st, order, seen, batches)
+            for order, (path, st, names) in enumerate(walk_models(Path(self.root), self.report)):
+                self._meet(path, st, order, seen, batches, names)
                 done += 1
                 self.progress(ScanProgress("headers", done, None, 0, None))
         batches.flush()
@@ -203,6 +208,7 @@ class _Scan:
         order: int,
         seen: dict[tuple[int, int], str],
         batches: _Batches,
+        names: frozenset[str] | None,
     ) -> None:
         """One file met by the walk: unchanged (a stat), a second link, or to read."""
         known = self.index.get(path)
@@ -221,13 +227,15 @@ class _Scan:
         if not (statmod.S_ISREG(st.st_mode) or is_dir):
             self.report.skipped.append((path, "not a regular file"))
             return
-        item = self._read_header(path, st, order)
+        item = self._read_header(path, st, order, names)
         if item is not None:
             batches.add(item)
 
     def _read_header(
-        self, path: str, st: os.stat_result, order: int
+        self, path: str, st: os.stat_result, order: int, names: frozenset[str] | None
     ) -> tuple[_Found, Any, Any] | None:
+        """Identify a file from its header and read its sidecars (only when the folder
+        listing shows one: no ``stat`` per sidecar name for the files that have none)."""
         try:
             ident = identify_path(self.ctx, Path(path))
         except HubError as exc:
@@ -237,7 +245,10 @@ class _Scan:
             self.report.skipped.append((path, "vanished during the scan"))
             return None
         found = _Found(path, st, order, autov3=autov3_in_pass(ident.best.kind))
-        return found, ident, read_sidecars(Path(path))
+        model = Path(path)
+        if names is not None and names.isdisjoint(sidecar_names(model)):
+            return found, ident, Sidecars()
+        return found, ident, read_sidecars(model)
 
     def _write_headers(self, session: Writer, items: list[tuple[_Found, Any, Any]]) -> None:
         for found, ident, sidecars in items:
