@@ -15,12 +15,13 @@ again; loops and files that vanish mid-scan are reported and skipped.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import stat as statmod
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ MODEL_SUFFIXES = {".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin"}
 BATCH_FILES = 500  # a write transaction holds at most this many files ...
 BATCH_SECONDS = 1.0  # ... or what arrived within this time
 HASH_WINDOW = 64  # files being hashed or waiting to be written, at most
+PARALLEL_READS = 256  # from this many new files on, headers are read on every core ...
+READ_CHUNK = 64  # ... this many per task
 
 
 @dataclass
@@ -192,25 +195,27 @@ class _Scan:
 
     def headers(self) -> None:
         seen: dict[tuple[int, int], str] = {}  # (device, inode) -> the path met first
+        todo: list[tuple[_Found, bool]] = []  # files to read, and whether a sidecar is there
+        for order, (path, st, names) in enumerate(walk_models(Path(self.root), self.report)):
+            found = self._meet(path, st, order, seen)
+            if found is not None:
+                beside = names is None or not names.isdisjoint(sidecar_names(Path(path)))
+                todo.append((found, beside))
         batches = _Batches(self.ctx, self._write_headers)
-        done = 0
         with _flush_on_interrupt(batches):
-            for order, (path, st, names) in enumerate(walk_models(Path(self.root), self.report)):
-                self._meet(path, st, order, seen, batches, names)
-                done += 1
-                self.progress(ScanProgress("headers", done, None, 0, None))
+            for done, ((found, _), result) in enumerate(_read_all(self.ctx, todo), start=1):
+                if isinstance(result, str):
+                    self.report.skipped.append((found.path, result))
+                else:
+                    found.autov3 = autov3_in_pass(result[0].best.kind)
+                    batches.add((found, *result))
+                self.progress(ScanProgress("headers", done, len(todo), 0, None))
         batches.flush()
 
     def _meet(
-        self,
-        path: str,
-        st: os.stat_result,
-        order: int,
-        seen: dict[tuple[int, int], str],
-        batches: _Batches,
-        names: frozenset[str] | None,
-    ) -> None:
-        """One file met by the walk: unchanged (a stat), a second link, or to read."""
+        self, path: str, st: os.stat_result, order: int, seen: dict[tuple[int, int], str]
+    ) -> _Found | None:
+        """One file met by the walk: unchanged (a stat), a second link, or one to read."""
         known = self.index.get(path)
         is_dir = statmod.S_ISDIR(st.st_mode)
         if known is not None and not is_dir and known[:3] == _stat_key(st):
@@ -218,37 +223,16 @@ class _Scan:
             seen.setdefault((st.st_dev, st.st_ino), path)
             if known[4] == PENDING:
                 self.to_hash.append(_Found(path, st, order, known[3], autov3_in_pass(known[5])))
-            return
+            return None
         first = seen.get((st.st_dev, st.st_ino))
         if first is not None:
             self.aliases.append((_Found(path, st, order), first))
-            return
+            return None
         seen[(st.st_dev, st.st_ino)] = path
         if not (statmod.S_ISREG(st.st_mode) or is_dir):
             self.report.skipped.append((path, "not a regular file"))
-            return
-        item = self._read_header(path, st, order, names)
-        if item is not None:
-            batches.add(item)
-
-    def _read_header(
-        self, path: str, st: os.stat_result, order: int, names: frozenset[str] | None
-    ) -> tuple[_Found, Any, Any] | None:
-        """Identify a file from its header and read its sidecars (only when the folder
-        listing shows one: no ``stat`` per sidecar name for the files that have none)."""
-        try:
-            ident = identify_path(self.ctx, Path(path))
-        except HubError as exc:
-            self.report.skipped.append((path, getattr(exc, "reason", exc.message)))
             return None
-        except FileNotFoundError:
-            self.report.skipped.append((path, "vanished during the scan"))
-            return None
-        found = _Found(path, st, order, autov3=autov3_in_pass(ident.best.kind))
-        model = Path(path)
-        if names is not None and names.isdisjoint(sidecar_names(model)):
-            return found, ident, Sidecars()
-        return found, ident, read_sidecars(model)
+        return _Found(path, st, order)
 
     def _write_headers(self, session: Writer, items: list[tuple[_Found, Any, Any]]) -> None:
         for found, ident, sidecars in items:
@@ -385,6 +369,61 @@ def _flush_on_interrupt(batches: _Batches) -> Iterator[None]:
     except KeyboardInterrupt:
         batches.flush()
         raise
+
+
+_WORKER_CONTEXT: Context | None = None  # what a forked header reader identifies with
+
+
+def _read_one(ctx: Context, path: str, sidecars_beside: bool) -> tuple[Any, Sidecars] | str:
+    """A file's identification (from its header) and sidecars, or why it is skipped."""
+    try:
+        ident = identify_path(ctx, Path(path))
+    except HubError as exc:
+        return str(getattr(exc, "reason", None) or exc.message)
+    except FileNotFoundError:
+        return "vanished during the scan"
+    return ident, read_sidecars(Path(path)) if sidecars_beside else Sidecars()
+
+
+def _read_chunk(chunk: list[tuple[str, bool]]) -> list[tuple[Any, Sidecars] | str]:
+    assert _WORKER_CONTEXT is not None
+    return [_read_one(_WORKER_CONTEXT, path, beside) for path, beside in chunk]
+
+
+def _read_all(
+    ctx: Context, todo: list[tuple[_Found, bool]]
+) -> Iterator[tuple[tuple[_Found, bool], tuple[Any, Sidecars] | str]]:
+    """Read the headers of ``todo`` in order: in this process for a few files, else on one
+    forked process per core (identification is Python, which threads would serialise),
+    ``READ_CHUNK`` files per task."""
+    cores = os.cpu_count() or 1
+    if len(todo) < PARALLEL_READS or cores < 2 or "fork" not in mp.get_all_start_methods():
+        for item in todo:
+            yield item, _read_one(ctx, item[0].path, item[1])
+        return
+    global _WORKER_CONTEXT
+    ctx.probes  # noqa: B018 -- loaded once here, inherited by the forked readers
+    _WORKER_CONTEXT = ctx
+    chunks = [todo[i : i + READ_CHUNK] for i in range(0, len(todo), READ_CHUNK)]
+    window: deque[tuple[list[tuple[_Found, bool]], Future[list]]] = deque()
+    pool = ProcessPoolExecutor(max_workers=cores, mp_context=mp.get_context("fork"))
+    try:
+        for chunk in chunks:
+            args = [(found.path, beside) for found, beside in chunk]
+            window.append((chunk, pool.submit(_read_chunk, args)))
+            if len(window) > 2 * cores:
+                yield from _chunk_results(*window.popleft())
+        while window:
+            yield from _chunk_results(*window.popleft())
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _WORKER_CONTEXT = None
+
+
+def _chunk_results(
+    chunk: list[tuple[_Found, bool]], fut: Future[list]
+) -> Iterator[tuple[tuple[_Found, bool], tuple[Any, Sidecars] | str]]:
+    yield from zip(chunk, fut.result(), strict=True)
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
