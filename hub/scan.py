@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sqlite3
 import stat as statmod
 import time
 from collections import deque
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.core.errors import HubError, InvalidFileError
+from hub.core.errors import HubError, InvalidFileError, RegistryError
 from hub.core.hashing import FileHashes, FileStat, hash_folder, hash_small_file
 from hub.core.sidecars import Sidecars, read_sidecars, sidecar_names
 from hub.register import (
@@ -170,9 +171,17 @@ class _Batches:
             self.flush()
 
     def flush(self) -> None:
+        """Write what has arrived, in one transaction (a full disk: nothing of it, and the
+        next scan continues from the last batch that was written)."""
         if self._items:
-            with self._ctx.db.session() as session:
-                self._write(session, self._items)
+            try:
+                with self._ctx.db.session() as session:
+                    self._write(session, self._items)
+            except sqlite3.OperationalError as exc:
+                raise RegistryError(
+                    f"{self._ctx.db.url}: cannot write the scan's results ({exc})",
+                    hint="free some space; `hub scan` again continues where this one stopped",
+                ) from None
         self._items = []
         self._since = time.monotonic()
 

@@ -135,3 +135,21 @@ def test_verify_checks_every_location(hub, tmp_path, models):
     assert report["ok"] == [str(comfy)] and report["missing"] == [str(a1111)]
     [art] = hub("list", "--json").json()
     assert art["path"] == str(comfy) and art["hash_status"] == "ok"
+
+
+def test_list_and_show_say_hash_pending_until_the_hashes_are_in(ctx, hub, tmp_path, models):
+    """A scan stopped after its header pass: the row is listed and shown, hashes pending;
+    the next scan hashes it and nothing else."""
+    from hub.scan import _Scan
+
+    a1111, _ = _two_copies(tmp_path, models)
+    assert ctx.settings.home == hub.home
+    _Scan(ctx, a1111.parent, None).headers()  # headers written, then stopped
+    rows = hub("list").out.splitlines()
+    assert rows[1].split()[0] == "pixel" and "hash pending" in rows[1]
+    assert "hash pending" in hub("show", "pixel").out
+    assert hub("show", "pixel", "--json").json()["hashes"]["sha256"] is None
+    report = hub("scan", a1111.parent, "--json").json()
+    assert report["unchanged"] == 1 and report["hashed_bytes"] == a1111.stat().st_size
+    shown = hub("show", "pixel", "--json").json()
+    assert shown["hashes"]["sha256"] == hashlib.sha256(a1111.read_bytes()).hexdigest()

@@ -121,16 +121,7 @@ def show_command(
     for hname, value in art["hashes"].items():
         if value:
             console.print(f"{hname:>14}: {value}")
-    if art["hash_status"] == "pending":
-        console.print(f"{'hashes':>14}: hash pending (hub scan fills them in)")
-    for place in art["locations"]:
-        marks = [
-            m
-            for m, on in (("primary", place["primary"]), ("made by hub", place["created_by_hub"]))
-            if on
-        ]
-        extra = f" ({', '.join(marks)})" if marks else ""
-        console.print(f"{'location':>14}: {place['path']}{extra}", markup=False)
+    _print_locations(console, art)
     for key in ("tags", "trained_words"):
         if art[key]:
             console.print(f"{key:>14}: {', '.join(art[key])}", markup=False)
@@ -146,6 +137,23 @@ def show_command(
     for verdict in art.get("why", []):
         mark = "matched" if verdict["matched"] else "declined"
         console.print(f"{verdict['probe']:>14}: {mark}: {verdict['reason']}", markup=False)
+
+
+def _print_locations(console, art: dict) -> None:  # noqa: ANN001
+    """The hash status when pending, and every location (the primary one first)."""
+    if art["hash_status"] == "pending":
+        console.print(f"{'hashes':>14}: hash pending (hub scan fills them in)")
+    for place in art["locations"]:
+        marks = [
+            mark
+            for mark, on in (
+                ("primary", place["primary"]),
+                ("made by hub", place["created_by_hub"]),
+            )
+            if on
+        ]
+        extra = f" ({', '.join(marks)})" if marks else ""
+        console.print(f"{'location':>14}: {place['path']}{extra}", markup=False)
 
 
 def tag_command(ctx: typer.Context, ref: str, tags: list[str], as_json: bool = JSON) -> None:
