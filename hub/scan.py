@@ -424,9 +424,12 @@ def _read_all(
                 yield from _chunk_results(*window.popleft())
         while window:
             yield from _chunk_results(*window.popleft())
-    finally:
+    except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
         _WORKER_CONTEXT = None
+    pool.shutdown()
 
 
 def _chunk_results(
