@@ -335,7 +335,7 @@ class _Scan:
             if same is not None and same.id != row.id:
                 self._merge(session, row, same, found.path)
                 continue
-            writes.update(session, row, _hash_values(hashes))
+            writes.update(session, row, _hash_values(hashes), search=False)
 
     def _merge(self, session: Writer, pending: writes.Row, same: writes.Row, path: str) -> None:
         """``path`` holds the bytes of ``same``: one more location of it (or its only one,

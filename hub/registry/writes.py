@@ -143,15 +143,17 @@ def insert(
     return artifact
 
 
-def update(session: Writer, artifact: Row, values: dict[str, Any]) -> Row:
-    """Set columns of an artifact (and its ``updated_at``); the row is updated in place."""
+def update(session: Writer, artifact: Row, values: dict[str, Any], search: bool = True) -> Row:
+    """Set columns of an artifact (and its ``updated_at``); the row is updated in place.
+    ``search=False``: the columns set are none the full-text entry holds (hashes, stat)."""
     values = {**values, "updated_at": utcnow(session)}
     session.execute(
         f"UPDATE artifact SET {', '.join(f'{k} = :{k}' for k in values)} WHERE id = :id_",
         {**values, "id_": artifact.id},
     )
     artifact.update(values)
-    refresh_search(session, artifact)
+    if search:
+        refresh_search(session, artifact)
     return artifact
 
 
