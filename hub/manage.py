@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hub.context import Context
+from hub.core.errors import RefNotFoundError
 from hub.core.sidecars import preview_of
 from hub.core.taxonomy import Base, Kind
 from hub.registry import writes
-from hub.registry.queries import resolve, tags_for, to_json
+from hub.registry.queries import locations_of, resolve, tags_for, to_json
 from hub.uis import unlink_artifact
 
 
@@ -63,15 +65,53 @@ def set_identity(
 
 @dataclass(frozen=True)
 class Removal:
+    """What ``hub rm`` did: ``location`` is set when only that location was forgotten (the
+    artifact stays, held by its other locations)."""
+
     artifact: dict[str, Any]
     deleted_file: bool
+    location: str | None = None
+
+
+def location_owner(ctx: Context, path: str) -> dict[str, Any] | None:
+    """The artifact a registered location (a path, resolved) belongs to, or None."""
+    real = os.path.realpath(path)
+    with ctx.db.reader() as reader:
+        rows = reader.rows("SELECT artifact_id FROM location WHERE path = :p", {"p": real})
+        if not rows:
+            return None
+        art = _json(ctx, rows[0]["artifact_id"])
+        art["locations"] = locations_of(reader, art["id"])
+        return art
+
+
+def remove_location(ctx: Context, path: str, keep_file: bool = False) -> Removal:
+    """Forget one location of an artifact; the artifact stays while another location
+    remains, else it is removed as :func:`remove` does. A file there is deleted only when
+    sd-hub made it (``created_by_hub``) and not ``keep_file``."""
+    art = location_owner(ctx, path)
+    if art is None:
+        raise RefNotFoundError(f"{path}: not a registered location", hint="see `hub show REF`")
+    real = os.path.realpath(path)
+    if len(art["locations"]) == 1:
+        return _remove_artifact(ctx, art["id"], keep_file)
+    place = next(p for p in art["locations"] if p["path"] == real)
+    with ctx.db.session() as session:
+        writes.drop_location(session, writes.get(session, art["id"]), real)
+    delete_file = place["created_by_hub"] and not keep_file
+    if delete_file:
+        Path(real).unlink(missing_ok=True)
+    return Removal(_json(ctx, art["id"]), delete_file, location=real)
 
 
 def remove(ctx: Context, ref: str, keep_file: bool = False) -> Removal:
     """Drop an artifact's row; files the store owns are deleted too unless ``keep_file``.
 
     Files registered in place by ``hub scan`` are never deleted."""
-    artifact_id = _resolve_id(ctx, ref)
+    return _remove_artifact(ctx, _resolve_id(ctx, ref), keep_file)
+
+
+def _remove_artifact(ctx: Context, artifact_id: int, keep_file: bool) -> Removal:
     art = _json(ctx, artifact_id)
     path = Path(art["path"])
     delete_file = art["in_store"] and not keep_file

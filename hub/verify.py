@@ -8,11 +8,17 @@ from pathlib import Path
 
 from hub.context import Context
 from hub.core.errors import HubError
-from hub.core.hashing import hash_file, hash_folder
+from hub.core.hashing import FileStat, hash_file, hash_folder
 from hub.core.sidecars import PREVIEW_EXTS
 from hub.register import Overrides, artifact_values, autov3_in_pass, identify_path
 from hub.registry import writes
-from hub.registry.queries import list_artifacts, resolve_json
+from hub.registry.queries import (
+    PENDING,
+    list_artifacts,
+    location_index,
+    locations_of,
+    resolve_json,
+)
 from hub.registry.store import STAGING
 
 
@@ -23,6 +29,7 @@ class VerifyReport:
     changed: list[str] = field(default_factory=list)  # bytes differ from the registered hash
     adopted: list[str] = field(default_factory=list)  # store files that had no row
     problems: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # registered by a scan, not yet hashed
 
     @property
     def clean(self) -> bool:
@@ -35,43 +42,69 @@ class VerifyReport:
             "changed": self.changed,
             "adopted": self.adopted,
             "problems": [{"path": p, "reason": r} for p, r in self.problems],
+            "pending": self.pending,
         }
 
 
 def verify(
     ctx: Context, refs: list[str] | None = None, progress: Callable[[str], None] | None = None
 ) -> VerifyReport:
-    """Re-hash the named artifacts (all when ``refs`` is empty) and record what changed; with
-    no refs, also register store files left without a row by an interrupted import."""
+    """Re-hash every location of the named artifacts (all when ``refs`` is empty) and record
+    what changed; with no refs, also register store files left without a row by an
+    interrupted import. A primary location that is gone or changed hands over to another
+    location that still holds the bytes."""
     report = VerifyReport()
     with ctx.db.reader() as reader:
         targets = [resolve_json(reader, r) for r in refs] if refs else list_artifacts(reader)
+        places = {a["id"]: [loc["path"] for loc in locations_of(reader, a["id"])] for a in targets}
     for art in targets:
-        path = Path(art["path"])
-        if progress:
-            progress(str(path))
-        status = "ok"
-        try:
-            hashes, fstat = hash_folder(path) if path.is_dir() else hash_file(path, autov3=False)
-        except FileNotFoundError:
-            status, fstat = "missing", None
-        except (OSError, HubError) as exc:
-            report.problems.append((str(path), str(exc)))
+        if art["hash_status"] == PENDING:
+            report.pending.append(art["path"])
             continue
-        if status == "ok" and hashes.xxh3_128 != art["hashes"]["xxh3_128"]:
-            status = "changed"
-        {"ok": report.ok, "missing": report.missing, "changed": report.changed}[status].append(
-            str(path)
-        )
-        with ctx.db.session() as session:
-            row = writes.get(session, art["id"])
-            values: dict[str, object] = {"hash_status": status}
-            if status == "ok" and fstat is not None:
-                values |= {"size": fstat.size, "mtime_ns": fstat.mtime_ns, "inode": fstat.inode}
-            writes.update(session, row, values)
+        found: dict[str, tuple[str, FileStat | None]] = {}
+        for path in places[art["id"]] or [art["path"]]:
+            if progress:
+                progress(path)
+            result = _check(Path(path), art["hashes"]["xxh3_128"], report)
+            if result is not None:
+                found[path] = result
+        _record(ctx, art, found)
     if not refs:
         _adopt_orphans(ctx, report)
     return report
+
+
+def _check(path: Path, xxh3: str, report: VerifyReport) -> tuple[str, FileStat | None] | None:
+    """(status, stat) of one location: ok, missing or changed; None after a read problem."""
+    try:
+        hashes, fstat = hash_folder(path) if path.is_dir() else hash_file(path, autov3=False)
+    except FileNotFoundError:
+        report.missing.append(str(path))
+        return "missing", None
+    except (OSError, HubError) as exc:
+        report.problems.append((str(path), str(exc)))
+        return None
+    status = "ok" if hashes.xxh3_128 == xxh3 else "changed"
+    (report.ok if status == "ok" else report.changed).append(str(path))
+    return status, fstat
+
+
+def _record(ctx: Context, art: dict, found: dict[str, tuple[str, FileStat | None]]) -> None:
+    """Write what the locations showed: their stats, the artifact's status, its primary."""
+    if not found:
+        return
+    good = [p for p, (status, _) in found.items() if status == "ok"]
+    primary = art["path"] if art["path"] in good or not good else good[0]
+    status = found[primary][0] if primary in found else "missing"
+    with ctx.db.session() as session:
+        row = writes.get(session, art["id"])
+        values: dict[str, object] = {"hash_status": status, "path": primary}
+        fstat = found.get(primary, ("", None))[1]
+        if status == "ok" and fstat is not None:
+            values |= {"size": fstat.size, "mtime_ns": fstat.mtime_ns, "inode": fstat.inode}
+        writes.update(session, row, values)
+        for path in good:
+            writes.put_location(session, row.id, writes.Place.of(path))
 
 
 def _adopt_orphans(ctx: Context, report: VerifyReport) -> None:
@@ -80,7 +113,7 @@ def _adopt_orphans(ctx: Context, report: VerifyReport) -> None:
     if not root.is_dir():
         return
     with ctx.db.reader() as reader:
-        known = {a["path"] for a in list_artifacts(reader)}
+        known = set(location_index(reader)) | {a["path"] for a in list_artifacts(reader)}
     for folder in root.iterdir():
         if folder.name == STAGING or not folder.is_dir():
             continue

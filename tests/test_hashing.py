@@ -196,3 +196,24 @@ def test_durable_writer_without_pwrite(tmp_path, monkeypatch):
         writer.write(body[20_000:])
         writer.sync()
     assert path.read_bytes() == head + body
+
+
+def test_small_file_hashes_equal_the_pipelined_ones(tmp_path):
+    """hash_small_file (one read, no worker threads) gives hash_file's values: a safetensors
+    add-on of 3 MiB (AutoV1 and AutoV3 present) and a tiny non-safetensors file."""
+    from hub.core.hashing import hash_small_file
+
+    rng = random.Random(7)
+    header = b'{"w":{"dtype":"U8","shape":[3145728],"data_offsets":[0,3145728]}}'
+    body = rng.randbytes(3 << 20)
+    st = tmp_path / "a.safetensors"
+    st.write_bytes(struct.pack("<Q", len(header)) + header + body)
+    tiny = tmp_path / "b.pt"
+    tiny.write_bytes(rng.randbytes(100))
+    for path in (st, tiny):
+        small, small_stat = hash_small_file(path)
+        piped, piped_stat = hash_file(path)
+        assert small == piped and small_stat == piped_stat
+    small, _ = hash_small_file(st)
+    assert small.sha256 == hashlib.sha256(st.read_bytes()).hexdigest()
+    assert small.autov3 == hashlib.sha256(body).hexdigest()

@@ -65,6 +65,8 @@ def webui(tmp_path, models):
 def test_scan_registers_in_place_with_sidecars(hub, webui, models):
     report = hub("scan", webui, "--json").json()
     assert len(report["added"]) == 5
+    soft_link = webui / "zcomfy" / "models" / "loras" / "soft-hardlink.safetensors"
+    assert [x["path"] for x in report["locations_added"]] == [str(soft_link)]
     skipped = {os.path.basename(s["path"]): s["reason"] for s in report["skipped"]}
     assert "dangling.safetensors" in skipped
     assert any("loop" in r for r in skipped.values())
@@ -99,7 +101,8 @@ def test_rescan_of_unchanged_tree_hashes_nothing(hub, webui):
     again = hub("scan", webui, "--json").json()
     assert again["hashed_bytes"] == 0
     assert again["added"] == again["updated"] == []
-    assert again["unchanged"] == 5
+    assert again["unchanged"] == 6  # five files and the hard link (a second location)
+    assert again["locations_added"] == [] and again["pending"] == 0
 
 
 def test_changed_file_is_rehashed_and_row_updated(hub, webui, models):

@@ -109,7 +109,7 @@ def show_command(
     as_json: bool = JSON,
 ) -> None:
     """Show one artifact."""
-    from hub.registry.queries import lineage_of, probe_record, resolve_json
+    from hub.registry.queries import lineage_of, locations_of, probe_record, resolve_json
 
     hub = context(ctx)
     if Path(ref).exists():  # a file on disk: identify it without registering anything
@@ -118,6 +118,7 @@ def show_command(
     with hub.db.reader() as reader:
         art = resolve_json(reader, ref)
         art["lineage"] = lineage_of(reader, art["id"])
+        art["locations"] = locations_of(reader, art["id"])
         if why:
             art["why"] = probe_record(reader, art["id"])
     if as_json:
@@ -144,6 +145,7 @@ def show_command(
     for hname, value in art["hashes"].items():
         if value:
             console.print(f"{hname:>14}: {value}")
+    _print_locations(console, art)
     for key in ("tags", "trained_words"):
         if art[key]:
             console.print(f"{key:>14}: {', '.join(art[key])}", markup=False)
@@ -170,6 +172,23 @@ def _print_family_evidence(console, art) -> None:  # noqa: ANN001
         mark = "family" if n == 0 else "also"
         detail = f" ({e['detail']})" if e.get("detail") else ": no evidence"
         console.print(f"{mark:>14}: {e['family']} by {e['source']}{detail}", markup=False)
+
+
+def _print_locations(console, art: dict) -> None:  # noqa: ANN001
+    """The hash status when pending, and every location (the primary one first)."""
+    if art["hash_status"] == "pending":
+        console.print(f"{'hashes':>14}: hash pending (hub scan fills them in)")
+    for place in art["locations"]:
+        marks = [
+            mark
+            for mark, on in (
+                ("primary", place["primary"]),
+                ("made by hub", place["created_by_hub"]),
+            )
+            if on
+        ]
+        extra = f" ({', '.join(marks)})" if marks else ""
+        console.print(f"{'location':>14}: {place['path']}{extra}", markup=False)
 
 
 def tag_command(ctx: typer.Context, ref: str, tags: list[str], as_json: bool = JSON) -> None:
@@ -216,23 +235,36 @@ def set_command(
 
 def rm_command(
     ctx: typer.Context,
-    ref: str,
+    ref: str = typer.Argument(..., help="An artifact ref, or the path of one of its locations."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
     keep_file: bool = typer.Option(False, "--keep-file", help="Keep the file in the store."),
     as_json: bool = JSON,
 ) -> None:
-    """Remove an artifact from the registry (and its file, if the store owns it)."""
-    from hub.manage import remove
+    """Remove an artifact from the registry (and its file, if the store owns it); given the
+    path of one of its locations, forget that location only while another one remains."""
+    from hub.manage import location_owner, remove, remove_location
     from hub.registry.queries import resolve_json
 
     hub = context(ctx)
+    owner = location_owner(hub, ref) if Path(ref).is_absolute() or Path(ref).exists() else None
+    if owner is not None and len(owner["locations"]) > 1:
+        _confirm(yes, f"forget location {ref} of {owner['kind']}:{owner['name']}?")
+        removal = remove_location(hub, ref, keep_file=keep_file)
+        if as_json:
+            emit_json(
+                {"status": "location removed", "location": removal.location, **removal.artifact}
+            )
+        else:
+            status(
+                f"forgot {removal.location}; {owner['kind']}:{owner['name']} stays at "
+                f"{removal.artifact['path']}"
+            )
+        return
     with hub.db.reader() as reader:
-        art = resolve_json(reader, ref)
-    if not yes:
-        what = "and delete its file" if art["in_store"] and not keep_file else "(file kept)"
-        if not typer.confirm(f"remove {art['kind']}:{art['name']} {what}?", err=True):
-            raise typer.Exit(1)
-    removal = remove(hub, ref, keep_file=keep_file)
+        art = owner or resolve_json(reader, ref)
+    what = "and delete its file" if art["in_store"] and not keep_file else "(file kept)"
+    _confirm(yes, f"remove {art['kind']}:{art['name']} {what}?")
+    removal = remove_location(hub, ref, keep_file) if owner else remove(hub, ref, keep_file)
     if as_json:
         emit_json({"status": "removed", "deleted_file": removal.deleted_file, **removal.artifact})
         return
@@ -240,6 +272,11 @@ def rm_command(
         f"removed {art['kind']}:{art['name']}"
         + (f", deleted {art['path']}" if removal.deleted_file else "")
     )
+
+
+def _confirm(yes: bool, question: str) -> None:
+    if not yes and not typer.confirm(question, err=True):
+        raise typer.Exit(1)
 
 
 def _search_remote(hub, query, kind, base, tag, limit, cursor, source, as_json) -> None:  # noqa: ANN001

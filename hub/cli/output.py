@@ -76,7 +76,7 @@ def artifact_table(rows: list[dict[str, Any]]) -> None:
             a.get("family") or "unknown",
             a["algo"] or a["layout"] or "",
             human_size(a["size"]),
-            a["hashes"]["autov2"],
+            a["hashes"]["autov2"] or "hash pending",
             ", ".join(a["tags"]),
         )
     print_table(table)
@@ -140,6 +140,52 @@ def open_progress(label: str, enabled: bool) -> Iterator[Any]:
     ) as bar:
         task = bar.add_task(label, total=None)
         yield (lambda total: bar.update(task, total=total)), (lambda n: bar.advance(task, n))
+
+
+@contextmanager
+def scan_progress(enabled: bool) -> Iterator[Any]:
+    """Bars on stderr for a scan (files read, then files and bytes hashed, rate, ETA);
+    yields the callback :func:`hub.scan.scan` reports a ``ScanProgress`` to."""
+    if not show_progress(enabled):
+        yield lambda progress: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err(),
+        transient=True,
+    ) as bar:
+        headers = bar.add_task("reading headers", total=None)
+        hashing = bar.add_task("hashing", total=None, visible=False, start=False)
+
+        def update(p: Any) -> None:
+            if p.stage == "headers":
+                bar.update(headers, description=f"reading headers: {p.files_done} files")
+                return
+            bar.update(headers, visible=False)
+            if not bar.tasks[hashing].started:
+                bar.start_task(hashing)
+            bar.update(
+                hashing,
+                visible=True,
+                completed=p.bytes_done,
+                total=p.bytes_total,
+                description=f"hashing {p.files_done}/{p.files_total} files",
+            )
+
+        yield update
 
 
 @contextmanager

@@ -13,10 +13,13 @@ from hub.cli.options import (
 from hub.cli.output import (
     emit_json,
     human_size,
+    scan_progress,
     spinner,
     status,
 )
 from hub.cli.state import context
+
+SHOWN = 20  # new locations listed one per line; the rest are counted
 
 
 def register(app: typer.Typer) -> None:
@@ -34,19 +37,22 @@ def scan_command(
     """Register the models under a folder where they are (no copy); incremental."""
     from hub.scan import scan
 
-    with spinner("scanning", not quiet) as tick:
-        report = scan(context(ctx), folder, progress=tick)
+    with scan_progress(not quiet) as on_progress:
+        report = scan(context(ctx), folder, progress=on_progress)
     if as_json:
         emit_json(report.as_dict())
         return
     for path, reason in report.skipped:
         status(f"skipped {path}: {reason}")
-    for path, same in report.duplicates:
-        status(f"duplicate {path}: same bytes as {same}")
+    for path, primary in report.locations_added[:SHOWN]:
+        status(f"new location {path}: same bytes as {primary}")
+    if len(report.locations_added) > SHOWN:
+        status(f"... and {len(report.locations_added) - SHOWN} more new locations (see --json)")
     status(
         f"{len(report.added)} added, {len(report.updated)} updated, "
-        f"{report.unchanged} unchanged, {len(report.duplicates)} duplicates, "
-        f"{len(report.skipped)} skipped ({human_size(report.hashed_bytes)} hashed)"
+        f"{report.unchanged} unchanged, {len(report.locations_added)} locations added, "
+        f"{len(report.skipped)} skipped ({human_size(report.hashed_bytes)} hashed"
+        + (f", {report.pending} hash pending)" if report.pending else ")")
     )
 
 
@@ -72,6 +78,8 @@ def verify_command(
             status(f"registered orphan: {path}")
         for path, reason in report.problems:
             status(f"problem: {path}: {reason}")
+        for path in report.pending:
+            status(f"hash pending: {path} (run hub scan on its folder)")
         status(f"{len(report.ok)} ok, {len(report.missing)} missing, {len(report.changed)} changed")
     if not report.clean:
         raise typer.Exit(1)

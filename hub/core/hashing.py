@@ -264,6 +264,42 @@ def hash_file(
     return hashes, FileStat.of(after)
 
 
+SMALL_FILE = 16 << 20  # up to this size, :func:`hash_small_file` reads a file in one call
+
+
+def hash_small_file(
+    path: str | os.PathLike[str], autov3: bool = True
+) -> tuple[FileHashes, FileStat]:
+    """The hashes of a file of at most :data:`SMALL_FILE` bytes, read in one call and hashed on
+    the calling thread: what a pool of workers hashing many small add-ons wants (no per-file
+    worker threads). The same values as :func:`hash_file`; a larger file is handed to it."""
+    path = Path(path)
+    with path.open("rb", buffering=0) as fh:
+        before = os.fstat(fh.fileno())
+        if before.st_size > SMALL_FILE:
+            return hash_file(path, autov3=autov3)
+        data = fh.read(before.st_size + 1)
+        after = os.fstat(fh.fileno())
+    if not _same_file(before, after) or len(data) != after.st_size:
+        raise InvalidFileError(path, "the file changed while it was being read")
+    view = memoryview(data)
+    v3 = None
+    if autov3 and len(data) >= 9 and data[8:9] == b"{":
+        (length,) = struct.unpack("<Q", data[:8])
+        if length <= MAX_HEADER and 8 + length <= len(data):
+            v3 = hashlib.sha256(view[8 + length :]).hexdigest()
+    v1 = None
+    if len(data) >= AUTOV1_MIN_SIZE:
+        v1 = hashlib.sha256(view[AUTOV1_OFFSET : AUTOV1_OFFSET + AUTOV1_LENGTH]).hexdigest()[:8]
+    hashes = FileHashes(
+        xxh3_128=xxhash.xxh3_128_hexdigest(view),
+        sha256=hashlib.sha256(view).hexdigest(),
+        autov1=v1,
+        autov3=v3,
+    )
+    return hashes, FileStat.of(after)
+
+
 def autov3_of(path: str | os.PathLike[str], expected: FileStat | None = None) -> str | None:
     """The AutoV3 of a safetensors file (None for any other file), computed now; a file whose
     size, mtime or inode differ from ``expected`` raises :class:`InvalidFileError`."""

@@ -41,6 +41,16 @@ def _read_json(path: Path, problems: list[str]) -> Any:
         return None
 
 
+def sidecar_names(model: Path) -> list[str]:
+    """The names of every file :func:`read_sidecars` looks for beside ``model``: a scan that
+    has listed the folder reads sidecars only when one of them is there."""
+    stem = model.name if model.is_dir() else model.stem
+    names = [f"{stem}.civitai.info", f"{stem}.json"]
+    for ext in PREVIEW_EXTS:
+        names += [f"{stem}.preview{ext}", f"{stem}{ext}"]
+    return names
+
+
 def preview_of(model: Path) -> Path | None:
     """The preview image A1111 would show for a model, if one exists."""
     stem = model.name if model.is_dir() else model.stem

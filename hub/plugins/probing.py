@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,11 @@ class Verdict:
     broken: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            k: (str(v) if v is not None else None) if k in {"kind", "base"} else v
-            for k, v in asdict(self).items()
-        }
+        """Every field (all plain values: a shallow copy), kind and base as strings."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("kind", "base"):
+            out[key] = None if out[key] is None else str(out[key])
+        return out
 
 
 Probe = Callable[[Subject], Verdict]

@@ -20,6 +20,8 @@ from hub.core.errors import AmbiguousRefError, RefNotFoundError
 from hub.core.taxonomy import ADDON_KINDS, Ref
 from hub.registry.db import Reader
 
+PENDING = "pending"  # hash_status of a row registered from its header, hashes not yet known
+
 COLUMNS = (
     "id, kind, name, version, base, family, format, layout, algo, variant, prediction, path, "
     "in_store, size, mtime_ns, inode, xxh3_128, sha256, autov1, autov3, hash_status, source, "
@@ -46,7 +48,8 @@ def timestamp_text(value: Any) -> Any:
 
 
 def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
-    """The public JSON object of an artifact."""
+    """The public JSON object of an artifact (hashes None while they are pending)."""
+    pending = row["hash_status"] == PENDING
     return {
         "id": row["id"],
         "name": row["name"],
@@ -63,13 +66,17 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
         "path": row["path"],
         "in_store": bool(row["in_store"]),
         "size": row["size"],
-        "hashes": {
-            "xxh3_128": row["xxh3_128"],
-            "sha256": row["sha256"],
-            "autov1": row["autov1"],
-            "autov2": row["sha256"][:10],
-            "autov3": row["autov3"],
-        },
+        "hashes": (
+            dict.fromkeys(("xxh3_128", "sha256", "autov1", "autov2", "autov3"))
+            if pending
+            else {
+                "xxh3_128": row["xxh3_128"],
+                "sha256": row["sha256"],
+                "autov1": row["autov1"],
+                "autov2": row["sha256"][:10],
+                "autov3": row["autov3"],
+            }
+        ),
         "hash_status": row["hash_status"],
         "tags": tags,
         "trained_words": _loads(row["trained_words"], []) or [],
@@ -348,7 +355,7 @@ def rows_by_source_version(reader: Reader, site: str, version_id: int) -> list[d
 def display(row: dict[str, Any]) -> str:
     """``kind:name[@version] (autov2)``: how errors and reports name an artifact."""
     version = f"@{row['version']}" if row["version"] else ""
-    return f"{row['kind']}:{row['name']}{version} ({row['sha256'][:10]})"
+    return f"{row['kind']}:{row['name']}{version} ({row['sha256'][:10] or 'hash pending'})"
 
 
 def resolve_rows(reader: Reader, ref: Ref) -> list[dict[str, Any]]:
@@ -414,9 +421,36 @@ def probe_record(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
     return _loads(rows[0]["probe_json"], []) if rows else []
 
 
-def stat_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str]]:
-    """path -> (size, mtime_ns, inode, id, xxh3) for every artifact: what a scan compares."""
+def locations_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
+    """Every place an artifact's bytes are, the primary one (``artifact.path``) first."""
+    rows = reader.rows(
+        "SELECT l.path, l.device, l.inode, l.size, l.mtime_ns, l.root, l.created_by_hub, "
+        "l.seen_at, CASE WHEN l.path = a.path THEN 1 ELSE 0 END AS is_primary "
+        "FROM location l JOIN artifact a ON a.id = l.artifact_id "
+        "WHERE l.artifact_id = :id ORDER BY is_primary DESC, l.id",
+        {"id": artifact_id},
+    )
+    return [
+        {**r, "created_by_hub": bool(r["created_by_hub"]), "primary": bool(r.pop("is_primary"))}
+        for r in rows
+    ]
+
+
+def location_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str, str]]:
+    """path -> (size, mtime_ns, inode, artifact id, hash status, kind) for every location:
+    what a scan compares a file's ``stat`` with."""
+    rows = reader.rows(
+        "SELECT l.path, l.size, l.mtime_ns, l.inode, l.artifact_id, a.hash_status, a.kind "
+        "FROM location l JOIN artifact a ON a.id = l.artifact_id"
+    )
     return {
-        r["path"]: (r["size"], r["mtime_ns"], r["inode"], r["id"], r["xxh3_128"])
-        for r in reader.rows("SELECT path, size, mtime_ns, inode, id, xxh3_128 FROM artifact")
+        r["path"]: (
+            r["size"],
+            r["mtime_ns"],
+            r["inode"],
+            r["artifact_id"],
+            r["hash_status"],
+            r["kind"],
+        )
+        for r in rows
     }

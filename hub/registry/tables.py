@@ -175,4 +175,27 @@ class SiteAnswer(SQLModel, table=True):
     fetched_at: datetime
 
 
+class Location(SQLModel, table=True):
+    """One place on disk where an artifact's bytes are: a path, what ``stat`` said of it when
+    it was last seen, the scanned root (or UI) it belongs to, and whether sd-hub made it.
+    ``artifact.path`` is one of them: the primary location."""
+
+    __tablename__ = "location"
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("artifact.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    path: str = Field(unique=True)
+    device: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    inode: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    mtime_ns: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    root: str | None = None
+    created_by_hub: bool = False
+    seen_at: datetime = Field(default_factory=utcnow)
+
+
 SCHEMA = SQLModel.metadata  # every table above: what ``alembic revision --autogenerate`` diffs

@@ -8,6 +8,8 @@ schema is the migrations' (see migrations/); the defaults below are the columns'
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,8 +116,15 @@ def remove_tags(session: Writer, artifact: Row, names: list[str]) -> int:
     return removed
 
 
-def insert(session: Writer, values: dict[str, Any], tags: list[tuple[str, str]]) -> Row:
-    """Insert a new artifact row with its tags and search entry."""
+def insert(
+    session: Writer,
+    values: dict[str, Any],
+    tags: list[tuple[str, str]],
+    place: Place | None = None,
+    root: str | None = None,
+) -> Row:
+    """Insert a new artifact row with its tags, search entry and first location (``place``,
+    else its path as ``stat`` sees it now; ``root``: the scanned folder it was found in)."""
     now = utcnow(session)
     columns = ARTIFACT_DEFAULTS | {"created_at": now, "updated_at": now} | values
     names = list(columns)
@@ -125,26 +134,36 @@ def insert(session: Writer, values: dict[str, Any], tags: list[tuple[str, str]])
         columns,
     )
     artifact = get(session, row["id"])
+    put_location(
+        session,
+        artifact.id,
+        place or Place.of(artifact.path),
+        root=root,
+        created_by_hub=bool(artifact.in_store),
+    )
     for origin in {o for _, o in tags}:
         add_tags(session, artifact, [n for n, o in tags if o == origin], origin)
     refresh_search(session, artifact)
     return artifact
 
 
-def update(session: Writer, artifact: Row, values: dict[str, Any]) -> Row:
-    """Set columns of an artifact (and its ``updated_at``); the row is updated in place."""
+def update(session: Writer, artifact: Row, values: dict[str, Any], search: bool = True) -> Row:
+    """Set columns of an artifact (and its ``updated_at``); the row is updated in place.
+    ``search=False``: the columns set are none the full-text entry holds (hashes, stat)."""
     values = {**values, "updated_at": utcnow(session)}
     session.execute(
         f"UPDATE artifact SET {', '.join(f'{k} = :{k}' for k in values)} WHERE id = :id_",
         {**values, "id_": artifact.id},
     )
     artifact.update(values)
-    refresh_search(session, artifact)
+    if search:
+        refresh_search(session, artifact)
     return artifact
 
 
 def remove(session: Writer, artifact: Row) -> None:
     _drop_search(session, artifact.id)
+    session.execute("DELETE FROM location WHERE artifact_id = :id", {"id": artifact.id})
     session.execute("DELETE FROM tag WHERE artifact_id = :id", {"id": artifact.id})
     session.execute("DELETE FROM lineage WHERE child_id = :id", {"id": artifact.id})
     session.execute("DELETE FROM artifact WHERE id = :id", {"id": artifact.id})
@@ -202,3 +221,97 @@ def refresh_search(session: Writer, artifact: Row) -> None:
         "INSERT INTO artifact_search (artifact_id, doc) VALUES (:id, to_tsvector('simple', :doc))",
         {"id": artifact.id, "doc": search_text(doc)},
     )
+
+
+# -- locations: the places on disk where an artifact's bytes are --------------------------------
+
+
+@dataclass(frozen=True)
+class Place:
+    """A path and what ``stat`` said of it (zeros for a path that cannot be read)."""
+
+    path: str
+    device: int = 0
+    inode: int = 0
+    size: int = 0
+    mtime_ns: int = 0
+
+    @classmethod
+    def of(cls, path: str, st: os.stat_result | None = None) -> Place:
+        """The place of ``path``, from ``st`` or a ``stat`` now."""
+        if st is None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return cls(path)
+        return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def put_location(
+    session: Writer,
+    artifact_id: int,
+    place: Place,
+    root: str | None = None,
+    created_by_hub: bool = False,
+) -> None:
+    """Record that ``place.path`` holds the artifact's bytes (moving the path over from
+    another artifact if it was recorded there)."""
+    values = {
+        "artifact_id": artifact_id,
+        "path": place.path,
+        "device": place.device,
+        "inode": place.inode,
+        "size": place.size,
+        "mtime_ns": place.mtime_ns,
+        "seen_at": utcnow(session),
+    }
+    changed = session.execute(
+        "UPDATE location SET artifact_id = :artifact_id, device = :device, inode = :inode, "
+        "size = :size, mtime_ns = :mtime_ns, seen_at = :seen_at"
+        + (", root = :root" if root is not None else "")
+        + " WHERE path = :path",
+        values | {"root": root},
+    )
+    if not changed:
+        session.execute(
+            "INSERT INTO location (artifact_id, path, device, inode, size, mtime_ns, root, "
+            "created_by_hub, seen_at) VALUES (:artifact_id, :path, :device, :inode, :size, "
+            ":mtime_ns, :root, :hub, :seen_at)",
+            values | {"root": root, "hub": created_by_hub},
+        )
+
+
+def location_paths(session: Writer, artifact_id: int) -> list[str]:
+    """The paths of an artifact's locations, oldest first."""
+    rows = session.rows(
+        "SELECT path FROM location WHERE artifact_id = :id ORDER BY id", {"id": artifact_id}
+    )
+    return [r["path"] for r in rows]
+
+
+def drop_location(session: Writer, artifact: Row, path: str) -> bool:
+    """Forget one location of ``artifact``; when it was the primary path, another location
+    becomes primary. Returns False when it was the last one (nothing is changed then: the
+    caller removes the artifact or keeps the location)."""
+    others = [p for p in location_paths(session, artifact.id) if p != path]
+    if not others:
+        return False
+    session.execute("DELETE FROM location WHERE path = :path", {"path": path})
+    if artifact.path == path:
+        update(session, artifact, {"path": others[0]})
+    return True
+
+
+def merge_into(session: Writer, duplicate: Row, survivor: Row) -> None:
+    """Fold ``duplicate`` (the same bytes as ``survivor``) into ``survivor``: its locations
+    and tags move over, then its row goes."""
+    session.execute(
+        "UPDATE location SET artifact_id = :to WHERE artifact_id = :from",
+        {"to": survivor.id, "from": duplicate.id},
+    )
+    rows = session.rows(
+        "SELECT name, origin FROM tag WHERE artifact_id = :id", {"id": duplicate.id}
+    )
+    for origin in sorted({r["origin"] for r in rows}):
+        add_tags(session, survivor, [r["name"] for r in rows if r["origin"] == origin], origin)
+    remove(session, duplicate)
