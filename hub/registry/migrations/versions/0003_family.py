@@ -15,11 +15,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("artifact") as batch:
-        batch.add_column(
-            sa.Column("family_locked", sa.Boolean, nullable=False, server_default=sa.false())
-        )
-        batch.add_column(sa.Column("family_evidence", sa.Text))
+    # plain ADD COLUMN: a batch (copy-and-move) of ``artifact`` on SQLite would drop the old
+    # table, and with foreign keys on that deletes every tag and lineage row by cascade
+    op.add_column(
+        "artifact",
+        sa.Column("family_locked", sa.Boolean, nullable=False, server_default=sa.false()),
+    )
+    op.add_column("artifact", sa.Column("family_evidence", sa.Text))
     op.create_table(
         "site_answer",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -34,6 +36,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("site_answer")
-    with op.batch_alter_table("artifact") as batch:
-        batch.drop_column("family_evidence")
-        batch.drop_column("family_locked")
+    op.drop_column("artifact", "family_evidence")
+    op.drop_column("artifact", "family_locked")
