@@ -83,7 +83,7 @@ class PgServer:
         data, log = self.folder / "data", self.folder / "server.log"
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c fsync=off -c full_page_writes=off -c max_connections=200"
         )
         proc = subprocess.run(
             [*self.as_user, self.pg_ctl, "-D", str(data), "-o", options, "-l", str(log), "-w"]
