@@ -58,6 +58,7 @@ def parse(
     groups, stray = lk.group_modules({k: tuple(v.shape) for k, v in state.items()})
     if stray:
         raise AdapterError(f"{len(stray)} keys belong to no adapter module, e.g. {stray[0]}")
+    source = {lk.split_key(k): k for k in state}  # processor/XLabs keys are renamed
     modules: dict[str, Module] = {}
     for name, keys in groups.items():
         algo = lk.module_algo(keys)
@@ -66,7 +67,7 @@ def parse(
         problem = lk.missing_parts(keys, algo)
         if problem:
             raise AdapterError(f"{algo} module {name} {problem}")
-        tensors = {_canonical(p): state[f"{name}.{p}"] for p in keys.params}
+        tensors = {_canonical(p): state[source[name, p]] for p in keys.params}
         modules[name] = Module(name, algo, tensors)
         if peft_config:
             modules[name].scale = peft_scale(peft_config, modules[name])

@@ -14,7 +14,7 @@ from adapters import embedding as embedding_math
 from adapters import hypernetwork as hypernetwork_math
 from adapters import lora as lora_math
 from adapters import patch
-from hub.core import lora_keys
+from hub.core import flux_keys, lora_keys
 from hub.core.errors import HubError
 
 Shapes = dict[str, tuple[int, ...]]
@@ -129,7 +129,10 @@ def fit_lora(
     model: dict[str, Any], shapes: Shapes, art: dict[str, Any], adapter: lora_math.Adapter
 ) -> patch.Report:
     """The compatibility report of a LoRA-family add-on against a model; a misfit raises
-    with the report in the message."""
+    with the report in the message. For a Flux model, modules the file stores fused where
+    the adapter's are split (or the reverse) are first recut into row slices, in place."""
+    if model["base"] == "flux" and flux_keys.is_flux(shapes):
+        adapter.modules = flux_keys.recut(adapter.modules, flux_keys.lora_targets(shapes), shapes)
     rep = patch.report(art["name"], adapter, shapes, resolver(model["base"], shapes))
     if art["base"] not in ("unknown", model["base"]) or not rep.ok:
         raise HubError(
