@@ -205,3 +205,39 @@ def test_bake_keeps_fp8_dtype_and_rounds_like_torch(hub):
     delta = lora[f"{name}.lora_up.weight"] @ lora[f"{name}.lora_down.weight"] * 2
     expected = (original[key].float() + delta).to(torch.float8_e4m3fn)
     assert torch.equal(baked[key].view(torch.uint8), expected.view(torch.uint8))
+
+
+@pytest.mark.parametrize(
+    ("source", "dtype", "expected"),
+    [
+        ("BF16", "fp8", torch.float8_e4m3fn),
+        ("F32", "fp8_e5m2", torch.float8_e5m2),
+        ("F8_E4M3", "bf16", torch.bfloat16),
+        ("F32", "fp16", torch.float16),
+    ],
+)
+def test_convert_dtype_streams_and_rounds_like_torch(hub, source, dtype, expected):
+    path = fm.flux_file("dev", "bfl", source)
+    hub("import", str(path), "--name", "flux")
+    out = hub("convert", "flux", "--dtype", dtype, "--json").json()
+    got, original = load_file(out["path"]), load_file(path)
+    assert set(got) == set(original)
+    for key, value in original.items():
+        want = value.to(expected)
+        assert got[key].dtype == expected and torch.equal(
+            got[key].view(torch.uint8), want.view(torch.uint8)
+        ), key
+    assert (out["base"], out["variant"]) == ("flux", "dev")
+
+
+def test_convert_to_fp8_refuses_values_beyond_its_range(hub, tmp_path):
+    from safetensors.torch import save_file
+
+    state = load_file(fm.flux_file("dev", "bfl"))
+    state["img_in.weight"][0, 0] = 1000.0
+    path = tmp_path / "loud.safetensors"
+    save_file(state, path)
+    hub("import", str(path), "--name", "loud")
+    result = hub("convert", "loud", "--dtype", "fp8", ok=False)
+    assert "img_in.weight holds 1000" in result.err and "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) <= 2
