@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from adapters import keys as lk
+from adapters.fp8 import upcast
 
 
 class AdapterError(ValueError):
@@ -349,7 +350,7 @@ def apply(weight: torch.Tensor, changes: list[tuple[Module, float]]) -> torch.Te
     """``weight`` with each module's delta added at its strength (float32 math, then the
     weight's dtype). Plain LoRAs add ``up @ down`` in one fused multiply-add; DoRA modules
     apply one at a time, in order, on the running weight."""
-    w = weight.to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+    w = upcast(weight)
     for mod, strength in changes:
         if strength == 0:
             continue

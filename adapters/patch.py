@@ -3,12 +3,14 @@ undone exactly (the originals are kept, not recomputed)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
+from adapters.fp8 import upcast
 from adapters.lora import (
     Adapter,
     AdapterError,
@@ -167,6 +169,41 @@ def patched(weight: torch.Tensor, changes: list[Change]) -> torch.Tensor:
             lo, hi = c.rows
             out[lo:hi] = apply(out[lo:hi], [_part(c)])
     return out
+
+
+CHUNK_ELEMENTS = 1 << 22  # a streamed weight is patched in row chunks of about this size
+
+
+def patched_chunks(
+    read_rows: Callable[[int, int], torch.Tensor], shape: tuple[int, ...], changes: list[Change]
+) -> Iterator[torch.Tensor]:
+    """The patched weight of ``shape`` as row chunks, reading the original's rows with
+    ``read_rows(lo, hi)``: memory stays one chunk, whatever the weight's size. Plain LoRAs
+    (whole or on row slices) are added chunk by chunk as :func:`patched` adds them (same
+    order, same fused multiply-adds); any other change takes the whole weight at once."""
+    rows = shape[0] if shape else 1
+    if not shape or any(c.bias or not _plain_lora(c.module, len(shape)) for c in changes):
+        yield patched(read_rows(0, rows), changes)
+        return
+    order = [c for c in changes if c.rows is None] + [c for c in changes if c.rows is not None]
+    factors = []
+    for c in order:
+        if c.strength:
+            up, down = _flat(c.module.t("lora_up.weight")), _flat(c.module.t("lora_down.weight"))
+            lo, hi = c.rows or (0, rows)
+            factors.append((lo, hi, up, down, c.strength * alpha_scale(c.module, down.shape[0])))
+    width = max(1, math.prod(shape[1:]))
+    step = max(1, CHUNK_ELEMENTS // width)
+    for a in range(0, rows, step):
+        b = min(rows, a + step)
+        raw = read_rows(a, b)
+        w = upcast(raw)
+        flat = w.view(b - a, -1)
+        for lo, hi, up, down, scale in factors:
+            s, e = max(a, lo), min(b, hi)
+            if s < e:
+                flat[s - a : e - a].addmm_(up[s - lo : e - lo], down, alpha=scale)
+        yield w.to(raw.dtype)
 
 
 def _part(change: Change) -> tuple[Module, float]:

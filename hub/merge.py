@@ -8,6 +8,7 @@ import contextlib
 import json
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ def bake(
                 staged,
                 specs,
                 lambda s: (
-                    patch.patched(ckpt.tensor(s.name), changes[s.name])
+                    patch.patched_chunks(partial(ckpt.rows, s.name), s.shape, changes[s.name])
                     if s.name in changes
                     else ckpt.tensor(s.name)
                 ),
