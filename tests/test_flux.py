@@ -241,3 +241,30 @@ def test_convert_to_fp8_refuses_values_beyond_its_range(hub, tmp_path):
     result = hub("convert", "loud", "--dtype", "fp8", ok=False)
     assert "img_in.weight holds 1000" in result.err and "Traceback" not in result.err
     assert len(result.err.strip().splitlines()) <= 2
+
+
+def test_sd3_loras_and_flux_folder_identified(ctx, tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    kohya = {
+        "lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight": torch.zeros(4, 16),
+        "lora_unet_joint_blocks_0_x_block_attn_qkv.lora_up.weight": torch.zeros(48, 4),
+        "lora_unet_joint_blocks_0_x_block_attn_qkv.alpha": torch.tensor(4.0),
+    }
+    save_file(kohya, tmp_path / "sd3-kohya.safetensors")
+    best = identify_path(ctx, tmp_path / "sd3-kohya.safetensors").best
+    assert (str(best.kind), str(best.base), best.layout) == ("lora", "sd3", "kohya"), best.reason
+    peft = {  # a SD3.5 Large-width PEFT LoRA: to_q takes 2432 values in
+        "transformer.transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 2432),
+        "transformer.transformer_blocks.0.attn.to_q.lora_B.weight": torch.zeros(2432, 4),
+    }
+    save_file(peft, tmp_path / "sd35-peft.safetensors")
+    best = identify_path(ctx, tmp_path / "sd35-peft.safetensors").best
+    assert (str(best.base), best.layout) == ("sd3", "peft") and "2432" in best.reason
+    folder = tmp_path / "FLUX.1-schnell"
+    fm.flux_transformer("schnell").save_config(folder / "transformer")  # config.json only
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    best = identify_path(ctx, folder).best
+    assert (str(best.base), best.variant, best.layout) == ("flux", "schnell", "diffusers")

@@ -1,6 +1,9 @@
 """What the headers of today's bases look like beyond Flux's blocks (hub.core.flux_keys):
 SD3/SD3.5 MMDiT transformers, the separate text encoders (CLIP-L, CLIP-G, T5) and the prefixes
-of whole checkpoints that bundle them. Facts and sources: FORMATS.md §Flux and SD3."""
+of whole checkpoints that bundle them. Sources: diffusers' single-file loader (SD3
+``joint_blocks``/``x_block.attn2`` for MMDiT-X, ComfyUI/SAI ``text_encoders.<name>.`` and
+``first_stage_model.`` prefixes) and ComfyUI's scaled-fp8 files (``scaled_fp8`` marker,
+``<layer>.scale_weight``)."""
 
 from __future__ import annotations
 

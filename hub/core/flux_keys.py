@@ -1,7 +1,14 @@
 """Flux.1 transformer key layouts: BFL/ComfyUI (``double_blocks.N.img_attn.qkv``, fused q/k/v
 and ``linear1``) and diffusers (``transformer_blocks.N.attn.to_q``, split), the map between
 them, and the model's geometry read from tensor shapes (never the full-size constants
-3072/12288 diffusers' own converter assumes). FORMATS.md §Flux has the facts and sources.
+3072/12288 diffusers' own converter assumes).
+
+Facts (sources: diffusers 0.42 ``convert_flux_transformer_checkpoint_to_diffusers`` and
+``lora_conversion_utils`` — read, not copied; tests/test_flux.py checks this map against the
+former at full size): BFL ``img_attn.qkv``/``txt_attn.qkv`` rows are q, k, v (hidden each);
+``single_blocks.N.linear1`` rows are q, k, v then the MLP input (mlp = 4 x hidden);
+``linear2`` is diffusers' single-block ``proj_out``; RMSNorm ``.scale`` is diffusers'
+``.weight``; ``guidance_in`` exists in dev only.
 
 A diffusers module lands in a BFL file as a weight key and, for fused tensors, a row range;
 ``norm_out.linear`` is the one module whose halves are swapped (diffusers stores scale then
