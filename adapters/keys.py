@@ -60,6 +60,8 @@ PARAM_SUFFIXES = tuple(
     )
 )
 _PROCESSOR = re.compile(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
+# XLabs Flux LoRAs: ``double_blocks.0.processor.qkv_lora1.down.weight`` (no alpha: scale 1).
+_XLABS = re.compile(r"^(.*\.processor\.(?:qkv|proj)_lora[12]?)\.(down|up)\.weight$")
 
 # Algorithm names, as the registry's ``algo`` column stores them.
 LORA, LOCON, TUCKER, LOHA, LOKR, FULL, IA3, DORA, GLORA, OFT, BOFT, NORM = (
@@ -121,6 +123,8 @@ def split_key(key: str) -> tuple[str, str] | None:
     match = _PROCESSOR.match(key)
     if match:
         return f"{match[1]}.{match[2]}", f"lora.{match[3]}.weight"
+    if match := _XLABS.match(key):
+        return match[1], f"lora.{match[2]}.weight"
     for suffix in PARAM_SUFFIXES:
         if key.endswith("." + suffix):
             return key[: -len(suffix) - 1], suffix

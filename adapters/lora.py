@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from adapters import keys as lk
+from adapters.fp8 import upcast
 
 
 class AdapterError(ValueError):
@@ -58,6 +59,7 @@ def parse(
     groups, stray = lk.group_modules({k: tuple(v.shape) for k, v in state.items()})
     if stray:
         raise AdapterError(f"{len(stray)} keys belong to no adapter module, e.g. {stray[0]}")
+    source = {lk.split_key(k): k for k in state}  # processor/XLabs keys are renamed
     modules: dict[str, Module] = {}
     for name, keys in groups.items():
         algo = lk.module_algo(keys)
@@ -66,7 +68,7 @@ def parse(
         problem = lk.missing_parts(keys, algo)
         if problem:
             raise AdapterError(f"{algo} module {name} {problem}")
-        tensors = {_canonical(p): state[f"{name}.{p}"] for p in keys.params}
+        tensors = {_canonical(p): state[source[name, p]] for p in keys.params}
         modules[name] = Module(name, algo, tensors)
         if peft_config:
             modules[name].scale = peft_scale(peft_config, modules[name])
@@ -348,7 +350,7 @@ def apply(weight: torch.Tensor, changes: list[tuple[Module, float]]) -> torch.Te
     """``weight`` with each module's delta added at its strength (float32 math, then the
     weight's dtype). Plain LoRAs add ``up @ down`` in one fused multiply-add; DoRA modules
     apply one at a time, in order, on the running weight."""
-    w = weight.to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+    w = upcast(weight)
     for mod, strength in changes:
         if strength == 0:
             continue

@@ -3,12 +3,16 @@ undone exactly (the originals are kept, not recomputed)."""
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
+from adapters.fp8 import upcast
 from adapters.lora import (
     Adapter,
     AdapterError,
@@ -167,6 +171,52 @@ def patched(weight: torch.Tensor, changes: list[Change]) -> torch.Tensor:
             lo, hi = c.rows
             out[lo:hi] = apply(out[lo:hi], [_part(c)])
     return out
+
+
+CHUNK_ELEMENTS = 1 << 20  # row chunks of a streamed weight: a few MiB stay in the CPU's caches
+CHUNK_WORKERS = 2  # chunks patched at once (torch and numpy release the GIL)
+
+
+def patched_chunks(
+    read_rows: Callable[[int, int], torch.Tensor], shape: tuple[int, ...], changes: list[Change]
+) -> Iterator[torch.Tensor]:
+    """The patched weight of ``shape`` as row chunks, in order, reading the original's rows
+    with ``read_rows(lo, hi)`` (called from worker threads): memory stays a few chunks,
+    whatever the weight's size. Plain LoRAs (whole or on row slices) are added chunk by
+    chunk as :func:`patched` adds them (same order, same fused multiply-adds); any other
+    change takes the whole weight at once."""
+    rows = shape[0] if shape else 1
+    if not shape or any(c.bias or not _plain_lora(c.module, len(shape)) for c in changes):
+        yield patched(read_rows(0, rows), changes)
+        return
+    order = [c for c in changes if c.rows is None] + [c for c in changes if c.rows is not None]
+    factors = []
+    for c in order:
+        if c.strength:
+            up, down = _flat(c.module.t("lora_up.weight")), _flat(c.module.t("lora_down.weight"))
+            lo, hi = c.rows or (0, rows)
+            factors.append((lo, hi, up, down, c.strength * alpha_scale(c.module, down.shape[0])))
+    step = max(1, CHUNK_ELEMENTS // max(1, math.prod(shape[1:])))
+
+    def chunk(a: int) -> torch.Tensor:
+        b = min(rows, a + step)
+        raw = read_rows(a, b)
+        w = upcast(raw)
+        flat = w.view(b - a, -1)
+        for lo, hi, up, down, scale in factors:
+            s, e = max(a, lo), min(b, hi)
+            if s < e:
+                flat[s - a : e - a].addmm_(up[s - lo : e - lo], down, alpha=scale)
+        return w.to(raw.dtype)
+
+    with ThreadPoolExecutor(CHUNK_WORKERS) as pool:
+        pending: deque[Future[torch.Tensor]] = deque()
+        for a in range(0, rows, step):
+            pending.append(pool.submit(chunk, a))
+            if len(pending) > CHUNK_WORKERS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _part(change: Change) -> tuple[Module, float]:

@@ -8,6 +8,7 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ def bake(
                 path,
                 specs,
                 lambda s: (
-                    patch.patched(ckpt.tensor(s.name), changes[s.name])
+                    patch.patched_chunks(partial(ckpt.rows, s.name), s.shape, changes[s.name])
                     if s.name in changes
                     else ckpt.tensor(s.name)
                 ),

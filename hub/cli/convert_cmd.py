@@ -45,7 +45,9 @@ def convert_command(
         "--to",
         help="The target format (`hub convert --help` lists those the converters declare).",
     ),
-    dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16."),
+    dtype: str = typer.Option(
+        None, "--dtype", help="fp32, fp16, bf16 or fp8 (e4m3; fp8_e5m2 too)."
+    ),
     prune: bool = typer.Option(False, "--prune", help="Drop EMA and unused keys."),
     name: str = typer.Option(None, "--name", help="Name of the result."),
     as_json: bool = JSON,

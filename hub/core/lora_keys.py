@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from adapters import ldm_keys
-from hub.core import topologies
+from hub.core import flux_keys, topologies
 
 _TEXT = re.compile(r"^(text_model_)?encoder_layers_(\d+)_(self_attn_(q|k|v|out)_proj|mlp_fc[12])$")
 
@@ -110,6 +110,14 @@ def targets(base: str, shapes: dict[str, tuple[int, ...]]) -> Callable[[str], Ta
     """Where each adapter module (kohya or PEFT naming) lands in a model of ``base`` with
     these checkpoint shapes: a function of the module name, None for no target. The name
     tables are built once per call."""
+    if base == "flux" and flux_keys.is_flux(shapes):
+        pieces_of = flux_keys.lora_targets(shapes)
+
+        def flux_target(module: str) -> Target | None:
+            found = flux_keys.piece_target(pieces_of, module)
+            return Target(*found) if found else None
+
+        return flux_target
     if base not in topologies.UNETS:
         return lambda module: None
     by_diffusers, by_ldm = unet_modules(shapes, base)

@@ -15,6 +15,7 @@ class Kind(StrEnum):
     EMBEDDING = "embedding"
     HYPERNETWORK = "hypernetwork"
     VAE = "vae"
+    TEXT_ENCODER = "text_encoder"  # CLIP-L/G or T5 kept apart from the model (Flux, SD3)
     UNKNOWN = "unknown"
 
 
@@ -56,6 +57,7 @@ A1111_FOLDERS: dict[Kind, str] = {
     Kind.EMBEDDING: "embeddings",
     Kind.HYPERNETWORK: "hypernetworks",
     Kind.VAE: "VAE",
+    Kind.TEXT_ENCODER: "text_encoder",  # Forge's models/text_encoder
     Kind.UNKNOWN: "Other",
 }
 

@@ -25,6 +25,7 @@ from hub.plugins import hookspecs
 ENTRY_POINT_GROUP = "hub"
 BUILTIN_PLUGINS = (
     "hub.plugins.builtin.probes",
+    "hub.plugins.builtin.dit_probes",
     "hub.plugins.builtin.converters",
     "hub.plugins.builtin.civitai",
     "hub.plugins.builtin.huggingface",

@@ -72,7 +72,13 @@ class Identification:
 
 def _read_folder(path: Path) -> dict[str, Any]:
     info: dict[str, Any] = {}
-    for name in ("model_index.json", "unet/config.json", "vae/config.json", "config.json"):
+    for name in (
+        "model_index.json",
+        "unet/config.json",
+        "transformer/config.json",
+        "vae/config.json",
+        "config.json",
+    ):
         file = path / name
         if file.is_file():
             try:

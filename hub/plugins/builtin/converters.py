@@ -17,6 +17,7 @@ from hub import hookimpl
 from hub.core import ldm_models, safeload
 from hub.core.errors import HubError, InvalidFileError
 from hub.core.safetensors_io import (
+    ST_TO_TORCH,
     TORCH_TO_ST,
     SafetensorsReader,
     TensorSpec,
@@ -26,11 +27,14 @@ from hub.core.safetensors_io import (
 from hub.core.state_dicts import PICKLE_FIELDS_META
 from hub.plugins.converting import Converter, ConvertJob
 
-FLOAT_ST = {"F32", "F16", "BF16", "F64"}
+FLOAT_ST = {"F32", "F16", "BF16", "F64", "F8_E4M3", "F8_E5M2"}
 DTYPES = {
     "fp32": "F32",
     "fp16": "F16",
     "bf16": "BF16",
+    "fp8": "F8_E4M3",  # what fp8 Flux/SD3 files use; rounded as torch's .to() rounds
+    "fp8_e4m3": "F8_E4M3",
+    "fp8_e5m2": "F8_E5M2",
     "float32": "F32",
     "float16": "F16",
     "bfloat16": "BF16",
@@ -45,15 +49,26 @@ def target_dtype(job: ConvertJob) -> str | None:
     try:
         return DTYPES[job.dtype.lower()]
     except KeyError:
-        raise HubError(f"unknown dtype '{job.dtype}'", hint="use fp32, fp16 or bf16") from None
+        raise HubError(
+            f"unknown dtype '{job.dtype}'", hint="use fp32, fp16, bf16, fp8 or fp8_e5m2"
+        ) from None
 
 
-def _cast(tensor: Any, st: str | None) -> Any:
+def _cast(tensor: Any, st: str | None, name: str = "") -> Any:
     import torch
 
     if st is None or st_dtype(tensor) not in FLOAT_ST:
         return tensor
-    return tensor.to({"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[st])
+    dtype = getattr(torch, ST_TO_TORCH[st])
+    if dtype.is_floating_point and dtype.itemsize == 1:
+        limit = torch.finfo(dtype).max  # beyond it torch's cast gives NaN, not the maximum
+        peak = float(tensor.float().abs().max()) if tensor.numel() else 0.0
+        if peak > limit:
+            raise HubError(
+                f"tensor {name} holds {peak:g}, beyond {st}'s largest value {limit:g}",
+                hint="keep this file in bf16 or fp16",
+            )
+    return tensor.to(dtype)
 
 
 def _keep(name: str, job: ConvertJob) -> bool:
@@ -124,7 +139,7 @@ def rewrite(job: ConvertJob) -> dict[str, Any]:
         write_safetensors(
             job.output,
             specs,
-            lambda s: _cast(reader.tensor(s.name), st),
+            lambda s: _cast(reader.tensor(s.name), st, s.name),
             reader.metadata,
             hasher=job.hasher,
         )

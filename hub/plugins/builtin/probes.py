@@ -11,6 +11,7 @@ import re
 
 from adapters import keys as lk
 from hub import hookimpl
+from hub.core import dit_keys
 from hub.core.taxonomy import Base, Format, Kind
 from hub.plugins.probing import Subject, Verdict
 
@@ -33,20 +34,8 @@ def checkpoint_probe(subject: Subject) -> Verdict:
     unet = [k for k in keys if k.startswith(UNET)]
     if not unet:
         return Verdict("checkpoint", False, f"no {UNET}* keys")
-    if any(k.startswith(UNET + "joint_blocks.") for k in unet):
-        return Verdict(
-            "checkpoint",
-            True,
-            "MMDiT joint_blocks: Stable Diffusion 3",
-            Kind.CHECKPOINT,
-            Base.SD3,
-            "ldm",
-            score=100,
-        )
-    if any(k.startswith(UNET + "double_blocks.") for k in unet):
-        return Verdict(
-            "checkpoint", True, "double_blocks: Flux", Kind.CHECKPOINT, Base.FLUX, "ldm", score=100
-        )
+    if any(k.startswith((UNET + "joint_blocks.", UNET + "double_blocks.")) for k in unet):
+        return Verdict("checkpoint", False, "a Flux/SD3 transformer, not a UNet (see dit_probes)")
     to_k = sorted(k for k in unet if k.endswith("attn2.to_k.weight"))
     if not to_k:
         return Verdict(
@@ -126,6 +115,7 @@ def diffusers_folder_probe(subject: Subject) -> Verdict:
     )
 
 
+FLUX_SD3_LATENT = 16
 _VAE_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
 
 
@@ -142,8 +132,22 @@ def vae_probe(subject: Subject) -> Verdict:
     if not any(n.startswith("decoder.") for n in names):
         return Verdict("vae", False, "no decoder.* keys")
     layout = "diffusers" if any(n.startswith("decoder.up_blocks.") for n in names) else "ldm"
-    latent = keys.get(strip + "post_quant_conv.weight")
-    reason = f"{layout} autoencoder keys" + (f", {latent[0]} latent channels" if latent else "")
+    latent = keys.get(strip + "post_quant_conv.weight") or keys.get(
+        strip + "decoder.conv_in.weight"
+    )
+    reason = f"{layout} autoencoder keys" + (f", {latent[1]} latent channels" if latent else "")
+    if latent and latent[1] == FLUX_SD3_LATENT:
+        # Flux's and SD3's VAEs share one 16-channel architecture (no quant convs).
+        return Verdict(
+            "vae",
+            True,
+            reason + ": a Flux/SD3 VAE",
+            Kind.VAE,
+            Base.UNKNOWN,
+            layout,
+            variant="16-channel",
+            score=70,
+        )
     # SD1, SD2 and SDXL VAEs share one architecture: the weights do not tell the base.
     return Verdict(
         "vae",
@@ -159,6 +163,8 @@ def vae_probe(subject: Subject) -> Verdict:
 def _lora_layout(names: list[str]) -> str:
     if any(n.startswith(lk.KOHYA_PREFIXES) for n in names):
         return "kohya"
+    if any(dit_keys.XLABS_LORA.match(n) for n in names):
+        return "xlabs"
     return "peft" if any(".lora_A" in n or ".lora_B" in n for n in names) else "diffusers"
 
 
@@ -274,6 +280,9 @@ def _width_evidence(
 def _lora_base(
     subject: Subject, modules: dict[str, lk.ModuleKeys], algos: dict[str, str]
 ) -> tuple[Base, str]:
+    widths = {name: lk.in_features(mod, algos[name]) for name, mod in modules.items()}
+    if dit := dit_keys.lora_base(widths):
+        return Base(dit[0]), dit[1]
     evidence = _width_evidence(subject, modules, algos)
     if evidence:
         bases = {base for base, _ in evidence}

@@ -1,0 +1,272 @@
+"""Tiny Flux.1, SD3 and text-encoder files built by diffusers/transformers/peft from configs
+with random weights, cached on disk like tests/minimodels.py. BFL-layout files come from
+:func:`hub.core.flux_keys.bfl_from_diffusers` (checked against diffusers' own converter in
+tests/test_flux.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from minimodels import CACHE_ROOT
+from safetensors.torch import save_file
+
+from hub.core import flux_keys
+
+FLUX = dict(
+    patch_size=1,
+    in_channels=16,
+    num_layers=1,
+    num_single_layers=2,
+    attention_head_dim=8,
+    num_attention_heads=2,
+    joint_attention_dim=32,
+    pooled_projection_dim=32,
+    axes_dims_rope=(2, 2, 4),
+)
+SD3 = dict(
+    sample_size=16,
+    patch_size=2,
+    in_channels=4,
+    num_layers=2,
+    attention_head_dim=8,
+    num_attention_heads=2,
+    joint_attention_dim=32,
+    caption_projection_dim=16,
+    pooled_projection_dim=32,
+    out_channels=4,
+    pos_embed_max_size=16,
+)
+VARIANT_INPUT = {"dev": 1, "schnell": 1, "fill": 6, "depth": 2}
+RANK = 4
+
+
+def _path(kind: str, *args: object) -> Path:
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(Path(flux_keys.__file__).read_bytes())
+    digest.update(json.dumps([kind, *args], default=str).encode())
+    folder = CACHE_ROOT / "flux" / digest.hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{kind}-{'-'.join(map(str, args))}.safetensors"
+
+
+def _save(state: dict[str, torch.Tensor], target: Path) -> Path:
+    tmp = target.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp)
+    tmp.rename(target)
+    return target
+
+
+def flux_transformer(variant: str = "dev", seed: int = 0):
+    """A tiny FluxTransformer2DModel: ``dev`` (guidance embedder), ``schnell``, or the
+    Fill/Depth input widths."""
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    config = dict(FLUX, guidance_embeds=variant != "schnell")
+    config["in_channels"] = FLUX["in_channels"] * VARIANT_INPUT[variant]
+    config["out_channels"] = FLUX["in_channels"]
+    model = FluxTransformer2DModel(**config)
+    with torch.no_grad():  # diffusers zero-inits some layers; random everywhere tests more
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def flux_file(variant: str = "dev", layout: str = "bfl", dtype: str = "F32") -> Path:
+    """A tiny Flux transformer file: ``bfl`` (no prefix), ``comfy`` (a whole checkpoint:
+    ``model.diffusion_model.`` plus text encoders and VAE) or ``diffusers``."""
+    target = _path("flux", variant, layout, dtype)
+    if target.is_file():
+        return target
+    state = flux_transformer(variant).state_dict()
+    if layout == "bfl":
+        state = flux_keys.bfl_from_diffusers(state)
+    elif layout == "comfy":
+        state = flux_keys.bfl_from_diffusers(state, "model.diffusion_model.")
+        state |= {f"text_encoders.clip_l.transformer.{k}": v for k, v in clip_state(32).items()}
+        state |= {f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5_state().items()}
+        state |= {f"vae.{k}": v for k, v in vae16_state().items()}
+    torch_dtype = {
+        "F32": torch.float32,
+        "BF16": torch.bfloat16,
+        "F8_E4M3": torch.float8_e4m3fn,
+        "F8_E5M2": torch.float8_e5m2,
+    }[dtype]
+    return _save({k: v.to(torch_dtype) for k, v in state.items()}, target)
+
+
+def clip_state(width: int = 32, prefix: bool = True) -> dict[str, torch.Tensor]:
+    """A tiny CLIP text tower (``text_model.`` spelled as ComfyUI's files keep it)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(7)
+    model = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=width,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=1000,
+            max_position_embeddings=77,
+        )
+    )
+    state = {k.removeprefix("text_model."): v for k, v in model.state_dict().items()}
+    return {("text_model." if prefix else "") + k: v for k, v in state.items()}
+
+
+def t5_state() -> dict[str, torch.Tensor]:
+    """A tiny T5 encoder (the shared embedding saved once)."""
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(8)
+    model = T5EncoderModel(
+        T5Config(d_model=32, d_ff=37, d_kv=8, num_layers=2, num_heads=4, vocab_size=1000)
+    )
+    state = model.state_dict()
+    state.pop("encoder.embed_tokens.weight", None)
+    return {k: v.clone() for k, v in state.items()}
+
+
+def vae16_state() -> dict[str, torch.Tensor]:
+    """A tiny 16-channel autoencoder without quant convs, as Flux's and SD3's."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(9)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=16,
+        norm_num_groups=4,
+        layers_per_block=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    return vae.state_dict()
+
+
+def part_file(kind: str) -> Path:
+    """A lone part: ``clip-l`` (ComfyUI spelling), ``clip-tf5`` (transformers 5 spelling),
+    ``t5``, ``t5-fp8-scaled`` (ComfyUI's scaled fp8) or ``vae16``."""
+    target = _path("part", kind)
+    if target.is_file():
+        return target
+    if kind == "clip-l":
+        state = clip_state(32)
+    elif kind == "clip-tf5":
+        state = clip_state(32, prefix=False)
+    elif kind == "vae16":
+        state = vae16_state()
+    else:
+        state = t5_state()
+    if kind == "t5-fp8-scaled":
+        scaled = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
+        for key, value in state.items():
+            if key.startswith("encoder.block.") and key.endswith(".weight") and value.dim() == 2:
+                scale = value.abs().max() / 448
+                scaled[key] = (value / scale).to(torch.float8_e4m3fn)
+                scaled[key.removesuffix("weight") + "scale_weight"] = scale.reshape(())
+            else:
+                scaled[key] = value
+        state = scaled
+    return _save(state, target)
+
+
+def sd3_file(layout: str = "diffusers") -> Path:
+    """A tiny SD3Transformer2DModel saved in the diffusers layout."""
+    from diffusers import SD3Transformer2DModel
+
+    target = _path("sd3", layout)
+    if target.is_file():
+        return target
+    torch.manual_seed(3)
+    return _save(SD3Transformer2DModel(**SD3).state_dict(), target)
+
+
+FLUX_PEFT_TARGETS = [
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "add_q_proj",
+    "add_k_proj",
+    "add_v_proj",
+    "to_add_out",
+    "proj_mlp",
+    "proj_out",
+    "ff.net.0.proj",
+    "norm1.linear",
+    "norm_out.linear",
+]
+
+
+def flux_peft_lora(seed: int = 11) -> Path:
+    """An ai-toolkit/diffusers PEFT LoRA (``transformer.….lora_A.weight``, split q/k/v) made
+    by peft on the tiny dev transformer and saved by ``FluxPipeline.save_lora_weights``."""
+    target = _path("flux-peft", seed)
+    if target.is_file():
+        return target
+    from diffusers import FluxPipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    model = flux_transformer("dev")
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=RANK, lora_alpha=RANK, target_modules=FLUX_PEFT_TARGETS, init_lora_weights=False
+    )
+    model.add_adapter(config)
+    out = target.parent / "peft"
+    FluxPipeline.save_lora_weights(
+        str(out), transformer_lora_layers=get_peft_model_state_dict(model)
+    )
+    (out / "pytorch_lora_weights.safetensors").rename(target)
+    return target
+
+
+def flux_kohya_lora(seed: int = 12, linear1: bool = False) -> Path:
+    """A kohya sd-scripts Flux LoRA (``lora_unet_double_blocks_0_img_attn_qkv.lora_down``,
+    fused qkv, alpha 8 at rank 4) on every linear weight of the tiny BFL transformer; the
+    single blocks' ``linear1`` only with ``linear1`` (diffusers reads it at full width only)."""
+    target = _path("flux-kohya", seed, linear1)
+    if target.is_file():
+        return target
+    shapes = {
+        k: tuple(v.shape)
+        for k, v in flux_keys.bfl_from_diffusers(flux_transformer("dev").state_dict()).items()
+    }
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in sorted(shapes.items()):
+        if not key.startswith(("double_blocks.", "single_blocks.")) or len(shape) != 2:
+            continue
+        if key.endswith("linear1.weight") and not linear1:
+            continue
+        name = "lora_unet_" + key.removesuffix(".weight").replace(".", "_")
+        state[f"{name}.lora_down.weight"] = torch.randn(RANK, shape[1], generator=gen) * 0.1
+        state[f"{name}.lora_up.weight"] = torch.randn(shape[0], RANK, generator=gen) * 0.1
+        state[f"{name}.alpha"] = torch.tensor(8.0)
+    return _save(state, target)
+
+
+def flux_xlabs_lora(seed: int = 13) -> Path:
+    """An XLabs Flux LoRA (``double_blocks.0.processor.qkv_lora1.down.weight``, no alpha)
+    on the tiny dev transformer."""
+    target = _path("flux-xlabs", seed)
+    if target.is_file():
+        return target
+    hidden = FLUX["attention_head_dim"] * FLUX["num_attention_heads"]
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+
+    def pair(name: str, rows: int) -> None:
+        state[f"{name}.down.weight"] = torch.randn(RANK, hidden, generator=gen) * 0.1
+        state[f"{name}.up.weight"] = torch.randn(rows, RANK, generator=gen) * 0.1
+
+    for i in range(FLUX["num_layers"]):
+        for stream in ("1", "2"):
+            pair(f"double_blocks.{i}.processor.qkv_lora{stream}", 3 * hidden)
+            pair(f"double_blocks.{i}.processor.proj_lora{stream}", hidden)
+    return _save(state, target)
