@@ -30,6 +30,7 @@ BUILTIN_PLUGINS = (
     "hub.plugins.builtin.read_fooocus",
     "hub.plugins.builtin.read_novelai",
     "hub.plugins.builtin.read_sdhub",
+    "hub.plugins.builtin.read_swarmui",
 )
 
 _pm: pluggy.PluginManager | None = None

@@ -21,7 +21,7 @@ from hub.core.errors import RegistryError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-HEAD_REVISION = "0001"  # the newest migration in migrations/versions (a test checks it)
+HEAD_REVISION = "0002_blake3"  # the newest migration in migrations/versions (a test checks it)
 BUSY_TIMEOUT_S = 60
 MIGRATIONS = Path(__file__).parent / "migrations"
 

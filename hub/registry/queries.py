@@ -17,9 +17,9 @@ from hub.registry.db import Reader
 
 COLUMNS = (
     "id, kind, name, version, base, family, format, layout, algo, variant, prediction, path, "
-    "in_store, size, mtime_ns, inode, xxh3_128, sha256, autov1, autov3, hash_status, source, "
-    "source_ref, trained_words, preferred_weight, description, preview, kind_locked, base_locked, "
-    "created_at, updated_at"
+    "in_store, size, mtime_ns, inode, xxh3_128, sha256, autov1, autov3, blake3, hash_status, "
+    "source, source_ref, trained_words, preferred_weight, description, preview, kind_locked, "
+    "base_locked, created_at, updated_at"
 )
 
 
@@ -55,6 +55,7 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
             "autov1": row["autov1"],
             "autov2": row["sha256"][:10],
             "autov3": row["autov3"],
+            "blake3": row["blake3"],
         },
         "hash_status": row["hash_status"],
         "tags": tags,
@@ -205,13 +206,15 @@ _FORM_SQL = {
     "autov3": "(substr(autov3, 1, length(:v)) = :v AND length(:v) IN (12, 64)) "
     "OR (autov3 IS NULL AND substr(sha256, 1, 12) = :v)",
     "sha256_12": "substr(sha256, 1, 12) = :v",
+    "blake3": "blake3 = :v",
 }
 
 
 def rows_by_hash_form(reader: Reader, form: str, value: str) -> list[dict[str, Any]]:
-    """Artifacts whose hash of ``form`` (sha256, autov1, autov2, autov3, sha256_12) equals
-    ``value``. ``autov3`` follows A1111: a non-safetensors file (no AutoV3) is named by the
-    first 12 hex of its SHA-256. An unknown form (blake3, not stored) matches nothing."""
+    """Artifacts whose hash of ``form`` (sha256, autov1, autov2, autov3, sha256_12, blake3)
+    equals ``value``, among the hashes stored (AutoV3 and BLAKE3 may not be computed yet:
+    :mod:`hub.registry.ondemand`). ``autov3`` follows A1111: a non-safetensors file (no
+    AutoV3) is named by the first 12 hex of its SHA-256. An unknown form matches nothing."""
     if form not in _FORM_SQL:
         return []
     return reader.rows(f"SELECT {COLUMNS} FROM artifact a WHERE {_FORM_SQL[form]}", {"v": value})
