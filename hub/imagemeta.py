@@ -254,7 +254,7 @@ def read_metadata(path: Path) -> ImageMetadata:
             out.notes.append(f"damaged PNG chunk ({exc}): later chunks not read")
         if "XML:com.adobe.xmp" in out.text:
             _xmp_text(out.text.pop("XML:com.adobe.xmp"), out)
-        if not out.text:  # as Forge: the pixels only when no text chunk says anything
+        if not out.text and not out.notes:  # the pixels only when intact chunks say nothing
             _stealth_text(path, out)
         return ImageMetadata(str(path), "png", out.text, out.notes)
     from PIL import Image, UnidentifiedImageError
