@@ -188,18 +188,23 @@ def _write_patched(target: torch.Tensor, original: torch.Tensor, changes: list[C
         target.copy_(patched(original, changes))
         return
     target.copy_(original)
-    ups, downs = [], []
-    for c in changes:
-        if c.strength:
-            down = _flat(c.module.t("lora_down.weight"))
-            ups.append(
-                _flat(c.module.t("lora_up.weight"))
-                * (c.strength * alpha_scale(c.module, down.shape[0]))
-            )
-            downs.append(down)
-    if ups:
-        factors = (torch.cat(ups, 1).to(target.device), torch.cat(downs, 0).to(target.device))
-        target.view(target.shape[0], -1).addmm_(*factors)
+    live = [c for c in changes if c.strength]
+    if not live:
+        return
+    rank = sum(c.module.tensors["lora_down.weight"].shape[0] for c in live)
+    flat = target.view(target.shape[0], -1)
+    # the factors side by side, converted as they are copied in: no temporary per module
+    ups = torch.empty(flat.shape[0], rank, dtype=torch.float32, device=target.device)
+    downs = torch.empty(rank, flat.shape[1], dtype=torch.float32, device=target.device)
+    at = 0
+    for c in live:
+        down = _flat(c.module.tensors["lora_down.weight"])
+        r = down.shape[0]
+        downs[at : at + r].copy_(down)
+        ups[:, at : at + r].copy_(_flat(c.module.tensors["lora_up.weight"]))
+        ups[:, at : at + r].mul_(c.strength * alpha_scale(c.module, r))
+        at += r
+    flat.addmm_(ups, downs)
 
 
 def _signature(

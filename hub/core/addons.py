@@ -23,24 +23,30 @@ Shapes = dict[str, tuple[int, ...]]
 def read_state(art: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """An add-on file's tensors (flat names) and plain fields, from safetensors or, through
     the safe unpickler, from a pickle; never executes a pickle."""
+    tensors, fields, _ = _read(art)
+    return tensors, fields
+
+
+def _read(art: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """:func:`read_state` and the safetensors metadata ({} for a pickle)."""
     path = Path(art["path"])
     if art["format"] == "safetensors":
         from safetensors import safe_open
 
-        with safe_open(path, "pt") as fh:
+        with safe_open(path, "pt") as fh:  # one open for the tensors and the metadata
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
             meta = fh.metadata() or {}
         try:
             fields = json.loads(meta.get("sd_hub.pickle_fields") or "{}")
         except ValueError:
             fields = {}
-        return tensors, fields
+        return tensors, fields, meta
     if art["format"] == "pickle":
         from hub.core import safeload
 
         with safeload.load(path) as loaded:
             tensors = {k: loaded.tensor(ref) for k, ref in loaded.tensor_refs().items()}
-            return tensors, loaded.plain_fields()
+            return tensors, loaded.plain_fields(), {}
     raise HubError(f"{path}: a {art['format']} {art['kind']} cannot be read as an add-on")
 
 
@@ -56,13 +62,8 @@ def _adapter_error(art: dict[str, Any], exc: Exception) -> HubError:
 
 def lora(art: dict[str, Any]) -> lora_math.Adapter:
     """The LoRA-family adapter of a registered add-on, PEFT scales from its metadata."""
-    tensors, _ = read_state(art)
-    config = {}
-    if art["format"] == "safetensors":
-        from safetensors import safe_open
-
-        with safe_open(Path(art["path"]), "pt") as fh:
-            config = peft_config(art["path"], fh.metadata())
+    tensors, _, metadata = _read(art)
+    config = peft_config(art["path"], metadata)
     try:
         return lora_math.parse(tensors, config)
     except lora_math.AdapterError as exc:
