@@ -188,7 +188,8 @@ def _write_patched(target: torch.Tensor, original: torch.Tensor, changes: list[C
         target.copy_(patched(original, changes))
         return
     target.copy_(original)
-    live = [c for c in changes if c.strength]
+    # a module whose up factor is all zeros (an untrained PEFT module, say) changes nothing
+    live = [c for c in changes if c.strength and c.module.tensors["lora_up.weight"].any()]
     if not live:
         return
     rank = sum(c.module.tensors["lora_down.weight"].shape[0] for c in live)
