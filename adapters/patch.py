@@ -227,6 +227,12 @@ class PatchSet:
         self.tensors = tensors
         self._saved: dict[str, torch.Tensor] = {}
         self._applied: dict[str, tuple[tuple, list[Change]]] = {}  # key -> (signature, changes)
+        self._writes: dict[str, int] = {}  # key -> how many times it was written
+
+    def writes(self, prefixes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+        """How many times each tensor whose key starts with one of ``prefixes`` was written:
+        equal answers mean those tensors hold the same values."""
+        return tuple(sorted((k, n) for k, n in self._writes.items() if k.startswith(prefixes)))
 
     @property
     def keys(self) -> set[str]:
@@ -241,6 +247,7 @@ class PatchSet:
             for key in [k for k in self._applied if k not in changes]:
                 self.tensors[key].copy_(self._saved.pop(key))
                 del self._applied[key]
+                self._writes[key] = self._writes.get(key, 0) + 1
                 written += 1
             for key, todo in changes.items():
                 signature = _signature(todo)
@@ -251,6 +258,7 @@ class PatchSet:
                     self._saved[key] = target.detach().clone()
                 _write_patched(target, self._saved[key], todo)
                 self._applied[key] = (signature, list(todo))
+                self._writes[key] = self._writes.get(key, 0) + 1
                 written += 1
         return written
 

@@ -16,7 +16,9 @@ the CPU, in one process:
 
 Every figure is the median of its runs, with the spread (min-max) beside it.
 
-    python bench/generate.py
+    python bench/generate.py [--rounds 5] [--call-rounds 3] [--threads N]
+
+On a shared machine, ``--threads 1`` keeps both sides off the thread pool's spin-waits.
 """
 
 from __future__ import annotations
@@ -235,4 +237,17 @@ def _refs(stack: list[Path]) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="alternating runs a side")
+    parser.add_argument("--call-rounds", type=int, default=3, help="fresh Hubs for 1st/2nd")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads, both sides (0: torch's default)"
+    )
+    args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    main(args.rounds, args.call_rounds)
