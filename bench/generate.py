@@ -207,26 +207,26 @@ def main(rounds: int = 5, call_rounds: int = 3) -> None:
             f"kohya LoRAs of rank 64 ({loras[0].stat().st_size / 2**20:.0f} MiB each), stacks "
             f"of 3 at 0.8; median (min-max) of {rounds} alternating runs a side"
         )
-        print(f"{'measure':<52}{'diffusers':>18}{'sd-hub':>18}{'ratio':>7}  target")
+        print(f"{'measure':<52}{'diffusers':>20}{'sd-hub':>20}{'ratio':>7}  target")
         print(
-            f"{'switch to a new stack + one 64 px step (s)':<52}{spread(theirs):>18}"
-            f"{spread(ours):>18}{ratio:>7.2f}  <= 0.5x: {'met' if o <= 0.5 * t else 'NOT met'}"
+            f"{'switch to a new stack + one 64 px step (s)':<52}{spread(theirs):>20}"
+            f"{spread(ours):>20}{ratio:>7.2f}  <= 0.5x: {'met' if o <= 0.5 * t else 'NOT met'}"
         )
         print(
-            f"{'UNet step 256x256 batch 2, no stack / stack (s)':<52}{spread(plain):>18}"
-            f"{spread(stacked):>18}{with_stack / base_step:>7.3f}  within 2%: "
+            f"{'UNet step 256x256 batch 2, no stack / stack (s)':<52}{spread(plain):>20}"
+            f"{spread(stacked):>20}{with_stack / base_step:>7.3f}  within 2%: "
             f"{'met' if abs(with_stack / base_step - 1) <= 0.02 else 'NOT met'}"
         )
         print(
             f"{'Hub.generate: 1st call (load) / 2nd, new stack (s)':<52}"
-            f"{spread([c[0] for c in calls]):>18}{spread([c[1] for c in calls]):>18}"
+            f"{spread([c[0] for c in calls]):>20}{spread([c[1] for c in calls]):>20}"
             f"{statistics.median(ratios):>7.3f}  <= 0.2x: "
             f"{'met' if statistics.median(ratios) <= 0.2 else 'NOT met'} "
             f"(ratios {min(ratios):.3f}-{max(ratios):.3f}; {call_rounds} fresh Hubs)"
         )
         f1 = statistics.median(c[2] for c in calls)
         f2 = statistics.median(c[3] for c in calls)
-        print(f"{'  of which call to first step (s)':<52}{f1:>18.2f}{f2:>18.2f}{f2 / f1:>7.3f}")
+        print(f"{'  of which call to first step (s)':<52}{f1:>20.2f}{f2:>20.2f}{f2 / f1:>7.3f}")
         print(f"(1st/2nd call medians {one:.2f} / {two:.2f} s)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
