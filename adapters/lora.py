@@ -152,9 +152,9 @@ def alpha_scale(mod: Module, rank: int) -> float:
     if mod.scale is not None:
         return mod.scale
     if mod.has("scale"):
-        return float(mod.t("scale"))
+        return float(mod.tensors["scale"].item())
     if mod.has("alpha"):
-        alpha = float(mod.t("alpha"))
+        alpha = float(mod.tensors["alpha"].item())
         return alpha / rank if alpha else 1.0
     return 1.0
 

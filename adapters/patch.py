@@ -238,18 +238,24 @@ def _write_patched(target: torch.Tensor, original: torch.Tensor, changes: list[C
         target.copy_(patched(original, changes))
         return
     target.copy_(original)
-    ups, downs = [], []
-    for c in changes:
-        if c.strength:
-            down = _flat(c.module.t("lora_down.weight"))
-            ups.append(
-                _flat(c.module.t("lora_up.weight"))
-                * (c.strength * alpha_scale(c.module, down.shape[0]))
-            )
-            downs.append(down)
-    if ups:
-        factors = (torch.cat(ups, 1).to(target.device), torch.cat(downs, 0).to(target.device))
-        target.view(target.shape[0], -1).addmm_(*factors)
+    # a module whose up factor is all zeros (an untrained PEFT module, say) changes nothing
+    live = [c for c in changes if c.strength and c.module.tensors["lora_up.weight"].any()]
+    if not live:
+        return
+    rank = sum(c.module.tensors["lora_down.weight"].shape[0] for c in live)
+    flat = target.view(target.shape[0], -1)
+    # the factors side by side, converted as they are copied in: no temporary per module
+    ups = torch.empty(flat.shape[0], rank, dtype=torch.float32, device=target.device)
+    downs = torch.empty(rank, flat.shape[1], dtype=torch.float32, device=target.device)
+    at = 0
+    for c in live:
+        down = _flat(c.module.tensors["lora_down.weight"])
+        r = down.shape[0]
+        downs[at : at + r].copy_(down)
+        ups[:, at : at + r].copy_(_flat(c.module.tensors["lora_up.weight"]))
+        ups[:, at : at + r].mul_(c.strength * alpha_scale(c.module, r))
+        at += r
+    flat.addmm_(ups, downs)
 
 
 def _signature(
@@ -271,6 +277,12 @@ class PatchSet:
         self.tensors = tensors
         self._saved: dict[str, torch.Tensor] = {}
         self._applied: dict[str, tuple[tuple, list[Change]]] = {}  # key -> (signature, changes)
+        self._writes: dict[str, int] = {}  # key -> how many times it was written
+
+    def writes(self, prefixes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+        """How many times each tensor whose key starts with one of ``prefixes`` was written:
+        equal answers mean those tensors hold the same values."""
+        return tuple(sorted((k, n) for k, n in self._writes.items() if k.startswith(prefixes)))
 
     @property
     def keys(self) -> set[str]:
@@ -285,6 +297,7 @@ class PatchSet:
             for key in [k for k in self._applied if k not in changes]:
                 self.tensors[key].copy_(self._saved.pop(key))
                 del self._applied[key]
+                self._writes[key] = self._writes.get(key, 0) + 1
                 written += 1
             for key, todo in changes.items():
                 signature = _signature(todo)
@@ -295,6 +308,7 @@ class PatchSet:
                     self._saved[key] = target.detach().clone()
                 _write_patched(target, self._saved[key], todo)
                 self._applied[key] = (signature, list(todo))
+                self._writes[key] = self._writes.get(key, 0) + 1
                 written += 1
         return written
 

@@ -33,6 +33,7 @@ DEFAULT_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024}
 RECORD_KEY = "sd-hub"  # the PNG text chunk holding sd-hub's stack record
 ADDON_CACHE_BYTES = 1 << 30  # parsed add-ons a Hub keeps between generations
 VAE_CACHE_BYTES = 512 << 20  # VAE weights a Hub keeps between generations
+PNG_COMPRESS_LEVEL = 4  # zlib level: same pixels, about 1% larger than 6 and twice as fast
 
 Parser = Callable[[dict[str, Any]], Any]
 
@@ -450,7 +451,7 @@ def write_png(image: Any, path: Path, text: str, record: dict[str, Any]) -> None
     info.add_text(RECORD_KEY, json.dumps(record, separators=(",", ":")))
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f".{path.name}.part")
-    image.save(part, format="PNG", pnginfo=info)
+    image.save(part, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
     part.replace(path)
 
 

@@ -8,6 +8,7 @@ whole file); JPEG and WebP EXIF/XMP go through Pillow. Nothing is parsed beyond 
 from __future__ import annotations
 
 import html
+import json
 import re
 import struct
 import warnings
@@ -204,6 +205,39 @@ def _xmp_text(xmp: bytes | str, out: _Collector) -> None:
         out.add("XMP:UserComment", html.unescape(li[1] if li else body).strip())
 
 
+def _stealth_text(path: Path, out: _Collector) -> None:
+    """Text hidden in a PNG's pixel bits (:mod:`hub.stealth`): NovelAI's JSON object of its
+    text chunks becomes those entries, anything else (Forge's infotext) ``parameters``."""
+    from PIL import Image
+
+    from hub.stealth import StealthError, read_stealth
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                found = read_stealth(img, MAX_ENTRY)
+    except StealthError as exc:
+        out.notes.append(f"hidden metadata in the pixels: {exc}")
+        return
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        out.notes.append(f"pixels not read for hidden metadata ({exc})")
+        return
+    if found is None:
+        return
+    signature, text = found
+    out.notes.append(f"metadata read from the pixels ({signature})")
+    try:
+        data = json.loads(text) if text.lstrip().startswith("{") else None
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict) and ("Software" in data or "Comment" in data):
+        for key, value in data.items():
+            out.add(str(key), value if isinstance(value, str) else json.dumps(value))
+    else:
+        out.add("parameters", text)
+
+
 def read_metadata(path: Path) -> ImageMetadata:
     """Every text entry an image carries, by keyword; raises InvalidFileError for a file
     that is not a readable image."""
@@ -220,6 +254,8 @@ def read_metadata(path: Path) -> ImageMetadata:
             out.notes.append(f"damaged PNG chunk ({exc}): later chunks not read")
         if "XML:com.adobe.xmp" in out.text:
             _xmp_text(out.text.pop("XML:com.adobe.xmp"), out)
+        if not out.text and not out.notes:  # the pixels only when intact chunks say nothing
+            _stealth_text(path, out)
         return ImageMetadata(str(path), "png", out.text, out.notes)
     from PIL import Image, UnidentifiedImageError
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -104,12 +104,39 @@ def name_forms(name: str) -> list[str]:
     return [name] if bare == name else [name, bare]
 
 
+def _rows_by_computed_hash(reader: Reader, res: Resource, form: str, value: str) -> list:
+    """Rows whose ``form`` hash (AutoV3, BLAKE3: computed on demand) is ``value``, computing
+    and storing it for the files of the resource's kind that lack it: first those named as
+    the resource is, then the rest."""
+    from hub.registry import ondemand
+    from hub.registry.queries import resolve_rows, rows_by_hash_form
+
+    if reader.db is None or form not in ondemand.FORMS:
+        return []
+    kinds = [res.kind] if res.kind in {k.value for k in Kind} else None
+    named = [
+        row["id"]
+        for name in (name_forms(res.name) if res.name else [])
+        for row in resolve_rows(reader, Ref(name, kind=None, name=name))
+    ]
+    for ids in [named, None] if named else [None]:
+        if ondemand.fill(reader.db, form, ids, kinds) and (
+            rows := rows_by_hash_form(reader, form, value)
+        ):
+            return rows
+    return []
+
+
 def resolve_resource(reader: Reader, res: Resource) -> Resolution:
-    """The registered file a resource names: by hash, version id, then name."""
+    """The registered file a resource names: by hash (AutoV3 and BLAKE3 computed for the
+    files that lack them when nothing matches), version id, then name."""
     from hub.registry.queries import resolve_rows, rows_by_hash_form, rows_by_source_version
 
     for form, value in res.hashes.items():
         if found := _pick(rows_by_hash_form(reader, form, value), form):
+            return found
+    for form, value in res.hashes.items():
+        if found := _pick(_rows_by_computed_hash(reader, res, form, value), form):
             return found
     if res.version_id is not None:
         found = _pick(rows_by_source_version(reader, "civitai", res.version_id), "version id")
@@ -140,7 +167,12 @@ class SiteLookup:
         self.failed: str | None = None
 
     def complete(self, found: Inspection) -> None:
-        """Turn each ``unknown`` resolution that a site can serve into ``installable``."""
+        """Turn each ``unknown`` resolution that a site can serve into ``installable`` (and
+        the prompt tags those files go by: :func:`link_tags`)."""
+        self._ask(found)
+        link_tags(found)
+
+    def _ask(self, found: Inspection) -> None:
         from hub.core.download import RemoteNotFoundError
         from hub.install import pick_source
         from hub.plugins.sourcing import Choice
@@ -176,7 +208,65 @@ def inspect_image(ctx: Context, path: Path) -> Inspection:
     if found.record and found.record.resources:
         with ctx.db.reader() as reader:
             found.resolutions = [resolve_resource(reader, r) for r in found.record.resources]
+        link_tags(found)
     return found
+
+
+def _file_names(how: Resolution) -> set[str]:
+    """The names a resolved file goes by: its registered name and file stem, or the name and
+    file stem the share site gives."""
+    if how.artifact is not None:
+        names = {how.artifact["name"], Path(how.artifact["path"]).stem}
+    elif how.remote is not None:
+        names = {str(how.remote.get("name") or ""), Path(str(how.remote.get("file") or "")).stem}
+    else:
+        return set()
+    return {n.lower() for n in names if n}
+
+
+def link_tags(found: Inspection) -> None:
+    """A ``<lora:NAME>`` prompt tag with no hash that names no registered file is the add-on
+    of a ``Civitai resources`` entry (found by version id: held or installable) whose file
+    goes by NAME; when no file does, and exactly one such tag and one such entry are left,
+    they are one add-on. The tag then resolves to that file, with a note."""
+    if found.record is None:
+        return
+    pairs = list(zip(found.record.resources, found.resolutions, strict=True))
+    tags = [
+        (i, r)
+        for i, (r, how) in enumerate(pairs)
+        if "prompt tag" in r.origin.split(", ") and not r.hashes and how.status == "unknown"
+    ]
+    claimed = {  # files other resources of the image already resolve to
+        how.artifact["id"] for r, how in pairs if r.version_id is None and how.artifact
+    }
+    entries = [
+        (r, how)
+        for r, how in pairs
+        if r.version_id is not None
+        and how.status in ("held", "installable")
+        and not (how.artifact and how.artifact["id"] in claimed)
+    ]
+    for i, tag in list(tags):
+        named = [
+            e
+            for e in entries
+            if e[0].kind == tag.kind and tag.name and tag.name.lower() in _file_names(e[1])
+        ]
+        if len(named) == 1:
+            _link(found, i, tag, *named[0])
+            tags.remove((i, tag))
+            entries.remove(named[0])
+    if len(tags) == 1 and len(entries) == 1 and entries[0][0].kind == tags[0][1].kind:
+        _link(found, *tags[0], *entries[0])
+
+
+def _link(found: Inspection, i: int, tag: Resource, entry: Resource, how: Resolution) -> None:
+    found.resolutions[i] = replace(
+        how,
+        by=f"{how.by} (Civitai resources)",
+        note=f"<{tag.kind}:{tag.name}> is version {entry.version_id} of Civitai resources",
+    )
 
 
 # ComfyUI (and Fooocus) sampler and scheduler names -> A1111's, which `hub generate` takes.

@@ -99,6 +99,7 @@ def artifact_values(
         "sha256": hashes.sha256,
         "autov1": hashes.autov1,
         "autov3": hashes.autov3,
+        "blake3": None,  # computed when something asks for it (hub.registry.ondemand)
         "hash_status": "ok",
         "source": source if side.source_ref is None else side.source_ref["site"],
         "source_ref": json.dumps(side.source_ref) if side.source_ref else None,

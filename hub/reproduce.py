@@ -113,11 +113,16 @@ def _job(rec: Any, held: list[Found]) -> Job:
     tags, _errors = find_tags(f"{rec.prompt or ''}\n{rec.negative or ''}")
     tagged = {(t.network, t.name.lower()): t.name for t in tags}
     used: set[int] = set()
-    for f in held:
+
+    def tag_of(res: Resource) -> str | None:
+        network = {"lora": "lora", "hypernetwork": "hypernet"}.get(res.kind)
+        return tagged.get((network, (res.name or "").lower())) if network else None
+
+    # files a prompt tag names first: another entry for the same file is then not added again
+    for f in sorted(held, key=lambda f: tag_of(f.resource) is None):
         res, art = f.resource, f.resolution.artifact or {}
         ref = f"sha256:{art['sha256']}"
-        network = {"lora": "lora", "hypernetwork": "hypernet"}.get(res.kind)
-        tag = tagged.get((network, (res.name or "").lower())) if network else None
+        tag = tag_of(res)
         if tag is not None:
             job.pinned[f"{res.kind}:{tag}"] = art["sha256"]
         if art["id"] in used:

@@ -351,3 +351,20 @@ def test_patch_set_stacks_plain_loras_in_place_and_switches_exactly():
     assert {k: v.data_ptr() for k, v in weights.items()} == storage
     patches.update({"w": changes["w"][2:]})  # only the strength-0 LoRA: W itself
     assert all(torch.equal(weights[k], before[k]) for k in weights)
+
+
+def test_a_lora_whose_up_is_zero_changes_nothing_and_costs_no_product():
+    """An untrained module (up all zeros) beside a trained one: the weight is W plus the
+    trained one's change alone; with only the zero one, W bit for bit."""
+    weights = {"w": rnd(48, 40)}
+    before = weights["w"].clone()
+    zero = _mod("lora", **{"lora_up.weight": torch.zeros(48, 4), "lora_down.weight": rnd(4, 40)})
+    trained = _mod("lora", **{"lora_up.weight": rnd(48, 2), "lora_down.weight": rnd(2, 40)})
+    patches = patch.PatchSet(weights)
+    patches.update({"w": [patch.Change(zero, 1.0), patch.Change(trained, 0.5)]})
+    want = before.double() + 0.5 * (
+        trained.tensors["lora_up.weight"].double() @ trained.tensors["lora_down.weight"].double()
+    )
+    assert _close(weights["w"], want)
+    patches.update({"w": [patch.Change(zero, 1.0)]})
+    assert torch.equal(weights["w"], before)

@@ -585,3 +585,25 @@ def test_parsed_add_ons_belong_to_the_hub_and_stay_within_its_bytes(home, tmp_pa
     with roomy.ctx.db.reader() as reader:
         sizes = {a["name"]: a["size"] for a in list_artifacts(reader, kind="lora")}
     assert len(roomy.addon_cache) == 2 and roomy.addon_cache.size == sizes["style"] + sizes["soft"]
+
+
+def test_a_prompt_is_encoded_once_while_the_text_encoder_is_unchanged(hub, tmp_path):
+    """The same prompt again reuses its encodings (the text encoder does not run; same
+    pixels); a LoRA written into the text encoder, and its removal, make it run again."""
+    from hub.plugins.builtin.diffusers_backend import TEXT_PREFIXES
+
+    first = _run(hub, "a tower", tmp_path, seed=1)
+    runs: list[int] = []
+    hook = hub.loaded.parts["text_encoder"].register_forward_hook(lambda *_: runs.append(1))
+    try:
+        again = _run(hub, "a tower", tmp_path, seed=1)
+        assert runs == [] and np.array_equal(_pixels(again), _pixels(first))
+        before = hub.loaded.patches.writes(TEXT_PREFIXES)
+        styled = _run(hub, "a tower <lora:style:0.8>", tmp_path, seed=1)
+        assert hub.loaded.patches.writes(TEXT_PREFIXES) != before  # its te modules
+        assert len(runs) == 2  # prompt and negative, encoded anew
+        assert not np.array_equal(_pixels(styled), _pixels(first))
+        back = _run(hub, "a tower", tmp_path, seed=1)
+        assert len(runs) == 4 and np.array_equal(_pixels(back), _pixels(first))
+    finally:
+        hook.remove()

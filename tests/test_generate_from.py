@@ -352,3 +352,40 @@ def test_invokeai_and_novelai_images_give_their_settings(mini, tmp_path):
         "Euler a",
     )
     assert plan["from"]["ignored"] == ["strength: 0.7", "noise: 0.2"]
+
+
+def test_lora_tags_resolve_to_the_civitai_resources_files_they_name(mini, site, tmp_path):
+    """``<lora:NAME>`` tags with no hash and no file of that name: before the install one
+    goes with its version by the file name on the site, the other is the one tag and entry
+    left (after it too, installed as ink_v2); each file installed and applied once."""
+    pixel, ink = tm.kohya_lora("sd1", seed=11), tm.kohya_lora("sd1", seed=12)
+    site.add(Hosted(101, 1001, 5001, pixel.read_bytes(), "pixel_art_v1.safetensors", "Pixel Art"))
+    site.add(Hosted(102, 1002, 5002, ink.read_bytes(), "ink_v2.safetensors", "Ink Wash"))
+    text = (
+        "a castle <lora:pixel_art_v1:0.6> <lora:my ink:0.4:0.3>\n"
+        f"Steps: 1, Sampler: Euler, CFG scale: 5, Seed: 3, Size: 64x64, "
+        f"Model hash: {sha(CHECKPOINT)[:10]}, "
+        'Civitai resources: [{"type":"lora","modelVersionId":1002,"modelName":"Ink Wash",'
+        '"weight":0.3}, {"type":"lora","modelVersionId":1001,"modelName":"Pixel Art",'
+        '"weight":0.6}]'
+    )
+    image = png(tmp_path / "tags.png", {"parameters": text})
+    [plan] = mini("generate", "--from", str(image), "--dry-run", "--json").json()
+    installs = sorted(f["resolution"]["install"] for f in plan["from"]["install"])
+    assert installs == ["civitai:101@1001", "civitai:102@1002"]  # each file once
+
+    out = tmp_path / "out.png"
+    mini("generate", "--from", str(image), "-y", "-o", str(out))
+    names = {a["hashes"]["sha256"]: a["name"] for a in mini("list", "--json").json()}
+    assert names[sha(ink)] == "ink_v2"  # not the tag's name
+    with Image.open(out) as img:
+        record = json.loads(img.text["sd-hub"])
+    applied = sorted((a["sha256"], a["te"], a["unet"], a["tag"]) for a in record["loras"])
+    assert applied == sorted(
+        [(sha(pixel), 0.6, 0.6, "pixel_art_v1"), (sha(ink), 0.4, 0.3, "my ink")]
+    )
+    [found] = mini("inspect", str(image), "--json", "--offline").json()
+    how = {r["name"]: r["resolution"] for r in found["record"]["resources"]}
+    assert (how["pixel_art_v1"]["status"], how["my ink"]["status"]) == ("held", "held")
+    assert how["my ink"]["artifact"]["sha256"] == sha(ink)
+    assert how["my ink"]["note"] == "<lora:my ink> is version 1002 of Civitai resources"

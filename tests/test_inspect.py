@@ -1257,3 +1257,218 @@ def test_lyco_tags_are_lora_family_add_ons(readers, tmp_path):
     assert res(rec, "lora", "big") == ("big", {}, 0.9, 0.2, None)
     bad = record(png(tmp_path / "b.png", {"parameters": "x <lora:q:abc>\n" + text[2:]}), readers)
     assert bad.notes == ["'<lora:q:abc>': 'abc' is not a number"]
+
+
+# -- SwarmUI, stealth pnginfo, BLAKE3 ---------------------------------------------------------
+
+
+def swarm_metadata(files: dict[str, Path]) -> dict:
+    """SwarmUI's JSON as its T2IParamInput writes it: numbers as strings, a list as a
+    comma-separated string, models without .safetensors, ``0x`` + AutoV3 in sui_models."""
+    return {
+        "sui_image_params": {
+            "prompt": "a castle, shiny",
+            "negativeprompt": "blurry",
+            "model": "SD15/renamed",
+            "seed": "42",
+            "steps": 20,
+            "cfgscale": "6.5",
+            "aspectratio": "Custom",
+            "width": 512,
+            "height": 768,
+            "sampler": "dpmpp_2m",
+            "scheduler": "karras",
+            "clipstopatlayer": "-2",
+            "loras": "styles/style,soft",
+            "loraweights": ["0.8", "0.5"],
+            "loratencweights": "0.7,0.25",
+            "vae": "None",
+            "automaticvae": True,
+            "swarm_version": "0.9.6.2",
+        },
+        "sui_extra_data": {"date": "2025-01-02", "generation_time": "1.0 (prep) and 2.0 (gen)"},
+        "sui_models": [
+            {
+                "name": "SD15/renamed.safetensors",
+                "param": "model",
+                "hash": f"0x{autov3(files['mix'])}",
+            },
+            {
+                "name": "styles/style.safetensors",
+                "param": "loras",
+                "hash": f"0x{autov3(files['style'])}",
+            },
+            {"name": "soft.safetensors", "param": "loras", "hash": f"0x{autov3(files['soft'])}"},
+        ],
+    }
+
+
+def test_swarmui_json_in_png_and_utf16le_exif_resolves_by_autov3(files, inspect_in, tmp_path):
+    from hub.images import sampler_name
+
+    text = json.dumps(swarm_metadata(files), indent=2)
+    raw = b"UNICODE\0" + text.encode("utf-16-le")  # ImageSharp's byte order
+    for path in (
+        png(tmp_path / "s.png", {"parameters": text}),
+        with_exif(tmp_path / "s.jpg", user_comment(raw, big_endian=False)),
+    ):
+        found = inspect_in(path)
+        rec = found.record
+        assert settings(rec) == ("SwarmUI", "dpmpp_2m", "karras", 20, 6.5, 42, 512, 768, 2)
+        assert (rec.prompt, rec.negative, rec.version) == ("a castle, shiny", "blurry", "0.9.6.2")
+        assert sampler_name(rec) == "DPM++ 2M Karras"
+        assert res(rec, "lora", "styles/style") == (
+            "styles/style",
+            {"autov3": autov3(files["style"])},
+            0.8,
+            0.7,
+            None,
+        )
+        assert res(rec, "lora", "soft")[2:4] == (0.5, 0.25)
+        assert rec.extra == {
+            "aspectratio": "Custom",
+            "vae": "None",
+            "automaticvae": True,
+            "sui_extra_data.date": "2025-01-02",
+            "sui_extra_data.generation_time": "1.0 (prep) and 2.0 (gen)",
+        }
+        # the checkpoint's AutoV3 is not computed at import: it is now, and kept
+        assert statuses(found) == {
+            ("checkpoint", "SD15/renamed"): ("held", "autov3", "mix"),
+            ("lora", "styles/style"): ("held", "autov3", "style"),
+            ("lora", "soft"): ("held", "autov3", "soft"),
+        }
+
+
+def test_invokeai_blake3_is_computed_when_asked_and_kept(files, registry, inspect_in, tmp_path):
+    import sqlite3
+
+    from blake3 import blake3
+
+    def b3(path: Path) -> str:
+        return blake3(path.read_bytes()).hexdigest()
+
+    meta = {
+        "positive_prompt": "a castle",
+        "model": {
+            "key": "u1",
+            "hash": f"blake3:{b3(files['mix'])}",
+            "name": "Mix 2",
+            "base": "sd-1",
+        },
+        "loras": [
+            {
+                "model": {"key": "u3", "hash": f"blake3:{b3(files['style'])}", "name": "x"},
+                "weight": 0.5,
+            }
+        ],
+        "vae": {"key": "u2", "hash": "blake3:" + "0" * 64, "name": "gone"},
+    }
+    found = inspect_in(png(tmp_path / "i.png", {"invokeai_metadata": json.dumps(meta)}))
+    assert statuses(found) == {
+        ("checkpoint", "Mix 2"): ("held", "blake3", "mix"),
+        ("lora", "x"): ("held", "blake3", "style"),
+        ("vae", "gone"): ("unknown", None, None),
+    }
+    with sqlite3.connect(registry / "registry.db") as con:
+        kept = dict(con.execute("SELECT name, blake3 FROM artifact WHERE blake3 IS NOT NULL"))
+    assert kept["mix"] == b3(files["mix"]) and kept["style"] == b3(files["style"])
+    assert kept["mse"] == b3(files["mse"])  # the VAEs were searched for "gone"
+
+
+def hide(img: Image.Image, payload: bytes, signature: str) -> Image.Image:
+    """The stealth pnginfo writer's layout, pixel by pixel: signature, 32-bit length in bits,
+    payload; column by column (x outer, y inner), MSB first; alpha LSBs, or R, G, B LSBs."""
+    data = signature.encode() + (len(payload) * 8).to_bytes(4, "big") + payload
+    bits = [(byte >> (7 - i)) & 1 for byte in data for i in range(8)]
+    rgb = "rgb" in signature
+    pixels, index = img.load(), 0
+    for x in range(img.width):
+        for y in range(img.height):
+            if index >= len(bits):
+                return img
+            px = list(pixels[x, y])
+            for channel in (0, 1, 2) if rgb else (3,):
+                if index < len(bits):
+                    px[channel] = (px[channel] & ~1) | bits[index]
+                    index += 1
+            pixels[x, y] = tuple(px)
+    raise AssertionError("payload larger than the image")
+
+
+def noisy(mode: str, size: tuple[int, int] = (200, 150)) -> Image.Image:
+    return Image.frombytes(mode, size, os.urandom(size[0] * size[1] * len(mode)))
+
+
+def test_stealth_pnginfo_in_alpha_and_rgb_bits(readers, tmp_path):
+    import gzip
+
+    text = FULL.encode()
+    for signature, payload, mode in (
+        ("stealth_pngcomp", gzip.compress(text), "RGBA"),
+        ("stealth_pnginfo", text, "RGBA"),
+        ("stealth_rgbcomp", gzip.compress(text), "RGB"),
+        ("stealth_rgbinfo", text, "RGBA"),
+    ):
+        path = tmp_path / f"{signature}.png"
+        hide(noisy(mode), payload, signature).save(path)
+        found = read_image(path, readers)
+        assert found.record is not None and found.record.reader == "a1111", signature
+        assert (
+            found.record.prompt
+            == record(png(tmp_path / "t.png", {"parameters": FULL}), readers).prompt
+        )
+        assert found.notes == [f"metadata read from the pixels ({signature})"]
+    novelai = {
+        "Software": "NovelAI",
+        "Description": "1girl",
+        "Comment": json.dumps({"steps": 28, "seed": 9}),
+    }
+    path = tmp_path / "nai.png"
+    hide(noisy("RGBA"), gzip.compress(json.dumps(novelai).encode()), "stealth_pngcomp").save(path)
+    rec = record(path, readers)
+    assert (rec.tool, rec.prompt, rec.steps, rec.seed) == ("NovelAI", "1girl", 28, 9)
+    chunks = tmp_path / "both.png"  # a text chunk wins over the pixels
+    info = PngInfo()
+    info.add_text("parameters", "from the chunk\nSteps: 3, Seed: 4, Size: 8x8")
+    hide(noisy("RGBA"), text, "stealth_pnginfo").save(chunks, pnginfo=info)
+    assert record(chunks, readers).prompt == "from the chunk"
+    plain = tmp_path / "plain.png"
+    noisy("RGBA").save(plain)
+    assert read_image(plain, readers).notes == []
+
+
+def test_hostile_stealth_payloads_are_a_note(readers, tmp_path):
+    import gzip
+
+    cases = {
+        "long": ("stealth_pnginfo", b"x" * 100, 10**6),  # says 1e6 bits, the image has fewer
+        "bomb": ("stealth_pngcomp", gzip.compress(b"\0" * (5 << 20)), None),
+        "bad": ("stealth_pnginfo", b"\xff\xfe\xfa", None),
+        "gzip": ("stealth_pngcomp", b"not gzip at all", None),
+    }
+    notes = {}
+    for name, (signature, payload, claimed) in cases.items():
+        img = hide(noisy("RGBA", (256, 256)), payload, signature)
+        if claimed is not None:  # rewrite the length field
+            fake = signature.encode() + claimed.to_bytes(4, "big")
+            bits = [(b >> (7 - i)) & 1 for b in fake for i in range(8)]
+            pixels = img.load()
+            for k, bit in enumerate(bits):
+                x, y = divmod(k, img.height)
+                r, g, b, a = pixels[x, y]
+                pixels[x, y] = (r, g, b, (a & ~1) | bit)
+        path = tmp_path / f"{name}.png"
+        img.save(path)
+        found = read_image(path, readers)
+        assert found.record is None, name
+        [notes[name]] = found.notes
+    assert notes["long"] == (
+        "hidden metadata in the pixels: stealth_pnginfo: a payload of 1000000 bits does not "
+        "fit the image"
+    )
+    assert notes["bomb"] == (
+        "hidden metadata in the pixels: stealth_pngcomp: inflates to over 4194304 bytes"
+    )
+    assert notes["bad"].startswith("hidden metadata in the pixels: stealth_pnginfo: not UTF-8")
+    assert notes["gzip"].startswith("hidden metadata in the pixels: stealth_pngcomp: damaged gzip")

@@ -36,12 +36,10 @@ def _adapter_error(art: dict[str, Any], exc: Exception) -> HubError:
 def lora(art: dict[str, Any]) -> lora_math.Adapter:
     """The LoRA-family adapter of a registered add-on, PEFT scales from its metadata."""
     from adapters import lora as lora_math
-    from hub.core.formats import read_header
 
-    tensors = read_state_dict(art).tensors
-    config = {}
-    if art["format"] == "safetensors":
-        config = peft_config(art["path"], read_header(Path(art["path"])).metadata)
+    state = read_state_dict(art)  # one open: the tensors and the metadata
+    tensors = state.tensors
+    config = peft_config(art["path"], state.metadata) if art["format"] == "safetensors" else {}
     try:
         return lora_math.parse(tensors, config)
     except lora_math.AdapterError as exc:

@@ -1,4 +1,5 @@
-"""Content hashes in one read pass: xxh3-128 (local identity), SHA-256, AutoV1 and AutoV3.
+"""Content hashes in one read pass: xxh3-128 (local identity), SHA-256, AutoV1 and AutoV3;
+BLAKE3 on demand.
 
 AutoV2 is the first 10 hex digits of SHA-256. AutoV3 is the SHA-256 of a safetensors file's
 bytes after its ``8 + header length`` prefix: a second SHA-256 over nearly the whole file,
@@ -322,6 +323,26 @@ def autov3_of(path: str | os.PathLike[str], expected: FileStat | None = None) ->
         if not _same_file(before, os.fstat(fh.fileno())):
             raise InvalidFileError(path, "the file changed while it was being read")
     return sha.hexdigest()
+
+
+def blake3_of(path: str | os.PathLike[str], expected: FileStat | None = None) -> str:
+    """The BLAKE3 of a whole file (as InvokeAI names models), computed now on every core; a
+    file whose size, mtime or inode differ from ``expected`` raises
+    :class:`InvalidFileError`."""
+    from blake3 import blake3
+
+    path = Path(path)
+    digest = blake3(max_threads=blake3.AUTO)
+    with path.open("rb", buffering=0) as fh:
+        before = os.fstat(fh.fileno())
+        if expected is not None and FileStat.of(before) != expected:
+            raise InvalidFileError(path, "the file changed since it was registered")
+        buf = bytearray(CHUNK_SIZE)
+        while n := fh.readinto(buf):
+            digest.update(memoryview(buf)[:n])
+        if not _same_file(before, os.fstat(fh.fileno())):
+            raise InvalidFileError(path, "the file changed while it was being read")
+    return digest.hexdigest()
 
 
 def hash_folder(path: str | os.PathLike[str]) -> tuple[FileHashes, FileStat]:

@@ -23,6 +23,7 @@ class StateDict:
 
     tensors: dict[str, Any]
     fields: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)  # a safetensors file's own
 
 
 def read_state_dict(
@@ -75,4 +76,4 @@ def _safetensors(path: Path, shapes_only: bool, wanted: Callable[[str], bool]) -
         fields = json.loads(meta.get(PICKLE_FIELDS_META) or "{}")
     except ValueError:
         fields = {}
-    return StateDict(tensors, fields if isinstance(fields, dict) else {})
+    return StateDict(tensors, fields if isinstance(fields, dict) else {}, meta)

@@ -40,6 +40,7 @@ BUILTIN_PLUGINS = (
     "hub.plugins.builtin.read_sdhub",
     "hub.plugins.builtin.ui_layouts",
     "hub.plugins.builtin.families",
+    "hub.plugins.builtin.read_swarmui",
 )
 BUILTIN_NAMES = frozenset(m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS)
 # the hooks that hand a ``register(name, value)`` callback to every plugin

@@ -26,7 +26,7 @@ from hub.core.errors import RegistryError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-HEAD_REVISION = "0005_locations"  # the newest migration in migrations/versions (tested)
+HEAD_REVISION = "0006_blake3"  # the newest migration in migrations/versions (tested)
 BUSY_TIMEOUT_S = 60
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_LOCK = 0x5D_4B_0001  # pg_advisory_xact_lock key every write transaction takes

@@ -24,9 +24,9 @@ PENDING = "pending"  # hash_status of a row registered from its header, hashes n
 
 COLUMNS = (
     "id, kind, name, version, base, family, format, layout, algo, variant, prediction, path, "
-    "in_store, size, mtime_ns, inode, xxh3_128, sha256, autov1, autov3, hash_status, source, "
-    "source_ref, trained_words, preferred_weight, description, preview, kind_locked, base_locked, "
-    "family_locked, family_evidence, created_at, updated_at"
+    "in_store, size, mtime_ns, inode, xxh3_128, sha256, autov1, autov3, blake3, hash_status, "
+    "source, source_ref, trained_words, preferred_weight, description, preview, kind_locked, "
+    "base_locked, family_locked, family_evidence, created_at, updated_at"
 )
 MAX_BOUND_IDS = 500  # ids bound in one IN (...) before tags are read in one scan instead
 
@@ -67,7 +67,7 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
         "in_store": bool(row["in_store"]),
         "size": row["size"],
         "hashes": (
-            dict.fromkeys(("xxh3_128", "sha256", "autov1", "autov2", "autov3"))
+            dict.fromkeys(("xxh3_128", "sha256", "autov1", "autov2", "autov3", "blake3"))
             if pending
             else {
                 "xxh3_128": row["xxh3_128"],
@@ -75,6 +75,7 @@ def to_json(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
                 "autov1": row["autov1"],
                 "autov2": row["sha256"][:10],
                 "autov3": row["autov3"],
+                "blake3": row["blake3"],
             }
         ),
         "hash_status": row["hash_status"],
@@ -328,13 +329,15 @@ _FORM_SQL = {
     "autov3": "(substr(autov3, 1, length(:v)) = :v AND length(:v) IN (12, 64)) "
     "OR (autov3 IS NULL AND substr(sha256, 1, 12) = :v)",
     "sha256_12": "substr(sha256, 1, 12) = :v",
+    "blake3": "blake3 = :v",
 }
 
 
 def rows_by_hash_form(reader: Reader, form: str, value: str) -> list[dict[str, Any]]:
-    """Artifacts whose hash of ``form`` (sha256, autov1, autov2, autov3, sha256_12) equals
-    ``value``. ``autov3`` follows A1111: a non-safetensors file (no AutoV3) is named by the
-    first 12 hex of its SHA-256. An unknown form (blake3, not stored) matches nothing."""
+    """Artifacts whose hash of ``form`` (sha256, autov1, autov2, autov3, sha256_12, blake3)
+    equals ``value``, among the hashes stored (AutoV3 and BLAKE3 may not be computed yet:
+    :mod:`hub.registry.ondemand`). ``autov3`` follows A1111: a non-safetensors file (no
+    AutoV3) is named by the first 12 hex of its SHA-256. An unknown form matches nothing."""
     if form not in _FORM_SQL:
         return []
     return reader.rows(f"SELECT {COLUMNS} FROM artifact a WHERE {_FORM_SQL[form]}", {"v": value})

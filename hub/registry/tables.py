@@ -52,6 +52,7 @@ class Artifact(SQLModel, table=True):
     sha256: str = Field(index=True)
     autov1: str | None = None
     autov3: str | None = Field(default=None, index=True)
+    blake3: str | None = Field(default=None, index=True)  # computed when asked (InvokeAI)
     hash_status: str = "ok"
     source: str = "local"
     source_ref: str | None = Field(

@@ -30,6 +30,7 @@ ARTIFACT_DEFAULTS: dict[str, Any] = {
     "inode": 0,
     "autov1": None,
     "autov3": None,
+    "blake3": None,
     "hash_status": "ok",
     "source": "local",
     "source_ref": None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,8 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "Simple": {"timestep_spacing": "trailing"},
 }
 DTYPES = ("float32", "float16", "bfloat16")
-_KEEP = (ldm_keys.UNET_PREFIX, ldm_keys.VAE_PREFIX, "cond_stage_model.", "conditioner.")
+TEXT_PREFIXES = ("cond_stage_model.", "conditioner.")  # the text encoders' weights
+_KEEP = (ldm_keys.UNET_PREFIX, ldm_keys.VAE_PREFIX, *TEXT_PREFIXES)
 
 
 class DiffusersModel:
@@ -77,6 +78,7 @@ class DiffusersModel:
             self._tokenizers = [clip_tokenizer("!")]
         self._vaes: dict[str, Any] = {}
         self._schedulers: dict[tuple[str, str], Any] = {}
+        self._last_text: tuple[Hashable, dict[str, Any]] | None = None  # (key, encodings)
         self.pipe = self._pipeline()
 
     @property
@@ -215,6 +217,48 @@ class DiffusersModel:
             }
         return self.encode_chunks(parsed, clip_skip)
 
+    def text_inputs(self, request: Request, rewrite: Callable[[str], str], extras: Extras) -> Any:
+        """:meth:`prompt_inputs` as encodings, the last ones kept: a call with the same
+        prompts and clip skip while the text encoders' weights are unchanged (no add-on
+        written into them since) and no embedding is added reuses them."""
+        key = (
+            request.prompt,
+            request.negative,
+            request.clip_skip,
+            self._patches.writes(TEXT_PREFIXES),
+        )
+        if not extras.embeddings and self._last_text and self._last_text[0] == key:
+            return self._last_text[1]
+        text = self.prompt_inputs(
+            rewrite(request.prompt), rewrite(request.negative), request.clip_skip
+        )
+        if "prompt" in text:  # plain text: encoded here as the pipeline would encode it
+            text = self._encode_plain(text["prompt"], text["negative_prompt"])
+        self._last_text = None if extras.embeddings else (key, text)
+        return text
+
+    def _encode_plain(self, prompt: str, negative: str | None) -> dict[str, Any]:
+        """diffusers' own encoding of a plain prompt pair, with the arguments its pipeline
+        passes (classifier-free guidance on: the negative side is there if a call needs it)."""
+        if self.base == "sdxl":
+            embeds, negative_embeds, pooled, negative_pooled = self.pipe.encode_prompt(
+                prompt=prompt,
+                device=self.pipe._execution_device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=True,
+                negative_prompt=negative,
+            )
+            return {
+                "prompt_embeds": embeds,
+                "negative_prompt_embeds": negative_embeds,
+                "pooled_prompt_embeds": pooled,
+                "negative_pooled_prompt_embeds": negative_pooled,
+            }
+        embeds, negative_embeds = self.pipe.encode_prompt(
+            prompt, self.pipe._execution_device, 1, True, negative
+        )
+        return {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
+
     @property
     def _comma(self) -> int:
         return self.pipe.tokenizer.convert_tokens_to_ids(",</w>")
@@ -322,9 +366,7 @@ class DiffusersModel:
                 attached(self.parts["unet"], list(extras.hypernetworks)),
                 torch.inference_mode(),
             ):
-                text = self.prompt_inputs(
-                    rewrite(request.prompt), rewrite(request.negative), request.clip_skip
-                )
+                text = self.text_inputs(request, rewrite, extras)
                 result = self.pipe(
                     **text,
                     num_inference_steps=request.steps,
