@@ -13,8 +13,8 @@ import hashlib
 import json
 import math
 import os
-import struct
 import shutil
+import struct
 import subprocess
 import sys
 import threading
