@@ -390,31 +390,3 @@ def test_auto_link_links_what_import_adds(hub, tmp_path, models):
     assert [(u["ui"], u["status"]) for u in art["ui_links"]] == [("webui", "linked")]
     out = hub("ui", "unlink", "webui", "--json").json()
     assert [a["status"] for a in out["actions"]] == ["removed"] and not link.exists()
-
-
-def test_a_plugin_adds_a_ui_layout(ctx, library, tmp_path):
-    from hub import hookimpl, plugins
-    from hub.plugins.ui_layouts import UiFolder, UiLayout
-
-    class TinyUi:
-        @hookimpl
-        def register_ui_layouts(self, register):
-            register(
-                "tinyui",
-                UiLayout(
-                    "tinyui", "Tiny UI", ("tiny.cfg",), {"lora": UiFolder("adapters", (".st",))}
-                ),
-            )
-
-    plugins.add_plugin(TinyUi(), name="tinyui")
-    root = tmp_path / "tiny"
-    root.mkdir()
-    (root / "tiny.cfg").write_text("")
-    assert add_ui(ctx, root)["type"] == "tinyui"
-
-    actions = link_ui(ctx, "tiny")
-
-    assert not by_status(actions, "linked")  # it lists *.st files only
-    assert {a.reason for a in actions if a.artifact == f"lora:{library['lora']['name']}"} == {
-        f"Tiny UI does not list files named like {Path(library['lora']['path']).name}"
-    }
