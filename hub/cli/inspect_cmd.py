@@ -10,7 +10,6 @@ import typer
 from hub.cli.output import emit_json, error_line, out
 from hub.cli.state import context
 from hub.core.errors import HubError
-from hub.plugins.imaging import RESOURCE_KINDS
 
 if TYPE_CHECKING:
     from hub.images import Inspection, Resolution
@@ -86,6 +85,8 @@ def print_inspection(found: Inspection) -> None:
     if rec.negative:
         lines.append(f"  negative: {rec.negative}")
     lines.append(f"  settings: {_settings(rec)}")
+    from hub.plugins.imaging import RESOURCE_KINDS
+
     pairs = sorted(
         zip(rec.resources, found.resolutions, strict=True),
         key=lambda pair: RESOURCE_KINDS.index(pair[0].kind),
