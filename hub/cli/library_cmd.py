@@ -45,12 +45,15 @@ FAMILY = typer.Option(None, "--family", help="Only this family (Pony, Illustriou
 
 def _fit_filters(reader, fits, family, base):  # noqa: ANN001, ANN202
     """(base, Filters) for --fits MODEL and --family F."""
-    from hub.families import fit_filters, normalize_label
     from hub.registry.queries import Filters, resolve_json
+
+    if not fits and not family:  # the plain listing loads no family tables (start-up time)
+        return base_option(base), Filters()
+    from hub.families import fit_filters, normalize_label
 
     family = normalize_label(family) if family else None
     if not fits:
-        return base_option(base), Filters(families=(family,) if family else None)
+        return base_option(base), Filters(families=(family,))
     return fit_filters(resolve_json(reader, fits, "checkpoint"), family)
 
 
