@@ -21,6 +21,8 @@ from typing import Any
 
 from hub.context import Context
 from hub.core.errors import ConfigError, HubError
+from hub.core.files import read_json
+from hub.core.managed_block import write_atomically
 from hub.merge import WeightedRef
 from hub.registry.queries import list_artifacts, resolve_json, rows_by_hash_form
 
@@ -122,19 +124,12 @@ def build(ctx: Context, every: bool = False) -> dict[str, Any]:
 
 def write(lock: dict[str, Any], path: Path) -> None:
     """Write the lock as sorted, indented JSON (stable: the same registry, the same bytes)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomically(path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
 
 
 def read(path: Path) -> dict[str, Any]:
     """A lockfile, checked enough to act on."""
-    try:
-        lock = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no lockfile", hint="write one with `hub lock`") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not a lockfile: {exc}") from None
+    lock = read_json(path, "a lockfile", missing="no lockfile", hint="write one with `hub lock`")
     if not isinstance(lock, dict) or lock.get("version") != LOCK_VERSION:
         raise ConfigError(f"{path}: not a version {LOCK_VERSION} lockfile")
     return lock

@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.context import Context
 from hub.core.errors import HubError
@@ -19,6 +19,9 @@ from hub.core.hashing import FileHashes, FileStat
 from hub.core.sidecars import Sidecars
 from hub.core.taxonomy import ADDON_KINDS, Base, Format, Kind
 from hub.plugins.probing import Identification, Subject, identify, make_subject
+
+if TYPE_CHECKING:
+    from hub.registry.db import Writer
 
 
 @dataclass(frozen=True)
@@ -149,29 +152,6 @@ def commit(
 
     Every new artifact (install, import, merge, convert) passes here: once committed, it is
     linked into the UIs hub.toml marks ``auto_link`` (the json's ``ui_links`` says how)."""
-    status, artifact = _commit_to_store(
-        ctx, staged, ident, hashes, size, overrides, sidecars, filename, source, lineage
-    )
-    if status == "added" and ctx.settings.ui_auto_link:
-        from hub.uis import auto_link
-
-        artifact["ui_links"] = auto_link(ctx, [artifact["id"]])
-    return status, artifact
-
-
-def _commit_to_store(
-    ctx: Context,
-    staged: Path,
-    ident: Identification,
-    hashes: FileHashes,
-    size: int,
-    overrides: Overrides,
-    sidecars: Sidecars,
-    filename: str,
-    source: str,
-    lineage: Lineage | list[Lineage] | None,
-) -> tuple[str, dict[str, Any]]:
-    from hub.families import settle_in
     from hub.registry import writes
     from hub.registry.queries import to_json
 
@@ -183,36 +163,63 @@ def _commit_to_store(
         kind = overrides.kind or ident.best.kind
         final = ctx.store.place(staged, kind, filename, hashes.xxh3_128[:8])
         try:
-            if sidecars.preview is not None:
-                sidecars.preview = copy_preview(sidecars.preview, final)
-            st = os.stat(final)
-            values = artifact_values(
-                final,
-                ident,
-                hashes,
-                FileStat(size, st.st_mtime_ns, st.st_ino),
-                overrides,
-                sidecars,
-                in_store=True,
-                source=source,
+            artifact = _register_placed(
+                session, final, ident, hashes, size, overrides, sidecars, source, lineage
             )
-            tags = tag_list(overrides, sidecars)
-            artifact = writes.insert(session, values, tags)
-            settle_in(session, [artifact.id])  # its family, from the evidence (hub.families)
-            artifact = writes.get(session, artifact.id)
-            parents = lineage if isinstance(lineage, list) else [lineage] if lineage else []
-            for link in parents:
-                parent = writes.get(session, link.parent_id) if link.parent_id else None
-                writes.add_lineage(
-                    session, artifact, parent, link.relation, link.params, link.parent_sha256
-                )
-            return "added", to_json(artifact, sorted({t.lower() for t, _ in tags}))
         except BaseException:
             if final.is_dir():
                 shutil.rmtree(final, ignore_errors=True)
             else:
                 final.unlink(missing_ok=True)
             raise
+    if ctx.settings.ui_auto_link:
+        from hub.uis import auto_link
+
+        artifact["ui_links"] = auto_link(ctx, [artifact["id"]])
+    return "added", artifact
+
+
+def _register_placed(
+    session: Writer,
+    final: Path,
+    ident: Identification,
+    hashes: FileHashes,
+    size: int,
+    overrides: Overrides,
+    sidecars: Sidecars,
+    source: str,
+    lineage: Lineage | list[Lineage] | None,
+) -> dict[str, Any]:
+    """Insert the row of a file just placed in the store at ``final`` (its preview copied
+    beside it, its family settled, its lineage linked); the new artifact's json."""
+    from hub.families import settle_in
+    from hub.registry import writes
+    from hub.registry.queries import to_json
+
+    if sidecars.preview is not None:
+        sidecars.preview = copy_preview(sidecars.preview, final)
+    st = os.stat(final)
+    values = artifact_values(
+        final,
+        ident,
+        hashes,
+        FileStat(size, st.st_mtime_ns, st.st_ino),
+        overrides,
+        sidecars,
+        in_store=True,
+        source=source,
+    )
+    tags = tag_list(overrides, sidecars)
+    artifact = writes.insert(session, values, tags)
+    settle_in(session, [artifact.id])  # its family, from the evidence (hub.families)
+    artifact = writes.get(session, artifact.id)
+    parents = lineage if isinstance(lineage, list) else [lineage] if lineage else []
+    for link in parents:
+        parent = writes.get(session, link.parent_id) if link.parent_id else None
+        writes.add_lineage(
+            session, artifact, parent, link.relation, link.params, link.parent_sha256
+        )
+    return to_json(artifact, sorted({t.lower() for t, _ in tags}))
 
 
 def copy_preview(preview: Path, model: Path) -> Path:

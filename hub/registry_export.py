@@ -17,6 +17,8 @@ from typing import Any
 
 from hub.context import Context
 from hub.core.errors import ConfigError
+from hub.core.files import read_json
+from hub.core.managed_block import write_atomically
 from hub.registry import writes
 from hub.registry.db import Writer
 from hub.registry.queries import timestamp_text
@@ -50,19 +52,12 @@ def export(ctx: Context) -> dict[str, Any]:
 
 
 def write(data: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomically(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def read(path: Path) -> dict[str, Any]:
     """An export file, checked enough to merge."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not a registry export: {exc}") from None
+    data = read_json(path, "a registry export")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a registry export (made by `hub export`)")
     if data.get("version") != VERSION:

@@ -63,7 +63,6 @@ class Catalog:
         kinds: list[str] | None = None,
         bases: list[str] | None = None,
         tag: str | None = None,
-        ids: list[int] | None = None,
     ) -> list[dict[str, Any]]:
         """Servable artifacts matching a search, best first (name order without a query)."""
         tags = [tag] if tag else None
@@ -77,7 +76,6 @@ class Catalog:
             for a in rows
             if (not kinds or a["kind"] in kinds)
             and (not bases or a["base"] in bases)
-            and (ids is None or a["id"] in ids)
             and self.servable(a["path"])
         ]
 

@@ -114,12 +114,8 @@ def spinner(label: str, enabled: bool) -> Iterator[Any]:
         yield lambda item: st.update(f"{label} {item}")
 
 
-@contextmanager
-def open_progress(label: str, enabled: bool) -> Iterator[Any]:
-    """A byte progress bar whose total is set later: yields (set_total, advance)."""
-    if not show_progress(enabled):
-        yield (lambda total: None), (lambda n: None)
-        return
+def _byte_bars() -> Any:
+    """A transient rich ``Progress`` on stderr with byte columns (size, rate, ETA)."""
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -129,7 +125,7 @@ def open_progress(label: str, enabled: bool) -> Iterator[Any]:
         TransferSpeedColumn,
     )
 
-    with Progress(
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
@@ -137,7 +133,16 @@ def open_progress(label: str, enabled: bool) -> Iterator[Any]:
         TimeRemainingColumn(),
         console=err(),
         transient=True,
-    ) as bar:
+    )
+
+
+@contextmanager
+def open_progress(label: str, enabled: bool) -> Iterator[Any]:
+    """A byte progress bar whose total is set later: yields (set_total, advance)."""
+    if not show_progress(enabled):
+        yield (lambda total: None), (lambda n: None)
+        return
+    with _byte_bars() as bar:
         task = bar.add_task(label, total=None)
         yield (lambda total: bar.update(task, total=total)), (lambda n: bar.advance(task, n))
 
@@ -149,24 +154,7 @@ def scan_progress(enabled: bool) -> Iterator[Any]:
     if not show_progress(enabled):
         yield lambda progress: None
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err(),
-        transient=True,
-    ) as bar:
+    with _byte_bars() as bar:
         headers = bar.add_task("reading headers", total=None)
         hashing = bar.add_task("hashing", total=None, visible=False, start=False)
 

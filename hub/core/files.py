@@ -1,10 +1,12 @@
 """Writing large files durably and fast: every writer of a model file goes through
-:class:`DurableWriter`. Also :func:`locked`, a cross-process lock whose file goes away."""
+:class:`DurableWriter`. Also :func:`locked`, a cross-process lock whose file goes away, and
+:func:`read_json`, a small JSON file read with one-line errors."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import mmap
 import os
 import sys
@@ -14,6 +16,8 @@ from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from hub.core.errors import ConfigError
 
 _FALLOC_KEEP_SIZE = 1  # reserve blocks, leave the file's length alone
 _SYNC_WAIT_BEFORE, _SYNC_WRITE, _SYNC_WAIT_AFTER = 1, 2, 4  # sync_file_range flags
@@ -243,3 +247,14 @@ def _lock_current(path: Path, fcntl: Any) -> int:
         if os.path.samestat(os.fstat(fd), current):
             return fd
         os.close(fd)  # the holder we waited for removed it and another created a new one
+
+
+def read_json(path: Path, what: str, missing: str = "no such file", hint: str | None = None) -> Any:
+    """The JSON in ``path``; a :class:`ConfigError` when it is missing (``missing``, ``hint``)
+    or is not JSON (``not {what}``)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {missing}", hint=hint) from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not {what}: {exc}") from None
