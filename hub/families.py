@@ -272,6 +272,12 @@ def settle(db: Any, ids: Iterable[int] | None = None) -> int:
         return settle_in(session, ids)
 
 
+def unsettled(db: Any) -> bool:
+    """Whether some artifact's family was never decided (a scan stopped before it got there)."""
+    with db.reader() as reader:
+        return bool(reader.rows("SELECT id FROM artifact WHERE family IS NULL LIMIT 1"))
+
+
 def _rows_to_settle(session: Any, wanted: set[int] | None) -> list[dict[str, Any]]:
     """Every row (``wanted`` None, or a checkpoint among them: add-ons trained on it may
     change), else the checkpoints (training bases) and the wanted rows."""

@@ -497,8 +497,10 @@ def scan(
     job.headers()
     job.hashes()
     report = job.report
-    if report.added or report.updated:
-        from hub.families import settle
+    from hub.families import settle, unsettled
 
-        settle(ctx.db)  # families (and add-ons trained on what was added) from the evidence
+    if report.added or report.updated or report.hashed_files or unsettled(ctx.db):
+        # families (and add-ons trained on what was added) from the evidence; also after a
+        # scan that was stopped before it got here
+        settle(ctx.db)
     return report
