@@ -21,6 +21,7 @@ from typing import Any
 
 from hub.context import Context
 from hub.core.errors import HubError
+from hub.core.managed_block import write_atomically
 from hub.registry import answers
 from hub.registry.queries import list_artifacts
 
@@ -254,7 +255,7 @@ def move_stack_refs(ctx: Context, old: dict[str, Any], new: dict[str, Any]) -> l
             if name not in moved:
                 moved.append(name)
     if moved:
-        path.write_text(text, encoding="utf-8")
+        write_atomically(path, text)  # the user's hub.toml: whole, old or new, never half
     return moved
 
 
