@@ -49,6 +49,9 @@ class Adapter:
 
     modules: dict[str, Module]
     algo: str
+    # the modules as parsed, kept when ``modules`` is recut to one model's layout (row
+    # slices), so that the same adapter can be fitted to another layout later
+    parsed: dict[str, Module] | None = None
 
 
 def parse(

@@ -29,7 +29,10 @@ from hub.merge import WeightedRef
 from hub.plugins.generating import Extras, LoadedModel, Request
 from hub.registry.queries import list_artifacts, resolve_json
 
-DEFAULT_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+DEFAULT_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024, "flux": 1024}
+# Flux.1 (diffusers' FluxPipeline defaults): steps by variant, distilled guidance for dev
+FLUX_STEPS = {"dev": 28, "schnell": 4}
+FLUX_GUIDANCE = 3.5
 RECORD_KEY = "sd-hub"  # the PNG text chunk holding sd-hub's stack record
 ADDON_CACHE_BYTES = 1 << 30  # parsed add-ons a Hub keeps between generations
 VAE_CACHE_BYTES = 512 << 20  # VAE weights a Hub keeps between generations
@@ -54,6 +57,9 @@ class Job:
     embeddings: list[str] = field(default_factory=list)
     hypernetworks: list[str] = field(default_factory=list)
     vae: str | None = None
+    text_encoders: list[str] = field(default_factory=list)  # Flux: CLIP-L and T5 parts
+    tokenizer: str | None = None  # Flux: the T5 tokenizer part
+    guidance: float | None = None  # Flux dev: distilled CFG scale
     steps: int | None = None
     cfg: float | None = None
     sampler: str | None = None
@@ -77,7 +83,7 @@ class Job:
                 f"unknown job setting '{unknown[0]}'", hint="settings: " + ", ".join(sorted(names))
             )
         data = dict(data)
-        for key in ("loras", "embeddings", "hypernetworks"):
+        for key in ("loras", "embeddings", "hypernetworks", "text_encoders"):
             if isinstance(data.get(key), str):
                 data[key] = [data[key]]
         if data.get("output"):
@@ -109,6 +115,7 @@ class Plan:
     fits: list[Any]  # adapters.patch.Report per LoRA, in order
     output: Path | None
     warnings: list[str] = field(default_factory=list)  # family mismatches
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)  # Flux parts by slot
 
     @property
     def reports(self) -> list[str]:
@@ -222,7 +229,9 @@ def plan(
     if not job.model:
         raise HubError("no model to generate with", hint="pass --model REF (or --stack NAME)")
     model = _resolve(ctx, job.model, "checkpoint", "--model")
-    ldm_models.check_base(model["base"], model["path"])
+    flux = model["base"] == "flux"
+    if not flux:
+        ldm_models.check_base(model["base"], model["path"])
     shapes = (shapes_of or state_dicts.shapes)(model)
     prompt_text, tags = infotext.split_prompt(job.prompt)
     negative_text, negative_tags = infotext.split_prompt(job.negative or "")
@@ -238,6 +247,7 @@ def plan(
         if a["id"] not in chosen
     ]
     vae = _resolve(ctx, job.vae, "vae", "--vae") if job.vae else None
+    parts = _flux_parts(ctx, job, model, shapes) if flux else {}
     _fill_autov3(ctx, loras)
     addons_used = [*loras, *embeddings, *hypernetworks]
     fits = [addons.fit_lora(model, shapes, a.art, parsed(a.art, addons.lora)) for a in loras]
@@ -246,23 +256,26 @@ def plan(
     for addon in embeddings:
         addons.fit_embedding(model, addon.art, parsed(addon.art, addons.embedding))
     prompt_text, written = _prompts(job, prompt_text, loras, hypernetworks)
-    sampler, schedule = infotext.split_sampler(job.sampler or "Euler a")
+    sampler, schedule = infotext.split_sampler(job.sampler or ("Euler" if flux else "Euler a"))
     size = DEFAULT_SIZE[model["base"]]
+    dev = flux and model.get("variant") != "schnell"
     request = Request(
         prompt=prompt_text,
         negative=negative_text,
-        steps=job.steps or 20,
-        cfg=7.0 if job.cfg is None else job.cfg,
+        steps=job.steps or (FLUX_STEPS["dev" if dev else "schnell"] if flux else 20),
+        cfg=(1.0 if flux else 7.0) if job.cfg is None else job.cfg,
         sampler=sampler,
         schedule=schedule,
         seed=secrets.randbelow(2**32) if job.seed is None or job.seed < 0 else job.seed,
         width=job.width or size,
         height=job.height or size,
         clip_skip=job.clip_skip or 1,
+        guidance=(FLUX_GUIDANCE if job.guidance is None else job.guidance) if dev else None,
     )
+    multiple = 16 if flux else 8
     for side in (request.width, request.height):
-        if side % 8:
-            raise HubError(f"image sizes are multiples of 8, not {side}")
+        if side % multiple:
+            raise HubError(f"image sizes are multiples of {multiple}, not {side}")
     warnings = [] if job.allow_family else family_warnings(model, [a.art for a in addons_used])
     return Plan(
         model,
@@ -275,6 +288,21 @@ def plan(
         fits,
         job.output,
         warnings,
+        parts,
+    )
+
+
+def _flux_parts(
+    ctx: Context, job: Job, model: dict[str, Any], shapes: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The text encoders, VAE and tokenizer a Flux model takes from the registry."""
+    from hub import flux_parts
+
+    def resolve_ref(ref: str, kind: str, origin: str) -> dict[str, Any]:
+        return _resolve(ctx, ref, kind, origin)
+
+    return flux_parts.resolve(
+        ctx, model, shapes, job.text_encoders, job.vae, job.tokenizer, resolve_ref
     )
 
 
@@ -365,6 +393,16 @@ def lora_hash(art: dict[str, Any]) -> str:
     return (art["hashes"]["autov3"] or art["hashes"]["sha256"])[:12]
 
 
+def _flux_params(p: Plan) -> dict[str, Any]:
+    """What Forge records for Flux: the distilled CFG and each separate part's file stem as
+    ``Module N`` (no ``VAE``/``VAE hash``)."""
+    names = [p.parts[slot]["name"] for slot in ("vae", "clip", "t5") if slot in p.parts]
+    params: dict[str, Any] = {"VAE hash": None, "VAE": None}
+    if p.request.guidance is not None:
+        params["Distilled CFG Scale"] = f"{p.request.guidance:g}"
+    return params | {f"Module {i}": name for i, name in enumerate(names, 1)}
+
+
 def _infotext(p: Plan, device: str, dtype: str) -> tuple[str, dict[str, Any]]:
     r = p.request
     lora_names = {a.written or a.art["name"]: lora_hash(a.art) for a in p.loras}
@@ -386,6 +424,8 @@ def _infotext(p: Plan, device: str, dtype: str) -> tuple[str, dict[str, Any]]:
         ),
         "Version": f"sd-hub {__version__}",
     }
+    if p.model["base"] == "flux":
+        params |= _flux_params(p)
     text = infotext.format_infotext(infotext.Infotext(p.prompt_written, r.negative, params))
 
     def item(a: Addon) -> dict[str, Any]:
@@ -408,6 +448,8 @@ def _infotext(p: Plan, device: str, dtype: str) -> tuple[str, dict[str, Any]]:
         "loras": [item(a) for a in p.loras],
         "embeddings": [item(a) for a in p.embeddings],
         "hypernetworks": [item(a) for a in p.hypernetworks],
+        "text_encoders": [item(Addon(p.parts[s])) for s in ("clip", "t5") if s in p.parts],
+        "tokenizer": item(Addon(p.parts["tokenizer"])) if "tokenizer" in p.parts else None,
         "settings": {
             "steps": r.steps,
             "cfg": r.cfg,
@@ -417,6 +459,7 @@ def _infotext(p: Plan, device: str, dtype: str) -> tuple[str, dict[str, Any]]:
             "width": r.width,
             "height": r.height,
             "clip_skip": r.clip_skip,
+            "guidance": r.guidance,
         },
         "device": device,
         "dtype": dtype,
@@ -525,6 +568,9 @@ class Hub:
 
     def _model(self, art: dict[str, Any]) -> tuple[LoadedModel, bool]:
         key = f"{art['hashes']['xxh3_128']}/{self.device}/{self.dtype}"
+        if art.get("parts"):
+            parts = sorted((k, a["hashes"]["xxh3_128"]) for k, a in art["parts"].items())
+            key += f"/{parts}"
         if self._loaded is not None and self._loaded[0] == key:
             return self._loaded[1], False
         self._loaded = None  # free the previous model before loading the next
@@ -557,7 +603,7 @@ class Hub:
         p = self.plan(job)
         stage = on_stage or (lambda _text: None)
         stage(f"loading {p.model['name']}")
-        model, reloaded = self._model(p.model)
+        model, reloaded = self._model(p.model | ({"parts": p.parts} if p.parts else {}))
         loaded_at = time.perf_counter()
         stage("applying add-ons")
         changes = patch.plan(
@@ -574,7 +620,9 @@ class Hub:
             hypernetworks=tuple(
                 (self.parsed(a.art, addons.hypernetwork), a.unet) for a in p.hypernetworks
             ),
-            vae=(p.vae["hashes"]["xxh3_128"], self._vae_state(p.vae)) if p.vae else None,
+            vae=(p.vae["hashes"]["xxh3_128"], self._vae_state(p.vae))
+            if p.vae and p.model["base"] != "flux"
+            else None,
         )
         patched_at = time.perf_counter()
         first_step: list[float] = []

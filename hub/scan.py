@@ -32,6 +32,7 @@ from hub.context import Context
 from hub.core.errors import HubError, InvalidFileError, RegistryError
 from hub.core.hashing import FileHashes, FileStat, hash_folder, hash_small_file
 from hub.core.sidecars import Sidecars, read_sidecars, sidecar_names
+from hub.core.taxonomy import is_tokenizer_folder
 from hub.register import (
     Overrides,
     artifact_values,
@@ -138,6 +139,9 @@ def walk_models(
             continue
         subdirs = []
         names = frozenset(e.name for e in entries)
+        if is_tokenizer_folder(names):  # a tokenizer part (ComfyUI's comfy/t5_tokenizer)
+            yield folder, st, None
+            continue
         for entry in entries:
             if entry.name.startswith(".") or entry.name == STAGING:
                 continue

@@ -17,7 +17,7 @@ from hub.core import flux_keys
 
 FLUX = dict(
     patch_size=1,
-    in_channels=16,
+    in_channels=64,  # the packed latent of a 16-channel VAE (2x2 patches), as Flux.1's
     num_layers=1,
     num_single_layers=2,
     attention_head_dim=8,
@@ -88,7 +88,7 @@ def flux_file(variant: str = "dev", layout: str = "bfl", dtype: str = "F32") -> 
         state = flux_keys.bfl_from_diffusers(state, "model.diffusion_model.")
         state |= {f"text_encoders.clip_l.transformer.{k}": v for k, v in clip_state(32).items()}
         state |= {f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5_state().items()}
-        state |= {f"vae.{k}": v for k, v in vae16_state().items()}
+        state |= vae16_ldm_state("vae.")
     torch_dtype = {
         "F32": torch.float32,
         "BF16": torch.bfloat16,
@@ -98,59 +98,114 @@ def flux_file(variant: str = "dev", layout: str = "bfl", dtype: str = "F32") -> 
     return _save({k: v.to(torch_dtype) for k, v in state.items()}, target)
 
 
-def clip_state(width: int = 32, prefix: bool = True) -> dict[str, torch.Tensor]:
-    """A tiny CLIP text tower (``text_model.`` spelled as ComfyUI's files keep it)."""
+CLIP_L = dict(
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=2,
+    num_attention_heads=1,  # one per 64 of width, as sd-hub derives it from the shapes
+    vocab_size=49408,  # sd-hub's shipped CLIP tokenizer
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+)
+T5 = dict(
+    d_model=32,
+    d_ff=37,
+    d_kv=8,
+    num_layers=2,
+    num_heads=4,
+    vocab_size=1000,
+    feed_forward_proj="gated-gelu",  # T5 v1.1 (T5-XXL), as Flux and SD3 use
+)
+VAE16 = dict(
+    block_out_channels=(32, 32),
+    down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2,
+    latent_channels=16,
+    norm_num_groups=32,
+    layers_per_block=1,
+    use_quant_conv=False,
+    use_post_quant_conv=False,
+    scaling_factor=0.3611,  # FLUX.1 ae (diffusers' vae/config.json)
+    shift_factor=0.1159,
+)
+# diffusers' FLUX.1-dev / FLUX.1-schnell scheduler/scheduler_config.json
+FLOW_MATCH = {
+    "dev": dict(
+        num_train_timesteps=1000,
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    ),
+    "schnell": dict(
+        num_train_timesteps=1000,
+        shift=1.0,
+        use_dynamic_shifting=False,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    ),
+}
+
+
+def clip_model(width: int = 32):
+    """A tiny CLIP-L-like text model (``CLIP_L`` at ``width``) with seeded random weights."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(7)
-    model = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=width,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            vocab_size=1000,
-            max_position_embeddings=77,
-        )
-    )
+    return CLIPTextModel(CLIPTextConfig(**(CLIP_L | {"hidden_size": width}))).eval()
+
+
+def t5_model():
+    """A tiny T5 v1.1-like encoder with seeded random weights."""
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(8)
+    return T5EncoderModel(T5Config(**T5)).eval()
+
+
+def vae16_model():
+    """A tiny 16-channel autoencoder without quant convs, as Flux's and SD3's."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(9)
+    return AutoencoderKL(**VAE16).eval()
+
+
+def clip_state(width: int = 32, prefix: bool = True) -> dict[str, torch.Tensor]:
+    """A tiny CLIP text tower (``text_model.`` spelled as ComfyUI's files keep it)."""
+    model = clip_model(width)
     state = {k.removeprefix("text_model."): v for k, v in model.state_dict().items()}
     return {("text_model." if prefix else "") + k: v for k, v in state.items()}
 
 
 def t5_state() -> dict[str, torch.Tensor]:
     """A tiny T5 encoder (the shared embedding saved once)."""
-    from transformers import T5Config, T5EncoderModel
-
-    torch.manual_seed(8)
-    model = T5EncoderModel(
-        T5Config(d_model=32, d_ff=37, d_kv=8, num_layers=2, num_heads=4, vocab_size=1000)
-    )
-    state = model.state_dict()
+    state = t5_model().state_dict()
     state.pop("encoder.embed_tokens.weight", None)
     return {k: v.clone() for k, v in state.items()}
 
 
 def vae16_state() -> dict[str, torch.Tensor]:
-    """A tiny 16-channel autoencoder without quant convs, as Flux's and SD3's."""
-    from diffusers import AutoencoderKL
+    """The tiny 16-channel autoencoder's weights (diffusers names)."""
+    return vae16_model().state_dict()
 
-    torch.manual_seed(9)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=16,
-        norm_num_groups=4,
-        layers_per_block=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    )
-    return vae.state_dict()
+
+def vae16_ldm_state(prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tiny 16-channel autoencoder under LDM names, as BFL's ``ae.safetensors`` and
+    ComfyUI's whole checkpoints (``vae.``) keep it."""
+    from adapters import ldm_keys
+
+    return ldm_keys.vae_to_ldm(vae16_state(), dict(VAE16), prefix)
 
 
 def part_file(kind: str) -> Path:
     """A lone part: ``clip-l`` (ComfyUI spelling), ``clip-tf5`` (transformers 5 spelling),
-    ``t5``, ``t5-fp8-scaled`` (ComfyUI's scaled fp8) or ``vae16``."""
+    ``t5``, ``t5-fp8-scaled`` (ComfyUI's scaled fp8), ``vae16`` or ``vae16-ldm`` (BFL's
+    ``ae.safetensors`` names)."""
     target = _path("part", kind)
     if target.is_file():
         return target
@@ -160,6 +215,8 @@ def part_file(kind: str) -> Path:
         state = clip_state(32, prefix=False)
     elif kind == "vae16":
         state = vae16_state()
+    elif kind == "vae16-ldm":
+        state = vae16_ldm_state()
     else:
         state = t5_state()
     if kind == "t5-fp8-scaled":
@@ -270,3 +327,68 @@ def flux_xlabs_lora(seed: int = 13) -> Path:
             pair(f"double_blocks.{i}.processor.qkv_lora{stream}", 3 * hidden)
             pair(f"double_blocks.{i}.processor.proj_lora{stream}", hidden)
     return _save(state, target)
+
+
+TOKENIZER_WORDS = "a an the of in on at with castle cat dog red blue photo painting tree sky house"
+
+
+def t5_tokenizer_folder() -> Path:
+    """A tiny T5 tokenizer saved as transformers saves one (``tokenizer.json`` and
+    ``tokenizer_config.json``): a ``tokenizers`` Unigram model over letters, digits and a few
+    words, ids 0/1/2 for pad, end and unknown as T5's."""
+    import string
+
+    folder = _path("t5-tokenizer").with_suffix("")
+    if (folder / "tokenizer_config.json").is_file():
+        return folder
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    for c in string.ascii_lowercase + string.digits + ",.!?'-":
+        pieces += [(f"\u2581{c}", -3.0), (c, -3.5)]
+    pieces += [(f"\u2581{w}", -1.0) for w in TOKENIZER_WORDS.split()]
+    model = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    model.normalizer = normalizers.Lowercase()
+    model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    model.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tokenizer = T5TokenizerFast(
+        tokenizer_object=model, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0
+    )
+    tmp = folder.with_name(folder.name + ".tmp")
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(folder)
+    return folder
+
+
+def flux_pipeline(variant: str = "dev", transformer=None):
+    """diffusers' ``FluxPipeline`` assembled directly from the tiny parts (the reference
+    generation is compared with), with the scheduler config of the Flux repositories."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from transformers import T5TokenizerFast
+
+    from hub.core.tokenizer import clip_tokenizer
+
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(**FLOW_MATCH[variant]),
+        vae=vae16_model(),
+        text_encoder=clip_model(),
+        tokenizer=clip_tokenizer(),
+        text_encoder_2=t5_model(),
+        tokenizer_2=T5TokenizerFast.from_pretrained(t5_tokenizer_folder()),
+        transformer=transformer if transformer is not None else flux_transformer(variant),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def flux_folder(variant: str = "dev") -> Path:
+    """The tiny Flux pipeline saved by diffusers (``model_index.json``, every component,
+    ``tokenizer_2/``)."""
+    folder = _path("flux-folder", variant).with_suffix("")
+    if (folder / "model_index.json").is_file():
+        return folder
+    tmp = folder.with_name(folder.name + ".tmp")
+    flux_pipeline(variant).save_pretrained(tmp)
+    tmp.rename(folder)
+    return folder

@@ -34,6 +34,17 @@ def register(app: typer.Typer) -> None:
             None, "--hypernetwork", help="REF[:W] (repeatable)."
         ),
         vae: str = typer.Option(None, "--vae", help="Use this VAE instead of the model's."),
+        text_encoder: list[str] = typer.Option(
+            None,
+            "--text-encoder",
+            help="Flux: a CLIP-L or T5-XXL text encoder part (REF, repeatable).",
+        ),
+        tokenizer: str = typer.Option(
+            None, "--tokenizer", help="Flux: the T5 tokenizer part (default: the registered one)."
+        ),
+        guidance: float = typer.Option(
+            None, "--guidance", help="Flux dev: distilled CFG scale (default 3.5)."
+        ),
         stack: str = typer.Option(None, "--stack", help="A [stacks.NAME] table of hub.toml."),
         trigger: bool = typer.Option(
             False, "--trigger", help="Add each add-on's trained words to the prompt."
@@ -92,6 +103,9 @@ def register(app: typer.Typer) -> None:
             embeddings=list(embedding or []),
             hypernetworks=list(hypernetwork or []),
             vae=vae,
+            text_encoders=list(text_encoder or []),
+            tokenizer=tokenizer,
+            guidance=guidance,
             steps=steps,
             cfg=cfg,
             sampler=sampler,
@@ -269,6 +283,7 @@ def _show_from(found: object) -> None:
 
 def _job_json(job: object) -> dict:
     keep = ("prompt", "negative", "model", "vae", "loras", "embeddings", "hypernetworks")
+    keep += ("text_encoders", "tokenizer", "guidance")
     keep += ("steps", "cfg", "sampler", "seed", "width", "height", "clip_skip")
     return {k: getattr(job, k) for k in keep}
 
@@ -283,6 +298,7 @@ def _plan_json(p: object) -> dict:
         "loras": [art(a.art) | {"te": a.te, "unet": a.unet} for a in p.loras],
         "embeddings": [art(a.art) for a in p.embeddings],
         "hypernetworks": [art(a.art) | {"strength": a.unet} for a in p.hypernetworks],
+        "parts": {slot: art(a) for slot, a in p.parts.items()},
         "prompt": p.request.prompt,
         "negative": p.request.negative,
         "settings": {
@@ -293,6 +309,7 @@ def _plan_json(p: object) -> dict:
             "seed": p.request.seed,
             "size": [p.request.width, p.request.height],
             "clip_skip": p.request.clip_skip,
+            "guidance": p.request.guidance,
         },
         "checks": p.reports,
     }

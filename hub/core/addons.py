@@ -116,7 +116,9 @@ def fit_lora(
     from adapters import patch
 
     if model["base"] == "flux" and flux_keys.is_flux(shapes):
-        adapter.modules = flux_keys.recut(adapter.modules, flux_keys.lora_targets(shapes), shapes)
+        if adapter.parsed is None:
+            adapter.parsed = adapter.modules
+        adapter.modules = flux_keys.recut(adapter.parsed, flux_keys.lora_targets(shapes), shapes)
     rep = patch.report(art["name"], adapter, shapes, resolver(model["base"], shapes))
     if art["base"] not in ("unknown", model["base"]) or not rep.ok:
         raise HubError(

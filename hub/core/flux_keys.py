@@ -241,6 +241,46 @@ def diffusers_from_bfl(state: dict) -> dict:
     return {k: torch.cat([p for _, p in sorted(v, key=lambda r: r[0])]) for k, v in out.items()}
 
 
+def _pieces_by_param(geo: Geometry, prefix: str, shapes: Shapes):
+    """(diffusers parameter, its pieces in a BFL file: key and rows) for every parameter the
+    BFL file holds."""
+    for module in diffusers_modules(geo):
+        for piece in bfl_pieces(module, geo, prefix) or []:
+            norm = piece.key.endswith(".scale")
+            base = piece.key.removesuffix(".weight").removesuffix(".scale")
+            for param in ("weight",) if norm else ("weight", "bias"):
+                key = f"{base}.{'scale' if norm else param}"
+                if key in shapes:
+                    yield f"{module}.{param}", Piece(key, piece.rows, piece.source_rows)
+
+
+def assemble(state: dict, pieces: list[Piece]) -> object:
+    """One diffusers tensor from its BFL pieces (in diffusers row order): a row view when it
+    is one piece, else a new tensor."""
+    import torch
+
+    parts = [
+        (p.source_rows or (0, 0), state[p.key] if p.rows is None else state[p.key][slice(*p.rows)])
+        for p in pieces
+    ]
+    if len(parts) == 1:
+        return parts[0][1]
+    return torch.cat([t for _, t in sorted(parts, key=lambda r: r[0])])
+
+
+def diffusers_views(state: dict, prefix: str) -> tuple[dict, dict[str, list[Piece]]]:
+    """A BFL-layout state dict as diffusers tensors that are row VIEWS of it (changing a
+    fused tensor in place changes them), and the diffusers tensors that cannot be views
+    (``norm_out.linear``, its halves swapped) with their pieces."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    geo = geometry(shapes)
+    by_param: dict[str, list[Piece]] = {}
+    for name, piece in _pieces_by_param(geo, prefix, shapes):
+        by_param.setdefault(name, []).append(piece)
+    out = {name: assemble(state, pieces) for name, pieces in by_param.items()}
+    return out, {name: pieces for name, pieces in by_param.items() if len(pieces) > 1}
+
+
 XLABS = re.compile(
     r"^(?:diffusion_model\.)?(double|single)_blocks\.(\d+)\.processor\.(qkv|proj)_lora([12]?)$"
 )

@@ -38,6 +38,13 @@ def read_state_dict(
     fmt = artifact["format"]
     if fmt == "safetensors":
         return _safetensors(path, shapes_only, wanted)
+    if fmt == "diffusers" and artifact["base"] == "flux":  # the transformer, diffusers names
+        from hub.core.ldm_models import component_weights
+
+        state = component_weights(path / "transformer", meta=shapes_only)
+        return StateDict(
+            {k: tuple(v.shape) if shapes_only else v for k, v in state.items() if wanted(k)}
+        )
     if fmt == "diffusers":
         from hub.core.ldm_models import folder_to_ldm
 

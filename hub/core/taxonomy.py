@@ -16,6 +16,7 @@ class Kind(StrEnum):
     HYPERNETWORK = "hypernetwork"
     VAE = "vae"
     TEXT_ENCODER = "text_encoder"  # CLIP-L/G or T5 kept apart from the model (Flux, SD3)
+    TOKENIZER = "tokenizer"  # a transformers tokenizer folder (Flux's and SD3's T5 one)
     UNKNOWN = "unknown"
 
 
@@ -43,10 +44,23 @@ class Base(StrEnum):
     UNKNOWN = "unknown"
 
 
+# A tokenizer folder: its config beside the vocabulary of a fast (tokenizer.json) or a
+# SentencePiece (spiece.model) tokenizer, as ComfyUI's comfy/t5_tokenizer and diffusers'
+# tokenizer_2 folders hold it.
+TOKENIZER_CONFIG = "tokenizer_config.json"
+TOKENIZER_VOCABS = ("tokenizer.json", "spiece.model")
+
+
+def is_tokenizer_folder(names: set[str] | frozenset[str]) -> bool:
+    """Whether a folder holding these file names is a tokenizer."""
+    return TOKENIZER_CONFIG in names and any(v in names for v in TOKENIZER_VOCABS)
+
+
 class Format(StrEnum):
     SAFETENSORS = "safetensors"
     PICKLE = "pickle"
     DIFFUSERS = "diffusers"
+    TOKENIZER = "tokenizer"  # a folder saved by transformers: tokenizer_config.json and more
     UNKNOWN = "unknown"
 
 
@@ -58,6 +72,7 @@ A1111_FOLDERS: dict[Kind, str] = {
     Kind.HYPERNETWORK: "hypernetworks",
     Kind.VAE: "VAE",
     Kind.TEXT_ENCODER: "text_encoder",  # Forge's models/text_encoder
+    Kind.TOKENIZER: "tokenizer",
     Kind.UNKNOWN: "Other",
 }
 

@@ -29,6 +29,7 @@ class Request:
     width: int = 512
     height: int = 512
     clip_skip: int = 1
+    guidance: float | None = None  # Flux dev's distilled guidance (None: not used)
 
 
 @dataclass(frozen=True)

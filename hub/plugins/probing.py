@@ -15,7 +15,7 @@ from typing import Any
 
 from hub.core.errors import InvalidFileError
 from hub.core.formats import Container, read_header, sniff
-from hub.core.taxonomy import Base, Format, Kind
+from hub.core.taxonomy import Base, Format, Kind, is_tokenizer_folder
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ def _read_folder(path: Path) -> dict[str, Any]:
         "transformer/config.json",
         "vae/config.json",
         "config.json",
+        "tokenizer_config.json",
     ):
         file = path / name
         if file.is_file():
@@ -91,6 +92,8 @@ def _read_folder(path: Path) -> dict[str, Any]:
 def make_subject(path: Path) -> Subject:
     """Read what probes need from a path; refuse what is not a readable model file."""
     if path.is_dir():
+        if is_tokenizer_folder({p.name for p in path.iterdir()}):
+            return Subject(path, Format.TOKENIZER, folder=_read_folder(path))
         if not (path / "model_index.json").is_file():
             raise InvalidFileError(
                 path, "a folder without model_index.json (not a diffusers model)"

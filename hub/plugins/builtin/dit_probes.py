@@ -132,9 +132,31 @@ def dit_folder_probe(subject: Subject) -> Verdict:
     )
 
 
+# tokenizer_config.json's class -> the family of text encoder it serves
+TOKENIZER_FAMILIES = {"T5Tokenizer": "t5", "T5TokenizerFast": "t5", "CLIPTokenizer": "clip"}
+
+
+def tokenizer_probe(subject: Subject) -> Verdict:
+    if subject.format is not Format.TOKENIZER or not subject.folder:
+        return Verdict("tokenizer", False, "not a tokenizer folder")
+    cls = str(subject.folder.get("tokenizer_config.json", {}).get("tokenizer_class") or "?")
+    family = TOKENIZER_FAMILIES.get(cls) or TOKENIZER_FAMILIES.get(cls.removesuffix("Fast"))
+    return Verdict(
+        "tokenizer",
+        True,
+        f"tokenizer folder (tokenizer_config.json: {cls}) -> {family or 'unknown'} tokenizer",
+        Kind.TOKENIZER,
+        Base.UNKNOWN,
+        "transformers",
+        variant=family,
+        score=100,
+    )
+
+
 @hookimpl(trylast=True)
 def register_probes(register):
     register("flux", flux_probe)
     register("sd3", sd3_probe)
     register("text_encoder", text_encoder_probe)
     register("dit_folder", dit_folder_probe)
+    register("tokenizer", tokenizer_probe)
