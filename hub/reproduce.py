@@ -30,6 +30,7 @@ SETTABLE = {
     "width": int,
     "height": int,
     "clip_skip": int,
+    "guidance": float,
 }
 
 
@@ -132,6 +133,10 @@ def _job(rec: Any, held: list[Found]) -> Job:
             job.model = ref
         elif res.kind == "vae":
             job.vae = ref
+        elif res.kind == "text_encoder":
+            job.text_encoders.append(ref)
+        elif res.kind == "tokenizer":
+            job.tokenizer = ref
         elif res.kind == "embedding":
             job.embeddings.append(ref)
         elif tag is not None:
@@ -141,7 +146,7 @@ def _job(rec: Any, held: list[Found]) -> Job:
             job.loras.append(f"{ref}:{_weight(res.clip_strength, float(unet))}:{unet}")
         else:
             job.hypernetworks.append(f"{ref}:{_weight(res.strength, 1.0)}")
-    for attr in ("steps", "cfg", "seed", "width", "height"):
+    for attr in ("steps", "cfg", "seed", "width", "height", "guidance"):
         setattr(job, attr, getattr(rec, attr))
     job.clip_skip = rec.clip_skip if rec.clip_skip and rec.clip_skip > 0 else None
     return job

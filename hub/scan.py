@@ -326,11 +326,10 @@ class _Scan:
             )
             if not loc or loc[0]["artifact_id"] != found.artifact_id:
                 continue  # another scan settled this path meanwhile
-            if (loc[0]["size"], loc[0]["mtime_ns"], loc[0]["inode"]) != (
-                fstat.size,
-                fstat.mtime_ns,
-                fstat.inode,
-            ):
+            # a folder's recorded size is its directory entry's; hashing totals its files
+            folder = statmod.S_ISDIR(found.st.st_mode)
+            recorded = (loc[0]["size"], loc[0]["mtime_ns"], loc[0]["inode"])
+            if recorded[folder:] != (fstat.size, fstat.mtime_ns, fstat.inode)[folder:]:
                 self.report.skipped.append((found.path, "changed while it was scanned"))
                 self.report.pending += 1
                 continue
@@ -339,7 +338,8 @@ class _Scan:
             if same is not None and same.id != row.id:
                 self._merge(session, row, same, found.path)
                 continue
-            writes.update(session, row, _hash_values(hashes), search=False)
+            sized = {"size": fstat.size} if folder else {}
+            writes.update(session, row, _hash_values(hashes) | sized, search=False)
 
     def _merge(self, session: Writer, pending: writes.Row, same: writes.Row, path: str) -> None:
         """``path`` holds the bytes of ``same``: one more location of it (or its only one,

@@ -70,6 +70,7 @@ class ImageRecord:
     width: int | None = None
     height: int | None = None
     clip_skip: int | None = None
+    guidance: float | None = None  # Flux's distilled CFG scale
     resources: list[Resource] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, kept as read
     notes: list[str] = field(default_factory=list)  # what could not be read, and why

@@ -170,6 +170,7 @@ def record_from_infotext(info: infotext.Infotext) -> ImageRecord:
     rec.scheduler = str(schedule) if schedule is not None else None
     rec.steps = number(p.pop("Steps", None), int)
     rec.cfg = number(p.pop("CFG scale", None), float)
+    rec.guidance = number(p.pop("Distilled CFG Scale", None), float)  # Forge, Flux
     rec.seed = number(p.pop("Seed", None), int)
     rec.clip_skip = number(p.pop("Clip skip", p.pop("CLiP-skip", None)), int)
     size = p.pop("Size", None)

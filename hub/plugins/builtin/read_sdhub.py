@@ -17,6 +17,8 @@ GROUPS = (
     ("loras", "lora"),
     ("embeddings", "embedding"),
     ("hypernetworks", "hypernetwork"),
+    ("text_encoders", "text_encoder"),
+    ("tokenizer", "tokenizer"),
 )
 
 
@@ -41,6 +43,7 @@ def read_sdhub(meta: ImageMetadata) -> ImageRecord | Declined:
         rec.scheduler = None if schedule in (None, "Automatic") else schedule
         for attr in ("steps", "cfg", "seed", "width", "height", "clip_skip"):
             setattr(rec, attr, s[attr])
+        rec.guidance = s.get("guidance")
         for group, kind in GROUPS:
             items = rec_json.get(group)
             for item in items if isinstance(items, list) else [items] if items else []:
