@@ -64,8 +64,8 @@ IDENTIFIED = {
     # file: (kind, base, variant, layout, reason fragment)
     "dev-bfl": ("checkpoint", "flux", "dev", "bfl", "transformer only"),
     "schnell-bfl": ("checkpoint", "flux", "schnell", "bfl", "no guidance embedder"),
-    "fill-bfl": ("checkpoint", "flux", "fill-dev", "bfl", "image input 96 for 16"),
-    "depth-bfl": ("checkpoint", "flux", "depth-or-canny-dev", "bfl", "input 32"),
+    "fill-bfl": ("checkpoint", "flux", "fill-dev", "bfl", "image input 384 for 64"),
+    "depth-bfl": ("checkpoint", "flux", "depth-or-canny-dev", "bfl", "input 128"),
     "dev-diffusers": ("checkpoint", "flux", "dev", "diffusers", "transformer_blocks"),
     "dev-comfy": ("checkpoint", "flux", "dev", "bfl", "text encoders clip_l, t5xxl and a VAE"),
     "dev-bfl-bf16": ("checkpoint", "flux", "dev", "bfl", "double_blocks"),
