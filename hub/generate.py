@@ -459,8 +459,8 @@ def _infotext(p: Plan, device: str, dtype: str) -> tuple[str, dict[str, Any]]:
             "width": r.width,
             "height": r.height,
             "clip_skip": r.clip_skip,
-            "guidance": r.guidance,
-        },
+        }
+        | ({"guidance": r.guidance} if r.guidance is not None else {}),
         "device": device,
         "dtype": dtype,
         "sd_hub": __version__,

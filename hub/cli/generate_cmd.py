@@ -283,9 +283,11 @@ def _show_from(found: object) -> None:
 
 def _job_json(job: object) -> dict:
     keep = ("prompt", "negative", "model", "vae", "loras", "embeddings", "hypernetworks")
-    keep += ("text_encoders", "tokenizer", "guidance")
     keep += ("steps", "cfg", "sampler", "seed", "width", "height", "clip_skip")
-    return {k: getattr(job, k) for k in keep}
+    flux = ("text_encoders", "tokenizer", "guidance")  # only when set
+    return {k: getattr(job, k) for k in keep} | {
+        k: getattr(job, k) for k in flux if getattr(job, k)
+    }
 
 
 def _plan_json(p: object) -> dict:
@@ -298,7 +300,6 @@ def _plan_json(p: object) -> dict:
         "loras": [art(a.art) | {"te": a.te, "unet": a.unet} for a in p.loras],
         "embeddings": [art(a.art) for a in p.embeddings],
         "hypernetworks": [art(a.art) | {"strength": a.unet} for a in p.hypernetworks],
-        "parts": {slot: art(a) for slot, a in p.parts.items()},
         "prompt": p.request.prompt,
         "negative": p.request.negative,
         "settings": {
@@ -309,10 +310,10 @@ def _plan_json(p: object) -> dict:
             "seed": p.request.seed,
             "size": [p.request.width, p.request.height],
             "clip_skip": p.request.clip_skip,
-            "guidance": p.request.guidance,
-        },
+        }
+        | ({"guidance": p.request.guidance} if p.request.guidance is not None else {}),
         "checks": p.reports,
-    }
+    } | ({"parts": {slot: art(a) for slot, a in p.parts.items()}} if p.parts else {})
 
 
 def _show_plan(p: object) -> None:
