@@ -82,13 +82,13 @@ def flux_transformer(variant: str = "dev", seed: int = 0):
     return model.eval()
 
 
-def flux_file(variant: str = "dev", layout: str = "bfl", dtype: str = "F32") -> Path:
+def flux_file(variant: str = "dev", layout: str = "bfl", dtype: str = "F32", seed: int = 0) -> Path:
     """A tiny Flux transformer file: ``bfl`` (no prefix), ``comfy`` (a whole checkpoint:
     ``model.diffusion_model.`` plus text encoders and VAE) or ``diffusers``."""
-    target = _path("flux", variant, layout, dtype)
+    target = _path("flux", variant, layout, dtype, *([seed] if seed else []))
     if target.is_file():
         return target
-    state = flux_transformer(variant).state_dict()
+    state = flux_transformer(variant, seed).state_dict()
     if layout == "bfl":
         state = flux_keys.bfl_from_diffusers(state)
     elif layout == "comfy":
@@ -186,12 +186,12 @@ SD3_VARIANTS = {
 }
 
 
-def sd3_transformer(variant: str = "sd3"):
+def sd3_transformer(variant: str = "sd3", seed: int = 3):
     """A tiny SD3Transformer2DModel with random weights everywhere (diffusers zero-inits
     some layers)."""
     from diffusers import SD3Transformer2DModel
 
-    torch.manual_seed(3)
+    torch.manual_seed(seed)
     config = dict(SD3, **SD3_VARIANTS[variant])
     if variant != "sd3":
         config["num_layers"] = 3
@@ -202,13 +202,15 @@ def sd3_transformer(variant: str = "sd3"):
     return model.eval()
 
 
-def sd3_file(layout: str = "diffusers", variant: str = "sd3", dtype: str = "F32") -> Path:
+def sd3_file(
+    layout: str = "diffusers", variant: str = "sd3", dtype: str = "F32", seed: int = 3
+) -> Path:
     """A tiny SD3 transformer file: ``diffusers``, ``sai`` (the original layout, no prefix)
     or ``comfy`` (``model.diffusion_model.`` as in whole checkpoints)."""
-    target = _path("sd3", layout, variant, dtype)
+    target = _path("sd3", layout, variant, dtype, seed)
     if target.is_file():
         return target
-    state = sd3_transformer(variant).state_dict()
+    state = sd3_transformer(variant, seed).state_dict()
     if layout != "diffusers":
         prefix = "model.diffusion_model." if layout == "comfy" else ""
         state = sd3_keys.sai_from_diffusers(state, prefix)
