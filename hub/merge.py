@@ -82,13 +82,18 @@ def bake(
     unet_only: bool = False,
     output: Path | None = None,
     allow_family: bool = False,
+    dtype: str | None = None,
 ) -> MergeResult:
-    """Bake LoRA-family add-ons into a single-file checkpoint and register the result. An
-    add-on of a family the checkpoint does not take is a warning in the reports (none with
+    """Bake LoRA-family add-ons into a single-file checkpoint and register the result,
+    keeping each tensor's dtype (or storing floating ones in ``dtype``). An add-on of a
+    family the checkpoint does not take is a warning in the reports (none with
     ``allow_family``)."""
     from adapters import patch
     from hub.core import addons
-    from hub.core.safetensors_io import SafetensorsReader, write_safetensors
+    from hub.core.safetensors_io import SafetensorsReader, TensorSpec, write_safetensors
+    from hub.plugins.builtin.converters import cast_checked, dtype_named
+
+    st = dtype_named(dtype)
 
     [base] = _load_meta(ctx, [base_ref], "checkpoint")
     inputs = _load_meta(ctx, [w.ref for w in loras], "lora")
@@ -134,17 +139,22 @@ def bake(
         with staged_output(ctx) as staged:  # a checkpoint: AutoV3 when asked
             path = staged.folder / f"{name}.safetensors"
             specs = [ckpt.spec(k) for k in ckpt.header.tensors]
-            write_safetensors(
-                path,
-                specs,
-                lambda s: (
-                    patch.patched_chunks(partial(ckpt.rows, s.name), s.shape, changes[s.name])
-                    if s.name in changes
-                    else ckpt.tensor(s.name)
-                ),
-                metadata,
-                hasher=staged.hasher,
-            )
+            if st is not None:
+                specs = [
+                    TensorSpec(s.name, st, s.shape) if s.dtype in FLOATING else s for s in specs
+                ]
+
+            def produce(spec: TensorSpec) -> Any:
+                rows = partial(ckpt.rows, spec.name)
+                info = ckpt.header.tensors[spec.name]
+                chunks = (
+                    patch.patched_chunks(rows, info.shape, changes[spec.name])
+                    if spec.name in changes
+                    else [ckpt.tensor(spec.name)]
+                )
+                return (cast_checked(c, st, spec.name) for c in chunks) if st else chunks
+
+            write_safetensors(path, specs, produce, metadata, hasher=staged.hasher)
             status, artifact = _commit(staged, path, name, lineage, output)
     if not allow_family:
         from hub.families import family_warnings
@@ -220,9 +230,18 @@ def _checked_inputs(ctx: Context, refs: list[str], method: MergeMethod) -> list[
 
 
 def _check_shapes(readers: list[Any], arts: list[dict[str, Any]]) -> None:
-    """Refuse a key whose shape differs between the primary and another input."""
+    """Refuse a key whose shape differs between the primary and another input, and inputs
+    that share too few keys to be one layout (a BFL and a diffusers Flux file, say)."""
     primary = readers[0]
     for r, art in zip(readers[1:], arts[1:], strict=True):
+        shared = primary.header.tensors.keys() & r.header.tensors.keys()
+        if len(shared) * 2 < len(primary.header.tensors):
+            raise HubError(
+                f"{art['name']} shares {len(shared)} of {len(primary.header.tensors)} tensor "
+                f"names with {arts[0]['name']}: different layouts "
+                f"({art.get('layout') or '?'} and {arts[0].get('layout') or '?'})",
+                hint="merge files of one layout",
+            )
         for key, info in primary.header.tensors.items():
             other = r.header.tensors.get(key)
             if other is not None and other.shape != info.shape:
@@ -233,29 +252,41 @@ def _check_shapes(readers: list[Any], arts: list[dict[str, Any]]) -> None:
                 )
 
 
+FLOATING = ("F32", "F16", "BF16", "F64", "F8_E4M3", "F8_E5M2")
+
+
 def _merged_tensors(
-    readers: list[Any], method: MergeMethod, alpha: float, options: dict[str, Any]
+    readers: list[Any],
+    method: MergeMethod,
+    alpha: float,
+    options: dict[str, Any],
+    dtype: str | None = None,
 ) -> Callable[[Any], Any]:
     """The function giving each output tensor (a generator of row slices for elementwise
-    methods): keys only in the primary, or not floating point, are copied."""
+    methods): keys only in the primary, or not floating point, are copied. Inputs of any
+    floating dtype (fp8 included) are read in float32; the result takes ``dtype``, else the
+    primary's dtype, rounded as torch's ``.to()`` rounds."""
     import torch
+
+    from adapters.fp8 import upcast
+    from hub.plugins.builtin.converters import cast_checked
 
     primary = readers[0]
 
     def produce(spec: Any) -> Any:
-        present = all(spec.name in r.header.tensors for r in readers[1:])
         info = primary.header.tensors[spec.name]
-        floating = info.dtype in ("F32", "F16", "BF16", "F64")
-        if not (present and floating):
-            return primary.tensor(spec.name)
+        found = [r.header.tensors.get(spec.name) for r in readers]
+        if not all(f is not None and f.dtype in FLOATING for f in found):
+            return cast_checked(primary.tensor(spec.name), dtype, spec.name)
+        out = dtype or info.dtype
         if not method.elementwise or not info.shape:
-            first = primary.tensor(spec.name)
-            tensors = [first.float()] + [r.tensor(spec.name).float() for r in readers[1:]]
+            tensors = [upcast(r.tensor(spec.name)) for r in readers]
             with torch.no_grad():
-                return method.run(tensors, alpha, options, spec.name).to(first.dtype)
+                merged = method.run(tensors, alpha, options, spec.name)
+            return cast_checked(merged, out, spec.name)
         row = max(1, info.numel // info.shape[0])
         step = max(1, CHUNK_ELEMENTS // row)
-        return _row_slices(readers, spec.name, info.shape[0], step, method, alpha, options)
+        return _row_slices(readers, spec.name, info.shape[0], step, method, alpha, options, out)
 
     return produce
 
@@ -268,12 +299,17 @@ def merge_checkpoints(
     name: str,
     options: Mapping[str, str] | None = None,
     output: Path | None = None,
+    dtype: str | None = None,
 ) -> MergeResult:
     """Merge checkpoints tensor by tensor (primary first) with a merge method and its
     options (``KEY -> text``, validated against what the method declares); keys only in the
-    primary are copied; a key whose shape differs between inputs is refused."""
-    from hub.core.safetensors_io import SafetensorsReader, write_safetensors
+    primary are copied; a key whose shape differs between inputs is refused. Floating
+    tensors are merged in float32 and stored in ``dtype`` (``bf16``, ``fp8``...) or the
+    primary's dtype."""
+    from hub.core.safetensors_io import SafetensorsReader, TensorSpec, write_safetensors
+    from hub.plugins.builtin.converters import dtype_named
 
+    st = dtype_named(dtype)
     method = merge_method(ctx, method_name)
     settings = method.settings(options or {})
     arts = _checked_inputs(ctx, refs, method)
@@ -290,7 +326,8 @@ def merge_checkpoints(
             "multiplier": alpha,
             "method": method_name,
             **settings,
-            "save_as_half": False,
+            "save_as_half": st in ("F16", "BF16"),
+            "dtype": st,
             "custom_name": name,
         }
         metadata = _recipe_metadata(arts[0], arts[1:], primary.metadata, recipe)
@@ -305,10 +342,15 @@ def merge_checkpoints(
         ]
         with staged_output(ctx) as staged:  # a checkpoint: AutoV3 when asked
             path = staged.folder / f"{name}.safetensors"
+            specs = [primary.spec(k) for k in primary.header.tensors]
+            if st is not None:
+                specs = [
+                    TensorSpec(s.name, st, s.shape) if s.dtype in FLOATING else s for s in specs
+                ]
             write_safetensors(
                 path,
-                [primary.spec(k) for k in primary.header.tensors],
-                _merged_tensors(readers, method, alpha, settings),
+                specs,
+                _merged_tensors(readers, method, alpha, settings, st),
                 metadata,
                 hasher=staged.hasher,
             )
@@ -324,15 +366,21 @@ def _row_slices(
     method: Any,
     alpha: float,
     options: dict[str, Any],
+    dtype: str,
 ) -> Any:
-    """An elementwise merge of one tensor, a slice of rows at a time (bounded memory)."""
+    """An elementwise merge of one tensor in float32, a slice of rows at a time (bounded
+    memory), each slice in safetensors dtype ``dtype``."""
     import torch
+
+    from adapters.fp8 import upcast
+    from hub.plugins.builtin.converters import cast_checked
 
     for lo in range(0, rows, step):
         hi = min(rows, lo + step)
-        parts = [r.rows(key, lo, hi) for r in readers]
+        parts = [upcast(r.rows(key, lo, hi)) for r in readers]
         with torch.no_grad():
-            yield method.run([p.float() for p in parts], alpha, options, key).to(parts[0].dtype)
+            merged = method.run(parts, alpha, options, key)
+        yield cast_checked(merged, dtype, key)
 
 
 def merge_loras(

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 from minimodels import CACHE_ROOT
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from hub.core import flux_keys
+from hub.core import dit_map, flux_keys, sd3_keys
 
 FLUX = dict(
     patch_size=1,
@@ -39,13 +39,20 @@ SD3 = dict(
     out_channels=4,
     pos_embed_max_size=16,
 )
+TORCH_DTYPES = {
+    "F32": torch.float32,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
 VARIANT_INPUT = {"dev": 1, "schnell": 1, "fill": 6, "depth": 2}
 RANK = 4
 
 
 def _path(kind: str, *args: object) -> Path:
     digest = hashlib.sha256(Path(__file__).read_bytes())
-    digest.update(Path(flux_keys.__file__).read_bytes())
+    for module in (flux_keys, sd3_keys, dit_map):
+        digest.update(Path(module.__file__).read_bytes())
     digest.update(json.dumps([kind, *args], default=str).encode())
     folder = CACHE_ROOT / "flux" / digest.hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,13 +82,13 @@ def flux_transformer(variant: str = "dev", seed: int = 0):
     return model.eval()
 
 
-def flux_file(variant: str = "dev", layout: str = "bfl", dtype: str = "F32") -> Path:
+def flux_file(variant: str = "dev", layout: str = "bfl", dtype: str = "F32", seed: int = 0) -> Path:
     """A tiny Flux transformer file: ``bfl`` (no prefix), ``comfy`` (a whole checkpoint:
     ``model.diffusion_model.`` plus text encoders and VAE) or ``diffusers``."""
-    target = _path("flux", variant, layout, dtype)
+    target = _path("flux", variant, layout, dtype, *([seed] if seed else []))
     if target.is_file():
         return target
-    state = flux_transformer(variant).state_dict()
+    state = flux_transformer(variant, seed).state_dict()
     if layout == "bfl":
         state = flux_keys.bfl_from_diffusers(state)
     elif layout == "comfy":
@@ -89,13 +96,7 @@ def flux_file(variant: str = "dev", layout: str = "bfl", dtype: str = "F32") -> 
         state |= {f"text_encoders.clip_l.transformer.{k}": v for k, v in clip_state(32).items()}
         state |= {f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5_state().items()}
         state |= vae16_ldm_state("vae.")
-    torch_dtype = {
-        "F32": torch.float32,
-        "BF16": torch.bfloat16,
-        "F8_E4M3": torch.float8_e4m3fn,
-        "F8_E5M2": torch.float8_e5m2,
-    }[dtype]
-    return _save({k: v.to(torch_dtype) for k, v in state.items()}, target)
+    return _save({k: v.to(TORCH_DTYPES[dtype]) for k, v in state.items()}, target)
 
 
 CLIP_L = dict(
@@ -232,15 +233,112 @@ def part_file(kind: str) -> Path:
     return _save(state, target)
 
 
-def sd3_file(layout: str = "diffusers") -> Path:
-    """A tiny SD3Transformer2DModel saved in the diffusers layout."""
+# Tiny SD3-family variants: SD3 Medium (no q/k norms), SD3.5 Medium (MMDiT-X: attn2 in the
+# first block, RMSNorm q/k) and SD3.5 Large (RMSNorm q/k); three blocks, so that the first,
+# a middle and the pre-only last block are all there.
+SD3_VARIANTS = {
+    "sd3": {},
+    "sd35m": {"dual_attention_layers": (0,), "qk_norm": "rms_norm"},
+    "sd35l": {"qk_norm": "rms_norm"},
+}
+
+
+def sd3_transformer(variant: str = "sd3", seed: int = 3):
+    """A tiny SD3Transformer2DModel with random weights everywhere (diffusers zero-inits
+    some layers)."""
     from diffusers import SD3Transformer2DModel
 
-    target = _path("sd3", layout)
+    torch.manual_seed(seed)
+    config = dict(SD3, **SD3_VARIANTS[variant])
+    if variant != "sd3":
+        config["num_layers"] = 3
+    model = SD3Transformer2DModel(**config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def sd3_file(
+    layout: str = "diffusers", variant: str = "sd3", dtype: str = "F32", seed: int = 3
+) -> Path:
+    """A tiny SD3 transformer file: ``diffusers``, ``sai`` (the original layout, no prefix)
+    or ``comfy`` (``model.diffusion_model.`` as in whole checkpoints)."""
+    target = _path("sd3", layout, variant, dtype, seed)
     if target.is_file():
         return target
-    torch.manual_seed(3)
-    return _save(SD3Transformer2DModel(**SD3).state_dict(), target)
+    state = sd3_transformer(variant, seed).state_dict()
+    if layout != "diffusers":
+        prefix = "model.diffusion_model." if layout == "comfy" else ""
+        state = sd3_keys.sai_from_diffusers(state, prefix)
+    return _save({k: v.to(TORCH_DTYPES[dtype]) for k, v in state.items()}, target)
+
+
+SD3_PEFT_TARGETS = [
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "add_q_proj",
+    "add_k_proj",
+    "add_v_proj",
+    "to_add_out",
+    "ff.net.0.proj",
+    "ff_context.net.2",
+    "norm1.linear",
+    "norm1_context.linear",
+    "norm_out.linear",
+    "proj_out",
+]
+
+
+def sd3_peft_lora(variant: str = "sd35m", seed: int = 21) -> Path:
+    """A diffusers PEFT SD3 LoRA (``transformer.transformer_blocks.0.attn.to_q.lora_A``,
+    split q/k/v; ``attn2`` too on MMDiT-X) made by peft on the tiny transformer and saved by
+    ``StableDiffusion3Pipeline.save_lora_weights``."""
+    target = _path("sd3-peft", variant, seed)
+    if target.is_file():
+        return target
+    from diffusers import StableDiffusion3Pipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    model = sd3_transformer(variant)
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=RANK, lora_alpha=2 * RANK, target_modules=SD3_PEFT_TARGETS, init_lora_weights=False
+    )
+    model.add_adapter(config)
+    out = target.parent / f"sd3-peft-{variant}"
+    StableDiffusion3Pipeline.save_lora_weights(  # alpha 2r: the scale is in the metadata
+        str(out),
+        transformer_lora_layers=get_peft_model_state_dict(model),
+        transformer_lora_adapter_metadata=model.peft_config["default"].to_dict(),
+    )
+    (out / "pytorch_lora_weights.safetensors").rename(target)
+    return target
+
+
+def sd3_kohya_lora(variant: str = "sd35m", seed: int = 22) -> Path:
+    """A kohya sd-scripts SD3 LoRA (``lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down``,
+    fused qkv, alpha 8 at rank 4) on every linear weight of the tiny SAI-layout transformer,
+    plus a CLIP-L module (``lora_te1_``) that a transformer file has no target for."""
+    target = _path("sd3-kohya", variant, seed)
+    if target.is_file():
+        return target
+    shapes = {k: tuple(v.shape) for k, v in load_file(sd3_file("sai", variant)).items()}
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in sorted(shapes.items()):
+        if not key.endswith(".weight") or len(shape) != 2:
+            continue
+        name = "lora_unet_" + key.removesuffix(".weight").replace(".", "_")
+        state[f"{name}.lora_down.weight"] = torch.randn(RANK, shape[1], generator=gen) * 0.1
+        state[f"{name}.lora_up.weight"] = torch.randn(shape[0], RANK, generator=gen) * 0.1
+        state[f"{name}.alpha"] = torch.tensor(8.0)
+    te = "lora_te1_text_model_encoder_layers_0_self_attn_q_proj"
+    state[f"{te}.lora_down.weight"] = torch.randn(RANK, 32, generator=gen)
+    state[f"{te}.lora_up.weight"] = torch.randn(32, RANK, generator=gen)
+    return _save(state, target)
 
 
 FLUX_PEFT_TARGETS = [

@@ -3,6 +3,7 @@ here from the formulas, on random tensors of real shapes."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -368,3 +369,18 @@ def test_a_lora_whose_up_is_zero_changes_nothing_and_costs_no_product():
     assert _close(weights["w"], want)
     patches.update({"w": [patch.Change(zero, 1.0)]})
     assert torch.equal(weights["w"], before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_fp8_upcast_is_bit_exact_for_every_pair_of_bytes(dtype):
+    """The pair table covers every two-byte pattern (NaNs included) and odd sizes fall back
+    to the byte table: every value equals torch's own conversion, bit for bit."""
+    from adapters.fp8 import upcast
+
+    byte = torch.arange(256, dtype=torch.uint8)
+    pairs = torch.stack(torch.meshgrid(byte, byte, indexing="ij"), -1).reshape(512, 256)
+    values = pairs.view(dtype)
+    for t in (values, values[:, :3], values.reshape(-1)[:7], values.t()):
+        got = upcast(t)
+        assert got.shape == t.shape and got.dtype == torch.float32
+        assert torch.equal(got.view(torch.int32), t.float().view(torch.int32))

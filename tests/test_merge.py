@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import flux_models as fm
 import minimodels as tm
 import pytest
 import reference
@@ -368,3 +369,57 @@ def test_peft_metadata_that_cannot_be_honoured_is_refused_in_one_line(hub, tmp_p
         assert result.code != 0 and reason in result.err and f"{name}.safetensors: " in result.err
         assert "Traceback" not in result.err and len(result.err.strip().splitlines()) <= 2
     assert len(hub("list", "--json").json()) == 3
+
+
+DIT_FILES = {  # (model, layout, dtype) -> the tiny file of a seed
+    ("flux", "bfl", "BF16"): lambda seed: fm.flux_file("dev", "bfl", "BF16", seed),
+    ("flux", "bfl", "F8_E4M3"): lambda seed: fm.flux_file("dev", "bfl", "F8_E4M3", seed),
+    ("flux", "diffusers", "F8_E4M3"): lambda seed: fm.flux_file(
+        "dev", "diffusers", "F8_E4M3", seed
+    ),
+    ("sd3", "sai", "BF16"): lambda seed: fm.sd3_file("sai", "sd35m", "BF16", seed),
+    ("sd3", "diffusers", "F8_E4M3"): lambda seed: fm.sd3_file(
+        "diffusers", "sd35m", "F8_E4M3", seed
+    ),
+}
+
+
+def _bytes_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and torch.equal(a.view(torch.uint8), b.view(torch.uint8))
+
+
+@pytest.mark.parametrize("case", sorted(DIT_FILES), ids="-".join)
+def test_weighted_sum_and_add_difference_of_flux_and_sd3_files(hub, case):
+    """Tensor by tensor equal to the formula in float32, rounded to the inputs' dtype as
+    torch rounds (fp8 included); ``--dtype`` stores another."""
+    paths = [DIT_FILES[case](seed) for seed in (1, 2, 3)]
+    for i, path in enumerate(paths):
+        hub("import", str(path), "--name", f"m{i}")
+    a, b, c = (load_file(p) for p in paths)
+    ws = hub("merge", "m0", "--with", "m1", "--alpha", "0.3", "--name", "ws", "--json").json()
+    assert (ws["base"], ws["kind"]) == (case[0], "checkpoint")
+    ad = hub(
+        "merge", "m0", "--with", "m1", "--with", "m2", "--method", "add-difference",
+        "--alpha", "0.7", "--dtype", "bf16", "--name", "ad", "--json",
+    ).json()  # fmt: skip
+    ws, ad = load_file(ws["path"]), load_file(ad["path"])
+    assert set(ws) == set(ad) == set(a)
+    dtype = a[next(iter(a))].dtype
+    for k in a:
+        x, y, z = a[k].float(), b[k].float(), c[k].float()
+        assert _bytes_equal(ws[k], ((1 - 0.3) * x + 0.3 * y).to(dtype)), k
+        assert _bytes_equal(ad[k], (x + 0.7 * (y - z)).to(torch.bfloat16)), k
+    assert sum(not torch.equal(ws[k], a[k]) for k in a) >= len(a) - 1  # pos_embed may repeat
+
+
+def test_flux_with_sd3_or_another_layout_is_refused_in_one_line(hub):
+    hub("import", str(fm.flux_file("dev", "bfl", "BF16", 1)), "--name", "flux")
+    hub("import", str(fm.flux_file("dev", "diffusers", "BF16", 2)), "--name", "flux-diffusers")
+    hub("import", str(fm.sd3_file("sai", "sd35m", "BF16", 1)), "--name", "sd3")
+    for other, words in (("sd3", "different architectures"), ("flux-diffusers", "layouts")):
+        result = hub("merge", "flux", "--with", other, "--name", "x", ok=False)
+        assert result.code != 0 and words in result.err, result.err
+        assert "Traceback" not in result.err and len(result.err.strip().splitlines()) <= 2
+    assert hub("list", "--json").json() and "x" not in [
+        a["name"] for a in hub("list", "--json").json()
+    ]

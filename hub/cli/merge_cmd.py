@@ -85,6 +85,9 @@ def merge_command(
     name: str = typer.Option(..., "--name", help="Name of the result."),
     unet_only: bool = typer.Option(False, "--unet-only", help="Leave text encoders as they are."),
     output: Path = typer.Option(None, "--output", help="Also write the result here."),
+    dtype: str = typer.Option(
+        None, "--dtype", help="Store the result in fp32, fp16, bf16 or fp8 (default: BASE's)."
+    ),
     allow_family: bool = typer.Option(
         False, "--allow-family", help="No warning for LoRAs of another family than BASE."
     ),
@@ -100,7 +103,9 @@ def merge_command(
             result = merge_loras(hub, [WeightedRef.parse(x) for x in loras], name, rank, output)
         elif base and with_:
             options = method_options(density, seed, option or [])
-            result = merge_checkpoints(hub, [base, *with_], method, alpha, name, options, output)
+            result = merge_checkpoints(
+                hub, [base, *with_], method, alpha, name, options, output, dtype
+            )
         elif base and lora:
             result = bake(
                 hub,
@@ -110,6 +115,7 @@ def merge_command(
                 unet_only,
                 output,
                 allow_family,
+                dtype,
             )
         else:
             raise HubError(

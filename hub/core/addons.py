@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.core import flux_keys, lora_keys
+from hub.core import dit_map, lora_keys
 from hub.core.errors import HubError
 from hub.core.state_dicts import read_state_dict
 
@@ -115,10 +115,11 @@ def fit_lora(
     with the report in the message."""
     from adapters import patch
 
-    if model["base"] == "flux" and flux_keys.is_flux(shapes):
+    pieces_of = lora_keys.dit_pieces(model["base"], shapes)
+    if pieces_of is not None:  # fused <-> split projections as row slices
         if adapter.parsed is None:
             adapter.parsed = adapter.modules
-        adapter.modules = flux_keys.recut(adapter.parsed, flux_keys.lora_targets(shapes), shapes)
+        adapter.modules = dit_map.recut(adapter.parsed, pieces_of, shapes)
     rep = patch.report(art["name"], adapter, shapes, resolver(model["base"], shapes))
     if art["base"] not in ("unknown", model["base"]) or not rep.ok:
         raise HubError(

@@ -123,6 +123,9 @@ def lora_base(modules: dict[str, tuple[int, ...] | None]) -> tuple[str, str] | N
     shared = [n for n in names if n.startswith("transformer.transformer_blocks.")]
     if not shared:
         return None
+    mmdit_x = next((n for n in shared if ".attn2." in n), None)
+    if mmdit_x:  # Flux's joint blocks have one attention; SD3.5 Medium's first ones two
+        return "sd3", f"MMDiT-X second attention {mmdit_x} -> sd3"
     widths = {modules[n] for n in shared if n.endswith("attn.to_q") and modules[n]}
     bases = {DIT_WIDTH_BASE.get(w, "unknown") for w in widths}
     base = bases.pop() if len(bases) == 1 else "unknown"

@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from hub.core import flux_keys
+from hub.core.dit_map import KeyMap, Piece
 from hub.core.errors import HubError
 
 FLUX_VAE_FACTORS = {"scaling_factor": 0.3611, "shift_factor": 0.1159}
@@ -70,7 +71,45 @@ def transformer_config(shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     }
 
 
-def transformer(weights: dict[str, Any]) -> tuple[Any, dict[str, list[flux_keys.Piece]]]:
+def assemble(state: dict[str, Any], pieces: list[Piece]) -> Any:
+    """One diffusers tensor from its pieces in an original-layout state dict (diffusers row
+    order): a row VIEW when it is one piece (a row slice of a contiguous tensor), else a new
+    tensor."""
+    import torch
+
+    parts = [
+        (p.source_rows or (0, 0), state[p.key] if p.rows is None else state[p.key][slice(*p.rows)])
+        for p in pieces
+    ]
+    if len(parts) == 1:
+        return parts[0][1]
+    return torch.cat([t for _, t in sorted(parts, key=lambda r: r[0])])
+
+
+def views_from_original(
+    state: dict[str, Any], keymap: KeyMap, prefix: str
+) -> tuple[dict[str, Any], dict[str, list[Piece]]]:
+    """An original-layout state dict (BFL's, SAI's) as diffusers tensors that are row views
+    of it, so changing a fused tensor in place changes them; and the diffusers tensors that
+    cannot be views (halves stored swapped) with their pieces."""
+    by_param: dict[str, list[Piece]] = {}
+    for module in keymap.modules:
+        for piece in keymap.pieces(module) or []:
+            norm = piece.key.endswith(".scale")
+            base = piece.key.removesuffix(".scale").removesuffix(".weight")
+            for param in ("weight",) if norm else ("weight", "bias"):
+                key = f"{prefix}{base}.{'scale' if norm else param}"
+                if key in state:
+                    found = Piece(key, piece.rows, piece.source_rows)
+                    by_param.setdefault(f"{module}.{param}", []).append(found)
+    for diffusers, original in keymap.renamed.items():
+        if prefix + original in state:
+            by_param[diffusers] = [Piece(prefix + original)]
+    out = {name: assemble(state, pieces) for name, pieces in by_param.items()}
+    return out, {name: pieces for name, pieces in by_param.items() if len(pieces) > 1}
+
+
+def transformer(weights: dict[str, Any]) -> tuple[Any, dict[str, list[Piece]]]:
     """A ``FluxTransformer2DModel`` whose parameters are ``weights`` (a Flux transformer's
     tensors under the file's own keys) or row views of them, so a patch written into a
     weight in place changes the model. Returns the model and the parameters that cannot be
@@ -86,7 +125,8 @@ def transformer(weights: dict[str, Any]) -> tuple[Any, dict[str, list[flux_keys.
     if prefix is None:
         model = _assemble(FluxTransformer2DModel, config, dict(weights))
         return model, {}
-    state, copies = flux_keys.diffusers_views(weights, prefix)
+    geo = flux_keys.geometry(shapes)
+    state, copies = views_from_original(weights, flux_keys.keymap(geo), prefix)
     return _assemble(FluxTransformer2DModel, config, state), copies
 
 
@@ -97,7 +137,7 @@ def refresh(model: Any, weights: dict[str, Any], copies: dict[str, list[Any]]) -
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, pieces in copies.items():
-            params[name].copy_(flux_keys.assemble(weights, pieces))
+            params[name].copy_(assemble(weights, pieces))
 
 
 def clip_text(state: dict[str, Any]) -> Any:

@@ -20,8 +20,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-Shapes = dict[str, tuple[int, ...]]
-Rows = tuple[int, int]
+from hub.core.dit_map import (
+    KeyMap,
+    Piece,
+    PiecesOf,
+    Shapes,
+    adapter_targets,
+    diffusers_from_original,
+    module_tables,
+    original_from_diffusers,
+    swapped_halves,
+    thirds,
+)
 
 # Prefixes a BFL-layout transformer carries in the wild: none (BFL's flux1-dev.safetensors),
 # ComfyUI's full checkpoints, and some trainers' saves.
@@ -71,16 +81,6 @@ _SINGLE_NORMS = {"attn.norm_q": "norm.query_norm", "attn.norm_k": "norm.key_norm
 # Single-block linear1 holds q, k, v (hidden rows each) then the MLP input (the rest).
 _SINGLE_LINEAR1 = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
 _SINGLE = {"norm.linear": "modulation.lin", "proj_out": "linear2"}
-
-
-@dataclass(frozen=True)
-class Piece:
-    """Where (part of) a diffusers tensor lives in a BFL file: the key, the BFL rows, and
-    the diffusers rows they hold (None: the whole tensor)."""
-
-    key: str
-    rows: Rows | None = None
-    source_rows: Rows | None = None
 
 
 @dataclass(frozen=True)
@@ -151,10 +151,6 @@ def geometry(shapes: Shapes) -> Geometry:
     )
 
 
-def _thirds(index: int, hidden: int) -> Rows:
-    return index * hidden, (index + 1) * hidden
-
-
 def bfl_pieces(module: str, geo: Geometry, prefix: str = "") -> list[Piece] | None:
     """Where a diffusers module's weight lives in a BFL file (``module`` without
     ``.weight``); None for a name that is no Flux module."""
@@ -162,8 +158,7 @@ def bfl_pieces(module: str, geo: Geometry, prefix: str = "") -> list[Piece] | No
     if module in _TOP:
         return [Piece(f"{prefix}{_TOP[module]}.weight")]
     if module == "norm_out.linear":  # scale|shift in diffusers, shift|scale in BFL
-        key = f"{prefix}final_layer.adaLN_modulation.1.weight"
-        return [Piece(key, (h, 2 * h), (0, h)), Piece(key, (0, h), (h, 2 * h))]
+        return swapped_halves(f"{prefix}final_layer.adaLN_modulation.1.weight", h)
     if m := DIFFUSERS_DOUBLE.match(module):
         block, inner = f"{prefix}double_blocks.{m[1]}.", module[m.end() :]
         if inner in _DOUBLE_NORMS:
@@ -171,7 +166,7 @@ def bfl_pieces(module: str, geo: Geometry, prefix: str = "") -> list[Piece] | No
         if inner not in _DOUBLE:
             return None
         name, third = _DOUBLE[inner]
-        rows = None if third is None else _thirds(third, h)
+        rows = None if third is None else thirds(third, h)
         return [Piece(f"{block}{name}.weight", rows)]
     if m := DIFFUSERS_SINGLE.match(module):
         block, inner = f"{prefix}single_blocks.{m[1]}.", module[m.end() :]
@@ -181,7 +176,7 @@ def bfl_pieces(module: str, geo: Geometry, prefix: str = "") -> list[Piece] | No
             return [Piece(f"{block}{_SINGLE[inner]}.weight")]
         if inner in _SINGLE_LINEAR1:
             i = _SINGLE_LINEAR1.index(inner)
-            rows = _thirds(i, h) if i < 3 else (3 * h, 3 * h + geo.mlp)
+            rows = thirds(i, h) if i < 3 else (3 * h, 3 * h + geo.mlp)
             return [Piece(f"{block}linear1.weight", rows)]
     return None
 
@@ -200,85 +195,22 @@ def diffusers_modules(geo: Geometry) -> list[str]:
     return names
 
 
+def keymap(geo: Geometry) -> KeyMap:
+    """The diffusers <-> BFL map of a Flux transformer of this geometry."""
+    return KeyMap(tuple(diffusers_modules(geo)), lambda module: bfl_pieces(module, geo))
+
+
 def bfl_from_diffusers(state: dict, prefix: str = "") -> dict:
     """A diffusers-layout Flux state dict (tensors) in the BFL layout: fused tensors are
     concatenated along rows, ``norm_out`` halves swapped; biases follow their weights."""
-    import torch
-
     geo = geometry({k: tuple(v.shape) for k, v in state.items()})
-    out: dict = {}
-    for module in diffusers_modules(geo):
-        for param in ("weight", "bias"):
-            source = state.get(f"{module}.{param}")
-            if source is None:
-                continue
-            for piece in bfl_pieces(module, geo, prefix) or []:
-                key = piece.key.removesuffix(".weight").removesuffix(".scale")
-                key += f".{param}" if not piece.key.endswith(".scale") else ".scale"
-                part = source if piece.source_rows is None else source[slice(*piece.source_rows)]
-                out.setdefault(key, []).append((piece.rows or (0, len(part)), part))
-    return {k: torch.cat([p for _, p in sorted(v, key=lambda r: r[0])]) for k, v in out.items()}
+    return original_from_diffusers(state, keymap(geo), prefix)
 
 
 def diffusers_from_bfl(state: dict) -> dict:
     """The inverse of :func:`bfl_from_diffusers`, widths from the tensors' shapes."""
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    prefix = bfl_prefix(shapes) or ""
-    geo = geometry(shapes)
-    out: dict = {}
-    for module in diffusers_modules(geo):
-        for piece in bfl_pieces(module, geo, prefix) or []:
-            norm = piece.key.endswith(".scale")
-            base = piece.key.removesuffix(".weight").removesuffix(".scale")
-            for param in ("weight",) if norm else ("weight", "bias"):
-                source = state.get(f"{base}.{'scale' if norm else param}")
-                if source is None:
-                    continue
-                part = source if piece.rows is None else source[slice(*piece.rows)]
-                out.setdefault(f"{module}.{param}", []).append((piece.source_rows or (0, 0), part))
-    import torch
-
-    return {k: torch.cat([p for _, p in sorted(v, key=lambda r: r[0])]) for k, v in out.items()}
-
-
-def _pieces_by_param(geo: Geometry, prefix: str, shapes: Shapes):
-    """(diffusers parameter, its pieces in a BFL file: key and rows) for every parameter the
-    BFL file holds."""
-    for module in diffusers_modules(geo):
-        for piece in bfl_pieces(module, geo, prefix) or []:
-            norm = piece.key.endswith(".scale")
-            base = piece.key.removesuffix(".weight").removesuffix(".scale")
-            for param in ("weight",) if norm else ("weight", "bias"):
-                key = f"{base}.{'scale' if norm else param}"
-                if key in shapes:
-                    yield f"{module}.{param}", Piece(key, piece.rows, piece.source_rows)
-
-
-def assemble(state: dict, pieces: list[Piece]) -> object:
-    """One diffusers tensor from its BFL pieces (in diffusers row order): a row view when it
-    is one piece, else a new tensor."""
-    import torch
-
-    parts = [
-        (p.source_rows or (0, 0), state[p.key] if p.rows is None else state[p.key][slice(*p.rows)])
-        for p in pieces
-    ]
-    if len(parts) == 1:
-        return parts[0][1]
-    return torch.cat([t for _, t in sorted(parts, key=lambda r: r[0])])
-
-
-def diffusers_views(state: dict, prefix: str) -> tuple[dict, dict[str, list[Piece]]]:
-    """A BFL-layout state dict as diffusers tensors that are row VIEWS of it (changing a
-    fused tensor in place changes them), and the diffusers tensors that cannot be views
-    (``norm_out.linear``, its halves swapped) with their pieces."""
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    geo = geometry(shapes)
-    by_param: dict[str, list[Piece]] = {}
-    for name, piece in _pieces_by_param(geo, prefix, shapes):
-        by_param.setdefault(name, []).append(piece)
-    out = {name: assemble(state, pieces) for name, pieces in by_param.items()}
-    return out, {name: pieces for name, pieces in by_param.items() if len(pieces) > 1}
+    return diffusers_from_original(state, keymap(geometry(shapes)), bfl_prefix(shapes) or "")
 
 
 XLABS = re.compile(
@@ -293,36 +225,21 @@ _XLABS_DOUBLE = {
 }
 
 
-def _module_of(key: str) -> str:
-    return key.removesuffix(".weight").removesuffix(".scale")
-
-
-def lora_targets(shapes: Shapes):
+def lora_targets(shapes: Shapes) -> PiecesOf:
     """For a Flux transformer file (either layout): adapter module name (kohya
     ``lora_unet_<flat BFL name>``, PEFT ``transformer.<diffusers name>``, XLabs
     ``double_blocks.N.processor.qkv_lora1``) -> the pieces of this file's weights it
-    changes, or None. A piece with ``source_rows`` takes those rows of the module's output
-    (a fused module on split weights, or diffusers' swapped ``norm_out`` on BFL weights)."""
+    changes, or None (see :func:`hub.core.dit_map.module_tables`)."""
     prefix = bfl_prefix(shapes)
     geo = geometry(shapes)
-    by_diffusers: dict[str, list[Piece]] = {}
-    by_bfl: dict[str, list[Piece]] = {}
-    for module in diffusers_modules(geo):
-        for piece in bfl_pieces(module, geo) or []:
-            bfl = _module_of(piece.key)
-            if prefix is None:
-                key = f"{module}.weight"
-                by_diffusers[module] = [Piece(key)]
-                by_bfl.setdefault(bfl, []).append(Piece(key, piece.source_rows, piece.rows))
-            else:
-                by_diffusers.setdefault(module, []).append(
-                    Piece(prefix + piece.key, piece.rows, piece.source_rows)
-                )
-                by_bfl[bfl] = [Piece(prefix + piece.key)]
-    flat_bfl = {name.replace(".", "_"): name for name in by_bfl}
+    tables = module_tables(keymap(geo), prefix)
+    by_bfl = tables[1]
     hidden = geo.hidden
 
-    def xlabs(m: re.Match[str]) -> list[Piece] | None:
+    def xlabs(module: str) -> list[Piece] | None:
+        m = XLABS.match(module)
+        if not m:
+            return None
         if m[1] == "double":
             return by_bfl.get(f"double_blocks.{m[2]}.{_XLABS_DOUBLE.get((m[3], m[4] or '1'))}")
         if m[3] == "proj":
@@ -332,51 +249,4 @@ def lora_targets(shapes: Shapes):
             return [Piece(p.key, (0, 3 * hidden)) for p in pieces] or None
         return [p for p in pieces if p.source_rows and p.source_rows[1] <= 3 * hidden] or None
 
-    def target(module: str) -> list[Piece] | None:
-        if module.startswith("transformer."):
-            return by_diffusers.get(module.removeprefix("transformer."))
-        if module.startswith("lora_unet_"):
-            name = flat_bfl.get(module.removeprefix("lora_unet_"))
-            return by_bfl.get(name) if name else None
-        m = XLABS.match(module)
-        return xlabs(m) if m else None
-
-    return target
-
-
-SLICE = "#"  # ``<module>#<i>``: the i-th row slice of a module recut to a file's layout
-
-
-def recut(modules: dict, pieces_of, shapes: Shapes) -> dict:
-    """``modules`` (adapter modules by name) with each module that lands in several pieces,
-    or in part of its own output, replaced by one row-slice module per piece
-    (``<name>#<i>``); a module that cannot be sliced stays whole and so finds no target."""
-    from adapters.lora import AdapterError
-    from adapters.slices import row_slice
-
-    out = {}
-    for name, mod in modules.items():
-        pieces = pieces_of(name) or []
-        if not pieces or (len(pieces) == 1 and pieces[0].source_rows is None):
-            out[name] = mod
-            continue
-        shape = (max(p.source_rows[1] for p in pieces), *shapes[pieces[0].key][1:])
-        try:
-            out |= {
-                f"{name}{SLICE}{i}": row_slice(mod, p.source_rows, shape, f"{name}{SLICE}{i}")
-                for i, p in enumerate(pieces)
-            }
-        except AdapterError:
-            out[name] = mod
-    return out
-
-
-def piece_target(pieces_of, module: str) -> tuple[str, Rows | None] | None:
-    """The one (weight key, rows) a module or row slice of :func:`recut` changes."""
-    name, _, index = module.partition(SLICE)
-    pieces = pieces_of(name) or []
-    if index:
-        piece = pieces[int(index)] if int(index) < len(pieces) else None
-    else:
-        piece = pieces[0] if len(pieces) == 1 and pieces[0].source_rows is None else None
-    return (piece.key, piece.rows) if piece else None
+    return adapter_targets(tables, xlabs)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from adapters import ldm_keys
-from hub.core import flux_keys, topologies
+from hub.core import dit_map, flux_keys, sd3_keys, topologies
 
 _TEXT = re.compile(r"^(text_model_)?encoder_layers_(\d+)_(self_attn_(q|k|v|out)_proj|mlp_fc[12])$")
 
@@ -106,18 +106,28 @@ def _text_target(
     return Target(block + _OPENCLIP[m[2]] + ".weight") if m[2] in _OPENCLIP else None
 
 
+def dit_pieces(base: str, shapes: dict[str, tuple[int, ...]]) -> dit_map.PiecesOf | None:
+    """For a Flux or SD3 transformer file of ``base``: adapter module name -> the pieces of
+    the file's weights it changes (see :mod:`hub.core.dit_map`); None for any other model."""
+    if base == "flux" and flux_keys.is_flux(shapes):
+        return flux_keys.lora_targets(shapes)
+    if base == "sd3" and sd3_keys.is_sd3(shapes):
+        return sd3_keys.lora_targets(shapes)
+    return None
+
+
 def targets(base: str, shapes: dict[str, tuple[int, ...]]) -> Callable[[str], Target | None]:
     """Where each adapter module (kohya or PEFT naming) lands in a model of ``base`` with
     these checkpoint shapes: a function of the module name, None for no target. The name
     tables are built once per call."""
-    if base == "flux" and flux_keys.is_flux(shapes):
-        pieces_of = flux_keys.lora_targets(shapes)
+    pieces_of = dit_pieces(base, shapes)
+    if pieces_of is not None:
 
-        def flux_target(module: str) -> Target | None:
-            found = flux_keys.piece_target(pieces_of, module)
+        def dit_target(module: str) -> Target | None:
+            found = dit_map.piece_target(pieces_of, module)
             return Target(*found) if found else None
 
-        return flux_target
+        return dit_target
     if base not in topologies.UNETS:
         return lambda module: None
     by_diffusers, by_ldm = unet_modules(shapes, base)

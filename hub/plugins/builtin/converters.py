@@ -43,18 +43,26 @@ PRUNE_PREFIXES = ("model_ema.", "optimizer", "lr_scheduler")
 PRUNE_SUFFIXES = ("position_ids",)
 
 
-def target_dtype(job: ConvertJob) -> str | None:
-    if job.dtype is None:
+def dtype_named(name: str | None) -> str | None:
+    """The safetensors dtype a user's ``--dtype`` names (``bf16``, ``fp8``...), None for
+    none; an unknown name is a one-line error."""
+    if name is None:
         return None
     try:
-        return DTYPES[job.dtype.lower()]
+        return DTYPES[name.lower()]
     except KeyError:
         raise HubError(
-            f"unknown dtype '{job.dtype}'", hint="use fp32, fp16, bf16, fp8 or fp8_e5m2"
+            f"unknown dtype '{name}'", hint="use fp32, fp16, bf16, fp8 or fp8_e5m2"
         ) from None
 
 
-def _cast(tensor: Any, st: str | None, name: str = "") -> Any:
+def target_dtype(job: ConvertJob) -> str | None:
+    return dtype_named(job.dtype)
+
+
+def cast_checked(tensor: Any, st: str | None, name: str = "") -> Any:
+    """``tensor`` in safetensors dtype ``st`` (floating tensors only; None keeps it) as
+    torch's ``.to()`` rounds; a value beyond an fp8 format's range is a one-line error."""
     import torch
 
     if st is None or st_dtype(tensor) not in FLOAT_ST:
@@ -116,7 +124,7 @@ def pickle_to_safetensors(job: ConvertJob) -> dict[str, Any]:
         write_safetensors(
             job.output,
             specs.values(),
-            lambda s: _cast(loaded.tensor(by_out[s.name]), st),
+            lambda s: cast_checked(loaded.tensor(by_out[s.name]), st),
             metadata,
             hasher=job.hasher,
         )
@@ -124,7 +132,7 @@ def pickle_to_safetensors(job: ConvertJob) -> dict[str, Any]:
             import torch
 
             for name, ref in by_out.items():
-                if not torch.equal(reader.tensor(name), _cast(loaded.tensor(ref), st)):
+                if not torch.equal(reader.tensor(name), cast_checked(loaded.tensor(ref), st)):
                     raise InvalidFileError(job.output, f"tensor {name} differs after writing")
     return {"tensors": len(specs), "dtype": job.dtype, "prune": job.prune}
 
@@ -139,7 +147,7 @@ def rewrite(job: ConvertJob) -> dict[str, Any]:
         write_safetensors(
             job.output,
             specs,
-            lambda s: _cast(reader.tensor(s.name), st, s.name),
+            lambda s: cast_checked(reader.tensor(s.name), st, s.name),
             reader.metadata,
             hasher=job.hasher,
         )
@@ -211,7 +219,7 @@ def diffusers_to_ldm(job: ConvertJob) -> dict[str, Any]:
     write_safetensors(
         job.output,
         specs,
-        lambda s: _cast(state[s.name], st),
+        lambda s: cast_checked(state[s.name], st),
         {"sd_hub.converted_from": "diffusers"},
         hasher=job.hasher,
     )
@@ -236,7 +244,7 @@ def _embedding_rename(job: ConvertJob, target_name: str) -> dict[str, Any]:
         write_safetensors(
             job.output,
             [TensorSpec(out_name, spec.dtype, spec.shape)],
-            lambda s: _cast(reader.tensor(src_name), st),
+            lambda s: cast_checked(reader.tensor(src_name), st),
             reader.metadata,
             hasher=job.hasher,
         )
@@ -328,7 +336,7 @@ def kohya_to_peft(job: ConvertJob) -> dict[str, Any]:
         write_safetensors(
             job.output,
             specs,
-            lambda s: _cast(reader.tensor(plan_[s.name]), st),
+            lambda s: cast_checked(reader.tensor(plan_[s.name]), st),
             {PEFT_META: json.dumps(meta), KOHYA_META: json.dumps(style)},
             hasher=job.hasher,
         )
@@ -393,7 +401,7 @@ def peft_to_kohya(job: ConvertJob) -> dict[str, Any]:
         def produce(spec: TensorSpec) -> Any:
             if spec.name in alphas:
                 return torch.tensor(alphas[spec.name], dtype=alpha_dtype)
-            return _cast(reader.tensor(plan_[spec.name]), st)
+            return cast_checked(reader.tensor(plan_[spec.name]), st)
 
         metadata = {k: v for k, v in reader.metadata.items() if k not in (PEFT_META, KOHYA_META)}
         write_safetensors(job.output, specs, produce, metadata or None, hasher=job.hasher)
