@@ -27,6 +27,7 @@ PARTS = {
     "flux-schnell": lambda: fm.flux_file("schnell", "bfl"),
     "flux-dev-diffusers": lambda: fm.flux_file("dev", "diffusers"),
     "flux-comfy": lambda: fm.flux_file("dev", "comfy"),
+    "flux-fp8": lambda: fm.flux_file("dev", "bfl", "F8_E4M3"),
     "flux-folder": lambda: fm.flux_folder("dev"),
     "kohya": fm.flux_kohya_lora,
     "peft": fm.flux_peft_lora,
@@ -124,6 +125,22 @@ def test_fp8_scaled_t5_part_upcasts(hub, tmp_path):
     assert _pixels(result.image).shape == (64, 64, 3)
 
 
+def test_fp8_transformer_computes_upcast(hub, tmp_path):
+    """An fp8 (E4M3) transformer file runs in float32: its live weights are the fp8 values
+    upcast, and the image equals diffusers' pipeline on the same fp8-rounded weights."""
+    result = hub.generate(
+        prompt=PROMPT, model="flux-fp8", output=tmp_path / "8.png", **DEV_PARTS, **SMALL
+    )
+    file = load_file(fm.flux_file("dev", "bfl", "F8_E4M3"))
+    for key, value in hub.loaded.weights.items():
+        assert value.dtype == torch.float32 and torch.equal(value, file[key].float()), key
+    rounded = fm.flux_transformer("dev")
+    with torch.no_grad():
+        for p in rounded.parameters():
+            p.copy_(p.to(torch.float8_e4m3fn).float())
+    _close_pixels(_pixels(result.image), _reference("dev", rounded))
+
+
 def test_schnell_defaults(hub, tmp_path):
     plan = hub.plan(_job(model="flux-schnell", **DEV_PARTS))
     assert (plan.request.steps, plan.request.guidance) == (4, None)
@@ -159,8 +176,13 @@ def _rel_close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool((a.float() - b.float()).abs().max() <= 1e-5 * max(1e-12, b.float().abs().max()))
 
 
-@pytest.mark.parametrize("kind", ["kohya", "peft", "xlabs"])
-@pytest.mark.parametrize("model", ["flux-dev", "flux-dev-diffusers"])
+@pytest.mark.parametrize(
+    ("kind", "model"),
+    [
+        *[(k, m) for k in ("kohya", "peft", "xlabs") for m in ("flux-dev", "flux-dev-diffusers")],
+        ("peft", "flux-comfy"),
+    ],
+)
 def test_lora_patch_equals_diffusers_fuse_and_restores(hub, tmp_path, kind, model):
     from hub.core import flux_keys
 
@@ -181,7 +203,7 @@ def test_lora_patch_equals_diffusers_fuse_and_restores(hub, tmp_path, kind, mode
         assert _rel_close(live[key], want[key]), key
     # the patched weights, under the file's own keys, are the diffusers ones in that layout
     stored = dict(loaded.weights)
-    if model == "flux-dev":
+    if model != "flux-dev-diffusers":
         stored = flux_keys.diffusers_from_bfl(stored)
     for key in want:
         assert _rel_close(stored[key], want[key]), key
