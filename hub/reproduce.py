@@ -16,7 +16,7 @@ from hub.plugins.imaging import Resource
 
 # The samplers ``hub generate`` runs (A1111 names); another one is ignored, the default used.
 SAMPLERS = frozenset(COMFY_SAMPLERS.values()) | {"PLMS"}
-NOT_SET = (None, "", False)
+NOT_SET = (None, "", False, [])
 # ``--set KEY=VALUE``: the job settings an image gives, with their types.
 SETTABLE = {
     "prompt": str,
@@ -227,7 +227,7 @@ def apply_settings(job: Job, given: Job, values: dict[str, Any]) -> Job:
     out = replace(job, loras=[*job.loras, *given.loras])
     out.embeddings = [*job.embeddings, *given.embeddings]
     out.hypernetworks = [*job.hypernetworks, *given.hypernetworks]
-    for name in (*SETTABLE, "output", "trigger", "stack"):
+    for name in (*SETTABLE, "text_encoders", "tokenizer", "output", "trigger", "stack"):
         if getattr(given, name) not in NOT_SET:
             setattr(out, name, getattr(given, name))
     for key, value in values.items():

@@ -325,6 +325,8 @@ def _show_plan(p: object) -> None:
         out().print(f"embedding: {a['name']}", markup=False)
     for a in data["hypernetworks"]:
         out().print(f"hypernetwork: {a['name']} {a['strength']:g}", markup=False)
+    for slot, a in data.get("parts", {}).items():
+        out().print(f"part {slot}: {a['name']} ({a['sha256'][:10]})", markup=False)
     out().print(f"prompt: {data['prompt']}", markup=False)
     for line in data["checks"]:
         status(line)

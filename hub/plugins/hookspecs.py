@@ -101,7 +101,9 @@ def register_image_readers(register: Callable[[str, ImageReader], None]) -> None
 def load_pipeline(artifact: dict[str, Any], device: str, dtype: str) -> LoadedModel | None:
     """Load a registered model (``artifact`` is its registry JSON) for generation on
     ``device`` (``cpu``, ``cuda``, ``mps``) in ``dtype`` (``float32``, ``float16``,
-    ``bfloat16``).
+    ``bfloat16``). A model generated from separate parts (Flux: text encoders, VAE, T5
+    tokenizer) carries them in ``artifact["parts"]``, by slot (``clip``, ``t5``, ``vae``,
+    ``tokenizer``), each a registry JSON.
 
     Return a :class:`hub.plugins.generating.LoadedModel`, or None to let the next backend
     try; the first non-None result wins. The built-in diffusers backend runs last.
