@@ -22,15 +22,41 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hub.core import flux_keys
+from hub.core import dit_keys, flux_keys, sd3_keys
 from hub.core.dit_map import KeyMap, Piece
 from hub.core.errors import HubError
 
 FLUX_VAE_FACTORS = {"scaling_factor": 0.3611, "shift_factor": 0.1159}
+SD3_VAE_FACTORS = {"scaling_factor": 1.5305, "shift_factor": 0.0609}  # SD3/SD3.5 vae config
 FLUX_ROPE = (16, 56, 56)  # Flux.1's axes for 128-wide heads
 T5_BLOCK = re.compile(r"^encoder\.block\.(\d+)\.")
 VAE_DOWN = re.compile(r"^encoder\.down_blocks\.(\d+)\.")
 VAE_LDM_DOWN = re.compile(r"^encoder\.down\.(\d+)\.block\.0\.")
+
+
+def upcast(tensors: dict[str, Any], device: str, dtype: Any) -> dict[str, Any]:
+    """Floating tensors in the compute dtype (fp8 included); ComfyUI's "scaled" fp8 weights
+    multiplied back by their ``scale_weight``."""
+    import torch
+
+    out = {}
+    for key, value in tensors.items():
+        if key == "scaled_fp8" or key.endswith(".scale_weight"):
+            continue
+        scale = tensors.get(key.removesuffix("weight") + "scale_weight")
+        if scale is not None:
+            value = value.to(torch.float32) * scale.to(torch.float32)
+        out[key] = value.to(device, dtype) if value.is_floating_point() else value.to(device)
+    return out
+
+
+def section(tensors: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, Any] | None:
+    """The tensors under the first of ``prefixes`` that has any, prefix removed."""
+    for prefix in prefixes:
+        found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if found:
+            return found
+    return None
 
 
 def rope_axes(head_dim: int) -> tuple[int, int, int]:
@@ -140,17 +166,24 @@ def refresh(model: Any, weights: dict[str, Any], copies: dict[str, list[Any]]) -
             params[name].copy_(assemble(weights, pieces))
 
 
-def clip_text(state: dict[str, Any]) -> Any:
+def clip_text(state: dict[str, Any], act: str = "quick_gelu") -> Any:
     """A ``CLIPTextModel`` from a CLIP text tower's tensors (with or without
-    ``text_model.``)."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+    ``text_model.``), ``CLIPTextModelWithProjection`` when they hold ``text_projection``
+    (SD3's). ``act``: CLIP-L's ``quick_gelu``, OpenCLIP bigG's ``gelu``."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from adapters import ldm_keys
     from hub.core.ldm_models import _assemble
 
     named = ldm_keys.clip_to_ldm(state, "")
     config = ldm_keys.clip_config_from_ldm({k: tuple(v.shape) for k, v in named.items()}, "", False)
-    return _assemble(CLIPTextModel, CLIPTextConfig(**config), named)
+    config["hidden_act"] = act
+    projection = state.get("text_projection.weight")
+    if projection is None:
+        return _assemble(CLIPTextModel, CLIPTextConfig(**config), named)
+    config["projection_dim"] = projection.shape[0]
+    named["text_projection.weight"] = projection
+    return _assemble(CLIPTextModelWithProjection, CLIPTextConfig(**config), named)
 
 
 def t5_encoder(state: dict[str, Any]) -> Any:
@@ -180,6 +213,59 @@ def t5_encoder(state: dict[str, Any]) -> Any:
         feed_forward_proj="gated-gelu" if gated else "relu",
     )
     return _assemble(T5EncoderModel, config, state)
+
+
+def sd3_config(shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """An ``SD3Transformer2DModel`` config from a transformer's diffusers-named shapes. The
+    head width is the q/k RMSNorm's (SD3.5); without one, SD3's rule: one 64-wide head per
+    block (as many heads as blocks)."""
+    hidden, in_channels, patch, _ = shapes["pos_embed.proj.weight"]
+    depth = len({m[1] for k in shapes if (m := dit_keys.DIFFUSERS_BLOCK.match(k))})
+    norm = shapes.get("transformer_blocks.0.attn.norm_q.weight")
+    head = norm[0] if norm else hidden // depth
+    positions = shapes["pos_embed.pos_embed"][1]
+    dual = tuple(
+        sorted(
+            {
+                int(m[1])
+                for k in shapes
+                if (m := dit_keys.DIFFUSERS_BLOCK.match(k)) and ".attn2." in k
+            }
+        )
+    )
+    return {
+        "sample_size": 128,
+        "patch_size": patch,
+        "in_channels": in_channels,
+        "num_layers": depth,
+        "attention_head_dim": head,
+        "num_attention_heads": hidden // head,
+        "joint_attention_dim": shapes["context_embedder.weight"][1],
+        "caption_projection_dim": shapes["context_embedder.weight"][0],
+        "pooled_projection_dim": shapes["time_text_embed.text_embedder.linear_1.weight"][1],
+        "out_channels": shapes["proj_out.weight"][0] // (patch * patch),
+        "pos_embed_max_size": round(positions**0.5),
+        "dual_attention_layers": dual,
+        "qk_norm": "rms_norm" if norm else None,
+    }
+
+
+def sd3_transformer(weights: dict[str, Any]) -> tuple[Any, dict[str, list[Piece]]]:
+    """An ``SD3Transformer2DModel`` whose parameters are ``weights`` (either layout, under
+    the file's own keys) or row views of them; as :func:`transformer`."""
+    from diffusers import SD3Transformer2DModel
+
+    from hub.core.ldm_models import _assemble
+
+    shapes = {k: tuple(v.shape) for k, v in weights.items()}
+    prefix = dit_keys.sd3_prefix(shapes)
+    if prefix is None:
+        state, copies = dict(weights), {}
+    else:
+        keymap = sd3_keys.keymap(sd3_keys.geometry(shapes))
+        state, copies = views_from_original(weights, keymap, prefix)
+    config = sd3_config({k: tuple(v.shape) for k, v in state.items()})
+    return _assemble(SD3Transformer2DModel, config, state), copies
 
 
 def vae(state: dict[str, Any], factors: dict[str, float] = FLUX_VAE_FACTORS) -> Any:

@@ -38,7 +38,7 @@ def read_state_dict(
     fmt = artifact["format"]
     if fmt == "safetensors":
         return _safetensors(path, shapes_only, wanted)
-    if fmt == "diffusers" and artifact["base"] == "flux":  # the transformer, diffusers names
+    if fmt == "diffusers" and artifact["base"] in ("flux", "sd3"):  # the transformer alone
         from hub.core.ldm_models import component_weights
 
         state = component_weights(path / "transformer", meta=shapes_only)

@@ -31,7 +31,7 @@ BUILTIN_PLUGINS = (
     "hub.plugins.builtin.huggingface",
     "hub.plugins.builtin.url",
     "hub.plugins.builtin.merge_methods",
-    "hub.plugins.builtin.flux_backend",  # before the diffusers backend: asked first
+    "hub.plugins.builtin.dit_backend",  # Flux and SD3; before the diffusers backend: asked first
     "hub.plugins.builtin.diffusers_backend",
     "hub.plugins.builtin.read_a1111",
     "hub.plugins.builtin.read_comfyui",
