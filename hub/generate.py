@@ -29,10 +29,12 @@ from hub.merge import WeightedRef
 from hub.plugins.generating import Extras, LoadedModel, Request
 from hub.registry.queries import list_artifacts, resolve_json
 
-DEFAULT_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024, "flux": 1024}
+DEFAULT_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024, "flux": 1024, "sd3": 1024}
+DIT_BASES = ("flux", "sd3")  # diffusion transformers: parts, flow-matching Euler
 # Flux.1 (diffusers' FluxPipeline defaults): steps by variant, distilled guidance for dev
 FLUX_STEPS = {"dev": 28, "schnell": 4}
 FLUX_GUIDANCE = 3.5
+SD3_STEPS, SD3_CFG = 28, 7.0  # StableDiffusion3Pipeline's defaults
 RECORD_KEY = "sd-hub"  # the PNG text chunk holding sd-hub's stack record
 ADDON_CACHE_BYTES = 1 << 30  # parsed add-ons a Hub keeps between generations
 VAE_CACHE_BYTES = 512 << 20  # VAE weights a Hub keeps between generations
@@ -229,8 +231,8 @@ def plan(
     if not job.model:
         raise HubError("no model to generate with", hint="pass --model REF (or --stack NAME)")
     model = _resolve(ctx, job.model, "checkpoint", "--model")
-    flux = model["base"] == "flux"
-    if not flux:
+    dit = model["base"] in DIT_BASES
+    if not dit:
         ldm_models.check_base(model["base"], model["path"])
     shapes = (shapes_of or state_dicts.shapes)(model)
     prompt_text, tags = infotext.split_prompt(job.prompt)
@@ -247,7 +249,7 @@ def plan(
         if a["id"] not in chosen
     ]
     vae = _resolve(ctx, job.vae, "vae", "--vae") if job.vae else None
-    parts = _flux_parts(ctx, job, model, shapes) if flux else {}
+    parts = _dit_parts(ctx, job, model, shapes) if dit else {}
     _fill_autov3(ctx, loras)
     addons_used = [*loras, *embeddings, *hypernetworks]
     fits = [addons.fit_lora(model, shapes, a.art, parsed(a.art, addons.lora)) for a in loras]
@@ -256,14 +258,16 @@ def plan(
     for addon in embeddings:
         addons.fit_embedding(model, addon.art, parsed(addon.art, addons.embedding))
     prompt_text, written = _prompts(job, prompt_text, loras, hypernetworks)
-    sampler, schedule = infotext.split_sampler(job.sampler or ("Euler" if flux else "Euler a"))
+    sampler, schedule = infotext.split_sampler(job.sampler or ("Euler" if dit else "Euler a"))
     size = DEFAULT_SIZE[model["base"]]
+    flux = model["base"] == "flux"
     dev = flux and model.get("variant") != "schnell"
+    steps = (FLUX_STEPS["dev" if dev else "schnell"] if flux else SD3_STEPS) if dit else 20
     request = Request(
         prompt=prompt_text,
         negative=negative_text,
-        steps=job.steps or (FLUX_STEPS["dev" if dev else "schnell"] if flux else 20),
-        cfg=(1.0 if flux else 7.0) if job.cfg is None else job.cfg,
+        steps=job.steps or steps,
+        cfg=(1.0 if flux else SD3_CFG if dit else 7.0) if job.cfg is None else job.cfg,
         sampler=sampler,
         schedule=schedule,
         seed=secrets.randbelow(2**32) if job.seed is None or job.seed < 0 else job.seed,
@@ -272,7 +276,7 @@ def plan(
         clip_skip=job.clip_skip or 1,
         guidance=(FLUX_GUIDANCE if job.guidance is None else job.guidance) if dev else None,
     )
-    multiple = 16 if flux else 8
+    multiple = 16 if dit else 8
     for side in (request.width, request.height):
         if side % multiple:
             raise HubError(f"image sizes are multiples of {multiple}, not {side}")
@@ -292,16 +296,16 @@ def plan(
     )
 
 
-def _flux_parts(
+def _dit_parts(
     ctx: Context, job: Job, model: dict[str, Any], shapes: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
-    """The text encoders, VAE and tokenizer a Flux model takes from the registry."""
-    from hub import flux_parts
+    """The text encoders, VAE and tokenizer a Flux or SD3 model takes from the registry."""
+    from hub import dit_parts
 
     def resolve_ref(ref: str, kind: str, origin: str) -> dict[str, Any]:
         return _resolve(ctx, ref, kind, origin)
 
-    return flux_parts.resolve(
+    return dit_parts.resolve(
         ctx, model, shapes, job.text_encoders, job.vae, job.tokenizer, resolve_ref
     )
 
@@ -393,10 +397,11 @@ def lora_hash(art: dict[str, Any]) -> str:
     return (art["hashes"]["autov3"] or art["hashes"]["sha256"])[:12]
 
 
-def _flux_params(p: Plan) -> dict[str, Any]:
-    """What Forge records for Flux: the distilled CFG and each separate part's file stem as
-    ``Module N`` (no ``VAE``/``VAE hash``)."""
-    names = [p.parts[slot]["name"] for slot in ("vae", "clip", "t5") if slot in p.parts]
+def _dit_params(p: Plan) -> dict[str, Any]:
+    """What Forge records for Flux and SD3: the distilled CFG (Flux dev) and each separate
+    part's file stem as ``Module N`` (no ``VAE``/``VAE hash``)."""
+    slots = ("vae", "clip", "clip_g", "t5")
+    names = [p.parts[slot]["name"] for slot in slots if slot in p.parts]
     params: dict[str, Any] = {"VAE hash": None, "VAE": None}
     if p.request.guidance is not None:
         params["Distilled CFG Scale"] = f"{p.request.guidance:g}"
@@ -424,8 +429,8 @@ def _infotext(p: Plan, device: str, dtype: str) -> tuple[str, dict[str, Any]]:
         ),
         "Version": f"sd-hub {__version__}",
     }
-    if p.model["base"] == "flux":
-        params |= _flux_params(p)
+    if p.model["base"] in DIT_BASES:
+        params |= _dit_params(p)
     text = infotext.format_infotext(infotext.Infotext(p.prompt_written, r.negative, params))
 
     def item(a: Addon) -> dict[str, Any]:
@@ -448,7 +453,9 @@ def _infotext(p: Plan, device: str, dtype: str) -> tuple[str, dict[str, Any]]:
         "loras": [item(a) for a in p.loras],
         "embeddings": [item(a) for a in p.embeddings],
         "hypernetworks": [item(a) for a in p.hypernetworks],
-        "text_encoders": [item(Addon(p.parts[s])) for s in ("clip", "t5") if s in p.parts],
+        "text_encoders": [
+            item(Addon(p.parts[s])) for s in ("clip", "clip_g", "t5") if s in p.parts
+        ],
         "tokenizer": item(Addon(p.parts["tokenizer"])) if "tokenizer" in p.parts else None,
         "settings": {
             "steps": r.steps,
@@ -621,7 +628,7 @@ class Hub:
                 (self.parsed(a.art, addons.hypernetwork), a.unet) for a in p.hypernetworks
             ),
             vae=(p.vae["hashes"]["xxh3_128"], self._vae_state(p.vae))
-            if p.vae and p.model["base"] != "flux"
+            if p.vae and p.model["base"] not in DIT_BASES
             else None,
         )
         patched_at = time.perf_counter()
