@@ -490,3 +490,130 @@ def flux_folder(variant: str = "dev") -> Path:
     flux_pipeline(variant).save_pretrained(tmp)
     tmp.rename(folder)
     return folder
+
+
+# A tiny SD3.5-Large-like model that generates: 16-channel latents, RMSNorm q/k, CLIP-L and
+# CLIP-G with projections (the narrower is CLIP-L) and a T5 wider than both CLIPs together,
+# as SD3's prompt embedding pads the CLIPs' to the T5 width.
+SD3_GEN = dict(
+    SD3,
+    in_channels=16,
+    out_channels=16,
+    joint_attention_dim=96,
+    pooled_projection_dim=32,
+    qk_norm="rms_norm",
+)
+SD3_CLIPS = {"clip-l": (32, "quick_gelu", 17), "clip-g": (48, "gelu", 18)}
+SD3_T5 = dict(T5, d_model=96)
+SD3_VAE = dict(VAE16, scaling_factor=1.5305, shift_factor=0.0609)  # SD3/SD3.5 vae config
+
+
+def sd3_gen_transformer():
+    """The tiny generating SD3.5 transformer, random weights everywhere."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(21)
+    model = SD3Transformer2DModel(**SD3_GEN)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def sd3_clip(name: str):
+    """A tiny CLIP text model with projection, as SD3 uses: ``clip-l`` or ``clip-g``."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    width, act, seed = SD3_CLIPS[name]
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        **(CLIP_L | {"hidden_size": width, "hidden_act": act}), projection_dim=16
+    )
+    return CLIPTextModelWithProjection(config).eval()
+
+
+def sd3_t5():
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(19)
+    return T5EncoderModel(T5Config(**SD3_T5)).eval()
+
+
+def _clip_file_state(model) -> dict[str, torch.Tensor]:
+    """A CLIP text model's tensors as ComfyUI's and SAI's files keep them (``text_model.``)."""
+    state = {k.removeprefix("text_model."): v for k, v in model.state_dict().items()}
+    return {
+        (k if k.startswith("text_projection") else f"text_model.{k}"): v
+        for k, v in state.items()
+        if not k.endswith("position_ids")
+    }
+
+
+def _t5_file_state(model) -> dict[str, torch.Tensor]:
+    state = dict(model.state_dict())
+    state.pop("encoder.embed_tokens.weight", None)
+    return {k: v.clone() for k, v in state.items()}
+
+
+def sd3_gen_file(layout: str = "sai") -> Path:
+    """The tiny generating SD3.5 as a file: ``sai`` (the transformer alone, original layout),
+    ``diffusers`` (the transformer alone) or ``whole`` (SAI's whole checkpoint:
+    ``model.diffusion_model.``, ``text_encoders.clip_l/clip_g/t5xxl.transformer.``,
+    ``first_stage_model.``)."""
+    from adapters import ldm_keys
+    from hub.core import sd3_keys
+
+    target = _path("sd3-gen", layout)
+    if target.is_file():
+        return target
+    state = sd3_gen_transformer().state_dict()
+    if layout == "sai":
+        state = sd3_keys.sai_from_diffusers(state)
+    elif layout == "whole":
+        state = sd3_keys.sai_from_diffusers(state, "model.diffusion_model.")
+        for name, prefix in (("clip-l", "clip_l"), ("clip-g", "clip_g")):
+            clip = _clip_file_state(sd3_clip(name))
+            state |= {f"text_encoders.{prefix}.transformer.{k}": v for k, v in clip.items()}
+        t5 = _t5_file_state(sd3_t5())
+        state |= {f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5.items()}
+        state |= ldm_keys.vae_to_ldm(vae16_state(), dict(VAE16), "first_stage_model.")
+    return _save(state, target)
+
+
+def sd3_part_file(name: str) -> Path:
+    """A separate SD3 text encoder: ``clip-l``, ``clip-g`` (with projections) or ``t5``."""
+    target = _path("sd3-part", name)
+    if target.is_file():
+        return target
+    if name == "t5":
+        return _save(_t5_file_state(sd3_t5()), target)
+    return _save(_clip_file_state(sd3_clip(name)), target)
+
+
+def sd3_pipeline(transformer=None):
+    """diffusers' ``StableDiffusion3Pipeline`` from the tiny parts (the reference), with the
+    SD3 repositories' scheduler config (shift 3.0)."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import T5TokenizerFast
+
+    from hub.core.tokenizer import clip_tokenizer
+
+    vae = AutoencoderKL(**SD3_VAE)
+    vae.load_state_dict(vae16_state())
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer if transformer is not None else sd3_gen_transformer(),
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+        vae=vae.eval(),
+        text_encoder=sd3_clip("clip-l"),
+        tokenizer=clip_tokenizer(),
+        text_encoder_2=sd3_clip("clip-g"),
+        tokenizer_2=clip_tokenizer("!"),
+        text_encoder_3=sd3_t5(),
+        tokenizer_3=T5TokenizerFast.from_pretrained(t5_tokenizer_folder()),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
