@@ -88,6 +88,8 @@ def bake(
     keeping each tensor's dtype (or storing floating ones in ``dtype``). An add-on of a
     family the checkpoint does not take is a warning in the reports (none with
     ``allow_family``)."""
+    import torch
+
     from adapters import patch
     from hub.core import addons
     from hub.core.safetensors_io import SafetensorsReader, TensorSpec, write_safetensors
@@ -147,8 +149,8 @@ def bake(
             def produce(spec: TensorSpec) -> Any:
                 rows = partial(ckpt.rows, spec.name)
                 info = ckpt.header.tensors[spec.name]
-                chunks = (
-                    patch.patched_chunks(rows, info.shape, changes[spec.name])
+                chunks = (  # with a --dtype, float32 chunks rounded once, by cast_checked
+                    patch.patched_chunks(rows, info.shape, changes[spec.name], st and torch.float32)
                     if spec.name in changes
                     else [ckpt.tensor(spec.name)]
                 )
