@@ -178,16 +178,21 @@ CHUNK_WORKERS = 2  # chunks patched at once (torch and numpy release the GIL)
 
 
 def patched_chunks(
-    read_rows: Callable[[int, int], torch.Tensor], shape: tuple[int, ...], changes: list[Change]
+    read_rows: Callable[[int, int], torch.Tensor],
+    shape: tuple[int, ...],
+    changes: list[Change],
+    dtype: torch.dtype | None = None,
 ) -> Iterator[torch.Tensor]:
     """The patched weight of ``shape`` as row chunks, in order, reading the original's rows
     with ``read_rows(lo, hi)`` (called from worker threads): memory stays a few chunks,
     whatever the weight's size. Plain LoRAs (whole or on row slices) are added chunk by
     chunk as :func:`patched` adds them (same order, same fused multiply-adds); any other
-    change takes the whole weight at once."""
+    change takes the whole weight at once. The math is float32; the chunks are rounded to
+    ``dtype`` (default: the original's)."""
     rows = shape[0] if shape else 1
     if not shape or any(c.bias or not _plain_lora(c.module, len(shape)) for c in changes):
-        yield patched(read_rows(0, rows), changes)
+        raw = read_rows(0, rows)
+        yield patched(upcast(raw), changes).to(dtype or raw.dtype)
         return
     order = [c for c in changes if c.rows is None] + [c for c in changes if c.rows is not None]
     factors = []
@@ -207,7 +212,7 @@ def patched_chunks(
             s, e = max(a, lo), min(b, hi)
             if s < e:
                 flat[s - a : e - a].addmm_(up[s - lo : e - lo], down, alpha=scale)
-        return w.to(raw.dtype)
+        return w.to(dtype or raw.dtype)
 
     with ThreadPoolExecutor(CHUNK_WORKERS) as pool:
         pending: deque[Future[torch.Tensor]] = deque()

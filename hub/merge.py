@@ -14,6 +14,7 @@ from typing import Any
 
 from hub.context import Context
 from hub.core.errors import HubError, UsageError
+from hub.core.safetensors_io import FLOAT_ST, cast_checked, dtype_named
 from hub.plugins.merging import MergeMethod
 from hub.register import Lineage, Overrides
 from hub.registry.queries import resolve_json
@@ -88,10 +89,11 @@ def bake(
     keeping each tensor's dtype (or storing floating ones in ``dtype``). An add-on of a
     family the checkpoint does not take is a warning in the reports (none with
     ``allow_family``)."""
+    import torch
+
     from adapters import patch
     from hub.core import addons
     from hub.core.safetensors_io import SafetensorsReader, TensorSpec, write_safetensors
-    from hub.plugins.builtin.converters import cast_checked, dtype_named
 
     st = dtype_named(dtype)
 
@@ -141,14 +143,14 @@ def bake(
             specs = [ckpt.spec(k) for k in ckpt.header.tensors]
             if st is not None:
                 specs = [
-                    TensorSpec(s.name, st, s.shape) if s.dtype in FLOATING else s for s in specs
+                    TensorSpec(s.name, st, s.shape) if s.dtype in FLOAT_ST else s for s in specs
                 ]
 
             def produce(spec: TensorSpec) -> Any:
                 rows = partial(ckpt.rows, spec.name)
                 info = ckpt.header.tensors[spec.name]
-                chunks = (
-                    patch.patched_chunks(rows, info.shape, changes[spec.name])
+                chunks = (  # with a --dtype, float32 chunks rounded once, by cast_checked
+                    patch.patched_chunks(rows, info.shape, changes[spec.name], st and torch.float32)
                     if spec.name in changes
                     else [ckpt.tensor(spec.name)]
                 )
@@ -252,9 +254,6 @@ def _check_shapes(readers: list[Any], arts: list[dict[str, Any]]) -> None:
                 )
 
 
-FLOATING = ("F32", "F16", "BF16", "F64", "F8_E4M3", "F8_E5M2")
-
-
 def _merged_tensors(
     readers: list[Any],
     method: MergeMethod,
@@ -269,14 +268,13 @@ def _merged_tensors(
     import torch
 
     from adapters.fp8 import upcast
-    from hub.plugins.builtin.converters import cast_checked
 
     primary = readers[0]
 
     def produce(spec: Any) -> Any:
         info = primary.header.tensors[spec.name]
         found = [r.header.tensors.get(spec.name) for r in readers]
-        if not all(f is not None and f.dtype in FLOATING for f in found):
+        if not all(f is not None and f.dtype in FLOAT_ST for f in found):
             return cast_checked(primary.tensor(spec.name), dtype, spec.name)
         out = dtype or info.dtype
         if not method.elementwise or not info.shape:
@@ -307,7 +305,6 @@ def merge_checkpoints(
     tensors are merged in float32 and stored in ``dtype`` (``bf16``, ``fp8``...) or the
     primary's dtype."""
     from hub.core.safetensors_io import SafetensorsReader, TensorSpec, write_safetensors
-    from hub.plugins.builtin.converters import dtype_named
 
     st = dtype_named(dtype)
     method = merge_method(ctx, method_name)
@@ -345,7 +342,7 @@ def merge_checkpoints(
             specs = [primary.spec(k) for k in primary.header.tensors]
             if st is not None:
                 specs = [
-                    TensorSpec(s.name, st, s.shape) if s.dtype in FLOATING else s for s in specs
+                    TensorSpec(s.name, st, s.shape) if s.dtype in FLOAT_ST else s for s in specs
                 ]
             write_safetensors(
                 path,
@@ -373,7 +370,6 @@ def _row_slices(
     import torch
 
     from adapters.fp8 import upcast
-    from hub.plugins.builtin.converters import cast_checked
 
     for lo in range(0, rows, step):
         hi = min(rows, lo + step)

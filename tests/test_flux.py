@@ -207,6 +207,26 @@ def test_bake_keeps_fp8_dtype_and_rounds_like_torch(hub):
     assert torch.equal(baked[key].view(torch.uint8), expected.view(torch.uint8))
 
 
+def test_bake_with_dtype_rounds_once_from_float32(hub):
+    """``--dtype fp8`` on a bf16 file: patched weights go float32 -> fp8 in one rounding,
+    the rest are cast as ``hub convert --dtype`` casts them."""
+    model = fm.flux_file("dev", "bfl", "BF16")
+    lora = load_file(fm.flux_kohya_lora())
+    hub("import", str(model), "--name", "flux16")
+    hub("import", str(fm.flux_kohya_lora()), "--name", "style")
+    out = hub(
+        "merge", "flux16", "--lora", "style", "--dtype", "fp8", "--name", "b8", "--json"
+    ).json()
+    baked, original = load_file(out["path"]), load_file(model)
+    assert {v.dtype for v in baked.values()} == {torch.float8_e4m3fn}
+    key, name = "double_blocks.0.img_mlp.0.weight", "lora_unet_double_blocks_0_img_mlp_0"
+    delta = lora[f"{name}.lora_up.weight"] @ lora[f"{name}.lora_down.weight"] * 2
+    expected = (original[key].float() + delta).to(torch.float8_e4m3fn)
+    assert torch.equal(baked[key].view(torch.uint8), expected.view(torch.uint8))
+    plain = original["img_in.weight"].to(torch.float8_e4m3fn)
+    assert torch.equal(baked["img_in.weight"].view(torch.uint8), plain.view(torch.uint8))
+
+
 @pytest.mark.parametrize(
     ("source", "dtype", "expected"),
     [

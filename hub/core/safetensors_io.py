@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hub.core.errors import HubError
 from hub.core.files import DurableWriter
 from hub.core.formats import DTYPE_BITS
 
@@ -157,6 +158,52 @@ def write_safetensors(
 
 
 ST_TO_TORCH = {v: k for k, v in TORCH_TO_ST.items()}
+
+
+FLOAT_ST = {"F32", "F16", "BF16", "F64", "F8_E4M3", "F8_E5M2"}
+DTYPES = {
+    "fp32": "F32",
+    "fp16": "F16",
+    "bf16": "BF16",
+    "fp8": "F8_E4M3",  # what fp8 Flux/SD3 files use; rounded as torch's .to() rounds
+    "fp8_e4m3": "F8_E4M3",
+    "fp8_e5m2": "F8_E5M2",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+}
+
+
+def dtype_named(name: str | None) -> str | None:
+    """The safetensors dtype a user's ``--dtype`` names (``bf16``, ``fp8``...), None for
+    none; an unknown name is a one-line error."""
+    if name is None:
+        return None
+    try:
+        return DTYPES[name.lower()]
+    except KeyError:
+        raise HubError(
+            f"unknown dtype '{name}'", hint="use fp32, fp16, bf16, fp8 or fp8_e5m2"
+        ) from None
+
+
+def cast_checked(tensor: torch.Tensor, st: str | None, name: str = "") -> torch.Tensor:
+    """``tensor`` in safetensors dtype ``st`` (floating tensors only; None keeps it) as
+    torch's ``.to()`` rounds; a value beyond an fp8 format's range is a one-line error."""
+    import torch
+
+    if st is None or st_dtype(tensor) not in FLOAT_ST:
+        return tensor
+    dtype = getattr(torch, ST_TO_TORCH[st])
+    if dtype.is_floating_point and dtype.itemsize == 1:
+        limit = torch.finfo(dtype).max  # beyond it torch's cast gives NaN, not the maximum
+        peak = float(tensor.float().abs().max()) if tensor.numel() else 0.0
+        if peak > limit:
+            raise HubError(
+                f"tensor {name} holds {peak:g}, beyond {st}'s largest value {limit:g}",
+                hint="keep this file in bf16 or fp16",
+            )
+    return tensor.to(dtype)
 
 
 class SafetensorsReader:

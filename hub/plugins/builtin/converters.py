@@ -17,66 +17,24 @@ from hub import hookimpl
 from hub.core import ldm_models, safeload
 from hub.core.errors import HubError, InvalidFileError
 from hub.core.safetensors_io import (
-    ST_TO_TORCH,
+    FLOAT_ST,
     TORCH_TO_ST,
     SafetensorsReader,
     TensorSpec,
+    cast_checked,
+    dtype_named,
     st_dtype,
     write_safetensors,
 )
 from hub.core.state_dicts import PICKLE_FIELDS_META
 from hub.plugins.converting import Converter, ConvertJob
 
-FLOAT_ST = {"F32", "F16", "BF16", "F64", "F8_E4M3", "F8_E5M2"}
-DTYPES = {
-    "fp32": "F32",
-    "fp16": "F16",
-    "bf16": "BF16",
-    "fp8": "F8_E4M3",  # what fp8 Flux/SD3 files use; rounded as torch's .to() rounds
-    "fp8_e4m3": "F8_E4M3",
-    "fp8_e5m2": "F8_E5M2",
-    "float32": "F32",
-    "float16": "F16",
-    "bfloat16": "BF16",
-}
 PRUNE_PREFIXES = ("model_ema.", "optimizer", "lr_scheduler")
 PRUNE_SUFFIXES = ("position_ids",)
 
 
-def dtype_named(name: str | None) -> str | None:
-    """The safetensors dtype a user's ``--dtype`` names (``bf16``, ``fp8``...), None for
-    none; an unknown name is a one-line error."""
-    if name is None:
-        return None
-    try:
-        return DTYPES[name.lower()]
-    except KeyError:
-        raise HubError(
-            f"unknown dtype '{name}'", hint="use fp32, fp16, bf16, fp8 or fp8_e5m2"
-        ) from None
-
-
 def target_dtype(job: ConvertJob) -> str | None:
     return dtype_named(job.dtype)
-
-
-def cast_checked(tensor: Any, st: str | None, name: str = "") -> Any:
-    """``tensor`` in safetensors dtype ``st`` (floating tensors only; None keeps it) as
-    torch's ``.to()`` rounds; a value beyond an fp8 format's range is a one-line error."""
-    import torch
-
-    if st is None or st_dtype(tensor) not in FLOAT_ST:
-        return tensor
-    dtype = getattr(torch, ST_TO_TORCH[st])
-    if dtype.is_floating_point and dtype.itemsize == 1:
-        limit = torch.finfo(dtype).max  # beyond it torch's cast gives NaN, not the maximum
-        peak = float(tensor.float().abs().max()) if tensor.numel() else 0.0
-        if peak > limit:
-            raise HubError(
-                f"tensor {name} holds {peak:g}, beyond {st}'s largest value {limit:g}",
-                hint="keep this file in bf16 or fp16",
-            )
-    return tensor.to(dtype)
 
 
 def _keep(name: str, job: ConvertJob) -> bool:
