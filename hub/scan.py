@@ -197,6 +197,7 @@ class _Scan:
         self.progress = progress or (lambda p: None)
         self.to_hash: list[_Found] = []
         self.aliases: list[tuple[_Found, str]] = []  # (second link, the path seen first)
+        self.merged: set[str] = set()  # paths found to hold a registered artifact's bytes
         with ctx.db.reader() as reader:
             self.index = location_index(reader)
 
@@ -244,40 +245,58 @@ class _Scan:
         return _Found(path, st, order)
 
     def _write_headers(self, session: Writer, items: list[tuple[_Found, Any, Any]]) -> None:
+        fresh = []  # files no registry row knows: inserted together
         for found, ident, sidecars in items:
-            place = writes.Place.of(found.path, found.st)
-            placeholder = FileHashes(xxh3_128=f"{PENDING}:{found.path}", sha256="")
-            fstat = FileStat.of(found.st)
             known = self.index.get(found.path)
-            row = writes.get(session, known[3]) if known else None
-            if row is not None and writes.location_paths(session, row.id) == [found.path]:
-                locked = Overrides(
-                    kind=row.kind if row.kind_locked else None,
-                    base=row.base if row.base_locked else None,
-                    name=row.name,
-                )
-                values = artifact_values(
-                    Path(found.path), ident, placeholder, fstat, locked, sidecars
-                )
-                values.pop("created_at", None)
-                values["hash_status"] = PENDING
-                writes.update(session, row, values)
-                writes.put_location(session, row.id, place, root=self.root)
-                found.artifact_id = row.id
-                self.report.updated.append(found.path)
+            values = artifact_values(
+                Path(found.path),
+                ident,
+                FileHashes(xxh3_128=f"{PENDING}:{found.path}", sha256=""),
+                FileStat.of(found.st),
+                Overrides(),
+                sidecars,
+            )
+            values["hash_status"] = PENDING
+            new = (values, tag_list(Overrides(), sidecars), writes.Place.of(found.path, found.st))
+            if known is None:
+                fresh.append((found, new))
             else:
-                if row is not None:  # a changed copy: no longer that artifact's bytes
-                    writes.drop_location(session, row, found.path)
-                values = artifact_values(
-                    Path(found.path), ident, placeholder, fstat, Overrides(), sidecars
-                )
-                values["hash_status"] = PENDING
-                new = writes.insert(
-                    session, values, tag_list(Overrides(), sidecars), place, self.root
-                )
-                found.artifact_id = new.id
-                self.report.added.append(found.path)
+                self._write_changed(session, found, known[3], *new)
             self.to_hash.append(found)
+        ids = writes.insert_many(session, [new for _, new in fresh], self.root)
+        for (found, _), artifact_id in zip(fresh, ids, strict=True):
+            found.artifact_id = artifact_id
+            self.report.added.append(found.path)
+
+    def _write_changed(
+        self,
+        session: Writer,
+        found: _Found,
+        artifact_id: int,
+        values: dict[str, Any],
+        tags: list[tuple[str, str]],
+        place: writes.Place,
+    ) -> None:
+        """A registered path whose file changed: its row anew (the user's locked kind and
+        base kept) when it is the artifact's only location, else a new artifact."""
+        row = writes.get(session, artifact_id)
+        if writes.location_paths(session, row.id) == [found.path]:
+            values.pop("created_at", None)
+            values["name"] = row.name
+            if row.kind_locked:
+                values["kind"] = row.kind
+            if row.base_locked:
+                values["base"] = row.base
+            values["kind_locked"], values["base_locked"] = row.kind_locked, row.base_locked
+            writes.update(session, row, values)
+            writes.put_location(session, row.id, place, root=self.root)
+            found.artifact_id = row.id
+            self.report.updated.append(found.path)
+            return
+        writes.drop_location(session, row, found.path)  # a changed copy: no longer those bytes
+        new = writes.insert(session, values, tags, place, self.root)
+        found.artifact_id = new.id
+        self.report.added.append(found.path)
 
     # -- pass 2: hashes ------------------------------------------------------------------------
 
@@ -290,6 +309,9 @@ class _Scan:
         with _flush_on_interrupt(batches):
             self._hash_all(batches, files, total)
         batches.flush()
+        if self.merged:
+            self.report.added = [p for p in self.report.added if p not in self.merged]
+            self.report.updated = [p for p in self.report.updated if p not in self.merged]
         if self.aliases:
             with self.ctx.db.session() as session:
                 self._write_aliases(session)
@@ -315,14 +337,26 @@ class _Scan:
     def _write_hashes(
         self, session: Writer, items: list[tuple[_Found, FileHashes, FileStat]]
     ) -> None:
+        places = _by_key(
+            session,
+            "SELECT path, artifact_id, size, mtime_ns, inode FROM location WHERE path IN",
+            [found.path for found, _, _ in items],
+        )
+        owners = {
+            key: row["id"]
+            for key, row in _by_key(
+                session,
+                "SELECT xxh3_128, id FROM artifact WHERE xxh3_128 IN",
+                [hashes.xxh3_128 for _, hashes, _ in items],
+            ).items()
+        }
+        now = writes.utcnow(session)
+        settled: list[dict[str, Any]] = []
         for found, hashes, fstat in items:
-            loc = session.rows(
-                "SELECT artifact_id, size, mtime_ns, inode FROM location WHERE path = :p",
-                {"p": found.path},
-            )
-            if not loc or loc[0]["artifact_id"] != found.artifact_id:
+            loc = places.get(found.path)
+            if loc is None or loc["artifact_id"] != found.artifact_id:
                 continue  # another scan settled this path meanwhile
-            if (loc[0]["size"], loc[0]["mtime_ns"], loc[0]["inode"]) != (
+            if (loc["size"], loc["mtime_ns"], loc["inode"]) != (
                 fstat.size,
                 fstat.mtime_ns,
                 fstat.inode,
@@ -330,12 +364,20 @@ class _Scan:
                 self.report.skipped.append((found.path, "changed while it was scanned"))
                 self.report.pending += 1
                 continue
-            row = writes.get(session, found.artifact_id)
-            same = writes.find_by_hash(session, hashes.xxh3_128)
-            if same is not None and same.id != row.id:
-                self._merge(session, row, same, found.path)
+            same = owners.get(hashes.xxh3_128)
+            if same is not None and same != found.artifact_id:
+                session.execute_many(_SET_HASHES, settled)  # the survivor's row as it is now
+                settled = []
+                self._merge(
+                    session,
+                    writes.get(session, found.artifact_id),
+                    writes.get(session, same),
+                    found.path,
+                )
                 continue
-            writes.update(session, row, _hash_values(hashes), search=False)
+            owners[hashes.xxh3_128] = found.artifact_id
+            settled.append(_hash_values(hashes) | {"updated_at": now, "id_": found.artifact_id})
+        session.execute_many(_SET_HASHES, settled)
 
     def _merge(self, session: Writer, pending: writes.Row, same: writes.Row, path: str) -> None:
         """``path`` holds the bytes of ``same``: one more location of it (or its only one,
@@ -345,10 +387,7 @@ class _Scan:
             old = same.path
             writes.update(session, same, {"path": path, "in_store": False})
             writes.drop_location(session, same, old)
-        if path in self.report.added:
-            self.report.added.remove(path)
-        elif path in self.report.updated:
-            self.report.updated.remove(path)
+        self.merged.add(path)
         self.report.locations_added.append((path, same.path))
 
     def _write_aliases(self, session: Writer) -> None:
@@ -440,6 +479,21 @@ def _chunk_results(
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+_SET_HASHES = (
+    "UPDATE artifact SET xxh3_128 = :xxh3_128, sha256 = :sha256, autov1 = :autov1, "
+    "autov3 = :autov3, hash_status = :hash_status, updated_at = :updated_at WHERE id = :id_"
+)
+
+
+def _by_key(session: Writer, select: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The rows of ``select`` (a query ending in ``WHERE column IN``) for ``keys``, by the
+    value of its first column."""
+    params = {f"k{i}": key for i, key in enumerate(keys)}
+    marks = ", ".join(f":{k}" for k in params) or "NULL"
+    rows = session.rows(f"{select} ({marks})", params)
+    return {next(iter(row.values())): row for row in rows}
 
 
 def _hash_values(hashes: FileHashes) -> dict[str, Any]:

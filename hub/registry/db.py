@@ -231,6 +231,17 @@ class Writer(Reader):
 
         return self._con.execute(text(sql), params or {}).rowcount
 
+    def execute_many(self, sql: str, params: list[dict[str, Any]]) -> None:
+        """Run one statement once per parameter set, in one call (``executemany``)."""
+        if not params:
+            return
+        if self._native:
+            self._con.executemany(sql, params)
+            return
+        from sqlalchemy import text
+
+        self._con.execute(text(sql), params)
+
 
 def _make_engine(url: str, is_sqlite: bool) -> Engine:
     from sqlalchemy import create_engine, event
