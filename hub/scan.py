@@ -217,7 +217,7 @@ class _Scan:
                 if isinstance(result, str):
                     self.report.skipped.append((found.path, result))
                 else:
-                    found.autov3 = autov3_in_pass(result[0].best.kind)
+                    found.autov3 = autov3_in_pass(result[0]["kind"])
                     batches.add((found, *result))
                 self.progress(ScanProgress("headers", done, len(todo), 0, None))
         batches.flush()
@@ -244,20 +244,13 @@ class _Scan:
             return None
         return _Found(path, st, order)
 
-    def _write_headers(self, session: Writer, items: list[tuple[_Found, Any, Any]]) -> None:
+    def _write_headers(
+        self, session: Writer, items: list[tuple[_Found, dict[str, Any], list[tuple[str, str]]]]
+    ) -> None:
         fresh = []  # files no registry row knows: inserted together
-        for found, ident, sidecars in items:
+        for found, values, tags in items:
             known = self.index.get(found.path)
-            values = artifact_values(
-                Path(found.path),
-                ident,
-                FileHashes(xxh3_128=f"{PENDING}:{found.path}", sha256=""),
-                FileStat.of(found.st),
-                Overrides(),
-                sidecars,
-            )
-            values["hash_status"] = PENDING
-            new = (values, tag_list(Overrides(), sidecars), writes.Place.of(found.path, found.st))
+            new = (values, tags, writes.Place.of(found.path, found.st))
             if known is None:
                 fresh.append((found, new))
             else:
@@ -422,32 +415,40 @@ def _flush_on_interrupt(batches: _Batches) -> Iterator[None]:
 _WORKER_CONTEXT: Context | None = None  # what a forked header reader identifies with
 
 
-def _read_one(ctx: Context, path: str, sidecars_beside: bool) -> tuple[Any, Sidecars] | str:
-    """A file's identification (from its header) and sidecars, or why it is skipped."""
+_Header = tuple[dict[str, Any], list[tuple[str, str]]]  # a row's column values, its tags
+
+
+def _read_one(ctx: Context, path: str, fstat: FileStat, sidecars_beside: bool) -> _Header | str:
+    """A file's row (from its header and sidecars, hashes pending) and tags, or why it is
+    skipped: computed where the header is read, so a forked reader hands back plain values."""
     try:
         ident = identify_path(ctx, Path(path))
     except HubError as exc:
         return str(getattr(exc, "reason", None) or exc.message)
     except FileNotFoundError:
         return "vanished during the scan"
-    return ident, read_sidecars(Path(path)) if sidecars_beside else Sidecars()
+    sidecars = read_sidecars(Path(path)) if sidecars_beside else Sidecars()
+    placeholder = FileHashes(xxh3_128=f"{PENDING}:{path}", sha256="")
+    values = artifact_values(Path(path), ident, placeholder, fstat, Overrides(), sidecars)
+    values["hash_status"] = PENDING
+    return values, tag_list(Overrides(), sidecars)
 
 
-def _read_chunk(chunk: list[tuple[str, bool]]) -> list[tuple[Any, Sidecars] | str]:
+def _read_chunk(chunk: list[tuple[str, FileStat, bool]]) -> list[_Header | str]:
     assert _WORKER_CONTEXT is not None
-    return [_read_one(_WORKER_CONTEXT, path, beside) for path, beside in chunk]
+    return [_read_one(_WORKER_CONTEXT, *args) for args in chunk]
 
 
 def _read_all(
     ctx: Context, todo: list[tuple[_Found, bool]]
-) -> Iterator[tuple[tuple[_Found, bool], tuple[Any, Sidecars] | str]]:
+) -> Iterator[tuple[tuple[_Found, bool], _Header | str]]:
     """Read the headers of ``todo`` in order: in this process for a few files, else on one
     forked process per core (identification is Python, which threads would serialise),
     ``READ_CHUNK`` files per task."""
     cores = os.cpu_count() or 1
     if len(todo) < PARALLEL_READS or cores < 2 or "fork" not in mp.get_all_start_methods():
         for item in todo:
-            yield item, _read_one(ctx, item[0].path, item[1])
+            yield item, _read_one(ctx, item[0].path, FileStat.of(item[0].st), item[1])
         return
     global _WORKER_CONTEXT
     ctx.probes  # noqa: B018 -- loaded once here, inherited by the forked readers
@@ -457,7 +458,7 @@ def _read_all(
     pool = ProcessPoolExecutor(max_workers=cores, mp_context=mp.get_context("fork"))
     try:
         for chunk in chunks:
-            args = [(found.path, beside) for found, beside in chunk]
+            args = [(found.path, FileStat.of(found.st), beside) for found, beside in chunk]
             window.append((chunk, pool.submit(_read_chunk, args)))
             if len(window) > 2 * cores:
                 yield from _chunk_results(*window.popleft())
@@ -473,7 +474,7 @@ def _read_all(
 
 def _chunk_results(
     chunk: list[tuple[_Found, bool]], fut: Future[list]
-) -> Iterator[tuple[tuple[_Found, bool], tuple[Any, Sidecars] | str]]:
+) -> Iterator[tuple[tuple[_Found, bool], _Header | str]]:
     yield from zip(chunk, fut.result(), strict=True)
 
 

@@ -219,6 +219,14 @@ class Reader:
 
         return [dict(r) for r in self._con.execute(text(sql), params or {}).mappings()]
 
+    def values(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """The first column of every row of a query."""
+        if self._native:
+            return [r[0] for r in self._con.execute(sql, params or {})]
+        from sqlalchemy import text
+
+        return list(self._con.execute(text(sql), params or {}).scalars())
+
 
 class Writer(Reader):
     """A write transaction: :meth:`rows` and :meth:`execute` of plain SQL."""
