@@ -30,8 +30,17 @@ from typing import Any
 
 from hub.context import Context
 from hub.core.errors import HubError, InvalidFileError, RegistryError
-from hub.core.hashing import FileHashes, FileStat, hash_folder, hash_small_file
+from hub.core.hashing import SMALL_FILE, FileHashes, FileStat, hash_folder, hash_small_file
 from hub.core.sidecars import Sidecars, read_sidecars, sidecar_names
+from hub.families import (
+    CHECKPOINT_KINDS,
+    TrainingBases,
+    decide,
+    settle,
+    tables,
+    training_bases,
+    unsettled,
+)
 from hub.register import (
     Overrides,
     artifact_values,
@@ -107,6 +116,8 @@ class _Found:
     order: int = 0  # its place in the walk: files are hashed and settled in this order
     artifact_id: int | None = None  # its row, once registered
     autov3: bool = False
+    kind: str | None = None
+    hashed: _Hashed | None = None  # hashed by the reader of its header (small files)
 
 
 def walk_models(
@@ -198,8 +209,10 @@ class _Scan:
         self.to_hash: list[_Found] = []
         self.aliases: list[tuple[_Found, str]] = []  # (second link, the path seen first)
         self.merged: set[str] = set()  # paths found to hold a registered artifact's bytes
+        self.hashed_checkpoints: set[int] = set()  # their hash is evidence of their family
         with ctx.db.reader() as reader:
             self.index = location_index(reader)
+            self.bases = training_bases(reader)
 
     # -- pass 1: headers -----------------------------------------------------------------------
 
@@ -213,12 +226,15 @@ class _Scan:
                 todo.append((found, beside))
         batches = _Batches(self.ctx, self._write_headers)
         with _flush_on_interrupt(batches):
-            for done, ((found, _), result) in enumerate(_read_all(self.ctx, todo), start=1):
+            reading = _read_all(self.ctx, self.bases, todo)
+            for done, ((found, _), result) in enumerate(reading, start=1):
                 if isinstance(result, str):
                     self.report.skipped.append((found.path, result))
                 else:
-                    found.autov3 = autov3_in_pass(result[0]["kind"])
-                    batches.add((found, *result))
+                    values, tags, found.hashed = result
+                    found.kind = values["kind"]
+                    found.autov3 = autov3_in_pass(found.kind)
+                    batches.add((found, values, tags))
                 self.progress(ScanProgress("headers", done, len(todo), 0, None))
         batches.flush()
 
@@ -232,7 +248,8 @@ class _Scan:
             self.report.unchanged += 1
             seen.setdefault((st.st_dev, st.st_ino), path)
             if known[4] == PENDING:
-                self.to_hash.append(_Found(path, st, order, known[3], autov3_in_pass(known[5])))
+                pending = _Found(path, st, order, known[3], autov3_in_pass(known[5]), known[5])
+                self.to_hash.append(pending)
             return None
         first = seen.get((st.st_dev, st.st_ino))
         if first is not None:
@@ -275,6 +292,10 @@ class _Scan:
         row = writes.get(session, artifact_id)
         if writes.location_paths(session, row.id) == [found.path]:
             values.pop("created_at", None)
+            if row.family_locked:  # the user's family stays ...
+                del values["family"], values["family_evidence"]
+            else:  # ... any other is decided again once the scan is done
+                values["family"] = None
             values["name"] = row.name
             if row.kind_locked:
                 values["kind"] = row.kind
@@ -313,13 +334,8 @@ class _Scan:
         done = 0
         for found, result in _hash_in_order(self.to_hash):
             done += 1
-            if isinstance(result, BaseException):
-                reason = (
-                    "vanished during the scan"
-                    if isinstance(result, FileNotFoundError)
-                    else (getattr(result, "reason", None) or str(result))
-                )
-                self.report.skipped.append((found.path, reason))
+            if isinstance(result, str):
+                self.report.skipped.append((found.path, result))
                 self.report.pending += 1
                 continue
             self.report.hashed_files += 1
@@ -369,6 +385,8 @@ class _Scan:
                 )
                 continue
             owners[hashes.xxh3_128] = found.artifact_id
+            if found.kind in CHECKPOINT_KINDS:
+                self.hashed_checkpoints.add(found.artifact_id)
             settled.append(_hash_values(hashes) | {"updated_at": now, "id_": found.artifact_id})
         session.execute_many(_SET_HASHES, settled)
 
@@ -412,15 +430,26 @@ def _flush_on_interrupt(batches: _Batches) -> Iterator[None]:
         raise
 
 
-_WORKER_CONTEXT: Context | None = None  # what a forked header reader identifies with
+_WORKER: tuple[Context, TrainingBases] | None = None  # what a forked header reader uses
 
 
-_Header = tuple[dict[str, Any], list[tuple[str, str]]]  # a row's column values, its tags
+_Hashed = tuple[FileHashes, FileStat] | str  # a file's hashes, or why it has none
+_Header = tuple[dict[str, Any], list[tuple[str, str]], _Hashed | None]  # row, tags, hashes
 
 
-def _read_one(ctx: Context, path: str, fstat: FileStat, sidecars_beside: bool) -> _Header | str:
-    """A file's row (from its header and sidecars, hashes pending) and tags, or why it is
-    skipped: computed where the header is read, so a forked reader hands back plain values."""
+def _read_one(
+    ctx: Context,
+    bases: TrainingBases,
+    path: str,
+    fstat: FileStat,
+    sidecars_beside: bool,
+    small: bool,
+) -> _Header | str:
+    """A file's row (from its header and sidecars, hashes pending; the family decided from
+    ``bases`` unless the file is a checkpoint, whose hash is evidence), tags and, for a
+    ``small`` one, its hashes (read while its pages are warm, written after every header), or
+    why it is skipped: computed where the header is read, so a forked reader hands back plain
+    values."""
     try:
         ident = identify_path(ctx, Path(path))
     except HubError as exc:
@@ -431,16 +460,21 @@ def _read_one(ctx: Context, path: str, fstat: FileStat, sidecars_beside: bool) -
     placeholder = FileHashes(xxh3_128=f"{PENDING}:{path}", sha256="")
     values = artifact_values(Path(path), ident, placeholder, fstat, Overrides(), sidecars)
     values["hash_status"] = PENDING
-    return values, tag_list(Overrides(), sidecars)
+    values["family"] = values["family_evidence"] = None
+    if values["kind"] not in CHECKPOINT_KINDS:
+        row = values | {"family_locked": False}
+        values["family"], values["family_evidence"] = decide(row, bases, ident.metadata)
+    hashed = _hash_one(path, autov3_in_pass(values["kind"])) if small else None
+    return values, tag_list(Overrides(), sidecars), hashed
 
 
-def _read_chunk(chunk: list[tuple[str, FileStat, bool]]) -> list[_Header | str]:
-    assert _WORKER_CONTEXT is not None
-    return [_read_one(_WORKER_CONTEXT, *args) for args in chunk]
+def _read_chunk(chunk: list[tuple[str, FileStat, bool, bool]]) -> list[_Header | str]:
+    assert _WORKER is not None
+    return [_read_one(*_WORKER, *args) for args in chunk]
 
 
 def _read_all(
-    ctx: Context, todo: list[tuple[_Found, bool]]
+    ctx: Context, bases: TrainingBases, todo: list[tuple[_Found, bool]]
 ) -> Iterator[tuple[tuple[_Found, bool], _Header | str]]:
     """Read the headers of ``todo`` in order: in this process for a few files, else on one
     forked process per core (identification is Python, which threads would serialise),
@@ -448,17 +482,18 @@ def _read_all(
     cores = os.cpu_count() or 1
     if len(todo) < PARALLEL_READS or cores < 2 or "fork" not in mp.get_all_start_methods():
         for item in todo:
-            yield item, _read_one(ctx, item[0].path, FileStat.of(item[0].st), item[1])
+            yield item, _read_one(ctx, bases, *_read_args(*item))
         return
-    global _WORKER_CONTEXT
+    global _WORKER
     ctx.probes  # noqa: B018 -- loaded once here, inherited by the forked readers
-    _WORKER_CONTEXT = ctx
+    tables()  # the same for the family tables
+    _WORKER = (ctx, bases)
     chunks = [todo[i : i + READ_CHUNK] for i in range(0, len(todo), READ_CHUNK)]
     window: deque[tuple[list[tuple[_Found, bool]], Future[list]]] = deque()
     pool = ProcessPoolExecutor(max_workers=cores, mp_context=mp.get_context("fork"))
     try:
         for chunk in chunks:
-            args = [(found.path, FileStat.of(found.st), beside) for found, beside in chunk]
+            args = [_read_args(found, beside) for found, beside in chunk]
             window.append((chunk, pool.submit(_read_chunk, args)))
             if len(window) > 2 * cores:
                 yield from _chunk_results(*window.popleft())
@@ -468,7 +503,7 @@ def _read_all(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     finally:
-        _WORKER_CONTEXT = None
+        _WORKER = None
     pool.shutdown()
 
 
@@ -507,37 +542,43 @@ def _hash_values(hashes: FileHashes) -> dict[str, Any]:
     }
 
 
-def _hash_one(found: _Found) -> tuple[FileHashes, FileStat]:
-    if statmod.S_ISDIR(found.st.st_mode):
-        return hash_folder(found.path)
-    return hash_small_file(found.path, autov3=found.autov3)
+def _read_args(found: _Found, sidecars_beside: bool) -> tuple[str, FileStat, bool, bool]:
+    small = statmod.S_ISREG(found.st.st_mode) and found.st.st_size <= SMALL_FILE
+    return found.path, FileStat.of(found.st), sidecars_beside, small
 
 
-def _hash_in_order(
-    items: Iterable[_Found],
-) -> Iterator[tuple[_Found, tuple[FileHashes, FileStat] | BaseException]]:
-    """Hash files on every core, yielding results in the order given (so which copy of
-    a file is met first never depends on thread timing)."""
-    window: deque[tuple[_Found, Future[tuple[FileHashes, FileStat]]]] = deque()
+def _hash_one(path: str, autov3: bool, folder: bool = False) -> _Hashed:
+    """The hashes of a file or diffusers folder, or why it has none."""
+    try:
+        return hash_folder(path) if folder else hash_small_file(path, autov3=autov3)
+    except FileNotFoundError:
+        return "vanished during the scan"
+    except (OSError, HubError) as exc:
+        return getattr(exc, "reason", None) or str(exc)
+
+
+def _hash_in_order(items: Iterable[_Found]) -> Iterator[tuple[_Found, _Hashed]]:
+    """Hash files on every core (those not hashed with their header), yielding results in
+    the order given (so which copy of a file is met first never depends on thread timing)."""
+    window: deque[tuple[_Found, Future[_Hashed]]] = deque()
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="hub-scan")
     try:
         for found in items:
-            window.append((found, pool.submit(_hash_one, found)))
+            if found.hashed is None:
+                folder = statmod.S_ISDIR(found.st.st_mode)
+                fut = pool.submit(_hash_one, found.path, found.autov3, folder)
+            else:
+                fut = Future()
+                fut.set_result(found.hashed)
+            window.append((found, fut))
             if len(window) >= HASH_WINDOW:
-                yield _result(*window.popleft())
+                found, fut = window.popleft()
+                yield found, fut.result()
         while window:
-            yield _result(*window.popleft())
+            found, fut = window.popleft()
+            yield found, fut.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _result(
-    found: _Found, fut: Future[tuple[FileHashes, FileStat]]
-) -> tuple[_Found, tuple[FileHashes, FileStat] | BaseException]:
-    try:
-        return found, fut.result()
-    except (OSError, HubError) as exc:
-        return found, exc
 
 
 def scan(
@@ -552,10 +593,9 @@ def scan(
     job.headers()
     job.hashes()
     report = job.report
-    from hub.families import settle, unsettled
-
-    if report.added or report.updated or report.hashed_files or unsettled(ctx.db):
-        # families (and add-ons trained on what was added) from the evidence; also after a
-        # scan that was stopped before it got here
-        settle(ctx.db)
+    ids = job.hashed_checkpoints.union(unsettled(ctx.db))
+    if ids:
+        # the families of checkpoints, known once hashed (and of the add-ons trained on them),
+        # and of rows a scan stopped before deciding; the others were decided with their header
+        settle(ctx.db, ids)
     return report
