@@ -451,14 +451,14 @@ def _read_one(
     why it is skipped: computed where the header is read, so a forked reader hands back plain
     values."""
     try:
-        ident = identify_path(ctx, Path(path))
+        ident = identify_path(ctx, file := Path(path))
     except HubError as exc:
         return str(getattr(exc, "reason", None) or exc.message)
     except FileNotFoundError:
         return "vanished during the scan"
-    sidecars = read_sidecars(Path(path)) if sidecars_beside else Sidecars()
+    sidecars = read_sidecars(file) if sidecars_beside else Sidecars()
     placeholder = FileHashes(xxh3_128=f"{PENDING}:{path}", sha256="")
-    values = artifact_values(Path(path), ident, placeholder, fstat, Overrides(), sidecars)
+    values = artifact_values(file, ident, placeholder, fstat, Overrides(), sidecars)
     values["hash_status"] = PENDING
     values["family"] = values["family_evidence"] = None
     if values["kind"] not in CHECKPOINT_KINDS:
