@@ -221,11 +221,15 @@ class Reader:
 
     def values(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         """The first column of every row of a query."""
+        return [r[0] for r in self.tuples(sql, params)]
+
+    def tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Every row of a query as a plain tuple (no dict per row: for large reads)."""
         if self._native:
-            return [r[0] for r in self._con.execute(sql, params or {})]
+            return self._con.execute(sql, params or {}).fetchall()
         from sqlalchemy import text
 
-        return list(self._con.execute(text(sql), params or {}).scalars())
+        return [tuple(r) for r in self._con.execute(text(sql), params or {})]
 
 
 class Writer(Reader):

@@ -497,21 +497,19 @@ def locations_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def location_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str, str]]:
+def location_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str, str | None]]:
     """path -> (size, mtime_ns, inode, artifact id, hash status, kind) for every location:
-    what a scan compares a file's ``stat`` with."""
-    rows = reader.rows(
-        "SELECT l.path, l.size, l.mtime_ns, l.inode, l.artifact_id, a.hash_status, a.kind "
-        "FROM location l JOIN artifact a ON a.id = l.artifact_id"
-    )
-    return {
-        r["path"]: (
-            r["size"],
-            r["mtime_ns"],
-            r["inode"],
-            r["artifact_id"],
-            r["hash_status"],
-            r["kind"],
+    what a scan compares a file's ``stat`` with. The kind is given for pending rows only, and
+    the status says pending or ``ok``: both come from the index of hashes (a pending row's
+    placeholder hash starts with ``pending:``), not from a read of every artifact row."""
+    pending = dict(
+        reader.tuples(
+            "SELECT id, kind FROM artifact WHERE xxh3_128 >= :lo AND xxh3_128 < :hi",
+            {"lo": f"{PENDING}:", "hi": f"{PENDING};"},
         )
-        for r in rows
+    )
+    rows = reader.tuples("SELECT path, size, mtime_ns, inode, artifact_id FROM location")
+    return {
+        path: (size, mtime_ns, inode, aid, PENDING if aid in pending else "ok", pending.get(aid))
+        for path, size, mtime_ns, inode, aid in rows
     }
