@@ -212,12 +212,16 @@ def metadata_evidence(header: Mapping[str, Any]) -> list[Evidence]:
     return found
 
 
-def gather(row: Mapping[str, Any], bases: TrainingBases) -> list[Evidence]:
-    """Every piece of evidence for a row of the artifact table, strongest first."""
+def gather(
+    row: Mapping[str, Any], bases: TrainingBases, header: Mapping[str, Any] | None = None
+) -> list[Evidence]:
+    """Every piece of evidence for a row of the artifact table, strongest first (``header``:
+    its ``header_metadata`` already parsed)."""
     found: list[Evidence] = []
     if row["family_locked"] and row["family"]:
         found.append(Evidence("user", row["family"], "set with `hub set --family`"))
-    header = _loads(row["header_metadata"]) or {}
+    if header is None:
+        header = _loads(row["header_metadata"]) or {}
     header = header if isinstance(header, dict) else {}
     if row["kind"] not in ("checkpoint", "dreambooth"):
         base = bases.by_metadata_hash(header)
@@ -264,6 +268,26 @@ def _site_versions(session: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+CHECKPOINT_KINDS = ("checkpoint", "dreambooth")  # their own hash is evidence (known-hash)
+
+
+def training_bases(session: Any) -> TrainingBases:
+    """The training bases the registry knows now (its checkpoints, the site's answers)."""
+    rows = session.rows(
+        f"SELECT {ROW_FIELDS} FROM artifact WHERE kind IN ('checkpoint', 'dreambooth')"
+    )
+    return TrainingBases(rows, _site_versions(session))
+
+
+def decide(
+    row: Mapping[str, Any], bases: TrainingBases, header: Mapping[str, Any] | None = None
+) -> tuple[str, str]:
+    """(family, evidence JSON) of a row of the artifact table, as :func:`settle` stores them."""
+    evidence = gather(row, bases, header)
+    family = evidence[0].family if evidence else UNKNOWN
+    return family, json.dumps([e.as_dict() for e in evidence])
+
+
 def settle(db: Any, ids: Iterable[int] | None = None) -> int:
     """Decide (again) the family of the artifacts ``ids`` (every artifact when None) and of
     every add-on whose training base may have changed; store family and evidence. Locked
@@ -272,10 +296,11 @@ def settle(db: Any, ids: Iterable[int] | None = None) -> int:
         return settle_in(session, ids)
 
 
-def unsettled(db: Any) -> bool:
-    """Whether some artifact's family was never decided (a scan stopped before it got there)."""
+def unsettled(db: Any) -> list[int]:
+    """The artifacts whose family was never decided (a scan stopped before it got there, or a
+    checkpoint waiting for its hash)."""
     with db.reader() as reader:
-        return bool(reader.rows("SELECT id FROM artifact WHERE family IS NULL LIMIT 1"))
+        return [r["id"] for r in reader.rows("SELECT id FROM artifact WHERE family IS NULL")]
 
 
 def _rows_to_settle(session: Any, wanted: set[int] | None) -> list[dict[str, Any]]:
@@ -307,9 +332,7 @@ def settle_in(session: Any, ids: Iterable[int] | None = None) -> int:
         is_addon = row["kind"] not in ("checkpoint", "dreambooth")
         if wanted is not None and row["id"] not in wanted and not is_addon:
             continue
-        evidence = gather(row, bases)
-        family = evidence[0].family if evidence else UNKNOWN
-        text = json.dumps([e.as_dict() for e in evidence])
+        family, text = decide(row, bases)
         if (row["family"], row["family_evidence"]) == (family, text):
             continue
         session.execute(

@@ -30,9 +30,18 @@ from typing import Any
 
 from hub.context import Context
 from hub.core.errors import HubError, InvalidFileError, RegistryError
-from hub.core.hashing import FileHashes, FileStat, hash_folder, hash_small_file
+from hub.core.hashing import SMALL_FILE, FileHashes, FileStat, hash_folder, hash_small_file
 from hub.core.sidecars import Sidecars, read_sidecars, sidecar_names
 from hub.core.taxonomy import is_tokenizer_folder
+from hub.families import (
+    CHECKPOINT_KINDS,
+    TrainingBases,
+    decide,
+    settle,
+    tables,
+    training_bases,
+    unsettled,
+)
 from hub.register import (
     Overrides,
     artifact_values,
@@ -108,6 +117,8 @@ class _Found:
     order: int = 0  # its place in the walk: files are hashed and settled in this order
     artifact_id: int | None = None  # its row, once registered
     autov3: bool = False
+    kind: str | None = None
+    hashed: _Hashed | None = None  # hashed by the reader of its header (small files)
 
 
 def walk_models(
@@ -201,8 +212,11 @@ class _Scan:
         self.progress = progress or (lambda p: None)
         self.to_hash: list[_Found] = []
         self.aliases: list[tuple[_Found, str]] = []  # (second link, the path seen first)
+        self.merged: set[str] = set()  # paths found to hold a registered artifact's bytes
+        self.hashed_checkpoints: set[int] = set()  # their hash is evidence of their family
         with ctx.db.reader() as reader:
             self.index = location_index(reader)
+            self.bases = training_bases(reader)
 
     # -- pass 1: headers -----------------------------------------------------------------------
 
@@ -216,12 +230,15 @@ class _Scan:
                 todo.append((found, beside))
         batches = _Batches(self.ctx, self._write_headers)
         with _flush_on_interrupt(batches):
-            for done, ((found, _), result) in enumerate(_read_all(self.ctx, todo), start=1):
+            reading = _read_all(self.ctx, self.bases, todo)
+            for done, ((found, _), result) in enumerate(reading, start=1):
                 if isinstance(result, str):
                     self.report.skipped.append((found.path, result))
                 else:
-                    found.autov3 = autov3_in_pass(result[0].best.kind)
-                    batches.add((found, *result))
+                    values, tags, found.hashed = result
+                    found.kind = values["kind"]
+                    found.autov3 = autov3_in_pass(found.kind)
+                    batches.add((found, values, tags))
                 self.progress(ScanProgress("headers", done, len(todo), 0, None))
         batches.flush()
 
@@ -235,7 +252,8 @@ class _Scan:
             self.report.unchanged += 1
             seen.setdefault((st.st_dev, st.st_ino), path)
             if known[4] == PENDING:
-                self.to_hash.append(_Found(path, st, order, known[3], autov3_in_pass(known[5])))
+                pending = _Found(path, st, order, known[3], autov3_in_pass(known[5]), known[5])
+                self.to_hash.append(pending)
             return None
         first = seen.get((st.st_dev, st.st_ino))
         if first is not None:
@@ -247,41 +265,56 @@ class _Scan:
             return None
         return _Found(path, st, order)
 
-    def _write_headers(self, session: Writer, items: list[tuple[_Found, Any, Any]]) -> None:
-        for found, ident, sidecars in items:
-            place = writes.Place.of(found.path, found.st)
-            placeholder = FileHashes(xxh3_128=f"{PENDING}:{found.path}", sha256="")
-            fstat = FileStat.of(found.st)
+    def _write_headers(
+        self, session: Writer, items: list[tuple[_Found, dict[str, Any], list[tuple[str, str]]]]
+    ) -> None:
+        fresh = []  # files no registry row knows: inserted together
+        for found, values, tags in items:
             known = self.index.get(found.path)
-            row = writes.get(session, known[3]) if known else None
-            if row is not None and writes.location_paths(session, row.id) == [found.path]:
-                locked = Overrides(
-                    kind=row.kind if row.kind_locked else None,
-                    base=row.base if row.base_locked else None,
-                    name=row.name,
-                )
-                values = artifact_values(
-                    Path(found.path), ident, placeholder, fstat, locked, sidecars
-                )
-                values.pop("created_at", None)
-                values["hash_status"] = PENDING
-                writes.update(session, row, values)
-                writes.put_location(session, row.id, place, root=self.root)
-                found.artifact_id = row.id
-                self.report.updated.append(found.path)
+            new = (values, tags, writes.Place.of(found.path, found.st))
+            if known is None:
+                fresh.append((found, new))
             else:
-                if row is not None:  # a changed copy: no longer that artifact's bytes
-                    writes.drop_location(session, row, found.path)
-                values = artifact_values(
-                    Path(found.path), ident, placeholder, fstat, Overrides(), sidecars
-                )
-                values["hash_status"] = PENDING
-                new = writes.insert(
-                    session, values, tag_list(Overrides(), sidecars), place, self.root
-                )
-                found.artifact_id = new.id
-                self.report.added.append(found.path)
+                self._write_changed(session, found, known[3], *new)
             self.to_hash.append(found)
+        ids = writes.insert_many(session, [new for _, new in fresh], self.root)
+        for (found, _), artifact_id in zip(fresh, ids, strict=True):
+            found.artifact_id = artifact_id
+            self.report.added.append(found.path)
+
+    def _write_changed(
+        self,
+        session: Writer,
+        found: _Found,
+        artifact_id: int,
+        values: dict[str, Any],
+        tags: list[tuple[str, str]],
+        place: writes.Place,
+    ) -> None:
+        """A registered path whose file changed: its row anew (the user's locked kind and
+        base kept) when it is the artifact's only location, else a new artifact."""
+        row = writes.get(session, artifact_id)
+        if writes.location_paths(session, row.id) == [found.path]:
+            values.pop("created_at", None)
+            if row.family_locked:  # the user's family stays ...
+                del values["family"], values["family_evidence"]
+            else:  # ... any other is decided again once the scan is done
+                values["family"] = None
+            values["name"] = row.name
+            if row.kind_locked:
+                values["kind"] = row.kind
+            if row.base_locked:
+                values["base"] = row.base
+            values["kind_locked"], values["base_locked"] = row.kind_locked, row.base_locked
+            writes.update(session, row, values)
+            writes.put_location(session, row.id, place, root=self.root)
+            found.artifact_id = row.id
+            self.report.updated.append(found.path)
+            return
+        writes.drop_location(session, row, found.path)  # a changed copy: no longer those bytes
+        new = writes.insert(session, values, tags, place, self.root)
+        found.artifact_id = new.id
+        self.report.added.append(found.path)
 
     # -- pass 2: hashes ------------------------------------------------------------------------
 
@@ -294,6 +327,9 @@ class _Scan:
         with _flush_on_interrupt(batches):
             self._hash_all(batches, files, total)
         batches.flush()
+        if self.merged:
+            self.report.added = [p for p in self.report.added if p not in self.merged]
+            self.report.updated = [p for p in self.report.updated if p not in self.merged]
         if self.aliases:
             with self.ctx.db.session() as session:
                 self._write_aliases(session)
@@ -302,13 +338,8 @@ class _Scan:
         done = 0
         for found, result in _hash_in_order(self.to_hash):
             done += 1
-            if isinstance(result, BaseException):
-                reason = (
-                    "vanished during the scan"
-                    if isinstance(result, FileNotFoundError)
-                    else (getattr(result, "reason", None) or str(result))
-                )
-                self.report.skipped.append((found.path, reason))
+            if isinstance(result, str):
+                self.report.skipped.append((found.path, result))
                 self.report.pending += 1
                 continue
             self.report.hashed_files += 1
@@ -319,27 +350,51 @@ class _Scan:
     def _write_hashes(
         self, session: Writer, items: list[tuple[_Found, FileHashes, FileStat]]
     ) -> None:
+        places = _by_key(
+            session,
+            "SELECT path, artifact_id, size, mtime_ns, inode FROM location WHERE path IN",
+            [found.path for found, _, _ in items],
+        )
+        owners = {
+            key: row["id"]
+            for key, row in _by_key(
+                session,
+                "SELECT xxh3_128, id FROM artifact WHERE xxh3_128 IN",
+                [hashes.xxh3_128 for _, hashes, _ in items],
+            ).items()
+        }
+        now = writes.utcnow(session)
+        settled: list[dict[str, Any]] = []
         for found, hashes, fstat in items:
-            loc = session.rows(
-                "SELECT artifact_id, size, mtime_ns, inode FROM location WHERE path = :p",
-                {"p": found.path},
-            )
-            if not loc or loc[0]["artifact_id"] != found.artifact_id:
+            loc = places.get(found.path)
+            if loc is None or loc["artifact_id"] != found.artifact_id:
                 continue  # another scan settled this path meanwhile
             # a folder's recorded size is its directory entry's; hashing totals its files
             folder = statmod.S_ISDIR(found.st.st_mode)
-            recorded = (loc[0]["size"], loc[0]["mtime_ns"], loc[0]["inode"])
+            recorded = (loc["size"], loc["mtime_ns"], loc["inode"])
             if recorded[folder:] != (fstat.size, fstat.mtime_ns, fstat.inode)[folder:]:
                 self.report.skipped.append((found.path, "changed while it was scanned"))
                 self.report.pending += 1
                 continue
-            row = writes.get(session, found.artifact_id)
-            same = writes.find_by_hash(session, hashes.xxh3_128)
-            if same is not None and same.id != row.id:
-                self._merge(session, row, same, found.path)
+            same = owners.get(hashes.xxh3_128)
+            if same is not None and same != found.artifact_id:
+                session.execute_many(_SET_HASHES, settled)  # the survivor's row as it is now
+                settled = []
+                self._merge(
+                    session,
+                    writes.get(session, found.artifact_id),
+                    writes.get(session, same),
+                    found.path,
+                )
                 continue
-            sized = {"size": fstat.size} if folder else {}
-            writes.update(session, row, _hash_values(hashes) | sized, search=False)
+            owners[hashes.xxh3_128] = found.artifact_id
+            if found.kind in CHECKPOINT_KINDS:
+                self.hashed_checkpoints.add(found.artifact_id)
+            sized = {"size": fstat.size if folder else None}
+            settled.append(
+                _hash_values(hashes) | sized | {"updated_at": now, "id_": found.artifact_id}
+            )
+        session.execute_many(_SET_HASHES, settled)
 
     def _merge(self, session: Writer, pending: writes.Row, same: writes.Row, path: str) -> None:
         """``path`` holds the bytes of ``same``: one more location of it (or its only one,
@@ -349,10 +404,7 @@ class _Scan:
             old = same.path
             writes.update(session, same, {"path": path, "in_store": False})
             writes.drop_location(session, same, old)
-        if path in self.report.added:
-            self.report.added.remove(path)
-        elif path in self.report.updated:
-            self.report.updated.remove(path)
+        self.merged.add(path)
         self.report.locations_added.append((path, same.path))
 
     def _write_aliases(self, session: Writer) -> None:
@@ -384,45 +436,70 @@ def _flush_on_interrupt(batches: _Batches) -> Iterator[None]:
         raise
 
 
-_WORKER_CONTEXT: Context | None = None  # what a forked header reader identifies with
+_WORKER: tuple[Context, TrainingBases] | None = None  # what a forked header reader uses
 
 
-def _read_one(ctx: Context, path: str, sidecars_beside: bool) -> tuple[Any, Sidecars] | str:
-    """A file's identification (from its header) and sidecars, or why it is skipped."""
+_Hashed = tuple[FileHashes, FileStat] | str  # a file's hashes, or why it has none
+_Header = tuple[dict[str, Any], list[tuple[str, str]], _Hashed | None]  # row, tags, hashes
+
+
+def _read_one(
+    ctx: Context,
+    bases: TrainingBases,
+    path: str,
+    fstat: FileStat,
+    sidecars_beside: bool,
+    small: bool,
+) -> _Header | str:
+    """A file's row (from its header and sidecars, hashes pending; the family decided from
+    ``bases`` unless the file is a checkpoint, whose hash is evidence), tags and, for a
+    ``small`` one, its hashes (read while its pages are warm, written after every header), or
+    why it is skipped: computed where the header is read, so a forked reader hands back plain
+    values."""
     try:
-        ident = identify_path(ctx, Path(path))
+        ident = identify_path(ctx, file := Path(path))
     except HubError as exc:
         return str(getattr(exc, "reason", None) or exc.message)
     except FileNotFoundError:
         return "vanished during the scan"
-    return ident, read_sidecars(Path(path)) if sidecars_beside else Sidecars()
+    sidecars = read_sidecars(file) if sidecars_beside else Sidecars()
+    placeholder = FileHashes(xxh3_128=f"{PENDING}:{path}", sha256="")
+    values = artifact_values(file, ident, placeholder, fstat, Overrides(), sidecars)
+    values["hash_status"] = PENDING
+    values["family"] = values["family_evidence"] = None
+    if values["kind"] not in CHECKPOINT_KINDS:
+        row = values | {"family_locked": False}
+        values["family"], values["family_evidence"] = decide(row, bases, ident.metadata)
+    hashed = _hash_one(path, autov3_in_pass(values["kind"])) if small else None
+    return values, tag_list(Overrides(), sidecars), hashed
 
 
-def _read_chunk(chunk: list[tuple[str, bool]]) -> list[tuple[Any, Sidecars] | str]:
-    assert _WORKER_CONTEXT is not None
-    return [_read_one(_WORKER_CONTEXT, path, beside) for path, beside in chunk]
+def _read_chunk(chunk: list[tuple[str, FileStat, bool, bool]]) -> list[_Header | str]:
+    assert _WORKER is not None
+    return [_read_one(*_WORKER, *args) for args in chunk]
 
 
 def _read_all(
-    ctx: Context, todo: list[tuple[_Found, bool]]
-) -> Iterator[tuple[tuple[_Found, bool], tuple[Any, Sidecars] | str]]:
+    ctx: Context, bases: TrainingBases, todo: list[tuple[_Found, bool]]
+) -> Iterator[tuple[tuple[_Found, bool], _Header | str]]:
     """Read the headers of ``todo`` in order: in this process for a few files, else on one
     forked process per core (identification is Python, which threads would serialise),
     ``READ_CHUNK`` files per task."""
     cores = os.cpu_count() or 1
     if len(todo) < PARALLEL_READS or cores < 2 or "fork" not in mp.get_all_start_methods():
         for item in todo:
-            yield item, _read_one(ctx, item[0].path, item[1])
+            yield item, _read_one(ctx, bases, *_read_args(*item))
         return
-    global _WORKER_CONTEXT
+    global _WORKER
     ctx.probes  # noqa: B018 -- loaded once here, inherited by the forked readers
-    _WORKER_CONTEXT = ctx
+    tables()  # the same for the family tables
+    _WORKER = (ctx, bases)
     chunks = [todo[i : i + READ_CHUNK] for i in range(0, len(todo), READ_CHUNK)]
     window: deque[tuple[list[tuple[_Found, bool]], Future[list]]] = deque()
     pool = ProcessPoolExecutor(max_workers=cores, mp_context=mp.get_context("fork"))
     try:
         for chunk in chunks:
-            args = [(found.path, beside) for found, beside in chunk]
+            args = [_read_args(found, beside) for found, beside in chunk]
             window.append((chunk, pool.submit(_read_chunk, args)))
             if len(window) > 2 * cores:
                 yield from _chunk_results(*window.popleft())
@@ -432,18 +509,34 @@ def _read_all(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     finally:
-        _WORKER_CONTEXT = None
+        _WORKER = None
     pool.shutdown()
 
 
 def _chunk_results(
     chunk: list[tuple[_Found, bool]], fut: Future[list]
-) -> Iterator[tuple[tuple[_Found, bool], tuple[Any, Sidecars] | str]]:
+) -> Iterator[tuple[tuple[_Found, bool], _Header | str]]:
     yield from zip(chunk, fut.result(), strict=True)
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+_SET_HASHES = (
+    "UPDATE artifact SET xxh3_128 = :xxh3_128, sha256 = :sha256, autov1 = :autov1, "
+    "autov3 = :autov3, hash_status = :hash_status, updated_at = :updated_at, "
+    "size = COALESCE(:size, size) WHERE id = :id_"
+)
+
+
+def _by_key(session: Writer, select: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The rows of ``select`` (a query ending in ``WHERE column IN``) for ``keys``, by the
+    value of its first column."""
+    params = {f"k{i}": key for i, key in enumerate(keys)}
+    marks = ", ".join(f":{k}" for k in params) or "NULL"
+    rows = session.rows(f"{select} ({marks})", params)
+    return {next(iter(row.values())): row for row in rows}
 
 
 def _hash_values(hashes: FileHashes) -> dict[str, Any]:
@@ -456,37 +549,43 @@ def _hash_values(hashes: FileHashes) -> dict[str, Any]:
     }
 
 
-def _hash_one(found: _Found) -> tuple[FileHashes, FileStat]:
-    if statmod.S_ISDIR(found.st.st_mode):
-        return hash_folder(found.path)
-    return hash_small_file(found.path, autov3=found.autov3)
+def _read_args(found: _Found, sidecars_beside: bool) -> tuple[str, FileStat, bool, bool]:
+    small = statmod.S_ISREG(found.st.st_mode) and found.st.st_size <= SMALL_FILE
+    return found.path, FileStat.of(found.st), sidecars_beside, small
 
 
-def _hash_in_order(
-    items: Iterable[_Found],
-) -> Iterator[tuple[_Found, tuple[FileHashes, FileStat] | BaseException]]:
-    """Hash files on every core, yielding results in the order given (so which copy of
-    a file is met first never depends on thread timing)."""
-    window: deque[tuple[_Found, Future[tuple[FileHashes, FileStat]]]] = deque()
+def _hash_one(path: str, autov3: bool, folder: bool = False) -> _Hashed:
+    """The hashes of a file or diffusers folder, or why it has none."""
+    try:
+        return hash_folder(path) if folder else hash_small_file(path, autov3=autov3)
+    except FileNotFoundError:
+        return "vanished during the scan"
+    except (OSError, HubError) as exc:
+        return getattr(exc, "reason", None) or str(exc)
+
+
+def _hash_in_order(items: Iterable[_Found]) -> Iterator[tuple[_Found, _Hashed]]:
+    """Hash files on every core (those not hashed with their header), yielding results in
+    the order given (so which copy of a file is met first never depends on thread timing)."""
+    window: deque[tuple[_Found, Future[_Hashed]]] = deque()
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="hub-scan")
     try:
         for found in items:
-            window.append((found, pool.submit(_hash_one, found)))
+            if found.hashed is None:
+                folder = statmod.S_ISDIR(found.st.st_mode)
+                fut = pool.submit(_hash_one, found.path, found.autov3, folder)
+            else:
+                fut = Future()
+                fut.set_result(found.hashed)
+            window.append((found, fut))
             if len(window) >= HASH_WINDOW:
-                yield _result(*window.popleft())
+                found, fut = window.popleft()
+                yield found, fut.result()
         while window:
-            yield _result(*window.popleft())
+            found, fut = window.popleft()
+            yield found, fut.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _result(
-    found: _Found, fut: Future[tuple[FileHashes, FileStat]]
-) -> tuple[_Found, tuple[FileHashes, FileStat] | BaseException]:
-    try:
-        return found, fut.result()
-    except (OSError, HubError) as exc:
-        return found, exc
 
 
 def scan(
@@ -501,10 +600,9 @@ def scan(
     job.headers()
     job.hashes()
     report = job.report
-    from hub.families import settle, unsettled
-
-    if report.added or report.updated or report.hashed_files or unsettled(ctx.db):
-        # families (and add-ons trained on what was added) from the evidence; also after a
-        # scan that was stopped before it got here
-        settle(ctx.db)
+    ids = job.hashed_checkpoints.union(unsettled(ctx.db))
+    if ids:
+        # the families of checkpoints, known once hashed (and of the add-ons trained on them),
+        # and of rows a scan stopped before deciding; the others were decided with their header
+        settle(ctx.db, ids)
     return report

@@ -99,7 +99,7 @@ def _whole(home: Path) -> dict[str, int]:
 
 
 def test_listed_from_headers_then_hashed_like_hashlib(ctx, library):
-    from hub.registry.queries import list_artifacts, search
+    from hub.registry.queries import list_artifacts, list_json, search
     from hub.scan import scan
 
     root, paths = library
@@ -110,9 +110,11 @@ def test_listed_from_headers_then_hashed_like_hashlib(ctx, library):
             with ctx.db.reader() as reader:  # the registry as another command sees it now
                 seen_at_hashing["rows"] = list_artifacts(reader)
                 seen_at_hashing["found"] = search(reader, "trig13")
+                seen_at_hashing["json"] = json.loads(list_json(reader))
 
     report = scan(ctx, root, progress=on_progress)
     listed = seen_at_hashing["rows"]
+    assert seen_at_hashing["json"] == listed  # what `hub list --json` prints, built by SQLite
     assert len(listed) == len(paths)  # every file, copies included, before any hash
     assert {r["hash_status"] for r in listed} == {"pending"}
     assert {r["hashes"]["sha256"] for r in listed} == {None}
@@ -146,6 +148,44 @@ def test_listed_from_headers_then_hashed_like_hashlib(ctx, library):
         assert row["hashes"]["xxh3_128"] == xxhash.xxh3_128_hexdigest(data)
     shared = [r for r in rows if len(places[r["id"]]) == 2]
     assert len(shared) == len(copies)
+
+
+def test_list_json_text_equals_the_rows_json(ctx, library):
+    """`hub list --json` (JSON built by SQLite) holds what :func:`to_json` makes of every row:
+    site sources, tags (sorted, not ASCII), locked fields, preferred weights, filters."""
+    from hub.families import lock
+    from hub.registry import writes
+    from hub.registry.queries import Filters, list_artifacts, list_json
+    from hub.scan import scan
+
+    scan(ctx, library[0])
+    with ctx.db.session() as session:
+        rows = session.rows("SELECT * FROM artifact ORDER BY id LIMIT 3")
+        first, second, third = (writes.Row(r) for r in rows)
+        writes.add_tags(session, first, ["Zeta", "ÉTÉ", "alpha"])
+        writes.update(session, first, {"kind_locked": True, "base_locked": True})
+        writes.update(
+            session,
+            second,
+            {"preferred_weight": 0.75, "source_ref": '{"site": "civitai", "id": 5, "file": null}'},
+        )
+        writes.update(session, third, {"hash_status": "pending", "description": "日本語 <b>"})
+    lock(ctx.db, first.id, "sdxl")
+    with ctx.db.reader() as reader:
+        for args in [
+            (),
+            ("lora",),
+            (None, "sdxl"),
+            (None, None, ["été"]),
+            (None, None, None, Filters(families=("sdxl",))),
+        ]:
+            assert json.loads(list_json(reader, *args)) == list_artifacts(reader, *args), args
+        made = {r["id"]: r for r in json.loads(list_json(reader))}
+    assert made[first.id]["tags"] == ["alpha", "zeta", "été"]
+    assert made[first.id]["overrides"] == ["kind", "base", "family"]
+    assert made[second.id]["source"] == {"name": "local", "site": "civitai", "id": 5, "file": None}
+    assert made[second.id]["preferred_weight"] == 0.75
+    assert made[third.id]["hashes"]["sha256"] is None
 
 
 def test_sigkill_at_random_points_then_rescan_equals_an_uninterrupted_scan(tmp_path, library):

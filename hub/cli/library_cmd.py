@@ -19,6 +19,7 @@ from hub.cli.options import (
 from hub.cli.output import (
     artifact_table,
     emit_json,
+    emit_json_text,
     human_size,
     out,
     print_table,
@@ -67,12 +68,15 @@ def list_command(
     as_json: bool = JSON,
 ) -> None:
     """List registered artifacts."""
-    from hub.registry.queries import list_artifacts
+    from hub.registry.queries import list_artifacts, list_json
 
     with context(ctx).db.reader() as reader:
         base, more = _fit_filters(reader, fits, family, base)
+        if as_json:
+            emit_json_text(list_json(reader, kind_option(kind), base, tag, more))
+            return
         rows = list_artifacts(reader, kind_option(kind), base, tag, more)
-    emit_json(rows) if as_json else artifact_table(rows)
+    artifact_table(rows)
 
 
 def search_command(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -40,6 +41,16 @@ def emit_json(data: Any, line: bool = False) -> None:
     sys.stdout.flush()
 
 
+def emit_json_text(text: str) -> None:
+    """JSON already serialised, on stdout as :func:`emit_json` writes it (indented for a
+    terminal, else as it is)."""
+    if sys.stdout.isatty():
+        emit_json(json.loads(text))
+        return
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def status(message: str) -> None:
     """A status line on stderr, as written (plain text: no styling to import)."""
     sys.stderr.write(message + "\n")
@@ -62,14 +73,14 @@ def human_size(n: int) -> str:
     return f"{size:.1f} TB"
 
 
-def artifact_table(rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+ARTIFACT_COLUMNS = ("name", "kind", "base", "family", "algo/layout", "size", "autov2", "tags")
 
-    table = Table(box=None, header_style="bold")
-    for col in ("name", "kind", "base", "family", "algo/layout", "size", "autov2", "tags"):
-        table.add_column(col)
-    for a in rows:
-        table.add_row(
+
+def artifact_table(rows: list[dict[str, Any]]) -> None:
+    """Artifacts as a table: with rich on a terminal, as plain aligned text in a pipe (the same
+    layout, without importing rich)."""
+    cells = [
+        (
             a["name"],
             a["kind"],
             a["base"],
@@ -79,7 +90,37 @@ def artifact_table(rows: list[dict[str, Any]]) -> None:
             a["hashes"]["autov2"] or "hash pending",
             ", ".join(a["tags"]),
         )
+        for a in rows
+    ]
+    if not sys.stdout.isatty():
+        plain_table(ARTIFACT_COLUMNS, cells)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ARTIFACT_COLUMNS:
+        table.add_column(col)
+    for row in cells:
+        table.add_row(*row)
     print_table(table)
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes on a terminal (wide East Asian characters take two)."""
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def plain_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Rows under headers on stdout, columns padded as rich pads a table without a box."""
+    widths = [max(map(_width, column)) for column in zip(headers, *rows, strict=True)]
+    lines = [
+        " " + "  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True)) + " "
+        for row in (headers, *rows)
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def print_table(table: Table) -> None:

@@ -130,6 +130,9 @@ class SafetensorsHeader:
         return info.shape if info else None
 
 
+_INT = frozenset({int})  # the one type shapes and offsets hold (not bool, not float)
+
+
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     out: dict[str, object] = {}
     for key, value in pairs:
@@ -169,7 +172,7 @@ def parse_header(path: object, raw: bytes, file_size: int) -> SafetensorsHeader:
         if dtype not in DTYPE_BITS:
             raise InvalidFileError(path, f"tensor '{name}' has unknown dtype {dtype!r}")
         ints = [*shape, begin, end] if isinstance(shape, list) else None
-        if ints is None or not all(type(v) is int and v >= 0 for v in ints):
+        if ints is None or not _INT.issuperset(map(type, ints)) or min(ints) < 0:
             raise InvalidFileError(path, f"tensor '{name}' has a malformed shape or offsets")
         bits = math.prod(shape) * DTYPE_BITS[dtype]
         if bits % 8 or end < begin or end - begin != bits // 8:

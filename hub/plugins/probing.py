@@ -8,8 +8,9 @@ which makes the file invalid).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         """Every field (all plain values: a shallow copy), kind and base as strings."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = dict(self.__dict__)  # the fields (frozen, no slots: nothing else is stored)
         for key in ("kind", "base"):
             out[key] = None if out[key] is None else str(out[key])
         return out
@@ -102,7 +103,7 @@ def make_subject(path: Path) -> Subject:
     try:
         with path.open("rb") as fh:
             head = fh.read(512)
-            size = path.stat().st_size
+            size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
         raise InvalidFileError(path, "no such file") from None
     except OSError as exc:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 HEAD_REVISION = "0006_blake3"  # the newest migration in migrations/versions (tested)
 BUSY_TIMEOUT_S = 60
+READ_MMAP_BYTES = 1 << 30  # a read connection maps up to this much of the database
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_LOCK = 0x5D_4B_0001  # pg_advisory_xact_lock key every write transaction takes
 MIGRATION_LOCK = 0x5D_4B_0002  # ... and every migration
@@ -136,6 +137,8 @@ class Database:
         assert self.sqlite_path is not None
         uri = f"file:{self.sqlite_path}" + ("?mode=ro" if readonly else "")
         con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+        if readonly:  # pages read from the mapped file, not copied by a system call each
+            con.execute(f"PRAGMA mmap_size = {READ_MMAP_BYTES}")
         try:
             yield con
         finally:
@@ -219,6 +222,18 @@ class Reader:
 
         return [dict(r) for r in self._con.execute(text(sql), params or {}).mappings()]
 
+    def values(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """The first column of every row of a query."""
+        return [r[0] for r in self.tuples(sql, params)]
+
+    def tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Every row of a query as a plain tuple (no dict per row: for large reads)."""
+        if self._native:
+            return self._con.execute(sql, params or {}).fetchall()
+        from sqlalchemy import text
+
+        return [tuple(r) for r in self._con.execute(text(sql), params or {})]
+
 
 class Writer(Reader):
     """A write transaction: :meth:`rows` and :meth:`execute` of plain SQL."""
@@ -230,6 +245,17 @@ class Writer(Reader):
         from sqlalchemy import text
 
         return self._con.execute(text(sql), params or {}).rowcount
+
+    def execute_many(self, sql: str, params: list[dict[str, Any]]) -> None:
+        """Run one statement once per parameter set, in one call (``executemany``)."""
+        if not params:
+            return
+        if self._native:
+            self._con.executemany(sql, params)
+            return
+        from sqlalchemy import text
+
+        self._con.execute(text(sql), params)
 
 
 def _make_engine(url: str, is_sqlite: bool) -> Engine:

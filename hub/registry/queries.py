@@ -193,6 +193,64 @@ def list_artifacts(
     return _with_tags(reader, rows, all_rows=not params)
 
 
+def _json_or(column: str, default: str) -> str:
+    """SQL for a column holding JSON text, as JSON (``default`` when it is not valid JSON)."""
+    return f"json(CASE WHEN json_valid({column}) THEN {column} ELSE '{default}' END)"
+
+
+_NULL_HASHES = ", ".join(
+    f"'{h}', NULL" for h in ("xxh3_128", "sha256", "autov1", "autov2", "autov3", "blake3")
+)
+# :func:`to_json` as SQLite's JSON functions build it, one text per row: `hub list --json` of
+# tens of thousands of artifacts with no Python object per row (same keys in the same order,
+# same values once parsed; tests/test_scan_library.py compares the two).
+_JSON_OBJECT_SQL = (
+    "json_object('id', a.id, 'name', a.name, 'kind', a.kind, 'version', a.version, "
+    "'base', a.base, 'family', COALESCE(NULLIF(a.family, ''), 'unknown'), "
+    f"'family_evidence', {_json_or('a.family_evidence', '[]')}, "
+    "'format', a.format, 'layout', a.layout, 'algo', a.algo, 'variant', a.variant, "
+    "'prediction', a.prediction, 'path', a.path, "
+    "'in_store', json(CASE WHEN a.in_store THEN 'true' ELSE 'false' END), 'size', a.size, "
+    f"'hashes', CASE WHEN a.hash_status = '{PENDING}' THEN json_object({_NULL_HASHES}) "
+    "ELSE json_object('xxh3_128', a.xxh3_128, 'sha256', a.sha256, 'autov1', a.autov1, "
+    "'autov2', substr(a.sha256, 1, 10), 'autov3', a.autov3, 'blake3', a.blake3) END, "
+    "'hash_status', a.hash_status, "
+    "'tags', (SELECT json_group_array(name) FROM "
+    "(SELECT t.name FROM tag t WHERE t.artifact_id = a.id ORDER BY t.name)), "
+    f"'trained_words', {_json_or('a.trained_words', '[]')}, "
+    "'preferred_weight', a.preferred_weight, 'description', a.description, "
+    "'preview', a.preview, "
+    "'source', CASE WHEN json_type(a.source_ref) = 'object' "
+    "THEN json_insert(a.source_ref, '$.name', a.source) ELSE json_object('name', a.source) END, "
+    "'overrides', json('[' || substr("
+    "CASE WHEN a.kind_locked THEN ',\"kind\"' ELSE '' END || "
+    "CASE WHEN a.base_locked THEN ',\"base\"' ELSE '' END || "
+    "CASE WHEN a.family_locked THEN ',\"family\"' ELSE '' END, 2) || ']'), "
+    "'created_at', a.created_at, 'updated_at', a.updated_at)"
+)
+
+
+def list_json(
+    reader: Reader,
+    kind: str | None = None,
+    base: str | None = None,
+    tags: list[str] | None = None,
+    more: Filters | None = None,
+) -> str:
+    """:func:`list_artifacts` as JSON text (a list of :func:`to_json` objects): on SQLite
+    built by the database, elsewhere by ``json.dumps``."""
+    if reader.dialect != "sqlite":
+        return json.dumps(list_artifacts(reader, kind, base, tags, more), default=str)
+    params: dict[str, Any] = {}
+    where = _filters(kind, base, tags, params, more)
+    rows = reader.values(
+        f"SELECT {_JSON_OBJECT_SQL} FROM artifact a WHERE {where} "
+        "ORDER BY a.kind, lower(a.name), a.id",
+        params,
+    )
+    return "[" + ", ".join(rows) + "]"
+
+
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 
@@ -439,21 +497,19 @@ def locations_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def location_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str, str]]:
+def location_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str, str | None]]:
     """path -> (size, mtime_ns, inode, artifact id, hash status, kind) for every location:
-    what a scan compares a file's ``stat`` with."""
-    rows = reader.rows(
-        "SELECT l.path, l.size, l.mtime_ns, l.inode, l.artifact_id, a.hash_status, a.kind "
-        "FROM location l JOIN artifact a ON a.id = l.artifact_id"
-    )
-    return {
-        r["path"]: (
-            r["size"],
-            r["mtime_ns"],
-            r["inode"],
-            r["artifact_id"],
-            r["hash_status"],
-            r["kind"],
+    what a scan compares a file's ``stat`` with. The kind is given for pending rows only, and
+    the status says pending or ``ok``: both come from the index of hashes (a pending row's
+    placeholder hash starts with ``pending:``), not from a read of every artifact row."""
+    pending = dict(
+        reader.tuples(
+            "SELECT id, kind FROM artifact WHERE xxh3_128 >= :lo AND xxh3_128 < :hi",
+            {"lo": f"{PENDING}:", "hi": f"{PENDING};"},
         )
-        for r in rows
+    )
+    rows = reader.tuples("SELECT path, size, mtime_ns, inode, artifact_id FROM location")
+    return {
+        path: (size, mtime_ns, inode, aid, PENDING if aid in pending else "ok", pending.get(aid))
+        for path, size, mtime_ns, inode, aid in rows
     }

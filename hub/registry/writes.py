@@ -148,6 +148,48 @@ def insert(
     return artifact
 
 
+def insert_many(
+    session: Writer, rows: list[tuple[dict[str, Any], list[tuple[str, str]], Place]], root: str
+) -> list[int]:
+    """:func:`insert` of many new artifacts found under the scanned folder ``root`` (each:
+    column values, tags, its one location), with a few statements for all of them rather than
+    several per row; returns their ids, in order. Tags keep their first origin."""
+    if not rows:
+        return []
+    now = utcnow(session)
+    names = list(ARTIFACT_DEFAULTS | {"created_at": now, "updated_at": now} | rows[0][0])
+    sql = (
+        f"INSERT INTO artifact ({', '.join(names)}) "
+        f"VALUES ({', '.join(':' + n for n in names)}) RETURNING id"
+    )
+    ids, locations, tag_rows, entries = [], [], [], []
+    for values, tags, place in rows:
+        columns = ARTIFACT_DEFAULTS | {"created_at": now, "updated_at": now} | values
+        [row] = session.rows(sql, columns)
+        ids.append(row["id"])
+        locations.append(_location_values(row["id"], place, now) | {"root": root, "hub": False})
+        unique: dict[str, str] = {}
+        for raw, origin in tags:
+            unique.setdefault(raw.strip().lower(), origin)
+        unique.pop("", None)
+        tag_rows += [{"id": row["id"], "name": n, "origin": o} for n, o in unique.items()]
+        entries.append(_search_fields(columns | {"id": row["id"]}, list(unique)))
+    session.execute_many(
+        "INSERT INTO location (artifact_id, path, device, inode, size, mtime_ns, root, "
+        "created_by_hub, seen_at) VALUES (:artifact_id, :path, :device, :inode, :size, "
+        ":mtime_ns, :root, :hub, :seen_at) ON CONFLICT (path) DO UPDATE SET "
+        "artifact_id = excluded.artifact_id, device = excluded.device, inode = excluded.inode, "
+        "size = excluded.size, mtime_ns = excluded.mtime_ns, seen_at = excluded.seen_at, "
+        "root = excluded.root",
+        locations,
+    )
+    session.execute_many(
+        "INSERT INTO tag (artifact_id, name, origin) VALUES (:id, :name, :origin)", tag_rows
+    )
+    _insert_search(session, entries)
+    return ids
+
+
 def update(session: Writer, artifact: Row, values: dict[str, Any], search: bool = True) -> Row:
     """Set columns of an artifact (and its ``updated_at``); the row is updated in place.
     ``search=False``: the columns set are none the full-text entry holds (hashes, stat)."""
@@ -202,25 +244,40 @@ def refresh_search(session: Writer, artifact: Row) -> None:
     """Rewrite the artifact's full-text entry: FTS5 on SQLite, a ``tsvector`` on PostgreSQL
     (same words, diacritics removed as FTS5's tokenizer does)."""
     _drop_search(session, artifact.id)
-    words = json.loads(artifact.trained_words or "[]")
-    fields = {
-        "id": artifact.id,
-        "name": artifact.name.replace("_", " ").replace("-", " ") + " " + artifact.name,
-        "tags": " ".join(_tag_names(session, artifact.id)),
-        "description": artifact.description or "",
-        "words": " ".join(words),
+    _insert_search(session, [_search_fields(artifact, _tag_names(session, artifact.id))])
+
+
+def _search_fields(artifact: dict[str, Any], tags: list[str]) -> dict[str, Any]:
+    """The full-text entry of an artifact row (``id`` set) with these tags."""
+    name = artifact["name"]
+    return {
+        "id": artifact["id"],
+        "name": name.replace("_", " ").replace("-", " ") + " " + name,
+        "tags": " ".join(tags),
+        "description": artifact.get("description") or "",
+        "words": " ".join(json.loads(artifact.get("trained_words") or "[]")),
     }
+
+
+def _insert_search(session: Writer, entries: list[dict[str, Any]]) -> None:
+    """Add full-text entries (:func:`_search_fields`), in one statement."""
     if session.dialect == "sqlite":
-        session.execute(
+        session.execute_many(
             "INSERT INTO artifact_fts(rowid, name, tags, description, trained_words) "
             "VALUES (:id, :name, :tags, :description, :words)",
-            fields,
+            entries,
         )
         return
-    doc = " ".join(fields[k] for k in ("name", "tags", "description", "words"))
-    session.execute(
+    docs = [
+        {
+            "id": e["id"],
+            "doc": search_text(" ".join(e[k] for k in ("name", "tags", "description", "words"))),
+        }
+        for e in entries
+    ]
+    session.execute_many(
         "INSERT INTO artifact_search (artifact_id, doc) VALUES (:id, to_tsvector('simple', :doc))",
-        {"id": artifact.id, "doc": search_text(doc)},
+        docs,
     )
 
 
@@ -248,6 +305,18 @@ class Place:
         return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _location_values(artifact_id: int, place: Place, now: Any) -> dict[str, Any]:
+    return {
+        "artifact_id": artifact_id,
+        "path": place.path,
+        "device": place.device,
+        "inode": place.inode,
+        "size": place.size,
+        "mtime_ns": place.mtime_ns,
+        "seen_at": now,
+    }
+
+
 def put_location(
     session: Writer,
     artifact_id: int,
@@ -257,15 +326,7 @@ def put_location(
 ) -> None:
     """Record that ``place.path`` holds the artifact's bytes (moving the path over from
     another artifact if it was recorded there)."""
-    values = {
-        "artifact_id": artifact_id,
-        "path": place.path,
-        "device": place.device,
-        "inode": place.inode,
-        "size": place.size,
-        "mtime_ns": place.mtime_ns,
-        "seen_at": utcnow(session),
-    }
+    values = _location_values(artifact_id, place, utcnow(session))
     changed = session.execute(
         "UPDATE location SET artifact_id = :artifact_id, device = :device, inode = :inode, "
         "size = :size, mtime_ns = :mtime_ns, seen_at = :seen_at"
