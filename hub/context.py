@@ -32,7 +32,7 @@ class Context:
         if self._db is None:
             if self.settings.database_url is None:
                 self.settings.home.mkdir(parents=True, exist_ok=True)
-            self._db = Database(self.settings.db_url)
+            self._db = Database(self.settings.db_url, self.settings.machine)
         return self._db
 
     @cached_property

@@ -77,7 +77,9 @@ def location_owner(ctx: Context, path: str) -> dict[str, Any] | None:
     """The artifact a registered location (a path, resolved) belongs to, or None."""
     real = os.path.realpath(path)
     with ctx.db.reader() as reader:
-        rows = reader.rows("SELECT artifact_id FROM location WHERE path = :p", {"p": real})
+        rows = reader.rows(
+            "SELECT artifact_id FROM location WHERE machine = :machine AND path = :p", {"p": real}
+        )
         if not rows:
             return None
         art = _json(ctx, rows[0]["artifact_id"])

@@ -317,7 +317,8 @@ class _Scan:
     ) -> None:
         for found, hashes, fstat in items:
             loc = session.rows(
-                "SELECT artifact_id, size, mtime_ns, inode FROM location WHERE path = :p",
+                "SELECT artifact_id, size, mtime_ns, inode FROM location "
+                "WHERE machine = :machine AND path = :p",
                 {"p": found.path},
             )
             if not loc or loc[0]["artifact_id"] != found.artifact_id:

@@ -281,7 +281,7 @@ class Selection:
                 return list_artifacts(reader, self.kind, self.base, list(self.tags))
             marks = ", ".join(f":i{n}" for n in range(len(self.ids))) or "NULL"
             found = reader.rows(
-                f"SELECT {COLUMNS} FROM artifact WHERE id IN ({marks})",
+                f"SELECT {COLUMNS} FROM artifact a WHERE a.id IN ({marks})",
                 {f"i{n}": i for n, i in enumerate(self.ids)},
             )
             tags = tags_for(reader, [r["id"] for r in found])

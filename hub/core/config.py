@@ -37,6 +37,7 @@ class Settings:
     home: Path
     config_path: Path | None = None
     database_url: str | None = None
+    machine: str = ""  # this machine's name in a shared registry ("": the host name)
     debug: bool = False
     civitai_url: str = "https://civitai.com"
     hf_endpoint: str = "https://huggingface.co"
@@ -220,6 +221,7 @@ def load_settings(
         home=home_path.resolve(),
         config_path=path,
         database_url=env.get("HUB_DATABASE_URL") or main.get("database_url"),
+        machine=str(env.get("HUB_MACHINE") or main.get("machine") or ""),
         debug=_truthy(env.get("HUB_DEBUG")),
         civitai_url=(
             env.get("HUB_CIVITAI_URL") or civitai.get("url") or Settings.civitai_url

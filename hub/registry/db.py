@@ -26,7 +26,7 @@ from hub.core.errors import RegistryError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-HEAD_REVISION = "0006_blake3"  # the newest migration in migrations/versions (tested)
+HEAD_REVISION = "0007_machines"  # the newest migration in migrations/versions (tested)
 BUSY_TIMEOUT_S = 60
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_LOCK = 0x5D_4B_0001  # pg_advisory_xact_lock key every write transaction takes
@@ -36,8 +36,9 @@ MIGRATION_LOCK = 0x5D_4B_0002  # ... and every migration
 class Database:
     """One registry database, given by a SQLAlchemy URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, machine: str = "") -> None:
         self.url = url
+        self.machine = machine or default_machine()  # the machine this process's paths are on
         self.sqlite_path = (
             Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
         )
@@ -121,6 +122,7 @@ class Database:
 
                     con.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
                 cfg.attributes["connection"] = con
+                cfg.attributes["machine"] = self.machine
                 command.upgrade(cfg, "head")
         except Exception as exc:
             where = f"; the database before migrating is at {backup}" if backup else ""
@@ -197,6 +199,13 @@ class Database:
             self._engine.dispose()
 
 
+def default_machine() -> str:
+    """The name locations are recorded under when hub.toml names no ``machine``: the host's."""
+    import socket
+
+    return socket.gethostname()
+
+
 class Reader:
     """Runs read-only SQL and returns rows as dicts, on sqlite3 or on SQLAlchemy."""
 
@@ -210,7 +219,15 @@ class Reader:
         """``sqlite`` or ``postgresql``: which full-text index and JSON functions apply."""
         return "sqlite" if self._native or self.db is None else self.db.dialect
 
+    @property
+    def machine(self) -> str:
+        """The machine whose locations are this process's files."""
+        return self.db.machine if self.db is not None else default_machine()
+
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The rows of a query; ``:machine`` in it is this machine's name unless given."""
+        if ":machine" in sql:
+            params = {"machine": self.machine, **(params or {})}
         if self._native:
             cursor = self._con.execute(sql, params or {})
             names = [d[0] for d in cursor.description]
@@ -224,7 +241,9 @@ class Writer(Reader):
     """A write transaction: :meth:`rows` and :meth:`execute` of plain SQL."""
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
-        """Run one statement; returns how many rows it changed."""
+        """Run one statement; returns how many rows it changed (``:machine`` as in rows)."""
+        if ":machine" in sql:
+            params = {"machine": self.machine, **(params or {})}
         if self._native:
             return self._con.execute(sql, params or {}).rowcount
         from sqlalchemy import text

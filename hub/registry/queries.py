@@ -22,12 +22,22 @@ from hub.registry.db import Reader
 
 PENDING = "pending"  # hash_status of a row registered from its header, hashes not yet known
 
-COLUMNS = (
+FIELDS = (
     "id, kind, name, version, base, family, format, layout, algo, variant, prediction, path, "
     "in_store, size, mtime_ns, inode, xxh3_128, sha256, autov1, autov3, blake3, hash_status, "
     "source, source_ref, trained_words, preferred_weight, description, preview, kind_locked, "
     "base_locked, family_locked, family_evidence, created_at, updated_at"
+).split(", ")
+# An artifact's ``path`` is where its bytes are on this machine (a registry may be shared by
+# several): the primary location when it is here, else the oldest one here, else NULL.
+# (SQLite cannot order a correlated subquery by an outer column: two probes, the second
+# only when the primary is not here.)
+LOCAL_PATH = (
+    "COALESCE((SELECT l.path FROM location l WHERE l.machine = :machine AND l.path = a.path "
+    "AND l.artifact_id = a.id), (SELECT l.path FROM location l WHERE l.artifact_id = a.id "
+    "AND l.machine = :machine ORDER BY l.id LIMIT 1)) AS path"
 )
+COLUMNS = ", ".join(LOCAL_PATH if c == "path" else f"a.{c}" for c in FIELDS)  # FROM artifact a
 MAX_BOUND_IDS = 500  # ids bound in one IN (...) before tags are read in one scan instead
 
 
@@ -216,14 +226,13 @@ def tsquery(text: str) -> str | None:
     return " & ".join(f"'{t}':*" for t in terms) or None
 
 
-_SELECTED = ", ".join("a." + c.strip() for c in COLUMNS.split(","))
 # Full-text search per engine, best first: FTS5's bm25 on SQLite, ts_rank normalised by
 # document length (as bm25 is) on PostgreSQL; ties by name then id on both.
 _SEARCH_SQL = {
-    "sqlite": f"SELECT {_SELECTED} FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
+    "sqlite": f"SELECT {COLUMNS} FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
     "WHERE artifact_fts MATCH :match AND {where} "
     "ORDER BY bm25(artifact_fts), lower(a.name), a.id LIMIT :limit",
-    "postgresql": f"SELECT {_SELECTED} FROM artifact_search s JOIN artifact a "
+    "postgresql": f"SELECT {COLUMNS} FROM artifact_search s JOIN artifact a "
     "ON a.id = s.artifact_id WHERE s.doc @@ to_tsquery('simple', :match) AND {where} "
     "ORDER BY ts_rank(s.doc, to_tsquery('simple', :match), 1) DESC, lower(a.name), a.id "
     "LIMIT :limit",
@@ -425,12 +434,13 @@ def probe_record(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
 
 
 def locations_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
-    """Every place an artifact's bytes are, the primary one (``artifact.path``) first."""
+    """Every place on this machine an artifact's bytes are, the primary one
+    (``artifact.path``) first."""
     rows = reader.rows(
         "SELECT l.path, l.device, l.inode, l.size, l.mtime_ns, l.root, l.created_by_hub, "
         "l.seen_at, CASE WHEN l.path = a.path THEN 1 ELSE 0 END AS is_primary "
         "FROM location l JOIN artifact a ON a.id = l.artifact_id "
-        "WHERE l.artifact_id = :id ORDER BY is_primary DESC, l.id",
+        "WHERE l.artifact_id = :id AND l.machine = :machine ORDER BY is_primary DESC, l.id",
         {"id": artifact_id},
     )
     return [
@@ -441,10 +451,10 @@ def locations_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
 
 def location_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str, str]]:
     """path -> (size, mtime_ns, inode, artifact id, hash status, kind) for every location:
-    what a scan compares a file's ``stat`` with."""
+    what a scan compares a file's ``stat`` with (this machine's locations)."""
     rows = reader.rows(
         "SELECT l.path, l.size, l.mtime_ns, l.inode, l.artifact_id, a.hash_status, a.kind "
-        "FROM location l JOIN artifact a ON a.id = l.artifact_id"
+        "FROM location l JOIN artifact a ON a.id = l.artifact_id WHERE l.machine = :machine"
     )
     return {
         r["path"]: (

@@ -255,11 +255,12 @@ def put_location(
     root: str | None = None,
     created_by_hub: bool = False,
 ) -> None:
-    """Record that ``place.path`` holds the artifact's bytes (moving the path over from
-    another artifact if it was recorded there)."""
+    """Record that ``place.path`` on this machine holds the artifact's bytes (moving the path
+    over from another artifact if it was recorded there)."""
     values = {
         "artifact_id": artifact_id,
         "path": place.path,
+        "machine": session.machine,
         "device": place.device,
         "inode": place.inode,
         "size": place.size,
@@ -270,36 +271,44 @@ def put_location(
         "UPDATE location SET artifact_id = :artifact_id, device = :device, inode = :inode, "
         "size = :size, mtime_ns = :mtime_ns, seen_at = :seen_at"
         + (", root = :root" if root is not None else "")
-        + " WHERE path = :path",
+        + " WHERE machine = :machine AND path = :path",
         values | {"root": root},
     )
     if not changed:
         session.execute(
-            "INSERT INTO location (artifact_id, path, device, inode, size, mtime_ns, root, "
-            "created_by_hub, seen_at) VALUES (:artifact_id, :path, :device, :inode, :size, "
-            ":mtime_ns, :root, :hub, :seen_at)",
+            "INSERT INTO location (artifact_id, path, machine, device, inode, size, mtime_ns, "
+            "root, created_by_hub, seen_at) VALUES (:artifact_id, :path, :machine, :device, "
+            ":inode, :size, :mtime_ns, :root, :hub, :seen_at)",
             values | {"root": root, "hub": created_by_hub},
         )
 
 
 def location_paths(session: Writer, artifact_id: int) -> list[str]:
-    """The paths of an artifact's locations, oldest first."""
+    """The paths of an artifact's locations on this machine, oldest first."""
     rows = session.rows(
-        "SELECT path FROM location WHERE artifact_id = :id ORDER BY id", {"id": artifact_id}
+        "SELECT path FROM location WHERE artifact_id = :id AND machine = :machine ORDER BY id",
+        {"id": artifact_id, "machine": session.machine},
     )
     return [r["path"] for r in rows]
 
 
 def drop_location(session: Writer, artifact: Row, path: str) -> bool:
-    """Forget one location of ``artifact``; when it was the primary path, another location
-    becomes primary. Returns False when it was the last one (nothing is changed then: the
-    caller removes the artifact or keeps the location)."""
-    others = [p for p in location_paths(session, artifact.id) if p != path]
+    """Forget one location of ``artifact`` on this machine; when it was the primary path,
+    another location becomes primary. Returns False when it was the last one anywhere
+    (nothing is changed then: the caller removes the artifact or keeps the location)."""
+    others = session.rows(
+        "SELECT path, machine FROM location WHERE artifact_id = :id "
+        "AND NOT (machine = :machine AND path = :path) ORDER BY machine <> :machine, id",
+        {"id": artifact.id, "machine": session.machine, "path": path},
+    )
     if not others:
         return False
-    session.execute("DELETE FROM location WHERE path = :path", {"path": path})
+    session.execute(
+        "DELETE FROM location WHERE machine = :machine AND path = :path",
+        {"machine": session.machine, "path": path},
+    )
     if artifact.path == path:
-        update(session, artifact, {"path": others[0]})
+        update(session, artifact, {"path": others[0]["path"]})
     return True
 
 
