@@ -22,12 +22,42 @@ from hub.registry.db import Reader
 
 PENDING = "pending"  # hash_status of a row registered from its header, hashes not yet known
 
-FIELDS = (
-    "id, kind, name, version, base, family, format, layout, algo, variant, prediction, path, "
-    "in_store, size, mtime_ns, inode, xxh3_128, sha256, autov1, autov3, blake3, hash_status, "
-    "source, source_ref, trained_words, preferred_weight, description, preview, kind_locked, "
-    "base_locked, family_locked, family_evidence, created_at, updated_at"
-).split(", ")
+FIELDS = [
+    "id",
+    "kind",
+    "name",
+    "version",
+    "base",
+    "family",
+    "format",
+    "layout",
+    "algo",
+    "variant",
+    "prediction",
+    "path",
+    "in_store",
+    "size",
+    "mtime_ns",
+    "inode",
+    "xxh3_128",
+    "sha256",
+    "autov1",
+    "autov3",
+    "blake3",
+    "hash_status",
+    "source",
+    "source_ref",
+    "trained_words",
+    "preferred_weight",
+    "description",
+    "preview",
+    "kind_locked",
+    "base_locked",
+    "family_locked",
+    "family_evidence",
+    "created_at",
+    "updated_at",
+]
 # An artifact's ``path`` is where its bytes are on this machine (a registry may be shared by
 # several): the primary location when it is here, else the oldest one here, else NULL.
 # (SQLite cannot order a correlated subquery by an outer column: two probes, the second
