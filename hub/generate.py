@@ -108,7 +108,7 @@ class Plan:
     prompt_written: str
     fits: list[Any]  # adapters.patch.Report per LoRA, in order
     output: Path | None
-    warnings: list[str] = field(default_factory=list)  # family mismatches
+    warnings: list[str] = field(default_factory=list)  # hub.lock drifts, family mismatches
 
     @property
     def reports(self) -> list[str]:
@@ -217,8 +217,10 @@ def plan(
     one that does not fit raises with a one-line message naming it. ``parsed(art, parse)``
     reads an add-on (a cache may answer)."""
     from hub.core import ldm_models, state_dicts
+    from hub.lockfile import locked_stack
 
-    job = with_stack(job, ctx.settings.raw)
+    locked, lock_notes = locked_stack(ctx, job.stack)
+    job = with_stack(job, {"stacks": {job.stack: locked}} if locked else ctx.settings.raw)
     if not job.model:
         raise HubError("no model to generate with", hint="pass --model REF (or --stack NAME)")
     model = _resolve(ctx, job.model, "checkpoint", "--model")
@@ -264,6 +266,7 @@ def plan(
         if side % 8:
             raise HubError(f"image sizes are multiples of 8, not {side}")
     warnings = [] if job.allow_family else family_warnings(model, [a.art for a in addons_used])
+    warnings = [*lock_notes, *warnings]
     return Plan(
         model,
         loras,
