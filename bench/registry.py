@@ -122,6 +122,12 @@ def populate(home: Path, count: int) -> None:
             "trained_words) VALUES (:id, :name, :tags, :description, :words)",
             fts,
         )
+        con.execute(  # each row's path a location on this machine, as imports record it
+            "INSERT INTO location (artifact_id, path, machine, device, inode, size, mtime_ns, "
+            "created_by_hub, seen_at) SELECT id, path, ?, 0, inode, size, mtime_ns, 0, "
+            "updated_at FROM artifact",
+            (db.machine,),
+        )
 
 
 def wall(cmd: list[str], env: dict[str, str], rounds: int) -> float:

@@ -34,7 +34,6 @@ from hub.core.civitai_tables import (
     kind_type,
 )
 from hub.registry import queries
-from hub.registry.queries import list_artifacts, search
 
 FORMATS = {"safetensors": "SafeTensor", "pickle": "PickleTensor"}
 MAX_LIMIT = 100
@@ -56,28 +55,6 @@ class Catalog:
         if not real.is_relative_to(self.store_root) or not real.is_file():
             return None
         return real
-
-    def artifacts(
-        self,
-        query: str = "",
-        kinds: list[str] | None = None,
-        bases: list[str] | None = None,
-        tag: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Servable artifacts matching a search, best first (name order without a query)."""
-        tags = [tag] if tag else None
-        with self.ctx.db.reader() as reader:
-            if query.strip():
-                rows = search(reader, query, tags=tags, limit=10_000)
-            else:
-                rows = list_artifacts(reader, tags=tags)
-        return [
-            a
-            for a in rows
-            if (not kinds or a["kind"] in kinds)
-            and (not bases or a["base"] in bases)
-            and self.servable(a["path"])
-        ]
 
     def page(
         self,
@@ -353,14 +330,25 @@ class Handlers:
         return self.responses.FileResponse(path) if path else self.error(404, "No preview")
 
     def page(self, request: Any) -> Any:
+        """The web page: one page of results at a time (``cursor`` as in the API)."""
         q = request.query_params
-        rows = self.catalog.artifacts(
+        try:
+            after = int(q.get("cursor") or 0)
+        except ValueError:
+            return self.error(400, "cursor must be an integer")
+        rows, cursor = self.catalog.page(
             q.get("q", ""),
             [q["kind"]] if q.get("kind") else None,
             [q["base"]] if q.get("base") else None,
             q.get("tag") or None,
+            after=after,
         )
-        return self.responses.HTMLResponse(render_page(rows, dict(q)))
+        more = None
+        if cursor is not None:
+            more = "/?" + urlencode(
+                [(k, v) for k, v in q.multi_items() if k != "cursor"] + [("cursor", str(cursor))]
+            )
+        return self.responses.HTMLResponse(render_page(rows, dict(q), more))
 
 
 def create_app(ctx: Context, token: str | None = None) -> Any:
@@ -417,9 +405,11 @@ padding:0 .4rem;margin:.1rem;font-size:.8rem;text-decoration:none}.words{font-si
 """
 
 
-def render_page(rows: list[dict[str, Any]], query: dict[str, str]) -> str:
-    """The collection as a plain HTML page (every value escaped), with a search form; tag
-    links filter by that tag."""
+def render_page(
+    rows: list[dict[str, Any]], query: dict[str, str], next_page: str | None = None
+) -> str:
+    """The collection as a plain HTML page (every value escaped), with a search form and a
+    link to the next page (``next_page``); tag links filter by that tag."""
     e = html.escape
 
     def option(name: str, values: list[str]) -> str:
@@ -449,6 +439,7 @@ def render_page(rows: list[dict[str, Any]], query: dict[str, str]) -> str:
             + "</li>"
         )
     heading = f"{len(rows)} artifact{'s' if len(rows) != 1 else ''}"
+    heading += " (first page)" if next_page and not query.get("cursor") else ""
     if query.get("tag"):
         heading += f' tagged “{e(query["tag"])}” (<a href="/">all</a>)'
     return (
@@ -460,7 +451,8 @@ def render_page(rows: list[dict[str, Any]], query: dict[str, str]) -> str:
         f"<input name='tag' placeholder='tag' value='{e(query.get('tag', ''))}'>"
         f"<button>search</button></form><p id='count'>{heading}</p>"
         f"<ul id='artifacts'>{''.join(cards)}</ul>"
-        f"<footer class='meta'>sd-hub {e(__version__)} · API: /api/v1/models</footer>"
+        + (f"<p><a id='next' href='{e(next_page)}'>next page</a></p>" if next_page else "")
+        + f"<footer class='meta'>sd-hub {e(__version__)} · API: /api/v1/models</footer>"
         "</body></html>"
     )
 

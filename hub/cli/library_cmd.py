@@ -84,6 +84,9 @@ def search_command(
     base: str = BASE,
     tag: list[str] = TAGS,
     limit: int = typer.Option(50, "--limit", help="At most this many results."),
+    offset: int = typer.Option(
+        0, "--offset", min=0, help="Skip the first N results (the next page: N + limit)."
+    ),
     remote: bool = typer.Option(
         False, "--remote", help="Search the share sites instead (every source that can search)."
     ),
@@ -101,7 +104,10 @@ def search_command(
         return
     with context(ctx).db.reader() as reader:
         base, more = _fit_filters(reader, fits, family, base)
-        rows = search(reader, query, kind_option(kind), base, tag, limit, more)
+        rows = search(reader, query, kind_option(kind), base, tag, limit + 1, more, offset)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        status(f"more results: --offset {offset + limit}")
     emit_json(rows) if as_json else artifact_table(rows)
 
 

@@ -261,11 +261,11 @@ def tsquery(text: str) -> str | None:
 _SEARCH_SQL = {
     "sqlite": f"SELECT {COLUMNS} FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
     "WHERE artifact_fts MATCH :match AND {where} "
-    "ORDER BY bm25(artifact_fts), lower(a.name), a.id LIMIT :limit",
+    "ORDER BY bm25(artifact_fts), lower(a.name), a.id LIMIT :limit OFFSET :skip",
     "postgresql": f"SELECT {COLUMNS} FROM artifact_search s JOIN artifact a "
     "ON a.id = s.artifact_id WHERE s.doc @@ to_tsquery('simple', :match) AND {where} "
     "ORDER BY ts_rank(s.doc, to_tsquery('simple', :match), 1) DESC, lower(a.name), a.id "
-    "LIMIT :limit",
+    "LIMIT :limit OFFSET :skip",
 }
 
 
@@ -277,9 +277,11 @@ def search(
     tags: list[str] | None = None,
     limit: int = 50,
     more: Filters | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Full-text search over name, tags, description and trained words, with filters."""
-    params: dict[str, Any] = {"limit": limit}
+    """Full-text search over name, tags, description and trained words, with filters: the
+    ``limit`` results after the first ``offset`` (paging is SQL's: LIMIT and OFFSET)."""
+    params: dict[str, Any] = {"limit": limit, "skip": offset}
     where = _filters(kind, base, tags, params, more)
     match = fts_query(query)
     if match is None and query.strip():
@@ -287,7 +289,7 @@ def search(
     if match is None:
         rows = reader.rows(
             f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
-            "ORDER BY lower(a.name), a.id LIMIT :limit",
+            "ORDER BY lower(a.name), a.id LIMIT :limit OFFSET :skip",
             params,
         )
     else:
@@ -320,9 +322,7 @@ def page(
         rows = reader.rows(sql + "ORDER BY a.id LIMIT :limit", params)
     else:
         params |= {"match": match if reader.dialect == "sqlite" else tsquery(query), "skip": after}
-        rows = reader.rows(
-            _SEARCH_SQL[reader.dialect].format(where=where) + " OFFSET :skip", params
-        )
+        rows = reader.rows(_SEARCH_SQL[reader.dialect].format(where=where), params)
     return _with_tags(reader, rows)
 
 
