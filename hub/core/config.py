@@ -8,7 +8,6 @@ its parent folders, then the user config folder.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +96,8 @@ def find_config(explicit: str | os.PathLike[str] | None, env: dict[str, str]) ->
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a hub.toml to read
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

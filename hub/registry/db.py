@@ -13,6 +13,7 @@ away is rolled back by the server, so nothing is half-written.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -200,7 +201,10 @@ class Database:
 
 
 def default_machine() -> str:
-    """The name locations are recorded under when hub.toml names no ``machine``: the host's."""
+    """The name locations are recorded under when hub.toml names no ``machine``: the host's
+    (``uname``'s node name, as ``socket.gethostname`` gives it, without importing socket)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
     import socket
 
     return socket.gethostname()

@@ -7,10 +7,10 @@ Revision ID: 0007_machines
 Revises: 0006_blake3
 """
 
-import socket
-
 import sqlalchemy as sa
 from alembic import op
+
+from hub.registry.db import default_machine
 
 revision = "0007_machines"
 down_revision = "0006_blake3"
@@ -22,7 +22,7 @@ _NAMES = {"uq": "uq_%(table_name)s_%(column_0_name)s"}
 
 
 def upgrade() -> None:
-    machine = op.get_context().config.attributes.get("machine") or socket.gethostname()
+    machine = op.get_context().config.attributes.get("machine") or default_machine()
     column = sa.Column("machine", sa.String, nullable=False, server_default="")
     if op.get_bind().dialect.name == "sqlite":
         # location has no dependents: copying it drops nothing by cascade
