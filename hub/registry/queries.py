@@ -257,16 +257,27 @@ def tsquery(text: str) -> str | None:
 
 
 # Full-text search per engine, best first: FTS5's bm25 on SQLite, ts_rank normalised by
-# document length (as bm25 is) on PostgreSQL; ties by name then id on both.
-_SEARCH_SQL = {
-    "sqlite": f"SELECT {COLUMNS} FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
+# document length (as bm25 is) on PostgreSQL; ties by name then id on both. The ranking picks
+# the page's ids (the GIN or FTS5 index finds the matches; only ids and sort keys are sorted);
+# the page's rows alone are then read whole.
+_RANKED_IDS = {
+    "sqlite": "SELECT a.id AS id, bm25(artifact_fts) AS score, lower(a.name) AS lname "
+    "FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
     "WHERE artifact_fts MATCH :match AND {where} "
-    "ORDER BY bm25(artifact_fts), lower(a.name), a.id LIMIT :limit OFFSET :skip",
-    "postgresql": f"SELECT {COLUMNS} FROM artifact_search s JOIN artifact a "
-    "ON a.id = s.artifact_id WHERE s.doc @@ to_tsquery('simple', :match) AND {where} "
-    "ORDER BY ts_rank(s.doc, to_tsquery('simple', :match), 1) DESC, lower(a.name), a.id "
-    "LIMIT :limit OFFSET :skip",
+    "ORDER BY score, lname, a.id LIMIT :limit OFFSET :skip",
+    "postgresql": "SELECT a.id AS id, -ts_rank(s.doc, to_tsquery('simple', :match), 1) AS score, "
+    "lower(a.name) AS lname FROM artifact_search s JOIN artifact a ON a.id = s.artifact_id "
+    "WHERE s.doc @@ to_tsquery('simple', :match) AND {where} "
+    "ORDER BY score, lname, a.id LIMIT :limit OFFSET :skip",
 }
+
+
+def _search_sql(dialect: str, where: str) -> str:
+    ranked = _RANKED_IDS[dialect].format(where=where)
+    return (
+        f"SELECT {COLUMNS} FROM ({ranked}) p JOIN artifact a ON a.id = p.id "
+        "ORDER BY p.score, p.lname, p.id"
+    )
 
 
 def search(
@@ -294,7 +305,7 @@ def search(
         )
     else:
         params["match"] = match if reader.dialect == "sqlite" else tsquery(query)
-        rows = reader.rows(_SEARCH_SQL[reader.dialect].format(where=where), params)
+        rows = reader.rows(_search_sql(reader.dialect, where), params)
     return _with_tags(reader, rows)
 
 
@@ -322,7 +333,7 @@ def page(
         rows = reader.rows(sql + "ORDER BY a.id LIMIT :limit", params)
     else:
         params |= {"match": match if reader.dialect == "sqlite" else tsquery(query), "skip": after}
-        rows = reader.rows(_SEARCH_SQL[reader.dialect].format(where=where), params)
+        rows = reader.rows(_search_sql(reader.dialect, where), params)
     return _with_tags(reader, rows)
 
 
