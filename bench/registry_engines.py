@@ -98,7 +98,9 @@ def wall(cmd: list[str], env: dict[str, str], rounds: int) -> float:
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+        subprocess.run(
+            cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -36,7 +36,7 @@ class Settings:
     home: Path
     config_path: Path | None = None
     database_url: str | None = None
-    machine: str = ""  # this machine's name in a shared registry ("": the host name)
+    machine: str = ""  # this machine's name in a shared registry ("": the home's, see db.py)
     debug: bool = False
     civitai_url: str = "https://civitai.com"
     hf_endpoint: str = "https://huggingface.co"

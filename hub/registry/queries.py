@@ -18,7 +18,7 @@ from typing import Any
 
 from hub.core.errors import AmbiguousRefError, RefNotFoundError
 from hub.core.taxonomy import ADDON_KINDS, Ref
-from hub.registry.db import Reader
+from hub.registry.db import LOCAL_PATH, Reader
 
 PENDING = "pending"  # hash_status of a row registered from its header, hashes not yet known
 
@@ -58,16 +58,8 @@ FIELDS = [
     "created_at",
     "updated_at",
 ]
-# An artifact's ``path`` is where its bytes are on this machine (a registry may be shared by
-# several): the primary location when it is here, else the oldest one here, else NULL.
-# (SQLite cannot order a correlated subquery by an outer column: two probes, the second
-# only when the primary is not here.)
-LOCAL_PATH = (
-    "COALESCE((SELECT l.path FROM location l WHERE l.machine = :machine AND l.path = a.path "
-    "AND l.artifact_id = a.id), (SELECT l.path FROM location l WHERE l.artifact_id = a.id "
-    "AND l.machine = :machine ORDER BY l.id LIMIT 1)) AS path"
-)
 COLUMNS = ", ".join(LOCAL_PATH if c == "path" else f"a.{c}" for c in FIELDS)  # FROM artifact a
+ALL_ROWS = 2**62  # a LIMIT no registry reaches
 MAX_BOUND_IDS = 500  # ids bound in one IN (...) before tags are read in one scan instead
 
 
@@ -311,30 +303,49 @@ def search(
 
 def page(
     reader: Reader,
-    query: str = "",
     *,
     any_of: dict[str, list[Any] | None] | None = None,
     tag: str | None = None,
     after: int = 0,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """One page of artifacts, filtered and cut in SQL (what ``hub serve`` pages through).
+    """One page of artifacts by id, those after id ``after`` (keyset), filtered and cut in
+    SQL (what ``hub serve`` pages through without a query)."""
+    params: dict[str, Any] = {"limit": limit, "after": after}
+    where = _filters(None, None, [tag] if tag else None, params, any_of=any_of)
+    sql = f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND a.id > :after "
+    return _with_tags(reader, reader.rows(sql + "ORDER BY a.id LIMIT :limit", params))
 
-    Without a query: by id, those after id ``after`` (keyset). With one: best first (as
-    :func:`search`), skipping the first ``after``."""
-    params: dict[str, Any] = {"limit": limit}
+
+def ranked_ids(
+    reader: Reader,
+    query: str,
+    *,
+    any_of: dict[str, list[Any] | None] | None = None,
+    tag: str | None = None,
+) -> list[int]:
+    """The id of every artifact a search matches, best first (as :func:`search` ranks):
+    what ``hub serve`` keeps to cut any page of a search from."""
+    params: dict[str, Any] = {"limit": ALL_ROWS, "skip": 0}
     where = _filters(None, None, [tag] if tag else None, params, any_of=any_of)
     match = fts_query(query)
-    if match is None and query.strip():
-        return []
     if match is None:
-        params["after"] = after
-        sql = f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND a.id > :after "
-        rows = reader.rows(sql + "ORDER BY a.id LIMIT :limit", params)
-    else:
-        params |= {"match": match if reader.dialect == "sqlite" else tsquery(query), "skip": after}
-        rows = reader.rows(_search_sql(reader.dialect, where), params)
-    return _with_tags(reader, rows)
+        return []
+    params["match"] = match if reader.dialect == "sqlite" else tsquery(query)
+    return [r["id"] for r in reader.rows(_RANKED_IDS[reader.dialect].format(where=where), params)]
+
+
+def rows_by_ids(reader: Reader, ids: list[int]) -> list[dict[str, Any]]:
+    """The artifacts with these ids, in that order (ids no longer registered are skipped)."""
+    marks = {f"i{n}": i for n, i in enumerate(ids)}
+    if not marks:
+        return []
+    rows = reader.rows(
+        f"SELECT {COLUMNS} FROM artifact a WHERE a.id IN ({', '.join(':' + m for m in marks)})",
+        marks,
+    )
+    by_id = {r["id"]: r for r in _with_tags(reader, rows)}
+    return [by_id[i] for i in ids if i in by_id]
 
 
 def rows_by_published_hash(reader: Reader, value: str) -> list[dict[str, Any]]:
