@@ -27,7 +27,7 @@ from hub.core.state_dicts import read_state_dict
 from hub.families import family_warnings
 from hub.merge import WeightedRef
 from hub.plugins.generating import Extras, LoadedModel, Request
-from hub.registry.queries import list_artifacts, resolve_json
+from hub.registry.queries import here, list_artifacts, resolve_json
 
 DEFAULT_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024}
 RECORD_KEY = "sd-hub"  # the PNG text chunk holding sd-hub's stack record
@@ -188,7 +188,7 @@ def _resolve(ctx: Context, ref: str, kind: str, origin: str) -> dict[str, Any]:
             ) from None
     if art["kind"] != kind:
         raise HubError(f"{ref} is a {art['kind']}, not a {kind} ({origin})")
-    return art
+    return here(art)
 
 
 def _pinned_ref(job: Job, kind: str, name: str) -> str:

@@ -157,7 +157,7 @@ class _OtherBytes(HubError):
 def _held(ctx: Context, sha256: str) -> bool:
     with ctx.db.reader() as reader:
         rows = rows_by_hash_form(reader, "sha256", sha256)
-    return any(r["hash_status"] == "ok" and Path(r["path"]).exists() for r in rows)
+    return any(r["hash_status"] == "ok" and r["path"] and Path(r["path"]).exists() for r in rows)
 
 
 def _install_exact(ctx: Context, entry: dict[str, Any], ref: str) -> None:

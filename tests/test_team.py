@@ -98,6 +98,12 @@ def test_machine_b_installs_from_machine_a(tmp_path, models, registry_url):
     assert failed.code != 0 and "Traceback" not in failed.err
     assert "third" in failed.err and "no team server serves it" in failed.err
 
+    # `hub rm` on B forgets B's copy only: the row and A's file stay
+    assert b("rm", "pixel", "-y", "--json").json()["status"] == "location removed"
+    assert not b_pixel.exists() and Path(a_paths["pixel"]).is_file()
+    assert _by_name(b)["pixel"]["path"] is None
+    assert _by_name(a)["pixel"]["path"] == a_paths["pixel"]
+
     # importing content already registered (by A) adds B's tags to that row and a location
     c = _machine(tmp_path, "c", url)
     c("import", models["loha-sd1"], "--name", "other-name", "--tag", "from-c")
@@ -106,4 +112,4 @@ def test_machine_b_installs_from_machine_a(tmp_path, models, registry_url):
     assert set(rows["third"]["tags"]) >= {"from-c"}
     assert Path(rows["third"]["path"]).is_relative_to(c.home)
     assert _by_name(a)["third"]["path"] == a_paths["third"]
-    assert len(_locations(url)) == 6
+    assert len(_locations(url)) == 5

@@ -274,12 +274,14 @@ def rm_command(
     what = "and delete its file" if art["in_store"] and not keep_file else "(file kept)"
     _confirm(yes, f"remove {art['kind']}:{art['name']} {what}?")
     removal = remove_location(hub, ref, keep_file) if owner else remove(hub, ref, keep_file)
+    gone = "location removed" if removal.location else "removed"  # others keep a shared row
     if as_json:
-        emit_json({"status": "removed", "deleted_file": removal.deleted_file, **removal.artifact})
+        emit_json({"status": gone, "deleted_file": removal.deleted_file, **removal.artifact})
         return
     status(
-        f"removed {art['kind']}:{art['name']}"
-        + (f", deleted {art['path']}" if removal.deleted_file else "")
+        f"{gone} {art['kind']}:{art['name']}"
+        + (f", deleted {removal.location or art['path']}" if removal.deleted_file else "")
+        + (" (other machines keep it)" if removal.location and not owner else "")
     )
 
 

@@ -470,6 +470,19 @@ def resolve_json(reader: Reader, text: str, kind: str | None = None) -> dict[str
     return to_json(row, tags_for(reader, [row["id"]]).get(row["id"], []))
 
 
+def here(art: dict[str, Any]) -> dict[str, Any]:
+    """The artifact (its public JSON), when its file is on this machine; a registry shared by
+    several machines also knows files only others hold: those are a one-line error saying how
+    to fetch them."""
+    if not art["path"]:
+        sha = art["hashes"]["sha256"] or ""
+        raise RefNotFoundError(
+            f"{art['kind']}:{art['name']} is registered by another machine; its file is not here",
+            hint=f"fetch it from a team server: hub install sha256:{sha}",
+        )
+    return art
+
+
 def lineage_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
     """Parents of an artifact, with the relation and its parameters."""
     rows = reader.rows(
