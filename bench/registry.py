@@ -56,9 +56,9 @@ def tiny_safetensors(path: Path, seed: int) -> None:
     path.write_bytes(struct.pack("<Q", len(header)) + header + data)
 
 
-def populate(home: Path, count: int) -> None:
-    """Insert ``count`` artifact rows (with tags and search entries) as the registry stores
-    them, in bulk."""
+def populate(home: Path, count: int, folder: str = "/models") -> None:
+    """Insert ``count`` artifact rows (with tags, search entries and locations) as the
+    registry stores them, in bulk; their paths are in ``folder``."""
     from hub.registry import writes
     from hub.registry.db import Database
 
@@ -79,7 +79,7 @@ def populate(home: Path, count: int) -> None:
                 name=name,
                 base=rng.choice(["sd1", "sdxl"]),
                 format="safetensors",
-                path=f"/models/{name}.safetensors",
+                path=f"{folder}/{name}.safetensors",
                 in_store=False,
                 size=1000 + i,
                 mtime_ns=i,
@@ -121,6 +121,12 @@ def populate(home: Path, count: int) -> None:
             "INSERT INTO artifact_fts(rowid, name, tags, description, "
             "trained_words) VALUES (:id, :name, :tags, :description, :words)",
             fts,
+        )
+        con.execute(  # each row's path a location on this machine, as imports record it
+            "INSERT INTO location (artifact_id, path, machine, device, inode, size, mtime_ns, "
+            "created_by_hub, seen_at) SELECT id, path, ?, 0, inode, size, mtime_ns, 0, "
+            "updated_at FROM artifact",
+            (db.machine,),
         )
 
 

@@ -5,8 +5,9 @@ included), and `hub serve --workers 2` requests per second for search pages and 
 search requests/s. The PostgreSQL server is started here as the tests start theirs
 (tests/pg.py: initdb + pg_ctl in a temporary folder).
 
-Rows carry no files, so `hub serve` answers with empty pages after checking the page's
-files: the figures are the queries' and the server's, not the disks'.
+Both engines hold the same rows, each with a location on this machine: a tiny file in one
+shared store (the PostgreSQL home is the SQLite one with HUB_DATABASE_URL set), so `hub
+serve` checks and returns full pages. Byte-code is compiled first, as an install does.
 
     python bench/registry_engines.py [--count 100000] [--rounds 5] [--seconds 5]
 """
@@ -35,12 +36,12 @@ from registry import WORDS, populate  # noqa: E402
 from hub.serve import background  # noqa: E402
 
 
-def populate_postgres(url: str, count: int) -> None:
+def populate_postgres(url: str, count: int, folder: str) -> None:
     """The same rows as bench/registry.py's SQLite ones, by COPY, then the tsvector index
-    computed by the server from the same words."""
+    computed by the server from the same words, and their locations."""
     import psycopg
 
-    from hub.registry.db import Database
+    from hub.registry.db import Database, default_machine
 
     Database(url).ensure_schema()
     rng = random.Random(7)
@@ -59,7 +60,7 @@ def populate_postgres(url: str, count: int) -> None:
                 kind = rng.choice(["lora", "checkpoint", "embedding"])
                 copy.write_row(
                     (i, kind, name, rng.choice(["sd1", "sdxl"]), "safetensors")
-                    + (f"/models/{name}.safetensors", False, 1000 + i, i, i, h, h + h, "ok")
+                    + (f"{folder}/{name}.safetensors", False, 1000 + i, i, i, h, h + h, "ok")
                     + ("local", f'["{words[2]}"]', f"a {words[2]} style", False, False)
                     + ("2026-01-01 00:00:00+00", "2026-01-01 00:00:00+00")
                 )
@@ -73,14 +74,33 @@ def populate_postgres(url: str, count: int) -> None:
             "replace(name, '-', ' ') || ' ' || name || ' ' || (trained_words::jsonb ->> 0) "
             "|| ' ' || description || ' ' || (trained_words::jsonb ->> 0)) FROM artifact"
         )
+        con.execute(
+            "INSERT INTO location (artifact_id, path, machine, device, inode, size, mtime_ns, "
+            "created_by_hub, seen_at) SELECT id, path, %s, 0, inode, size, mtime_ns, false, "
+            "updated_at FROM artifact",
+            (default_machine(),),
+        )
         con.execute("ANALYZE")
+
+
+def write_files(home: Path) -> None:
+    """A tiny file at every row's path (the rows of both engines name the same ones)."""
+    import sqlite3
+
+    with sqlite3.connect(home / "registry.db") as con:
+        paths = [r[0] for r in con.execute("SELECT path FROM artifact")]
+    Path(paths[0]).parent.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        Path(path).write_bytes(b"bench")
 
 
 def wall(cmd: list[str], env: dict[str, str], rounds: int) -> float:
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+        subprocess.run(
+            cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -111,6 +131,8 @@ def measure_engine(env: dict[str, str], cwd: Path, hashes: list[str], args) -> d
         "list": wall([*hub, "list", "--kind", "lora", "--json"], env, args.rounds),
     }
     with background(env, cwd, "--workers", "2") as url:
+        page = requests.get(f"{url}/api/v1/models", params={"query": "pixel"}, timeout=30)
+        out["items"] = len(page.json()["items"])  # a full page: the files are checked, present
         words = iter(WORDS * 10_000)
         out["serve search"] = rate(
             lambda s: s.get(
@@ -132,14 +154,20 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hub-bench-engines-"))
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    skip = ("HUB_", "PYTHONDONTWRITEBYTECODE")
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     server = start_server()
     try:
         sqlite_home = work / "sqlite-home"
         sqlite_home.mkdir()
-        populate(sqlite_home, args.count)
+        folder = str(sqlite_home / "models" / "Lora")
+        populate(sqlite_home, args.count, folder)
+        write_files(sqlite_home)
         pg_url = server.url(server.new_database())
-        populate_postgres(pg_url, args.count)
+        populate_postgres(pg_url, args.count, folder)
+        import compileall
+
+        compileall.compile_dir(Path(__file__).parent.parent / "hub", quiet=1)
         rng = random.Random(7)
         hashes = []
         for _ in range(args.count):  # the rows' SHA-256 as both populations drew them
@@ -151,11 +179,7 @@ def main() -> None:
         wanted = hashes[:: max(1, args.count // 100)][:100]
         engines = {
             "SQLite": {**base_env, "HUB_HOME": str(sqlite_home)},
-            "PostgreSQL": {
-                **base_env,
-                "HUB_HOME": str(work / "pg-home"),
-                "HUB_DATABASE_URL": pg_url,
-            },
+            "PostgreSQL": {**base_env, "HUB_HOME": str(sqlite_home), "HUB_DATABASE_URL": pg_url},
         }
         figures = {name: measure_engine(env, work, wanted, args) for name, env in engines.items()}
     finally:
@@ -167,6 +191,7 @@ def main() -> None:
         ("hub list --kind lora --json (s, whole process)", "list", ""),
         ("serve --workers 2: search pages (req/s)", "serve search", ">= 200"),
         ("serve --workers 2: by-hash, 100 hashes (req/s)", "serve by-hash", ""),
+        ("serve: items on a search page (of 100)", "items", ""),
     ]
     print(f"{args.count:,} artifacts per engine\n")
     print(f"{'measure':<50} {'SQLite':>10} {'PostgreSQL':>11} {'target':>8}")

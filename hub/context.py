@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from hub.core.config import Settings, load_settings
-from hub.registry.db import Database
+from hub.registry.db import Database, machine_of_home
 from hub.registry.store import Store
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ class Context:
         if self._db is None:
             if self.settings.database_url is None:
                 self.settings.home.mkdir(parents=True, exist_ok=True)
-            self._db = Database(self.settings.db_url)
+            machine = self.settings.machine or machine_of_home(self.settings.home)
+            self._db = Database(self.settings.db_url, machine)
         return self._db
 
     @cached_property

@@ -168,10 +168,10 @@ def convert(
     name: str | None = None,
 ) -> ConvertResult:
     """Convert a registered artifact and register the result (lineage: ``convert``)."""
-    from hub.registry.queries import resolve_json
+    from hub.registry.queries import here, resolve_json
 
     with ctx.db.reader() as reader:
-        art = resolve_json(reader, ref)
+        art = here(resolve_json(reader, ref))
     goal = None
     if to is not None:
         names = targets(ctx.converters)

@@ -132,8 +132,9 @@ class TrainingBases:
             for key in (row["sha256"], row["sha256"][:10], row["autov1"]):
                 if key:
                     self.by_hash.setdefault(key.lower(), row)
-            self.by_file.setdefault(PurePath(row["path"]).name.lower(), row)
-            self.by_file.setdefault(PurePath(row["path"]).stem.lower(), row)
+            if row["path"]:  # None: only another machine has the file
+                self.by_file.setdefault(PurePath(row["path"]).name.lower(), row)
+                self.by_file.setdefault(PurePath(row["path"]).stem.lower(), row)
         self.site = site_versions  # lower-case SHA-256 -> version JSON
 
     def by_metadata_hash(self, header: Mapping[str, Any]) -> Evidence | None:

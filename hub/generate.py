@@ -27,7 +27,7 @@ from hub.core.state_dicts import read_state_dict
 from hub.families import family_warnings
 from hub.merge import WeightedRef
 from hub.plugins.generating import Extras, LoadedModel, Request
-from hub.registry.queries import list_artifacts, resolve_json
+from hub.registry.queries import here, list_artifacts, resolve_json
 
 DEFAULT_SIZE = {"sd1": 512, "sd2": 768, "sdxl": 1024, "flux": 1024, "sd3": 1024}
 DIT_BASES = ("flux", "sd3")  # diffusion transformers: parts, flow-matching Euler
@@ -116,7 +116,7 @@ class Plan:
     prompt_written: str
     fits: list[Any]  # adapters.patch.Report per LoRA, in order
     output: Path | None
-    warnings: list[str] = field(default_factory=list)  # family mismatches
+    warnings: list[str] = field(default_factory=list)  # hub.lock drifts, family mismatches
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)  # Flux parts by slot
 
     @property
@@ -197,7 +197,7 @@ def _resolve(ctx: Context, ref: str, kind: str, origin: str) -> dict[str, Any]:
             ) from None
     if art["kind"] != kind:
         raise HubError(f"{ref} is a {art['kind']}, not a {kind} ({origin})")
-    return art
+    return here(art)
 
 
 def _pinned_ref(job: Job, kind: str, name: str) -> str:
@@ -226,8 +226,10 @@ def plan(
     one that does not fit raises with a one-line message naming it. ``parsed(art, parse)``
     reads an add-on (a cache may answer)."""
     from hub.core import ldm_models, state_dicts
+    from hub.lockfile import locked_stack
 
-    job = with_stack(job, ctx.settings.raw)
+    locked, lock_notes = locked_stack(ctx, job.stack)
+    job = with_stack(job, {"stacks": {job.stack: locked}} if locked else ctx.settings.raw)
     if not job.model:
         raise HubError("no model to generate with", hint="pass --model REF (or --stack NAME)")
     model = _resolve(ctx, job.model, "checkpoint", "--model")
@@ -281,6 +283,7 @@ def plan(
         if side % multiple:
             raise HubError(f"image sizes are multiples of {multiple}, not {side}")
     warnings = [] if job.allow_family else family_warnings(model, [a.art for a in addons_used])
+    warnings = [*lock_notes, *warnings]
     return Plan(
         model,
         loras,

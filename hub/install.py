@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.core.errors import HubError
+from hub.core.errors import HubError, RefNotFoundError
 from hub.core.sidecars import Sidecars, write_sidecars
 from hub.plugins.sourcing import Choice, RemoteFile, Source
 from hub.register import (
@@ -76,6 +76,13 @@ def install(
     Afterwards the staging folder holds only what an interrupted download needs to resume."""
     from hub.core.files import locked
 
+    shared = _from_shared_registry(ctx, ref)
+    if shared is not None:
+        if shared["path"]:  # on this machine already
+            return InstallResult("exists", {"source": "registry", "ref": ref}, shared)
+        return _install_from_team(
+            ctx, shared, choice, name, tags, dry_run, confirm, progress, on_remote
+        )
     source, source_ref = pick_source(ctx, ref)
     remote = source.resolve(source_ref, choice)
     if on_remote is not None:
@@ -112,6 +119,53 @@ def install(
             return _register(ctx, source, remote, got, name, tags, confirm)
         finally:  # registered (moved away), known already, or refused: nothing to keep
             _remove(staged)
+
+
+def _from_shared_registry(ctx: Context, ref: str) -> dict[str, Any] | None:
+    """The one artifact of the registry a ref names (``kind:name``, a name, a hash,
+    ``tag:NAME``) when hub.toml names team servers ([sources.NAME]) to fetch it from; None
+    for refs of share sites and URLs, or when the registry does not know it."""
+    if not ctx.settings.named_sources:
+        return None
+    from hub.core.taxonomy import Ref
+    from hub.registry.queries import list_artifacts, resolve_json
+
+    head, sep, rest = ref.partition(":")
+    with ctx.db.reader() as reader:
+        if sep and head == "tag":
+            found = list_artifacts(reader, tags=[rest])
+            if len(found) > 1:
+                from hub.core.errors import AmbiguousRefError
+
+                raise AmbiguousRefError(ref, sorted(f"{a['kind']}:{a['name']}" for a in found))
+            return found[0] if found else None
+        try:
+            Ref.parse(ref)
+        except HubError:  # not a registry ref: civitai:ID, hf:..., a URL
+            return None
+        try:
+            return resolve_json(reader, ref)
+        except RefNotFoundError:
+            return None
+
+
+def _install_from_team(ctx: Context, artifact: dict[str, Any], *args: Any) -> InstallResult:
+    """Fetch a registered artifact by SHA-256 from the first team server that serves it; the
+    bytes become this machine's location of the same row."""
+    sha256 = artifact["hashes"]["sha256"]
+    if not sha256:
+        raise HubError(f"{artifact['kind']}:{artifact['name']} is not hashed yet on its machine")
+    reasons = []
+    for team in ctx.settings.named_sources:
+        try:
+            return install(ctx, f"{team.name}:sha256:{sha256}", *args)
+        except HubError as exc:
+            reasons.append(f"{team.name} ({team.url}): {exc.message}")
+    raise HubError(
+        f"{artifact['kind']}:{artifact['name']} ({sha256[:10]}) is not on this machine and no "
+        f"team server serves it: {'; '.join(reasons)}",
+        hint="run `hub serve` on a machine that has it, listed as [sources.NAME] in hub.toml",
+    )
 
 
 def _remove(path: Path) -> None:
@@ -183,10 +237,10 @@ def _registered(ctx: Context, sha256: str | None) -> dict[str, Any] | None:
     from hub.registry.queries import resolve_rows, tags_for, to_json
 
     with ctx.db.reader() as reader:
-        rows = [
+        rows = [  # registered and on this machine (a shared registry knows others' files)
             r
             for r in resolve_rows(reader, Ref(sha256, hash_prefix=sha256.lower()))
-            if r["sha256"] == sha256.lower()
+            if r["sha256"] == sha256.lower() and r["path"]
         ]
         return (
             to_json(rows[0], tags_for(reader, [rows[0]["id"]]).get(rows[0]["id"], []))
@@ -262,12 +316,12 @@ def _register(
             filename,
             source=remote.source,
         )
-    if status == "added":
+    if status in ("added", "located"):
         model = Path(artifact["path"])
         write_sidecars(
             model, remote.site_json, remote.description, remote.trained_words, artifact["base"]
         )
-        preview = _fetch_preview(source, remote, model)
+        preview = _fetch_preview(source, remote, model) if status == "added" else None
         if preview is not None:
             _set_preview(ctx, artifact["id"], preview)
             artifact["preview"] = str(preview)

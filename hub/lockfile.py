@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from hub.context import Context
-from hub.core.errors import ConfigError, HubError
+from hub.core.errors import AmbiguousRefError, ConfigError, HubError, RefNotFoundError
 from hub.core.files import read_json
 from hub.core.managed_block import write_atomically
+from hub.core.taxonomy import Ref
 from hub.merge import WeightedRef
 from hub.registry.queries import list_artifacts, resolve_json, rows_by_hash_form
 
@@ -156,7 +157,7 @@ class _OtherBytes(HubError):
 def _held(ctx: Context, sha256: str) -> bool:
     with ctx.db.reader() as reader:
         rows = rows_by_hash_form(reader, "sha256", sha256)
-    return any(r["hash_status"] == "ok" and Path(r["path"]).exists() for r in rows)
+    return any(r["hash_status"] == "ok" and r["path"] and Path(r["path"]).exists() for r in rows)
 
 
 def _install_exact(ctx: Context, entry: dict[str, Any], ref: str) -> None:
@@ -215,3 +216,67 @@ def sync(
             if a["hashes"]["sha256"] not in locked
         )
     return report
+
+
+# -- generating with the locked versions ---------------------------------------------------
+
+
+def locked_stack(ctx: Context, name: str | None) -> tuple[dict[str, Any] | None, list[str]]:
+    """hub.toml's ``[stacks.NAME]`` with every ref the registry no longer resolves to its
+    locked file pinned to that file (``sha256:HEX``), when hub.lock lies beside hub.toml;
+    and one note per drift (None and no notes without a lockfile or such a stack). A locked
+    file this machine does not hold is an error saying to run ``hub sync``."""
+    stacks_conf = ctx.settings.raw.get("stacks") or {}
+    path = default_path(ctx)
+    if not name or name not in stacks_conf or not path.is_file():
+        return None, []
+    lock = read(path)
+    if name not in lock.get("stacks", {}):
+        return None, [f"{path.name}: stack {name} is not locked (run `hub lock`)"]
+    hashes = set(lock["stacks"][name])
+    files = [f for f in lock.get("files", []) if f["sha256"] in hashes]
+    table = dict(stacks_conf[name])
+    notes: list[str] = []
+    for key, kind, weighted in STACK_PARTS:
+        value = table.get(key)
+        if not value:
+            continue
+        texts = [str(t) for t in value] if weighted else [str(value)]
+        pinned = [_pinned(ctx, name, text, kind, files, notes) for text in texts]
+        table[key] = pinned if weighted else pinned[0]
+    return table, notes
+
+
+def _pinned(
+    ctx: Context, stack: str, text: str, kind: str, files: list[dict[str, Any]], notes: list[str]
+) -> str:
+    """``text`` (a stack's ref, weighted for LoRAs and hypernetworks) as it resolves to its
+    locked file: unchanged when the registry agrees, else that file's hash."""
+    weighted = WeightedRef.parse(text) if kind in ("lora", "hypernetwork") else None
+    ref = weighted.ref if weighted else text
+    with ctx.db.reader() as reader:
+        try:
+            current: dict[str, Any] | None = resolve_json(reader, ref, kind)
+        except (RefNotFoundError, AmbiguousRefError):
+            current = None
+        if current is not None and current["hashes"]["sha256"] in {f["sha256"] for f in files}:
+            return text
+        wanted = (current["name"] if current else Ref.parse(ref).name or ref).lower()
+        entry = next((f for f in files if f["kind"] == kind and f["name"].lower() == wanted), None)
+        if entry is None:  # hub.toml changed since the lock: the registry's, as before
+            notes.append(f"{LOCK_NAME}: stack {stack}: {kind} {ref} is not locked")
+            return text
+        sha = entry["sha256"]
+        here = [r for r in rows_by_hash_form(reader, "sha256", sha) if r["path"]]
+    if not here or not Path(here[0]["path"]).exists():
+        raise HubError(
+            f"stack {stack}: the locked {kind} {entry['name']} ({sha[:10]}) is not on this machine",
+            hint="run `hub sync` to fetch the files hub.lock names",
+        )
+    now = current["hashes"]["sha256"][:10] if current else "ambiguous or missing"
+    notes.append(
+        f"{LOCK_NAME}: stack {stack}: the registry's {kind} {entry['name']} is now {now}; "
+        f"generating with the locked {sha[:10]}"
+    )
+    pin = f"sha256:{sha}"
+    return f"{pin}:{weighted.te:g}:{weighted.unet:g}" if weighted else pin

@@ -13,7 +13,7 @@ from hub.core.errors import RefNotFoundError
 from hub.core.sidecars import preview_of
 from hub.core.taxonomy import Base, Kind
 from hub.registry import writes
-from hub.registry.queries import locations_of, resolve, tags_for, to_json
+from hub.registry.queries import COLUMNS, locations_of, resolve, tags_for, to_json
 from hub.uis import unlink_artifact
 
 
@@ -24,7 +24,9 @@ def _resolve_id(ctx: Context, ref: str) -> int:
 
 def _json(ctx: Context, artifact_id: int) -> dict[str, Any]:
     with ctx.db.reader() as reader:
-        row = reader.rows("SELECT * FROM artifact WHERE id = :id", {"id": artifact_id})[0]
+        row = reader.rows(
+            f"SELECT {COLUMNS} FROM artifact a WHERE a.id = :id", {"id": artifact_id}
+        )[0]
         return to_json(row, tags_for(reader, [artifact_id]).get(artifact_id, []))
 
 
@@ -77,7 +79,9 @@ def location_owner(ctx: Context, path: str) -> dict[str, Any] | None:
     """The artifact a registered location (a path, resolved) belongs to, or None."""
     real = os.path.realpath(path)
     with ctx.db.reader() as reader:
-        rows = reader.rows("SELECT artifact_id FROM location WHERE path = :p", {"p": real})
+        rows = reader.rows(
+            "SELECT artifact_id FROM location WHERE machine = :machine AND path = :p", {"p": real}
+        )
         if not rows:
             return None
         art = _json(ctx, rows[0]["artifact_id"])
@@ -104,6 +108,27 @@ def remove_location(ctx: Context, path: str, keep_file: bool = False) -> Removal
     return Removal(_json(ctx, art["id"]), delete_file, location=real)
 
 
+def _forget_here(ctx: Context, art: dict[str, Any], keep_file: bool) -> Removal:
+    """Drop this machine's locations of an artifact other machines still hold (deleting the
+    files sd-hub made unless ``keep_file``); the row stays for them."""
+    with ctx.db.reader() as reader:
+        places = locations_of(reader, art["id"])
+    if not places:
+        raise RefNotFoundError(
+            f"{art['kind']}:{art['name']} has no file on this machine",
+            hint="remove it on a machine that holds it",
+        )
+    with ctx.db.session() as session:
+        for place in places:
+            writes.drop_location(session, writes.get(session, art["id"]), place["path"])
+    deleted = False
+    for place in places:
+        if place["created_by_hub"] and not keep_file:
+            Path(place["path"]).unlink(missing_ok=True)
+            deleted = True
+    return Removal(_json(ctx, art["id"]), deleted, location=places[0]["path"])
+
+
 def remove(ctx: Context, ref: str, keep_file: bool = False) -> Removal:
     """Drop an artifact's row; files the store owns are deleted too unless ``keep_file``.
 
@@ -113,6 +138,13 @@ def remove(ctx: Context, ref: str, keep_file: bool = False) -> Removal:
 
 def _remove_artifact(ctx: Context, artifact_id: int, keep_file: bool) -> Removal:
     art = _json(ctx, artifact_id)
+    with ctx.db.reader() as reader:
+        elsewhere = reader.rows(
+            "SELECT 1 AS x FROM location WHERE artifact_id = :id AND machine <> :machine",
+            {"id": artifact_id},
+        )
+    if elsewhere:  # other machines sharing the registry keep it: forget this machine's copy
+        return _forget_here(ctx, art, keep_file)
     path = Path(art["path"])
     delete_file = art["in_store"] and not keep_file
     unlink_artifact(ctx, artifact_id)  # a UI's hard link would keep the bytes alive

@@ -17,7 +17,7 @@ from hub.core.errors import HubError, UsageError
 from hub.core.safetensors_io import FLOAT_ST, cast_checked, dtype_named
 from hub.plugins.merging import MergeMethod
 from hub.register import Lineage, Overrides
-from hub.registry.queries import resolve_json
+from hub.registry.queries import here, resolve_json
 from hub.staging import StagedOutput, staged_output
 
 CHUNK_ELEMENTS = 1 << 22  # elementwise merges work on row slices of about this many values
@@ -183,7 +183,7 @@ def _load_meta(ctx: Context, refs: list[str], kind: str) -> list[dict[str, Any]]
     """The artifacts refs name (``kind`` expected, see :func:`resolve_json`), each with its
     safetensors header metadata."""
     with ctx.db.reader() as reader:
-        arts = [resolve_json(reader, r, kind) for r in refs]
+        arts = [here(resolve_json(reader, r, kind)) for r in refs]
         for art in arts:
             row = reader.rows(
                 "SELECT header_metadata FROM artifact WHERE id = :id", {"id": art["id"]}

@@ -148,7 +148,9 @@ def commit(
     lineage: Lineage | list[Lineage] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Move a staged file or folder into the store and register it, in one immediate write
-    transaction: ``("added", json)``, or ``("exists", json)`` when the bytes are known.
+    transaction: ``("added", json)``, or ``("exists", json)`` when the bytes are known here,
+    or ``("located", json)`` when they are known on another machine sharing the registry (the
+    file is placed in this store and becomes this machine's location of that one row).
 
     Every new artifact (install, import, merge, convert) passes here: once committed, it is
     linked into the UIs hub.toml marks ``auto_link`` (the json's ``ui_links`` says how)."""
@@ -159,7 +161,9 @@ def commit(
         existing = writes.find_by_hash(session, hashes.xxh3_128)
         if existing is not None:
             writes.add_tags(session, existing, list(overrides.tags))
-            return "exists", to_json(existing, [])
+            if writes.location_paths(session, existing.id):
+                return "exists", to_json(existing, [])
+            return "located", _locate_here(ctx, session, existing, staged, filename)
         kind = overrides.kind or ident.best.kind
         final = ctx.store.place(staged, kind, filename, hashes.xxh3_128[:8])
         try:
@@ -177,6 +181,20 @@ def commit(
 
         artifact["ui_links"] = auto_link(ctx, [artifact["id"]])
     return "added", artifact
+
+
+def _locate_here(
+    ctx: Context, session: Writer, existing: Any, staged: Path, filename: str
+) -> dict[str, Any]:
+    """Place the staged bytes of an artifact registered on another machine in this store,
+    as this machine's location of it; the artifact's json as this machine sees it."""
+    from hub.registry import writes
+    from hub.registry.queries import COLUMNS, tags_for, to_json
+
+    final = ctx.store.place(staged, existing.kind, filename, existing.xxh3_128[:8])
+    writes.put_location(session, existing.id, writes.Place.of(str(final)), created_by_hub=True)
+    row = session.rows(f"SELECT {COLUMNS} FROM artifact a WHERE a.id = :id", {"id": existing.id})
+    return to_json(row[0], tags_for(session, [existing.id]).get(existing.id, []))
 
 
 def _register_placed(

@@ -352,7 +352,8 @@ class _Scan:
     ) -> None:
         places = _by_key(
             session,
-            "SELECT path, artifact_id, size, mtime_ns, inode FROM location WHERE path IN",
+            "SELECT path, artifact_id, size, mtime_ns, inode FROM location "
+            "WHERE machine = :machine AND path IN",
             [found.path for found, _, _ in items],
         )
         owners = {
@@ -410,7 +411,10 @@ class _Scan:
     def _write_aliases(self, session: Writer) -> None:
         """Second links met in this scan: locations of the artifact of the path met first."""
         for alias, first in self.aliases:
-            rows = session.rows("SELECT artifact_id FROM location WHERE path = :p", {"p": first})
+            rows = session.rows(
+                "SELECT artifact_id FROM location WHERE machine = :machine AND path = :p",
+                {"p": first},
+            )
             if not rows:
                 continue
             old = self.index.get(alias.path)

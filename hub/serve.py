@@ -14,8 +14,12 @@ from __future__ import annotations
 import hmac
 import html
 import os
+import stat
 import subprocess
 import sys
+import threading
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,10 +38,11 @@ from hub.core.civitai_tables import (
     kind_type,
 )
 from hub.registry import queries
-from hub.registry.queries import list_artifacts, search
 
 FORMATS = {"safetensors": "SafeTensor", "pickle": "PickleTensor"}
 MAX_LIMIT = 100
+MAX_SEARCHES = 256  # ranked searches a server process keeps
+MAX_REAL_DIRS = 10_000  # folders whose real path a server process keeps
 SERVED_KINDS = sorted(k for k in KIND_TYPES if k != "dreambooth")  # dreambooth is a checkpoint
 
 
@@ -46,38 +51,57 @@ class Catalog:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.store_root = Path(os.path.realpath(ctx.store.root))
+        self.store_root = os.path.realpath(ctx.store.root)
+        self._real_dirs: dict[str, str] = {}  # folder -> its real path
+        self._searches: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
+        self._token: Any = None  # the registry's change token the searches were ranked at
+        self._lock = threading.Lock()
 
-    def servable(self, path: str | None) -> Path | None:
-        """The real path of a file inside the store, or None (outside, missing, a folder)."""
+    def servable(self, path: str | None) -> str | None:
+        """The real path of a file inside the store, or None (outside, missing, a folder).
+        Folders' real paths are remembered: a page costs one ``lstat`` per file."""
         if not path:
             return None
-        real = Path(os.path.realpath(path))
-        if not real.is_relative_to(self.store_root) or not real.is_file():
+        folder, name = os.path.split(path)
+        real_dir = self._real_dirs.get(folder)
+        if real_dir is None:
+            real_dir = os.path.realpath(folder)
+            if len(self._real_dirs) < MAX_REAL_DIRS:
+                self._real_dirs[folder] = real_dir
+        real = os.path.join(real_dir, name)
+        try:
+            mode = os.lstat(real).st_mode
+        except OSError:
             return None
-        return real
+        if stat.S_ISLNK(mode):  # a link: where it leads decides
+            real = os.path.realpath(real)
+            if not os.path.isfile(real):
+                return None
+        elif not stat.S_ISREG(mode):
+            return None
+        return real if real.startswith(self.store_root + os.sep) else None
 
-    def artifacts(
-        self,
-        query: str = "",
-        kinds: list[str] | None = None,
-        bases: list[str] | None = None,
-        tag: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Servable artifacts matching a search, best first (name order without a query)."""
-        tags = [tag] if tag else None
+    def _ranked(self, query: str, any_of: dict[str, list[Any] | None], tag: str | None) -> Any:
+        """Every id a search matches, best first; kept (the last MAX_SEARCHES searches) while
+        the registry's change token stays the same, so each page is a slice."""
+        key = (query, tag, *(tuple(v) if v is not None else None for v in any_of.values()))
+        token = self.ctx.db.change_token()
+        with self._lock:
+            if token != self._token:
+                self._searches.clear()
+                self._token = token
+            found = self._searches.get(key)
+            if found is not None:
+                self._searches.move_to_end(key)
+                return found
         with self.ctx.db.reader() as reader:
-            if query.strip():
-                rows = search(reader, query, tags=tags, limit=10_000)
-            else:
-                rows = list_artifacts(reader, tags=tags)
-        return [
-            a
-            for a in rows
-            if (not kinds or a["kind"] in kinds)
-            and (not bases or a["base"] in bases)
-            and self.servable(a["path"])
-        ]
+            found = array("q", queries.ranked_ids(reader, query, any_of=any_of, tag=tag))
+        with self._lock:
+            if token == self._token:
+                self._searches[key] = found
+                while len(self._searches) > MAX_SEARCHES:
+                    self._searches.popitem(last=False)
+        return found
 
     def page(
         self,
@@ -91,21 +115,22 @@ class Catalog:
     ) -> tuple[list[dict[str, Any]], int | None]:
         """One page of servable artifacts and the cursor of the next page (None: last page).
 
-        Filters, order and the cut are SQL's (keyset by id without a query); only the page's
-        files are checked on disk."""
+        Without a query, filters, order and the cut are SQL's (keyset by id); with one, the
+        page is cut from the search's ranked ids. Only the page's files are checked on disk."""
         if limit <= 0:
             return [], None
-        with self.ctx.db.reader() as reader:
-            rows = queries.page(
-                reader,
-                query,
-                any_of={"kind": kinds, "base": bases, "id": ids},
-                tag=tag,
-                after=after,
-                limit=limit + 1,
-            )
-        more, rows = len(rows) > limit, rows[:limit]
-        cursor = (rows[-1]["id"] if not query.strip() else after + limit) if more else None
+        any_of = {"kind": kinds, "base": bases, "id": ids}
+        if query.strip():
+            ranked = self._ranked(query.strip(), any_of, tag)
+            with self.ctx.db.reader() as reader:
+                rows = queries.rows_by_ids(reader, list(ranked[after : after + limit]))
+            more = len(ranked) > after + limit
+            cursor = after + limit if more else None
+        else:
+            with self.ctx.db.reader() as reader:
+                rows = queries.page(reader, any_of=any_of, tag=tag, after=after, limit=limit + 1)
+            more, rows = len(rows) > limit, rows[:limit]
+            cursor = rows[-1]["id"] if more else None
         return [a for a in rows if self.servable(a["path"])], cursor
 
     def one(self, artifact_id: int) -> dict[str, Any] | None:
@@ -141,7 +166,8 @@ class Catalog:
         a = self.one(artifact_id)
         if a is None or (file_id is not None and file_id != str(a["id"])):
             return None
-        return self.servable(a["path"])
+        real = self.servable(a["path"])
+        return Path(real) if real else None
 
     # -- Civitai shapes ----------------------------------------------------------------------
 
@@ -164,7 +190,7 @@ class Catalog:
     def _file(self, a: dict[str, Any], origin: str) -> dict[str, Any]:
         return {
             "id": a["id"],
-            "name": Path(a["path"]).name,
+            "name": os.path.basename(a["path"]),
             "sizeKB": a["size"] / 1024,
             "type": "Model",
             "metadata": {"format": FORMATS.get(a["format"], "Other")},
@@ -353,14 +379,25 @@ class Handlers:
         return self.responses.FileResponse(path) if path else self.error(404, "No preview")
 
     def page(self, request: Any) -> Any:
+        """The web page: one page of results at a time (``cursor`` as in the API)."""
         q = request.query_params
-        rows = self.catalog.artifacts(
+        try:
+            after = int(q.get("cursor") or 0)
+        except ValueError:
+            return self.error(400, "cursor must be an integer")
+        rows, cursor = self.catalog.page(
             q.get("q", ""),
             [q["kind"]] if q.get("kind") else None,
             [q["base"]] if q.get("base") else None,
             q.get("tag") or None,
+            after=after,
         )
-        return self.responses.HTMLResponse(render_page(rows, dict(q)))
+        more = None
+        if cursor is not None:
+            more = "/?" + urlencode(
+                [(k, v) for k, v in q.multi_items() if k != "cursor"] + [("cursor", str(cursor))]
+            )
+        return self.responses.HTMLResponse(render_page(rows, dict(q), more))
 
 
 def create_app(ctx: Context, token: str | None = None) -> Any:
@@ -417,9 +454,11 @@ padding:0 .4rem;margin:.1rem;font-size:.8rem;text-decoration:none}.words{font-si
 """
 
 
-def render_page(rows: list[dict[str, Any]], query: dict[str, str]) -> str:
-    """The collection as a plain HTML page (every value escaped), with a search form; tag
-    links filter by that tag."""
+def render_page(
+    rows: list[dict[str, Any]], query: dict[str, str], next_page: str | None = None
+) -> str:
+    """The collection as a plain HTML page (every value escaped), with a search form and a
+    link to the next page (``next_page``); tag links filter by that tag."""
     e = html.escape
 
     def option(name: str, values: list[str]) -> str:
@@ -449,6 +488,7 @@ def render_page(rows: list[dict[str, Any]], query: dict[str, str]) -> str:
             + "</li>"
         )
     heading = f"{len(rows)} artifact{'s' if len(rows) != 1 else ''}"
+    heading += " (first page)" if next_page and not query.get("cursor") else ""
     if query.get("tag"):
         heading += f' tagged “{e(query["tag"])}” (<a href="/">all</a>)'
     return (
@@ -460,7 +500,8 @@ def render_page(rows: list[dict[str, Any]], query: dict[str, str]) -> str:
         f"<input name='tag' placeholder='tag' value='{e(query.get('tag', ''))}'>"
         f"<button>search</button></form><p id='count'>{heading}</p>"
         f"<ul id='artifacts'>{''.join(cards)}</ul>"
-        f"<footer class='meta'>sd-hub {e(__version__)} · API: /api/v1/models</footer>"
+        + (f"<p><a id='next' href='{e(next_page)}'>next page</a></p>" if next_page else "")
+        + f"<footer class='meta'>sd-hub {e(__version__)} · API: /api/v1/models</footer>"
         "</body></html>"
     )
 

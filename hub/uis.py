@@ -153,6 +153,10 @@ class _Linker:
     def want(self, art: dict[str, Any]) -> _Wanted | None:
         """Where an artifact goes in this UI, or None (with a ``skipped`` action) if nowhere."""
         slot = self.layout.slot_for(art["kind"], art["algo"], art["format"])
+        if not art["path"]:  # registered by another machine sharing the registry
+            reason = "its file is not on this machine"
+            self.actions.append(LinkAction("skipped", "", artifact=_display(art), reason=reason))
+            return None
         target = Path(art["path"])
         folder = self.layout.folders.get(slot) if slot else None
         reason = None
@@ -281,7 +285,7 @@ class Selection:
                 return list_artifacts(reader, self.kind, self.base, list(self.tags))
             marks = ", ".join(f":i{n}" for n in range(len(self.ids))) or "NULL"
             found = reader.rows(
-                f"SELECT {COLUMNS} FROM artifact WHERE id IN ({marks})",
+                f"SELECT {COLUMNS} FROM artifact a WHERE a.id IN ({marks})",
                 {f"i{n}": i for n, i in enumerate(self.ids)},
             )
             tags = tags_for(reader, [r["id"] for r in found])

@@ -78,3 +78,32 @@ def test_generate_dry_run_imports_no_torch(hub, models):
     body, heavy = run_probe(hub, args)
     assert json.loads(body)[0]["model"]["name"] == "m"
     assert heavy == []
+
+
+def test_each_command_imports_only_its_own_module(hub):
+    """``COMMAND_MODULES`` names every built-in command's module (each module registers
+    exactly its commands), and ``hub search`` imports no other command module."""
+    import importlib
+
+    import typer
+
+    from hub.cli import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        app = typer.Typer()
+        importlib.import_module(f"hub.cli.{module}").register(app)
+        names = {c.name or c.callback.__name__ for c in app.registered_commands}
+        names |= {g.name for g in app.registered_groups}
+        assert names == {c for c, m in COMMAND_MODULES.items() if m == module}, module
+    probe = PROBE.replace("HEAVY=", "CLI=").replace(
+        repr(HEAVY), repr(tuple(f"hub.cli.{m}" for m in set(COMMAND_MODULES.values())))
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(["search", "pixel"])],
+        cwd=hub.cwd,
+        env=hub.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert json.loads(proc.stdout.rsplit("CLI=", 1)[1]) == ["hub.cli.library_cmd"]

@@ -88,3 +88,32 @@ def test_lock_then_sync_on_fresh_homes(hub, site, models, tmp_path):
     )
     assert not [p for p in (d.home / "models").rglob("*.safetensors") if "Lora" in p.parts]
     assert os.path.exists(lock_path)
+
+
+def test_generate_uses_the_locked_versions(hub, models):
+    hub("import", models["mini-sd1"], "--name", "base")
+    hub("import", models["kohya-sd1"], "--name", "pixel")
+    config = hub.cwd / "hub.toml"
+    config.write_text(
+        '[stacks.castle]\nmodel = "base"\nloras = ["lora:pixel:0.8"]\n'
+        "steps = 1\nwidth = 64\nheight = 64\n"
+    )
+    hub.env["HUB_CONFIG"] = str(config)
+    hub("lock")
+    locked = _sha(models["kohya-sd1"].read_bytes())
+    plan = hub("generate", "a castle", "--stack", "castle", "--dry-run")
+    assert "hub.lock" not in plan.err  # the registry agrees with the lock
+
+    hub("import", models["locon-sd1"], "--name", "pixel")  # a newer pixel: the name is two files
+    plan = hub("generate", "a castle", "--stack", "castle", "--dry-run", "--json").json()[0]
+    assert [(lo["sha256"], lo["te"], lo["unet"]) for lo in plan["loras"]] == [(locked, 0.8, 0.8)]
+    said = hub("generate", "a castle", "--stack", "castle", "--dry-run").err
+    assert f"generating with the locked {locked[:10]}" in said and "stack castle" in said
+    made = hub("generate", "a castle", "--stack", "castle", "-o", hub.cwd / "c.png", "--json")
+    assert "generating with the locked" in made.err
+    assert [lo["sha256"] for lo in made.json()[0]["record"]["loras"]] == [locked]
+
+    hub("rm", f"sha256:{locked}", "-y")  # the locked file is gone from this machine
+    failed = hub("generate", "a castle", "--stack", "castle", "--dry-run", ok=False)
+    assert failed.code != 0 and "Traceback" not in failed.err
+    assert "locked lora pixel" in failed.err and "hub sync" in failed.err

@@ -12,6 +12,7 @@ import pytest
 import requests
 from pg import PASSWORD, start_server
 
+from hub.registry.db import default_machine
 from hub.serve import background
 
 
@@ -170,6 +171,13 @@ def _fill(url: str, store: Path, count: int) -> list[str]:
                 + (hashlib.md5(data).hexdigest(), sha, "ok", "local", "[]", False, False)
                 + ("2026-01-01 00:00:00+00", "2026-01-01 00:00:00+00")
             )
+    with psycopg.connect(dsn) as con:  # each file a location on this machine, as imports do
+        con.execute(
+            "INSERT INTO location (artifact_id, path, machine, device, inode, size, mtime_ns, "
+            "created_by_hub, seen_at) SELECT id, path, %s, 0, inode, size, mtime_ns, true, "
+            "updated_at FROM artifact",
+            (default_machine(),),
+        )
     return hashes
 
 

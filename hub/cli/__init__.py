@@ -46,47 +46,49 @@ def _root(
     ctx.obj = State(config=config, home=home)
 
 
-def _register_commands() -> None:
-    from hub.cli import (
-        config_cmd,
-        convert_cmd,
-        dedupe_cmd,
-        demo_cmd,
-        export_cmd,
-        family_cmd,
-        generate_cmd,
-        inspect_cmd,
-        install_cmd,
-        library_cmd,
-        lock_cmd,
-        merge_cmd,
-        plugins_cmd,
-        scan_cmd,
-        serve_cmd,
-        ui_cmd,
-        update_cmd,
-    )
+# Every built-in command (or group) and the module of hub.cli that registers it, in the order
+# ``hub --help`` lists them. A command runs with its own module imported only (start-up).
+COMMAND_MODULES = {
+    "import": "install_cmd",
+    "install": "install_cmd",
+    "merge": "merge_cmd",
+    "convert": "convert_cmd",
+    "scan": "scan_cmd",
+    "verify": "scan_cmd",
+    "list": "library_cmd",
+    "search": "library_cmd",
+    "show": "library_cmd",
+    "tag": "library_cmd",
+    "untag": "library_cmd",
+    "set": "library_cmd",
+    "rm": "library_cmd",
+    "generate": "generate_cmd",
+    "inspect": "inspect_cmd",
+    "serve": "serve_cmd",
+    "lock": "lock_cmd",
+    "sync": "lock_cmd",
+    "export": "export_cmd",
+    "import-registry": "export_cmd",
+    "plugins": "plugins_cmd",
+    "config": "config_cmd",
+    "demo": "demo_cmd",
+    "ui": "ui_cmd",
+    "dedupe": "dedupe_cmd",
+    "fits": "family_cmd",
+    "identify": "update_cmd",
+    "outdated": "update_cmd",
+    "update": "update_cmd",
+}
 
-    install_cmd.register(app)
-    merge_cmd.register(app)
-    convert_cmd.register(app)
-    scan_cmd.register(app)
-    library_cmd.register(app)
-    generate_cmd.register(app)
-    inspect_cmd.register(app)
-    serve_cmd.register(app)
-    lock_cmd.register(app)
-    export_cmd.register(app)
-    plugins_cmd.register(app)
-    config_cmd.register(app)
-    demo_cmd.register(app)
-    ui_cmd.register(app)
-    dedupe_cmd.register(app)
-    family_cmd.register(app)
-    update_cmd.register(app)
-    builtin = {c.name or c.callback.__name__ for c in app.registered_commands}
-    builtin |= {g.name for g in app.registered_groups}
-    if _command_name() in builtin:
+
+def _register_commands() -> None:
+    import importlib
+
+    command = _command_name()
+    wanted = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
+    for module in dict.fromkeys(wanted):
+        importlib.import_module(f"hub.cli.{module}").register(app)
+    if command in COMMAND_MODULES:
         return  # a built-in command runs without loading third-party commands
     from hub import plugins
     from hub.core.config import load_settings

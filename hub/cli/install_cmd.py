@@ -80,7 +80,8 @@ def import_command(
         results.append({"status": result.status, "source": str(path), **result.artifact})
         if not as_json:
             a = result.artifact
-            verb = "added" if result.status == "added" else "already registered"
+            verb = {"added": "added", "located": "added here (registered by another machine)"}
+            verb = verb.get(result.status, "already registered")
             status(
                 f"{verb}: {a['kind']}:{a['name']} ({a['base']}, "
                 f"{a['algo'] or a['layout'] or a['format']}) {a['hashes']['autov2']}"
@@ -163,7 +164,9 @@ def install_command(
         )
         return
     a = result.artifact or {}
-    verb = "installed" if result.status == "added" else "already installed"
+    verb = {"added": "installed", "located": "installed here (a team artifact)"}.get(
+        result.status, "already installed"
+    )
     status(
         f"{verb}: {a.get('kind')}:{a.get('name')} ({a.get('base')}, "
         f"{a.get('algo') or a.get('layout')}) {a.get('hashes', {}).get('autov2')} -> "

@@ -88,6 +88,9 @@ def search_command(
     base: str = BASE,
     tag: list[str] = TAGS,
     limit: int = typer.Option(50, "--limit", help="At most this many results."),
+    offset: int = typer.Option(
+        0, "--offset", min=0, help="Skip the first N results (the next page: N + limit)."
+    ),
     remote: bool = typer.Option(
         False, "--remote", help="Search the share sites instead (every source that can search)."
     ),
@@ -105,7 +108,10 @@ def search_command(
         return
     with context(ctx).db.reader() as reader:
         base, more = _fit_filters(reader, fits, family, base)
-        rows = search(reader, query, kind_option(kind), base, tag, limit, more)
+        rows = search(reader, query, kind_option(kind), base, tag, limit + 1, more, offset)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        status(f"more results: --offset {offset + limit}")
     emit_json(rows) if as_json else artifact_table(rows)
 
 
@@ -272,12 +278,14 @@ def rm_command(
     what = "and delete its file" if art["in_store"] and not keep_file else "(file kept)"
     _confirm(yes, f"remove {art['kind']}:{art['name']} {what}?")
     removal = remove_location(hub, ref, keep_file) if owner else remove(hub, ref, keep_file)
+    gone = "location removed" if removal.location else "removed"  # others keep a shared row
     if as_json:
-        emit_json({"status": "removed", "deleted_file": removal.deleted_file, **removal.artifact})
+        emit_json({"status": gone, "deleted_file": removal.deleted_file, **removal.artifact})
         return
     status(
-        f"removed {art['kind']}:{art['name']}"
-        + (f", deleted {art['path']}" if removal.deleted_file else "")
+        f"{gone} {art['kind']}:{art['name']}"
+        + (f", deleted {removal.location or art['path']}" if removal.deleted_file else "")
+        + (" (other machines keep it)" if removal.location and not owner else "")
     )
 
 

@@ -8,7 +8,6 @@ its parent folders, then the user config folder.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ class Settings:
     home: Path
     config_path: Path | None = None
     database_url: str | None = None
+    machine: str = ""  # this machine's name in a shared registry ("": the home's, see db.py)
     debug: bool = False
     civitai_url: str = "https://civitai.com"
     hf_endpoint: str = "https://huggingface.co"
@@ -96,6 +96,8 @@ def find_config(explicit: str | os.PathLike[str] | None, env: dict[str, str]) ->
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a hub.toml to read
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -220,6 +222,7 @@ def load_settings(
         home=home_path.resolve(),
         config_path=path,
         database_url=env.get("HUB_DATABASE_URL") or main.get("database_url"),
+        machine=str(env.get("HUB_MACHINE") or main.get("machine") or ""),
         debug=_truthy(env.get("HUB_DEBUG")),
         civitai_url=(
             env.get("HUB_CIVITAI_URL") or civitai.get("url") or Settings.civitai_url

@@ -18,16 +18,48 @@ from typing import Any
 
 from hub.core.errors import AmbiguousRefError, RefNotFoundError
 from hub.core.taxonomy import ADDON_KINDS, Ref
-from hub.registry.db import Reader
+from hub.registry.db import LOCAL_PATH, Reader
 
 PENDING = "pending"  # hash_status of a row registered from its header, hashes not yet known
 
-COLUMNS = (
-    "id, kind, name, version, base, family, format, layout, algo, variant, prediction, path, "
-    "in_store, size, mtime_ns, inode, xxh3_128, sha256, autov1, autov3, blake3, hash_status, "
-    "source, source_ref, trained_words, preferred_weight, description, preview, kind_locked, "
-    "base_locked, family_locked, family_evidence, created_at, updated_at"
-)
+FIELDS = [
+    "id",
+    "kind",
+    "name",
+    "version",
+    "base",
+    "family",
+    "format",
+    "layout",
+    "algo",
+    "variant",
+    "prediction",
+    "path",
+    "in_store",
+    "size",
+    "mtime_ns",
+    "inode",
+    "xxh3_128",
+    "sha256",
+    "autov1",
+    "autov3",
+    "blake3",
+    "hash_status",
+    "source",
+    "source_ref",
+    "trained_words",
+    "preferred_weight",
+    "description",
+    "preview",
+    "kind_locked",
+    "base_locked",
+    "family_locked",
+    "family_evidence",
+    "created_at",
+    "updated_at",
+]
+COLUMNS = ", ".join(LOCAL_PATH if c == "path" else f"a.{c}" for c in FIELDS)  # FROM artifact a
+ALL_ROWS = 2**62  # a LIMIT no registry reaches
 MAX_BOUND_IDS = 500  # ids bound in one IN (...) before tags are read in one scan instead
 
 
@@ -238,8 +270,9 @@ def list_json(
     more: Filters | None = None,
 ) -> str:
     """:func:`list_artifacts` as JSON text (a list of :func:`to_json` objects): on SQLite
-    built by the database, elsewhere by ``json.dumps``."""
-    if reader.dialect != "sqlite":
+    built by the database while no other machine shares the registry (``path`` is then
+    ``a.path``), elsewhere by ``json.dumps``."""
+    if reader.dialect != "sqlite" or reader.shared_now():
         return json.dumps(list_artifacts(reader, kind, base, tags, more), default=str)
     params: dict[str, Any] = {}
     where = _filters(kind, base, tags, params, more)
@@ -274,18 +307,28 @@ def tsquery(text: str) -> str | None:
     return " & ".join(f"'{t}':*" for t in terms) or None
 
 
-_SELECTED = ", ".join("a." + c.strip() for c in COLUMNS.split(","))
 # Full-text search per engine, best first: FTS5's bm25 on SQLite, ts_rank normalised by
-# document length (as bm25 is) on PostgreSQL; ties by name then id on both.
-_SEARCH_SQL = {
-    "sqlite": f"SELECT {_SELECTED} FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
+# document length (as bm25 is) on PostgreSQL; ties by name then id on both. The ranking picks
+# the page's ids (the GIN or FTS5 index finds the matches; only ids and sort keys are sorted);
+# the page's rows alone are then read whole.
+_RANKED_IDS = {
+    "sqlite": "SELECT a.id AS id, bm25(artifact_fts) AS score, lower(a.name) AS lname "
+    "FROM artifact_fts f JOIN artifact a ON a.id = f.rowid "
     "WHERE artifact_fts MATCH :match AND {where} "
-    "ORDER BY bm25(artifact_fts), lower(a.name), a.id LIMIT :limit",
-    "postgresql": f"SELECT {_SELECTED} FROM artifact_search s JOIN artifact a "
-    "ON a.id = s.artifact_id WHERE s.doc @@ to_tsquery('simple', :match) AND {where} "
-    "ORDER BY ts_rank(s.doc, to_tsquery('simple', :match), 1) DESC, lower(a.name), a.id "
-    "LIMIT :limit",
+    "ORDER BY score, lname, a.id LIMIT :limit OFFSET :skip",
+    "postgresql": "SELECT a.id AS id, -ts_rank(s.doc, to_tsquery('simple', :match), 1) AS score, "
+    "lower(a.name) AS lname FROM artifact_search s JOIN artifact a ON a.id = s.artifact_id "
+    "WHERE s.doc @@ to_tsquery('simple', :match) AND {where} "
+    "ORDER BY score, lname, a.id LIMIT :limit OFFSET :skip",
 }
+
+
+def _search_sql(dialect: str, where: str) -> str:
+    ranked = _RANKED_IDS[dialect].format(where=where)
+    return (
+        f"SELECT {COLUMNS} FROM ({ranked}) p JOIN artifact a ON a.id = p.id "
+        "ORDER BY p.score, p.lname, p.id"
+    )
 
 
 def search(
@@ -296,9 +339,11 @@ def search(
     tags: list[str] | None = None,
     limit: int = 50,
     more: Filters | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Full-text search over name, tags, description and trained words, with filters."""
-    params: dict[str, Any] = {"limit": limit}
+    """Full-text search over name, tags, description and trained words, with filters: the
+    ``limit`` results after the first ``offset`` (paging is SQL's: LIMIT and OFFSET)."""
+    params: dict[str, Any] = {"limit": limit, "skip": offset}
     where = _filters(kind, base, tags, params, more)
     match = fts_query(query)
     if match is None and query.strip():
@@ -306,43 +351,60 @@ def search(
     if match is None:
         rows = reader.rows(
             f"SELECT {COLUMNS} FROM artifact a WHERE {where} "
-            "ORDER BY lower(a.name), a.id LIMIT :limit",
+            "ORDER BY lower(a.name), a.id LIMIT :limit OFFSET :skip",
             params,
         )
     else:
         params["match"] = match if reader.dialect == "sqlite" else tsquery(query)
-        rows = reader.rows(_SEARCH_SQL[reader.dialect].format(where=where), params)
+        rows = reader.rows(_search_sql(reader.dialect, where), params)
     return _with_tags(reader, rows)
 
 
 def page(
     reader: Reader,
-    query: str = "",
     *,
     any_of: dict[str, list[Any] | None] | None = None,
     tag: str | None = None,
     after: int = 0,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """One page of artifacts, filtered and cut in SQL (what ``hub serve`` pages through).
+    """One page of artifacts by id, those after id ``after`` (keyset), filtered and cut in
+    SQL (what ``hub serve`` pages through without a query)."""
+    params: dict[str, Any] = {"limit": limit, "after": after}
+    where = _filters(None, None, [tag] if tag else None, params, any_of=any_of)
+    sql = f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND a.id > :after "
+    return _with_tags(reader, reader.rows(sql + "ORDER BY a.id LIMIT :limit", params))
 
-    Without a query: by id, those after id ``after`` (keyset). With one: best first (as
-    :func:`search`), skipping the first ``after``."""
-    params: dict[str, Any] = {"limit": limit}
+
+def ranked_ids(
+    reader: Reader,
+    query: str,
+    *,
+    any_of: dict[str, list[Any] | None] | None = None,
+    tag: str | None = None,
+) -> list[int]:
+    """The id of every artifact a search matches, best first (as :func:`search` ranks):
+    what ``hub serve`` keeps to cut any page of a search from."""
+    params: dict[str, Any] = {"limit": ALL_ROWS, "skip": 0}
     where = _filters(None, None, [tag] if tag else None, params, any_of=any_of)
     match = fts_query(query)
-    if match is None and query.strip():
-        return []
     if match is None:
-        params["after"] = after
-        sql = f"SELECT {COLUMNS} FROM artifact a WHERE {where} AND a.id > :after "
-        rows = reader.rows(sql + "ORDER BY a.id LIMIT :limit", params)
-    else:
-        params |= {"match": match if reader.dialect == "sqlite" else tsquery(query), "skip": after}
-        rows = reader.rows(
-            _SEARCH_SQL[reader.dialect].format(where=where) + " OFFSET :skip", params
-        )
-    return _with_tags(reader, rows)
+        return []
+    params["match"] = match if reader.dialect == "sqlite" else tsquery(query)
+    return [r["id"] for r in reader.rows(_RANKED_IDS[reader.dialect].format(where=where), params)]
+
+
+def rows_by_ids(reader: Reader, ids: list[int]) -> list[dict[str, Any]]:
+    """The artifacts with these ids, in that order (ids no longer registered are skipped)."""
+    marks = {f"i{n}": i for n, i in enumerate(ids)}
+    if not marks:
+        return []
+    rows = reader.rows(
+        f"SELECT {COLUMNS} FROM artifact a WHERE a.id IN ({', '.join(':' + m for m in marks)})",
+        marks,
+    )
+    by_id = {r["id"]: r for r in _with_tags(reader, rows)}
+    return [by_id[i] for i in ids if i in by_id]
 
 
 def rows_by_published_hash(reader: Reader, value: str) -> list[dict[str, Any]]:
@@ -467,6 +529,19 @@ def resolve_json(reader: Reader, text: str, kind: str | None = None) -> dict[str
     return to_json(row, tags_for(reader, [row["id"]]).get(row["id"], []))
 
 
+def here(art: dict[str, Any]) -> dict[str, Any]:
+    """The artifact (its public JSON), when its file is on this machine; a registry shared by
+    several machines also knows files only others hold: those are a one-line error saying how
+    to fetch them."""
+    if not art["path"]:
+        sha = art["hashes"]["sha256"] or ""
+        raise RefNotFoundError(
+            f"{art['kind']}:{art['name']} is registered by another machine; its file is not here",
+            hint=f"fetch it from a team server: hub install sha256:{sha}",
+        )
+    return art
+
+
 def lineage_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
     """Parents of an artifact, with the relation and its parameters."""
     rows = reader.rows(
@@ -483,12 +558,13 @@ def probe_record(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
 
 
 def locations_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
-    """Every place an artifact's bytes are, the primary one (``artifact.path``) first."""
+    """Every place on this machine an artifact's bytes are, the primary one
+    (``artifact.path``) first."""
     rows = reader.rows(
         "SELECT l.path, l.device, l.inode, l.size, l.mtime_ns, l.root, l.created_by_hub, "
         "l.seen_at, CASE WHEN l.path = a.path THEN 1 ELSE 0 END AS is_primary "
         "FROM location l JOIN artifact a ON a.id = l.artifact_id "
-        "WHERE l.artifact_id = :id ORDER BY is_primary DESC, l.id",
+        "WHERE l.artifact_id = :id AND l.machine = :machine ORDER BY is_primary DESC, l.id",
         {"id": artifact_id},
     )
     return [
@@ -499,16 +575,19 @@ def locations_of(reader: Reader, artifact_id: int) -> list[dict[str, Any]]:
 
 def location_index(reader: Reader) -> dict[str, tuple[int, int, int, int, str, str | None]]:
     """path -> (size, mtime_ns, inode, artifact id, hash status, kind) for every location:
-    what a scan compares a file's ``stat`` with. The kind is given for pending rows only, and
-    the status says pending or ``ok``: both come from the index of hashes (a pending row's
-    placeholder hash starts with ``pending:``), not from a read of every artifact row."""
+    what a scan compares a file's ``stat`` with (this machine's locations). The kind is given
+    for pending rows only, and the status says pending or ``ok``: both come from the index of
+    hashes (a pending row's placeholder hash starts with ``pending:``), not from a read of
+    every artifact row."""
     pending = dict(
         reader.tuples(
             "SELECT id, kind FROM artifact WHERE xxh3_128 >= :lo AND xxh3_128 < :hi",
             {"lo": f"{PENDING}:", "hi": f"{PENDING};"},
         )
     )
-    rows = reader.tuples("SELECT path, size, mtime_ns, inode, artifact_id FROM location")
+    rows = reader.tuples(
+        "SELECT path, size, mtime_ns, inode, artifact_id FROM location WHERE machine = :machine"
+    )
     return {
         path: (size, mtime_ns, inode, aid, PENDING if aid in pending else "ok", pending.get(aid))
         for path, size, mtime_ns, inode, aid in rows

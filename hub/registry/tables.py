@@ -179,9 +179,11 @@ class SiteAnswer(SQLModel, table=True):
 class Location(SQLModel, table=True):
     """One place on disk where an artifact's bytes are: a path, what ``stat`` said of it when
     it was last seen, the scanned root (or UI) it belongs to, and whether sd-hub made it.
-    ``artifact.path`` is one of them: the primary location."""
+    ``artifact.path`` is one of them: the primary location. A path is a place on one machine
+    (``machine``: several share a PostgreSQL registry), unique there."""
 
     __tablename__ = "location"
+    __table_args__ = (UniqueConstraint("machine", "path", name="uq_location_machine_path"),)
 
     id: int | None = Field(default=None, primary_key=True)
     artifact_id: int = Field(
@@ -189,7 +191,8 @@ class Location(SQLModel, table=True):
             Integer, ForeignKey("artifact.id", ondelete="CASCADE"), index=True, nullable=False
         )
     )
-    path: str = Field(unique=True)
+    path: str
+    machine: str = Field(default="", sa_column_kwargs={"server_default": ""})
     device: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     inode: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))

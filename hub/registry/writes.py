@@ -167,7 +167,9 @@ def insert_many(
         columns = ARTIFACT_DEFAULTS | {"created_at": now, "updated_at": now} | values
         [row] = session.rows(sql, columns)
         ids.append(row["id"])
-        locations.append(_location_values(row["id"], place, now) | {"root": root, "hub": False})
+        locations.append(
+            _location_values(session, row["id"], place, now) | {"root": root, "hub": False}
+        )
         unique: dict[str, str] = {}
         for raw, origin in tags:
             unique.setdefault(raw.strip().lower(), origin)
@@ -175,9 +177,9 @@ def insert_many(
         tag_rows += [{"id": row["id"], "name": n, "origin": o} for n, o in unique.items()]
         entries.append(_search_fields(columns | {"id": row["id"]}, list(unique)))
     session.execute_many(
-        "INSERT INTO location (artifact_id, path, device, inode, size, mtime_ns, root, "
-        "created_by_hub, seen_at) VALUES (:artifact_id, :path, :device, :inode, :size, "
-        ":mtime_ns, :root, :hub, :seen_at) ON CONFLICT (path) DO UPDATE SET "
+        "INSERT INTO location (artifact_id, path, machine, device, inode, size, mtime_ns, root, "
+        "created_by_hub, seen_at) VALUES (:artifact_id, :path, :machine, :device, :inode, :size, "
+        ":mtime_ns, :root, :hub, :seen_at) ON CONFLICT (machine, path) DO UPDATE SET "
         "artifact_id = excluded.artifact_id, device = excluded.device, inode = excluded.inode, "
         "size = excluded.size, mtime_ns = excluded.mtime_ns, seen_at = excluded.seen_at, "
         "root = excluded.root",
@@ -305,10 +307,11 @@ class Place:
         return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _location_values(artifact_id: int, place: Place, now: Any) -> dict[str, Any]:
+def _location_values(session: Writer, artifact_id: int, place: Place, now: Any) -> dict[str, Any]:
     return {
         "artifact_id": artifact_id,
         "path": place.path,
+        "machine": session.machine,
         "device": place.device,
         "inode": place.inode,
         "size": place.size,
@@ -324,43 +327,51 @@ def put_location(
     root: str | None = None,
     created_by_hub: bool = False,
 ) -> None:
-    """Record that ``place.path`` holds the artifact's bytes (moving the path over from
-    another artifact if it was recorded there)."""
-    values = _location_values(artifact_id, place, utcnow(session))
+    """Record that ``place.path`` on this machine holds the artifact's bytes (moving the path
+    over from another artifact if it was recorded there)."""
+    values = _location_values(session, artifact_id, place, utcnow(session))
     changed = session.execute(
         "UPDATE location SET artifact_id = :artifact_id, device = :device, inode = :inode, "
         "size = :size, mtime_ns = :mtime_ns, seen_at = :seen_at"
         + (", root = :root" if root is not None else "")
-        + " WHERE path = :path",
+        + " WHERE machine = :machine AND path = :path",
         values | {"root": root},
     )
     if not changed:
         session.execute(
-            "INSERT INTO location (artifact_id, path, device, inode, size, mtime_ns, root, "
-            "created_by_hub, seen_at) VALUES (:artifact_id, :path, :device, :inode, :size, "
-            ":mtime_ns, :root, :hub, :seen_at)",
+            "INSERT INTO location (artifact_id, path, machine, device, inode, size, mtime_ns, "
+            "root, created_by_hub, seen_at) VALUES (:artifact_id, :path, :machine, :device, "
+            ":inode, :size, :mtime_ns, :root, :hub, :seen_at)",
             values | {"root": root, "hub": created_by_hub},
         )
 
 
 def location_paths(session: Writer, artifact_id: int) -> list[str]:
-    """The paths of an artifact's locations, oldest first."""
+    """The paths of an artifact's locations on this machine, oldest first."""
     rows = session.rows(
-        "SELECT path FROM location WHERE artifact_id = :id ORDER BY id", {"id": artifact_id}
+        "SELECT path FROM location WHERE artifact_id = :id AND machine = :machine ORDER BY id",
+        {"id": artifact_id, "machine": session.machine},
     )
     return [r["path"] for r in rows]
 
 
 def drop_location(session: Writer, artifact: Row, path: str) -> bool:
-    """Forget one location of ``artifact``; when it was the primary path, another location
-    becomes primary. Returns False when it was the last one (nothing is changed then: the
-    caller removes the artifact or keeps the location)."""
-    others = [p for p in location_paths(session, artifact.id) if p != path]
+    """Forget one location of ``artifact`` on this machine; when it was the primary path,
+    another location becomes primary. Returns False when it was the last one anywhere
+    (nothing is changed then: the caller removes the artifact or keeps the location)."""
+    others = session.rows(
+        "SELECT path, machine FROM location WHERE artifact_id = :id "
+        "AND NOT (machine = :machine AND path = :path) ORDER BY machine <> :machine, id",
+        {"id": artifact.id, "machine": session.machine, "path": path},
+    )
     if not others:
         return False
-    session.execute("DELETE FROM location WHERE path = :path", {"path": path})
+    session.execute(
+        "DELETE FROM location WHERE machine = :machine AND path = :path",
+        {"machine": session.machine, "path": path},
+    )
     if artifact.path == path:
-        update(session, artifact, {"path": others[0]})
+        update(session, artifact, {"path": others[0]["path"]})
     return True
 
 
