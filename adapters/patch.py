@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import torch
 
@@ -238,24 +239,47 @@ def _write_patched(target: torch.Tensor, original: torch.Tensor, changes: list[C
         target.copy_(patched(original, changes))
         return
     target.copy_(original)
-    # a module whose up factor is all zeros (an untrained PEFT module, say) changes nothing
-    live = [c for c in changes if c.strength and c.module.tensors["lora_up.weight"].any()]
-    if not live:
-        return
-    rank = sum(c.module.tensors["lora_down.weight"].shape[0] for c in live)
-    flat = target.view(target.shape[0], -1)
-    # the factors side by side, converted as they are copied in: no temporary per module
-    ups = torch.empty(flat.shape[0], rank, dtype=torch.float32, device=target.device)
-    downs = torch.empty(rank, flat.shape[1], dtype=torch.float32, device=target.device)
-    at = 0
-    for c in live:
-        down = _flat(c.module.tensors["lora_down.weight"])
-        r = down.shape[0]
-        downs[at : at + r].copy_(down)
-        ups[:, at : at + r].copy_(_flat(c.module.tensors["lora_up.weight"]))
-        ups[:, at : at + r].mul_(c.strength * alpha_scale(c.module, r))
-        at += r
-    flat.addmm_(ups, downs)
+    factors = _stacked_factors([c for c in changes if c.strength], target.device)
+    if factors is not None:
+        target.view(target.shape[0], -1).addmm_(*factors)
+
+
+_CAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # torch.cat converts these
+
+
+def _stacked_factors(
+    changes: list[Change], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Plain LoRA changes as one product ``ups @ downs`` in float32: the ups side by side,
+    each scaled by its strength and alpha, the downs stacked; a module whose up is all zeros
+    (an untrained PEFT module, say) is left out; None when none is left. A handful of
+    operations whatever the number of modules (each one a pass a busy machine's threads
+    must meet for), the same values as scaling each module's up on its own."""
+    if not changes:
+        return None
+
+    def factor(c: Change, key: str) -> torch.Tensor:
+        t = _flat(c.module.tensors[key])
+        return t if t.dtype in _CAT_DTYPES else upcast(t)
+
+    ups_in = [factor(c, "lora_up.weight") for c in changes]
+    downs_in = [factor(c, "lora_down.weight") for c in changes]
+    ranks = [d.shape[0] for d in downs_in]
+    rows, cols, rank = ups_in[0].shape[0], downs_in[0].shape[1], sum(ranks)
+    ups = torch.cat(ups_in, 1, out=torch.empty(rows, rank, dtype=torch.float32, device=device))
+    scales = [c.strength * alpha_scale(c.module, r) for c, r in zip(changes, ranks, strict=True)]
+    per_column = torch.tensor(scales, dtype=torch.float32).repeat_interleave(torch.tensor(ranks))
+    ups.mul_(per_column.to(device))
+    nonzero = ups.any(dim=0).tolist()
+    spans = [(end - r, end) for r, end in zip(ranks, accumulate(ranks), strict=True)]
+    live = [any(nonzero[a:b]) for a, b in spans]
+    if not any(live):
+        return None
+    downs = torch.cat(downs_in, 0, out=torch.empty(rank, cols, dtype=torch.float32, device=device))
+    if not all(live):
+        keep = [i for (a, b), ok in zip(spans, live, strict=True) if ok for i in range(a, b)]
+        ups, downs = ups[:, keep], downs[keep]
+    return ups, downs
 
 
 def _signature(
