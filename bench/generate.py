@@ -244,10 +244,10 @@ def main(rounds: int = 5, call_rounds: int = 3) -> None:
             f"{spread(stacked):>20}{with_stack / base_step:>7.3f}  within 2%: "
             f"{'met' if abs(with_stack / base_step - 1) <= 0.02 else 'NOT met'}"
         )
-        _print_calls("generate, every Hub", calls)
+        _print_calls("every Hub", calls)
         if len(calls) > 1:  # the first Hub's first call also pays for importing diffusers
-            _print_calls("generate, Hub 1 (imports)", calls[:1])
-            _print_calls("generate, Hubs 2+", calls[1:])
+            _print_calls("Hub 1 (imports)", calls[:1])
+            _print_calls("Hubs 2+", calls[1:])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -261,7 +261,7 @@ def _print_calls(title: str, calls: list[Calls]) -> None:
     ratio = statistics.median(c.ratio for c in calls)
     ratios = [c.ratio for c in calls]
     print(
-        f"{title + ': 1st call / 2nd, new stack (s)':<52}"
+        f"{title + ': 1st / 2nd call, new stack (s)':<52}"
         f"{spread([c.first for c in calls]):>20}{spread([c.second for c in calls]):>20}"
         f"{ratio:>7.3f}  <= 0.2x: {'met' if ratio <= 0.2 else 'NOT met'} "
         f"(ratios {min(ratios):.3f}-{max(ratios):.3f}; {len(calls)} fresh Hubs)"
