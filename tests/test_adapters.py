@@ -384,3 +384,42 @@ def test_fp8_upcast_is_bit_exact_for_every_pair_of_bytes(dtype):
         got = upcast(t)
         assert got.shape == t.shape and got.dtype == torch.float32
         assert torch.equal(got.view(torch.int32), t.float().view(torch.int32))
+
+
+def test_stacked_factors_of_mixed_dtypes_equal_the_formula_and_restore_bit_for_bit():
+    """Three LoRAs stacked on one float32 weight, their factors in fp16, bf16 and fp8 (fp8
+    cannot be concatenated with the others as it is), with alpha, kohya and PEFT scales:
+    the weight equals W + sum(strength * scale * up @ down) in float64; an update to the
+    same changes writes nothing; restoring gives W's bytes back in the same storage."""
+    w = rnd(96, 80)
+    original = w.clone()
+    weights = {"w": w}
+    f8 = torch.float8_e4m3fn
+    mods = [
+        _mod(
+            "lora",
+            **{
+                "lora_up.weight": rnd(96, 8).half(),
+                "lora_down.weight": rnd(8, 80).half(),
+                "alpha": torch.tensor(4.0).half(),
+            },
+        ),
+        _mod("lora", **{"lora_up.weight": rnd(96, 4).bfloat16(), "lora_down.weight": rnd(4, 80)}),
+        _mod(
+            "lora", **{"lora_up.weight": rnd(96, 2).to(f8), "lora_down.weight": rnd(2, 80).to(f8)}
+        ),
+    ]
+    mods[1].scale = 0.25  # a PEFT file's lora_alpha / r
+    strengths = [0.8, -1.5, 0.6]
+    scales = [4.0 / 8, 0.25, 1.0]
+    want = original.double()
+    for m, s, k in zip(mods, strengths, scales, strict=True):
+        up, down = m.tensors["lora_up.weight"].double(), m.tensors["lora_down.weight"].double()
+        want = want + s * k * (up @ down)
+    patches = patch.PatchSet(weights)
+    changes = {"w": [patch.Change(m, s) for m, s in zip(mods, strengths, strict=True)]}
+    assert patches.update(changes) == 1
+    assert weights["w"] is w and _close(w, want)
+    assert patches.update(changes) == 0
+    patches.restore()
+    assert weights["w"] is w and w.view(torch.int32).equal(original.view(torch.int32))
