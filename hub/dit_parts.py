@@ -36,21 +36,6 @@ HOW = {
     "tokenizer.json or spiece.model, such as ComfyUI's comfy/t5_tokenizer), or pass "
     "--tokenizer REF",
 }
-FOLDER_PARTS = {
-    "flux": {
-        "clip": "text_encoder",
-        "t5": "text_encoder_2",
-        "vae": "vae",
-        "tokenizer": "tokenizer_2",
-    },
-    "sd3": {
-        "clip": "text_encoder",
-        "clip_g": "text_encoder_2",
-        "t5": "text_encoder_3",
-        "vae": "vae",
-        "tokenizer": "tokenizer_3",
-    },
-}
 BUNDLED_NAMES = {"clip_l": "clip", "clip_g": "clip_g", "t5xxl": "t5"}
 CLIP_WIDTHS = {"clip-l": 768, "clip-g": 1280}
 
@@ -59,7 +44,7 @@ def own_parts(model: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> set[
     """The parts a model carries: ``clip``, ``clip_g``, ``t5``, ``vae``, ``tokenizer``."""
     if model["format"] == "diffusers":
         folder = Path(model["path"])
-        subs = FOLDER_PARTS[model["base"]]
+        subs = dit_keys.DIFFUSERS_FOLDERS[model["base"]]
         found = {name for name, sub in subs.items() if (folder / sub).is_dir()}
         if not (folder / subs["tokenizer"] / "tokenizer_config.json").is_file():
             found.discard("tokenizer")

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -305,11 +305,8 @@ def _dit_parts(
     """The text encoders, VAE and tokenizer a Flux or SD3 model takes from the registry."""
     from hub import dit_parts
 
-    def resolve_ref(ref: str, kind: str, origin: str) -> dict[str, Any]:
-        return _resolve(ctx, ref, kind, origin)
-
     return dit_parts.resolve(
-        ctx, model, shapes, job.text_encoders, job.vae, job.tokenizer, resolve_ref
+        ctx, model, shapes, job.text_encoders, job.vae, job.tokenizer, partial(_resolve, ctx)
     )
 
 

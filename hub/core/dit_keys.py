@@ -133,3 +133,22 @@ def lora_base(modules: dict[str, tuple[int, ...] | None]) -> tuple[str, str] | N
         f"transformer_blocks modules ({shared[0]}) shared by Flux and SD3; "
         f"to_q input widths {sorted(widths)} -> {base}"
     )
+
+
+# A diffusers folder's component for each part, by base (``model_index.json`` of the FLUX.1 and
+# SD3/SD3.5 repositories).
+DIFFUSERS_FOLDERS = {
+    "flux": {
+        "clip": "text_encoder",
+        "t5": "text_encoder_2",
+        "vae": "vae",
+        "tokenizer": "tokenizer_2",
+    },
+    "sd3": {
+        "clip": "text_encoder",
+        "clip_g": "text_encoder_2",
+        "t5": "text_encoder_3",
+        "vae": "vae",
+        "tokenizer": "tokenizer_3",
+    },
+}

@@ -179,3 +179,13 @@ def folder_to_ldm(folder: Path, base: str, meta: bool = False) -> dict[str, Any]
             else ldm_keys.clip_to_ldm(weights, prefix)
         )
     return state
+
+
+def quiet_libraries() -> None:
+    """Silence diffusers' and transformers' notices (optional dependencies, configs) below
+    errors: library code never prints."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.set_verbosity_error()

@@ -93,11 +93,7 @@ class DiffusersModel:
         return list(SAMPLERS)
 
     def _pipeline(self) -> Any:
-        from diffusers.utils import logging as diffusers_logging
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.set_verbosity_error()  # optional-dependency notices at import
-        diffusers_logging.set_verbosity_error()
+        ldm_models.quiet_libraries()
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         p = self.parts

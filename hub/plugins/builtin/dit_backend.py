@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub import hookimpl
-from hub.core import dit_keys, dit_models, flux_keys
+from hub.core import dit_keys, dit_models, flux_keys, ldm_models
 from hub.core.errors import HubError
 from hub.core.state_dicts import read_state_dict
 from hub.core.tokenizer import clip_tokenizer
@@ -62,7 +62,6 @@ class DitModel:
     file's keys. Subclasses name their parts and build the transformer and pipeline."""
 
     base = ""
-    FOLDERS: dict[str, str] = {}  # part -> a diffusers folder's component (and tokenizer)
 
     def __init__(self, artifact: dict[str, Any], device: str, dtype: str) -> None:
         import torch
@@ -106,10 +105,10 @@ class DitModel:
                 tensors = dit_models.section(tensors, BUNDLED["vae"]) or tensors
             return dit_models.upcast(tensors, self.device, self._torch_dtype)
         if self._artifact["format"] == "diffusers":
-            from hub.core.ldm_models import component_weights
-
-            folder = Path(self._artifact["path"]) / self.FOLDERS[name]
-            return dit_models.upcast(component_weights(folder), self.device, self._torch_dtype)
+            folder = Path(self._artifact["path"]) / dit_keys.DIFFUSERS_FOLDERS[self.base][name]
+            return dit_models.upcast(
+                ldm_models.component_weights(folder), self.device, self._torch_dtype
+            )
         found = dit_models.section(self._own, BUNDLED[name])
         if found is None:
             raise HubError(f"{self._artifact['name']} carries no {name} part and none was given")
@@ -120,7 +119,7 @@ class DitModel:
         from transformers import T5TokenizerFast
 
         art = self._parts.get("tokenizer")
-        own = Path(self._artifact["path"]) / self.FOLDERS["tokenizer"]
+        own = Path(self._artifact["path"]) / dit_keys.DIFFUSERS_FOLDERS[self.base]["tokenizer"]
         folder = Path(art["path"]) if art else own
         if not (folder / "tokenizer_config.json").is_file():
             raise HubError(f"{folder}: no T5 tokenizer (tokenizer_config.json) here")
@@ -185,12 +184,6 @@ class FluxModel(DitModel):
     """Flux.1 (dev, schnell) with ``FluxPipeline``."""
 
     base = "flux"
-    FOLDERS = {
-        "clip": "text_encoder",
-        "t5": "text_encoder_2",
-        "vae": "vae",
-        "tokenizer": "tokenizer_2",
-    }
 
     def _prefix(self, shapes: dict[str, tuple[int, ...]]) -> str | None:
         return flux_keys.bfl_prefix(shapes)
@@ -201,7 +194,7 @@ class FluxModel(DitModel):
     def _pipeline(self) -> Any:
         from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
-        _quiet()
+        ldm_models.quiet_libraries()
         variant = "dev" if self.transformer.config.guidance_embeds else "schnell"
         return FluxPipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(**FLOW_MATCH_COMMON, **FLOW_MATCH[variant]),
@@ -227,13 +220,6 @@ class SD3Model(DitModel):
     their projections, T5, CFG with the negative prompt."""
 
     base = "sd3"
-    FOLDERS = {
-        "clip": "text_encoder",
-        "clip_g": "text_encoder_2",
-        "t5": "text_encoder_3",
-        "vae": "vae",
-        "tokenizer": "tokenizer_3",
-    }
 
     def _prefix(self, shapes: dict[str, tuple[int, ...]]) -> str | None:
         return dit_keys.sd3_prefix(shapes)
@@ -244,7 +230,7 @@ class SD3Model(DitModel):
     def _pipeline(self) -> Any:
         from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
 
-        _quiet()
+        ldm_models.quiet_libraries()
         return StableDiffusion3Pipeline(
             transformer=self.transformer,
             scheduler=FlowMatchEulerDiscreteScheduler(**SD3_FLOW_MATCH),
@@ -264,14 +250,6 @@ class SD3Model(DitModel):
             "guidance_scale": request.cfg,
             "max_sequence_length": SD3_T5_LENGTH,
         }
-
-
-def _quiet() -> None:
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.set_verbosity_error()
-    diffusers_logging.set_verbosity_error()
 
 
 BACKENDS = {"flux": FluxModel, "sd3": SD3Model}
